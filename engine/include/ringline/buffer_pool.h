@@ -1,0 +1,104 @@
+#pragma once
+// BufferPool: a worker's page-aligned I/O buffers of one size, registered with
+// its ring so block reads and writes use READ_FIXED/WRITE_FIXED (and NVMe
+// passthrough IORING_URING_CMD_FIXED).
+//
+// Acquiring from an empty pool waits, in FIFO order, until a buffer comes back.
+// When RLIMIT_MEMLOCK is too small for the registration, the pool falls back to
+// unregistered memory and logs one warning per process naming the limit and how
+// to raise it. The memory is one mmap, released when the pool is destroyed.
+// Thread-safety: worker-local. Every Buffer must be returned (destroyed) before
+// the pool is destroyed.
+
+#include <sys/uio.h>
+
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "ringline/buffer.h"
+#include "ringline/promise_base.h"
+
+namespace ringline {
+
+class Worker;
+
+class BufferPool {
+ public:
+  struct Options {
+    std::size_t buffer_size = 128 * 1024;  // rounded up to a page
+    uint32_t count = 64;
+    bool register_with_ring = true;
+  };
+
+  // Creates a pool on `worker` (the calling thread must be its thread).
+  static absl::StatusOr<std::unique_ptr<BufferPool>> Create(Worker& worker, const Options& options);
+  BufferPool(const BufferPool&) = delete;
+  BufferPool& operator=(const BufferPool&) = delete;
+  ~BufferPool();
+
+  // A buffer if one is free now, else an empty Buffer.
+  Buffer TryAcquire();
+
+  // Waits (FIFO) for a free buffer.
+  class AcquireAwaiter {
+   public:
+    explicit AcquireAwaiter(BufferPool* pool) : pool_(pool) {}
+    AcquireAwaiter(AcquireAwaiter&& o) noexcept : pool_(o.pool_) {}
+    AcquireAwaiter(const AcquireAwaiter&) = delete;
+    ~AcquireAwaiter();
+    bool await_ready();
+    template <EnginePromise P>
+    void await_suspend(std::coroutine_handle<P> h) {
+      waiter_ = &h.promise();
+      pool_->Enqueue(this);
+    }
+    Buffer await_resume() { return std::move(buffer_); }
+
+   private:
+    friend class BufferPool;
+    BufferPool* pool_;
+    PromiseBase* waiter_ = nullptr;
+    AcquireAwaiter* next_ = nullptr;
+    AcquireAwaiter* prev_ = nullptr;
+    bool queued_ = false;
+    Buffer buffer_;
+  };
+  AcquireAwaiter Acquire() { return AcquireAwaiter(this); }
+
+  std::size_t buffer_size() const { return buffer_size_; }
+  uint32_t count() const { return count_; }
+  uint32_t available() const { return static_cast<uint32_t>(free_.size()); }
+  uint32_t waiting() const { return waiting_; }
+  bool registered() const { return reg_index_ >= 0; }
+
+  // Called by the worker as it is destroyed: forget the ring registration.
+  void OnWorkerGone() {
+    worker_ = nullptr;
+    reg_index_ = -1;
+  }
+
+ private:
+  friend class Buffer;
+  BufferPool(Worker& worker, std::size_t buffer_size, uint32_t count);
+  Buffer Make(uint32_t i);
+  void Return(uint8_t* data);
+  void Enqueue(AcquireAwaiter* a);
+  void Unlink(AcquireAwaiter* a);
+
+  Worker* worker_;  // null once the worker is gone
+  std::size_t buffer_size_;
+  uint32_t count_;
+  uint8_t* base_ = nullptr;
+  std::size_t mapped_ = 0;
+  int reg_index_ = -1;
+  std::vector<uint32_t> free_;
+  AcquireAwaiter* head_ = nullptr;
+  AcquireAwaiter* tail_ = nullptr;
+  uint32_t waiting_ = 0;
+};
+
+}  // namespace ringline

@@ -1,0 +1,36 @@
+#pragma once
+// Config: everything a runtime needs, with defaults that suit a 2-core machine.
+// Validate() names the field, the value and the allowed range of the first bad value.
+
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "ringline/ring.h"
+
+namespace ringline {
+
+struct Config {
+  // Worker threads; each owns one ring. 0 means one per online CPU.
+  uint32_t workers = 2;
+  // CPUs to pin worker i to (cpus[i % size]); empty means CPU i % online CPUs.
+  std::vector<int> cpus;
+  bool pin_workers = true;
+
+  RingOptions ring;
+
+  // Initial operation slots per worker (the slab grows by chunks when needed).
+  uint32_t op_slots = 1024;
+  // Capacity of each worker's cross-thread message queue.
+  uint32_t message_queue_capacity = 4096;
+  // Period of the worker tick hook; zero disables it.
+  std::chrono::milliseconds tick{0};
+  // After a shutdown request, how long tasks may run to wind down (they see the
+  // worker's stop token cancelled) before the remaining ones are destroyed.
+  std::chrono::milliseconds shutdown_grace{0};
+
+  absl::Status Validate() const;
+};
+
+}  // namespace ringline

@@ -1,0 +1,85 @@
+#pragma once
+// Per-worker counters and log-bucketed latency histograms.
+//
+// Each metric has exactly one writer (its worker thread), which updates it with
+// relaxed load+store — no locked instructions on the hot path. Any thread may
+// read a consistent-enough snapshot at any time (values are monotonic).
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ringline {
+
+class Counter {
+ public:
+  void Add(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void Set(uint64_t n) { v_.store(n, std::memory_order_relaxed); }
+  uint64_t Get() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+// Values (typically nanoseconds) in buckets of 1/8 of a power of two: relative
+// error under 12.5% over the whole 64-bit range.
+class Histogram {
+ public:
+  static constexpr int kSubBits = 3;
+  static constexpr int kBuckets = 64 << kSubBits;
+
+  struct Snapshot {
+    std::array<uint64_t, kBuckets> counts{};
+    uint64_t count = 0;
+    uint64_t sum = 0;
+    void Merge(const Snapshot& o);
+    // Upper bound of the bucket holding the q-quantile (0 <= q <= 1); 0 if empty.
+    uint64_t Quantile(double q) const;
+    double Mean() const { return count ? static_cast<double>(sum) / count : 0.0; }
+  };
+
+  void Record(uint64_t value);
+  Snapshot Read() const;
+
+  static int BucketOf(uint64_t value);
+  static uint64_t BucketUpperBound(int bucket);
+
+ private:
+  std::array<std::atomic<uint64_t>, kBuckets> counts_{};
+  std::atomic<uint64_t> count_{0};
+  std::atomic<uint64_t> sum_{0};
+};
+
+struct WorkerMetrics {
+  Counter loop_iterations;
+  Counter submit_calls;
+  Counter sqes_submitted;
+  Counter cqes;
+  Counter stale_cqes;
+  Counter tasks_polled;
+  Counter tasks_spawned;
+  Counter timers_armed;
+  Counter timers_fired;
+  Counter messages;
+  Counter backpressure;
+  Counter ops_in_flight;  // gauge
+  Histogram op_latency_ns;  // submit-to-completion of awaited operations
+
+  // Name/value pairs of every counter, in a stable order.
+  std::vector<std::pair<std::string, uint64_t>> Counters() const;
+};
+
+// Totals across workers, taken from any thread.
+struct MetricsSnapshot {
+  std::vector<std::pair<std::string, uint64_t>> totals;
+  std::vector<std::vector<std::pair<std::string, uint64_t>>> per_worker;
+  Histogram::Snapshot op_latency_ns;
+  uint64_t Total(const std::string& name) const;
+};
+
+MetricsSnapshot SnapshotOf(const std::vector<const WorkerMetrics*>& workers);
+
+}  // namespace ringline

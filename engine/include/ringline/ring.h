@@ -1,0 +1,103 @@
+#pragma once
+// Ring: one io_uring instance, set up the way every worker needs it.
+//
+// SQE128|CQE32 (NVMe passthrough shares the ring), SINGLE_ISSUER and
+// DEFER_TASKRUN (completions run on the worker thread, only when it asks), a CQ
+// larger than the SQ, optional SQPOLL, a sparse fixed-file table and a sparse
+// registered-buffer table. GetSqe() never fails: a full SQ is submitted first,
+// and EINTR/EBUSY/EAGAIN from the kernel are treated as backpressure (completions
+// are stashed to make room, then the submit is retried) — DESIGN.md rule 7.
+// Thread-safety: single issuer — every method must be called on the thread that
+// created the ring (except ring_fd()).
+
+#include <liburing.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace ringline {
+
+struct RingOptions {
+  uint32_t sq_entries = 256;
+  uint32_t cq_entries = 2048;  // must be larger than sq_entries
+  bool sqpoll = false;
+  uint32_t sqpoll_idle_ms = 1000;
+  int sqpoll_cpu = -1;
+  // Slots of the fixed-file table; the upper `direct_alloc_files` of them are
+  // left to the kernel for direct descriptors (multishot accept with
+  // IORING_FILE_INDEX_ALLOC), the rest are installed by InstallFixedFile().
+  uint32_t fixed_files = 4096;
+  uint32_t direct_alloc_files = 3072;
+  uint32_t registered_buffers = 64;  // sparse registered-buffer table entries
+};
+
+// One completion copied out of the CQ (CQE32: `big` holds the extra 16 bytes).
+struct Completion {
+  uint64_t user_data;
+  int32_t res;
+  uint32_t flags;
+  uint64_t big[2];
+};
+
+class Ring {
+ public:
+  static absl::StatusOr<std::unique_ptr<Ring>> Create(const RingOptions& options);
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+  ~Ring();
+
+  // An SQE, cleared including the 64-byte extension of SQE128. Never null.
+  io_uring_sqe* GetSqe();
+
+  // Submits queued SQEs and, in the same io_uring_enter, waits until at least
+  // `wait_nr` completions are ready or `timeout_ns` (< 0: none) has passed.
+  // Returns the number of SQEs submitted or a negated errno (-ETIME is normal).
+  int SubmitAndWait(unsigned wait_nr, int64_t timeout_ns);
+
+  // Moves every ready completion (including ones stashed under backpressure)
+  // into `out`. Returns how many were appended.
+  std::size_t Reap(std::vector<Completion>& out);
+
+  // Fixed files: installs `fd` (the ring keeps its own reference; the caller may
+  // close `fd`) and returns the slot index, or frees a slot.
+  absl::StatusOr<int> InstallFixedFile(int fd);
+  absl::Status RemoveFixedFile(int index);
+
+  // Registers [addr, addr+len) as one fixed buffer; returns its index. Fails
+  // with ResourceExhausted when RLIMIT_MEMLOCK is too small (callers fall back
+  // to unregistered buffers).
+  absl::StatusOr<int> RegisterBuffer(void* addr, std::size_t len);
+  void UnregisterBuffer(int index);
+
+  io_uring* raw() { return &ring_; }
+  int ring_fd() const { return ring_.ring_fd; }
+  const RingOptions& options() const { return options_; }
+  unsigned sq_space() { return io_uring_sq_space_left(&ring_); }
+
+  // Counters, read by the worker's metrics.
+  uint64_t submit_calls() const { return submit_calls_; }
+  uint64_t sqes_submitted() const { return sqes_submitted_; }
+  uint64_t backpressure_events() const { return backpressure_events_; }
+
+ private:
+  explicit Ring(const RingOptions& options) : options_(options) {}
+  int SubmitPending();  // submit without waiting, handling backpressure
+  void Stash();
+
+  io_uring ring_{};
+  bool initialized_ = false;
+  RingOptions options_;
+  std::vector<Completion> stash_;
+  std::vector<uint8_t> file_used_;
+  uint32_t file_search_ = 0;
+  std::vector<uint8_t> buf_used_;
+  uint64_t submit_calls_ = 0;
+  uint64_t sqes_submitted_ = 0;
+  uint64_t backpressure_events_ = 0;
+};
+
+}  // namespace ringline

@@ -1,0 +1,18 @@
+#pragma once
+// The engine in one include.
+#include "ringline/buffer.h"
+#include "ringline/buffer_pool.h"
+#include "ringline/cancellation.h"
+#include "ringline/combinators.h"
+#include "ringline/config.h"
+#include "ringline/io_result.h"
+#include "ringline/log.h"
+#include "ringline/metrics.h"
+#include "ringline/operation.h"
+#include "ringline/probe.h"
+#include "ringline/ring.h"
+#include "ringline/runtime.h"
+#include "ringline/sleep.h"
+#include "ringline/spawn.h"
+#include "ringline/task.h"
+#include "ringline/worker.h"

@@ -1,0 +1,187 @@
+#pragma once
+// Worker: one thread, one ring, and everything that runs on it.
+//
+// A worker owns its ring, operation slab, ready queue, timers, the tasks spawned
+// on it and its message queue. Nothing in it is shared with another worker; other
+// threads reach it only through Post() and RequestStop(). One loop iteration is:
+// run the ready tasks, submit and wait in a single io_uring_enter (bounded by the
+// next timer or tick), dispatch every completion, fire expired timers, run posted
+// messages and the tick hook.
+//
+// A Worker can be used on its own (tests, single-threaded programs: BlockOn) or
+// by a Runtime, which starts one per CPU.
+// Thread-safety: everything except Post(), RequestStop() and metrics() must be
+// called on the worker's thread.
+
+#include <sys/eventfd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "ringline/config.h"
+#include "ringline/message_queue.h"
+#include "ringline/metrics.h"
+#include "ringline/op_slab.h"
+#include "ringline/promise_base.h"
+#include "ringline/ring.h"
+#include "ringline/task.h"
+#include "ringline/timer_queue.h"
+
+namespace ringline {
+
+namespace detail {
+class RootPromiseBase;
+}
+class BufferPool;
+class CancellationSource;
+class CancellationToken;
+
+class Worker {
+ public:
+  // Creates a worker bound to the calling thread. `metrics` (may be null: the
+  // worker then owns its own) must outlive the worker.
+  static absl::StatusOr<std::unique_ptr<Worker>> Create(const Config& config, uint32_t index = 0,
+                                                        WorkerMetrics* metrics = nullptr);
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+  // Destroys every task still on the worker, cancels their operations and waits
+  // (bounded) for the kernel to finish with their memory.
+  ~Worker();
+
+  // The worker running on this thread. Current() requires one.
+  static Worker& Current();
+  static Worker* CurrentOrNull();
+
+  // Runs the loop until `task` completes and returns its value. If the worker
+  // is stopped first, the task is destroyed and std::nullopt is returned.
+  template <typename T>
+  std::optional<NonVoid<T>> BlockOn(Task<T> task);
+
+  // Runs the loop until RequestStop(), the grace period (Config::shutdown_grace)
+  // and the destruction of the remaining tasks.
+  void RunUntilStopped();
+
+  // Thread-safe. Runs `m` on this worker's thread; false if the queue is full.
+  bool Post(Message m);
+  // Thread-safe. Starts shutdown: the stop token is cancelled, and once every
+  // task is done or the grace period is over, the loop ends.
+  void RequestStop();
+  bool stop_requested() const { return stop_flag_.load(std::memory_order_acquire); }
+  // Cancelled when a stop is requested; tasks watch it to wind down.
+  CancellationToken stop_token();
+
+  // Called once per loop iteration at most every Config::tick.
+  void SetTickHook(absl::AnyInvocable<void()> hook) { tick_hook_ = std::move(hook); }
+
+  void Schedule(PromiseBase* p) { ready_.Push(p); }
+  // Yields: the task is resumed after the others that are ready, in a later
+  // iteration (after the ring was submitted and reaped).
+  class YieldAwaiter {
+   public:
+    explicit YieldAwaiter(Worker* w) : w_(w) {}
+    bool await_ready() const noexcept { return false; }
+    template <EnginePromise P>
+    void await_suspend(std::coroutine_handle<P> h) {
+      w_->deferred_.push_back(&h.promise());
+    }
+    void await_resume() const noexcept {}
+
+   private:
+    Worker* w_;
+  };
+  YieldAwaiter Yield() { return YieldAwaiter(this); }
+
+  Ring& ring() { return *ring_; }
+  OpSlab& slab() { return *slab_; }
+  TimerQueue& timers() { return timers_; }
+  WorkerMetrics& metrics() { return *metrics_; }
+  const Config& config() const { return config_; }
+  uint32_t index() const { return index_; }
+  // The clock as read after the latest wake-up (cheap; monotonic).
+  Clock::time_point now() const { return now_; }
+  std::size_t task_count() const { return root_count_; }
+
+  // Buffer pools registered with this worker's ring (buffer_pool.cc): they are
+  // told when the ring goes away so they never touch it afterwards.
+  void AttachPool(BufferPool* pool) { pools_.push_back(pool); }
+  void DetachPool(BufferPool* pool) { std::erase(pools_, pool); }
+
+  // Used by spawn.h.
+  void AdoptRoot(detail::RootPromiseBase* root);
+  void ForgetRoot(detail::RootPromiseBase* root);
+
+ private:
+  Worker(const Config& config, uint32_t index, WorkerMetrics* metrics);
+  absl::Status Init();
+  // One loop iteration: RunReady() then WaitAndDispatch(true).
+  void RunOnce();
+  void RunReady();
+  // Submits, waits (unless `may_block` is false or work is ready) and
+  // dispatches completions, timers, messages and the tick.
+  void WaitAndDispatch(bool may_block);
+  void ArmEventfd();
+  static void OnEventfd(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
+  void DrainMessages();
+  void DestroyAllTasks();
+  void DrainRing();
+  bool root_done(detail::RootPromiseBase* root) const;
+
+  Config config_;
+  uint32_t index_;
+  std::unique_ptr<WorkerMetrics> owned_metrics_;
+  WorkerMetrics* metrics_;
+  std::unique_ptr<Ring> ring_;
+  ReadyQueue ready_;
+  std::vector<PromiseBase*> deferred_;  // yielded tasks, scheduled next iteration
+  std::unique_ptr<OpSlab> slab_;
+  TimerQueue timers_;
+  std::vector<Completion> completions_;
+  Clock::time_point now_;
+
+  MessageQueue messages_;
+  std::deque<Message> message_batch_;
+  int eventfd_ = -1;
+  bool eventfd_armed_ = false;
+  bool messages_pending_ = false;
+  std::atomic<bool> stop_flag_{false};
+  std::unique_ptr<CancellationSource> stop_source_;
+  bool stopping_ = false;
+  Clock::time_point stop_deadline_{};
+
+  absl::AnyInvocable<void()> tick_hook_;
+  Clock::time_point next_tick_{};
+
+  std::vector<BufferPool*> pools_;
+  detail::RootPromiseBase* roots_ = nullptr;  // intrusive list of spawned tasks
+  std::size_t root_count_ = 0;
+};
+
+}  // namespace ringline
+
+#include "ringline/spawn.h"  // BlockOn needs Spawn and JoinHandle
+
+namespace ringline {
+
+template <typename T>
+std::optional<NonVoid<T>> Worker::BlockOn(Task<T> task) {
+  JoinHandle<T> handle = Spawn(std::move(task));
+  while (!handle.done()) {
+    if (stop_requested()) {
+      handle.Abort();
+      return std::nullopt;
+    }
+    RunReady();
+    if (handle.done()) break;
+    WaitAndDispatch(true);
+  }
+  return handle.TakeResult();
+}
+
+}  // namespace ringline

@@ -1,0 +1,151 @@
+#include "ringline/buffer_pool.h"
+
+#include <sys/mman.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "ringline/io_result.h"
+#include "ringline/log.h"
+#include "ringline/worker.h"
+
+namespace ringline {
+namespace {
+constexpr std::size_t kPage = 4096;
+std::atomic<bool> g_memlock_warned{false};
+}  // namespace
+
+Buffer Buffer::Allocate(std::size_t capacity, std::size_t alignment) {
+  void* p = nullptr;
+  const std::size_t rounded = (capacity + alignment - 1) / alignment * alignment;
+  if (posix_memalign(&p, alignment, rounded ? rounded : alignment) != 0) return Buffer();
+  Buffer b;
+  b.data_ = static_cast<uint8_t*>(p);
+  b.capacity_ = static_cast<uint32_t>(capacity);
+  return b;
+}
+
+void Buffer::Reset() noexcept {
+  if (!data_) return;
+  if (pool_) pool_->Return(data_);
+  else std::free(data_);
+  pool_ = nullptr;
+  data_ = nullptr;
+  capacity_ = size_ = 0;
+  reg_index_ = -1;
+}
+
+BufferPool::BufferPool(Worker& worker, std::size_t buffer_size, uint32_t count)
+    : worker_(&worker), buffer_size_(buffer_size), count_(count) {}
+
+absl::StatusOr<std::unique_ptr<BufferPool>> BufferPool::Create(Worker& worker,
+                                                               const Options& o) {
+  if (o.count == 0 || o.buffer_size == 0) {
+    return absl::InvalidArgumentError("BufferPool: count and buffer_size must be positive");
+  }
+  const std::size_t size = (o.buffer_size + kPage - 1) / kPage * kPage;
+  if (size > (1u << 31)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("BufferPool: buffer_size ", o.buffer_size, " exceeds 2 GiB"));
+  }
+  std::unique_ptr<BufferPool> pool(new BufferPool(worker, size, o.count));
+  pool->mapped_ = size * o.count;
+  void* mem = mmap(nullptr, pool->mapped_, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (mem == MAP_FAILED) {
+    return ErrnoToStatus(-errno, absl::StrCat("mmap of ", pool->mapped_, " bytes of I/O buffers"));
+  }
+  pool->base_ = static_cast<uint8_t*>(mem);
+  if (o.register_with_ring) {
+    // One registration covers the whole region (the kernel caps one at 1 GiB).
+    auto idx = pool->mapped_ <= (std::size_t{1} << 30)
+                   ? worker.ring().RegisterBuffer(pool->base_, pool->mapped_)
+                   : absl::StatusOr<int>(absl::ResourceExhaustedError(
+                         "a pool above 1 GiB cannot be one registered buffer"));
+    if (idx.ok()) {
+      pool->reg_index_ = *idx;
+    } else if (!g_memlock_warned.exchange(true)) {
+      RL_LOG_WARN("%s; using unregistered buffers (plain READ/WRITE instead of the _FIXED opcodes)",
+                  idx.status().message());
+    }
+  }
+  worker.AttachPool(pool.get());
+  pool->free_.reserve(o.count);
+  for (uint32_t i = o.count; i-- > 0;) pool->free_.push_back(i);
+  return pool;
+}
+
+BufferPool::~BufferPool() {
+  if (worker_) {
+    if (reg_index_ >= 0) worker_->ring().UnregisterBuffer(reg_index_);
+    worker_->DetachPool(this);
+  }
+  if (base_) munmap(base_, mapped_);
+}
+
+Buffer BufferPool::Make(uint32_t i) {
+  Buffer b;
+  b.pool_ = this;
+  b.data_ = base_ + std::size_t{i} * buffer_size_;
+  b.capacity_ = static_cast<uint32_t>(buffer_size_);
+  b.size_ = 0;
+  b.reg_index_ = reg_index_;
+  return b;
+}
+
+Buffer BufferPool::TryAcquire() {
+  if (free_.empty()) return Buffer();
+  const uint32_t i = free_.back();
+  free_.pop_back();
+  return Make(i);
+}
+
+void BufferPool::Return(uint8_t* data) {
+  const uint32_t i = static_cast<uint32_t>((data - base_) / buffer_size_);
+  if (AcquireAwaiter* a = head_) {
+    // Hand it straight to the longest waiter (FIFO).
+    Unlink(a);
+    a->buffer_ = Make(i);
+    if (worker_) worker_->Schedule(a->waiter_);
+    return;
+  }
+  free_.push_back(i);
+}
+
+void BufferPool::Enqueue(AcquireAwaiter* a) {
+  a->queued_ = true;
+  a->next_ = nullptr;
+  a->prev_ = tail_;
+  if (tail_) tail_->next_ = a;
+  else head_ = a;
+  tail_ = a;
+  ++waiting_;
+}
+
+void BufferPool::Unlink(AcquireAwaiter* a) {
+  if (!a->queued_) return;
+  if (a->prev_) a->prev_->next_ = a->next_;
+  else head_ = a->next_;
+  if (a->next_) a->next_->prev_ = a->prev_;
+  else tail_ = a->prev_;
+  a->next_ = a->prev_ = nullptr;
+  a->queued_ = false;
+  --waiting_;
+}
+
+bool BufferPool::AcquireAwaiter::await_ready() {
+  // Never overtake waiters that are already queued.
+  if (pool_->head_) return false;
+  buffer_ = pool_->TryAcquire();
+  return static_cast<bool>(buffer_);
+}
+
+BufferPool::AcquireAwaiter::~AcquireAwaiter() {
+  // Destroyed while queued: leave the queue. A buffer handed over but never
+  // taken goes back to the pool through buffer_'s destructor.
+  if (queued_) pool_->Unlink(this);
+}
+
+}  // namespace ringline

@@ -1,0 +1,253 @@
+#include "ringline/worker.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "ringline/buffer_pool.h"
+#include "ringline/cancellation.h"
+#include "ringline/io_result.h"
+#include "ringline/log.h"
+#include "ringline/spawn.h"
+
+namespace ringline {
+namespace {
+thread_local Worker* t_current = nullptr;
+// How long shutdown waits for the kernel to return cancelled operations before
+// giving up on them (their memory is then leaked, never freed under the kernel).
+constexpr auto kDrainLimit = std::chrono::seconds(5);
+}  // namespace
+
+Worker& Worker::Current() {
+  if (!t_current) {
+    LogLine(LogLevel::kError, "ringline: an engine operation was used outside a worker thread");
+    std::abort();
+  }
+  return *t_current;
+}
+Worker* Worker::CurrentOrNull() { return t_current; }
+
+Worker::Worker(const Config& config, uint32_t index, WorkerMetrics* metrics)
+    : config_(config),
+      index_(index),
+      owned_metrics_(metrics ? nullptr : std::make_unique<WorkerMetrics>()),
+      metrics_(metrics ? metrics : owned_metrics_.get()),
+      messages_(config.message_queue_capacity) {}
+
+absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const Config& config, uint32_t index,
+                                                       WorkerMetrics* metrics) {
+  if (auto st = config.Validate(); !st.ok()) return st;
+  if (t_current) {
+    return absl::FailedPreconditionError("a worker already runs on this thread");
+  }
+  std::unique_ptr<Worker> w(new Worker(config, index, metrics));
+  if (auto st = w->Init(); !st.ok()) return st;
+  return w;
+}
+
+absl::Status Worker::Init() {
+  auto ring = Ring::Create(config_.ring);
+  if (!ring.ok()) return ring.status();
+  ring_ = std::move(*ring);
+  slab_ = std::make_unique<OpSlab>(*ring_, ready_, metrics_, config_.op_slots);
+  completions_.reserve(config_.ring.cq_entries);
+  eventfd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (eventfd_ < 0) return ErrnoToStatus(-errno, "eventfd");
+  stop_source_ = std::make_unique<CancellationSource>();
+  t_current = this;
+  now_ = Clock::now();
+  if (config_.tick.count() > 0) next_tick_ = now_ + config_.tick;
+  ArmEventfd();
+  return absl::OkStatus();
+}
+
+Worker::~Worker() {
+  if (ring_) {
+    DestroyAllTasks();
+    DrainRing();
+  }
+  // Slots (and the buffers they hold) go before the ring they were used with.
+  slab_.reset();
+  for (BufferPool* pool : pools_) pool->OnWorkerGone();
+  if (eventfd_ >= 0) ::close(eventfd_);
+  if (t_current == this) t_current = nullptr;
+}
+
+void Worker::ArmEventfd() {
+  OpSlot& slot = slab_->AllocateWithHandler(OpTag::kEventfdRead, &Worker::OnEventfd, this);
+  io_uring_sqe* sqe = ring_->GetSqe();
+  // The 8-byte counter lands in the slot, which outlives the read.
+  io_uring_prep_read(sqe, eventfd_, &slot.storage.eventfd_value, sizeof(uint64_t), 0);
+  io_uring_sqe_set_data64(sqe, slot.user_data().raw());
+  eventfd_armed_ = true;
+}
+
+void Worker::OnEventfd(void* owner, OpSlot&, int32_t, uint32_t) {
+  auto* w = static_cast<Worker*>(owner);
+  w->eventfd_armed_ = false;
+  w->messages_pending_ = true;
+}
+
+bool Worker::Post(Message m) {
+  if (!messages_.TryPush(std::move(m))) return false;
+  const uint64_t one = 1;
+  ssize_t r = ::write(eventfd_, &one, sizeof one);
+  (void)r;  // EAGAIN means the counter is already non-zero: a wake-up is pending
+  return true;
+}
+
+void Worker::RequestStop() {
+  stop_flag_.store(true, std::memory_order_release);
+  const uint64_t one = 1;
+  ssize_t r = ::write(eventfd_, &one, sizeof one);
+  (void)r;
+}
+
+CancellationToken Worker::stop_token() { return stop_source_->token(); }
+
+void Worker::DrainMessages() {
+  messages_pending_ = false;
+  messages_.Drain(message_batch_);
+  while (!message_batch_.empty()) {
+    Message m = std::move(message_batch_.front());
+    message_batch_.pop_front();
+    metrics_->messages.Add();
+    std::move(m)();
+  }
+  if (!eventfd_armed_ && !stopping_) ArmEventfd();
+}
+
+void Worker::RunReady() {
+  // Only what is ready now: a task that wakes itself runs in the next iteration,
+  // after the ring has been submitted and reaped.
+  for (PromiseBase* p : deferred_) ready_.Push(p);
+  deferred_.clear();
+  std::size_t n = ready_.size();
+  while (n-- > 0) {
+    PromiseBase* p = ready_.Pop();
+    if (!p) break;
+    metrics_->tasks_polled.Add();
+    p->self().resume();
+  }
+}
+
+void Worker::RunOnce() {
+  RunReady();
+  WaitAndDispatch(true);
+}
+
+void Worker::WaitAndDispatch(bool may_block) {
+  metrics_->loop_iterations.Add();
+
+  unsigned wait_nr = 0;
+  int64_t timeout_ns = -1;
+  if (may_block && ready_.empty() && deferred_.empty() && !messages_pending_) {
+    wait_nr = 1;
+    std::optional<Clock::time_point> wake = timers_.NextDeadline();
+    if (config_.tick.count() > 0 && (!wake || next_tick_ < *wake)) wake = next_tick_;
+    if (stopping_ && (!wake || stop_deadline_ < *wake)) wake = stop_deadline_;
+    if (wake) {
+      const auto d = *wake - Clock::now();
+      // Round up so a timer is never found unexpired after the wake-up.
+      timeout_ns = d.count() <= 0 ? 0 : std::chrono::ceil<std::chrono::nanoseconds>(d).count();
+      if (timeout_ns == 0) wait_nr = 0;
+    }
+  }
+  const uint64_t calls_before = ring_->submit_calls();
+  ring_->SubmitAndWait(wait_nr, timeout_ns);
+  metrics_->submit_calls.Add(ring_->submit_calls() - calls_before);
+  metrics_->sqes_submitted.Set(ring_->sqes_submitted());
+  metrics_->backpressure.Set(ring_->backpressure_events());
+
+  completions_.clear();
+  ring_->Reap(completions_);
+  metrics_->cqes.Add(completions_.size());
+  for (const Completion& c : completions_) {
+    if (UserData(c.user_data).tag() == OpTag::kCancel) continue;
+    if (!slab_->Dispatch(c.user_data, c.res, c.flags, c.big)) metrics_->stale_cqes.Add();
+  }
+
+  now_ = Clock::now();
+  metrics_->timers_fired.Add(timers_.Expire(now_, ready_));
+  if (messages_pending_) DrainMessages();
+  if (tick_hook_ && config_.tick.count() > 0 && now_ >= next_tick_) {
+    next_tick_ = now_ + config_.tick;
+    tick_hook_();
+  }
+}
+
+void Worker::RunUntilStopped() {
+  for (;;) {
+    RunReady();
+    if (stop_requested()) {
+      if (!stopping_) {
+        stopping_ = true;
+        stop_deadline_ = Clock::now() + config_.shutdown_grace;
+        stop_source_->Cancel();
+        continue;  // let the tasks see the cancelled token
+      }
+      if (root_count_ == 0 || Clock::now() >= stop_deadline_) break;
+    }
+    WaitAndDispatch(true);
+  }
+  DestroyAllTasks();
+  DrainRing();
+}
+
+void Worker::AdoptRoot(detail::RootPromiseBase* root) {
+  root->worker_ = this;
+  root->listed_ = true;
+  root->next_root_ = roots_;
+  root->prev_root_ = nullptr;
+  if (roots_) roots_->prev_root_ = root;
+  roots_ = root;
+  ++root_count_;
+  metrics_->tasks_spawned.Add();
+  ready_.Push(root);
+}
+
+void Worker::ForgetRoot(detail::RootPromiseBase* root) {
+  if (root->prev_root_) root->prev_root_->next_root_ = root->next_root_;
+  else if (roots_ == root) roots_ = root->next_root_;
+  if (root->next_root_) root->next_root_->prev_root_ = root->prev_root_;
+  root->next_root_ = root->prev_root_ = nullptr;
+  root->listed_ = false;
+  --root_count_;
+}
+
+void Worker::DestroyAllTasks() {
+  // Destroying a task frame orphans its in-flight operations (cancel submitted,
+  // memory kept by the slab until the kernel's final completion).
+  while (roots_) roots_->self().destroy();
+  while (PromiseBase* p = ready_.Pop()) {
+    (void)p;  // only frames owned by destroyed roots could be here; they unlinked
+  }
+  deferred_.clear();
+}
+
+void Worker::DrainRing() {
+  stopping_ = true;
+  slab_->CancelAll();
+  const auto limit = Clock::now() + kDrainLimit;
+  while (slab_->in_flight() > 0 && Clock::now() < limit) {
+    ring_->SubmitAndWait(1, 10'000'000);
+    completions_.clear();
+    ring_->Reap(completions_);
+    for (const Completion& c : completions_) {
+      if (UserData(c.user_data).tag() == OpTag::kCancel) continue;
+      slab_->Dispatch(c.user_data, c.res, c.flags, c.big);
+    }
+    // Woken waiters belong to destroyed tasks only if something is badly wrong;
+    // nothing is resumed during the drain.
+    while (ready_.Pop()) {
+    }
+  }
+  if (slab_->in_flight() > 0) {
+    RL_LOG_ERROR("worker %u: %u operations still in flight after %ds; leaking their memory",
+                 index_, slab_->in_flight(), static_cast<int>(kDrainLimit.count()));
+    (void)slab_.release();  // never free memory the kernel may still write
+  }
+}
+
+}  // namespace ringline

@@ -1,0 +1,217 @@
+// Operation lifecycles (DESIGN.md rules 1, 3 and 4): destroying a task with an
+// operation in flight is safe, the loser of WhenAny has its kernel operation
+// cancelled, stale completions are dropped. Run under ASan in CI.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <liburing.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "ringline/ringline.h"
+
+namespace ringline {
+namespace {
+
+struct Pipe {
+  int fds[2] = {-1, -1};
+  Pipe() { EXPECT_EQ(pipe2(fds, O_CLOEXEC), 0); }
+  ~Pipe() {
+    for (int fd : fds)
+      if (fd >= 0) close(fd);
+  }
+  int rd() const { return fds[0]; }
+  int wr() const { return fds[1]; }
+};
+
+// A read into a pool buffer held by the operation's slot.
+auto ReadInto(int fd, Buffer buf) {
+  return Submit(
+      OpTag::kGeneric,
+      [fd, b = std::move(buf)](io_uring_sqe* sqe, OpSlot& slot) mutable {
+        slot.held[0] = std::move(b);
+        io_uring_prep_read(sqe, fd, slot.held[0].data(),
+                           static_cast<unsigned>(slot.held[0].capacity()), 0);
+      },
+      [](OpSlot& slot) {
+        slot.held[0].set_size(slot.res > 0 ? static_cast<std::size_t>(slot.res) : 0);
+        return std::pair<IoResult, Buffer>(IoResult{slot.res, slot.flags}, std::move(slot.held[0]));
+      });
+}
+
+class LifecycleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto w = Worker::Create(Config{});
+    ASSERT_TRUE(w.ok()) << w.status();
+    worker_ = std::move(*w);
+    auto p = BufferPool::Create(*worker_, {.buffer_size = 4096, .count = 4});
+    ASSERT_TRUE(p.ok()) << p.status();
+    pool_ = std::move(*p);
+    baseline_ = worker_->slab().in_flight();  // the armed eventfd read
+  }
+  // Runs the loop a little so cancellations complete.
+  void Settle() {
+    worker_->BlockOn(SleepTask(std::chrono::milliseconds(20)));
+  }
+  // Declared in this order so the pool is destroyed first (normal case).
+  std::unique_ptr<Worker> worker_;
+  std::unique_ptr<BufferPool> pool_;
+  uint32_t baseline_ = 0;
+};
+
+TEST_F(LifecycleTest, ReadCompletesAndReturnsItsBuffer) {
+  Pipe p;
+  ASSERT_EQ(write(p.wr(), "hello", 5), 5);
+  auto r = worker_->BlockOn([](BufferPool* pool, int fd) -> Task<std::string> {
+    Buffer b = co_await pool->Acquire();
+    auto [res, buf] = co_await ReadInto(fd, std::move(b));
+    EXPECT_EQ(res.res, 5);
+    co_return std::string(reinterpret_cast<char*>(buf.data()), buf.size());
+  }(pool_.get(), p.rd()));
+  EXPECT_EQ(*r, "hello");
+  EXPECT_EQ(pool_->available(), 4u);
+}
+
+TEST_F(LifecycleTest, DestroyingTaskWithReadInFlightReleasesOnlyAfterKernel) {
+  Pipe p;
+  worker_->BlockOn([](BufferPool* pool, int fd, Worker* w, uint32_t base) -> Task<> {
+    auto h = Spawn([](BufferPool* pool, int fd) -> Task<> {
+      Buffer b = co_await pool->Acquire();
+      co_await ReadInto(fd, std::move(b));  // never completes on its own
+      ADD_FAILURE() << "the read should have been cancelled";
+    }(pool, fd));
+    co_await Sleep(std::chrono::milliseconds(5));
+    EXPECT_EQ(w->slab().in_flight(), base + 1);
+    EXPECT_EQ(pool->available(), 3u) << "the buffer belongs to the operation";
+    h.Abort();
+    // The slot still holds the buffer until the cancellation's CQE arrives.
+    EXPECT_EQ(pool->available(), 3u);
+  }(pool_.get(), p.rd(), worker_.get(), baseline_));
+  Settle();
+  EXPECT_EQ(worker_->slab().in_flight(), baseline_);
+  EXPECT_EQ(pool_->available(), 4u);
+  // The cancelled read consumed nothing: bytes written now are all still there.
+  ASSERT_EQ(write(p.wr(), "abc", 3), 3);
+  char buf[8];
+  EXPECT_EQ(read(p.rd(), buf, sizeof buf), 3);
+}
+
+TEST_F(LifecycleTest, DestroyingTaskWhileSleepingLeavesNoTimer) {
+  worker_->BlockOn([](Worker* w) -> Task<> {
+    auto h = Spawn(SleepTask(std::chrono::hours(1)));
+    co_await Sleep(std::chrono::milliseconds(1));
+    EXPECT_EQ(w->timers().size(), 1u);
+    h.Abort();
+    EXPECT_EQ(w->timers().size(), 0u);
+  }(worker_.get()));
+}
+
+TEST_F(LifecycleTest, WhenAnyCancelsTheLoserAndItsKernelOperation) {
+  Pipe p;
+  auto r = worker_->BlockOn([](BufferPool* pool, int fd) -> Task<std::size_t> {
+    auto reader = [](BufferPool* pool, int fd) -> Task<int> {
+      Buffer b = co_await pool->Acquire();
+      auto [res, buf] = co_await ReadInto(fd, std::move(b));
+      co_return res.res;
+    };
+    auto v = co_await WhenAny(reader(pool, fd), SleepTask(std::chrono::milliseconds(5)));
+    co_return v.index();
+  }(pool_.get(), p.rd()));
+  EXPECT_EQ(*r, 1u) << "the sleep wins";
+  Settle();
+  EXPECT_EQ(worker_->slab().in_flight(), baseline_) << "the loser's read was cancelled";
+  EXPECT_EQ(pool_->available(), 4u);
+  ASSERT_EQ(write(p.wr(), "xyz", 3), 3);
+  char buf[8];
+  EXPECT_EQ(read(p.rd(), buf, sizeof buf), 3) << "a cancelled read must not eat data";
+}
+
+TEST_F(LifecycleTest, DestroyingTheWorkerWithOperationsInFlightIsSafe) {
+  Pipe p;
+  worker_->BlockOn([](BufferPool* pool, int fd) -> Task<> {
+    for (int i = 0; i < 3; ++i) {
+      Spawn([](BufferPool* pool, int fd) -> Task<> {
+        Buffer b = co_await pool->Acquire();
+        co_await ReadInto(fd, std::move(b));
+      }(pool, fd)).Detach();
+    }
+    co_await Sleep(std::chrono::milliseconds(2));
+  }(pool_.get(), p.rd()));
+  EXPECT_EQ(worker_->task_count(), 3u);
+  // Worker destruction destroys the tasks, cancels the reads and waits for the
+  // kernel; the pool must outlive the slots that hold its buffers.
+  worker_.reset();
+  EXPECT_EQ(pool_->available(), 4u);
+  pool_.reset();  // after its worker: it must not touch the ring that is gone
+}
+
+TEST_F(LifecycleTest, StaleCompletionsAreDropped) {
+  OpSlab& slab = worker_->slab();
+  OpSlot& s = slab.Allocate(OpTag::kGeneric);
+  const uint64_t old = s.user_data().raw();
+  slab.Orphan(s);  // not in flight in the kernel: we fake its completion
+  EXPECT_TRUE(slab.Dispatch(old, 0, 0, nullptr)) << "the final completion releases it";
+  EXPECT_FALSE(slab.Dispatch(old, 0, 0, nullptr)) << "a second one is stale";
+  OpSlot& again = slab.Allocate(OpTag::kGeneric);
+  EXPECT_EQ(again.index, UserData(old).index()) << "the slot is reused";
+  EXPECT_NE(again.user_data().raw(), old) << "with a new generation";
+  EXPECT_FALSE(slab.Dispatch(old, 0, 0, nullptr));
+  slab.Orphan(again);
+  EXPECT_TRUE(slab.Dispatch(again.user_data().raw(), 0, 0, nullptr));
+  Settle();  // the two async-cancels we submitted complete
+}
+
+TEST_F(LifecycleTest, ZeroCopyStyleCompletionWakesOnlyOnNotification) {
+  // A SEND_ZC completes twice: the result with F_MORE, then F_NOTIF. The waiter
+  // must see the first result and run only after the notification.
+  OpSlab& slab = worker_->slab();
+  struct P : PromiseBase {} promise;  // unlinks itself from the ready queue when destroyed
+  OpSlot& s = slab.Allocate(OpTag::kSendZc);
+  slab.SetWaiter(s, &promise);
+  const uint64_t ud = s.user_data().raw();
+  ASSERT_TRUE(slab.Dispatch(ud, 4096, IORING_CQE_F_MORE, nullptr));
+  EXPECT_FALSE(promise.scheduled());
+  EXPECT_FALSE(OpSlab::Done(s));
+  ASSERT_TRUE(slab.Dispatch(ud, 0, IORING_CQE_F_NOTIF, nullptr));
+  EXPECT_TRUE(promise.scheduled());
+  EXPECT_EQ(s.res, 4096);
+  slab.Consume(s);
+}
+
+TEST_F(LifecycleTest, NopsThroughTheRing) {
+  auto r = worker_->BlockOn([]() -> Task<int> {
+    int ok = 0;
+    for (int i = 0; i < 1000; ++i) ok += (co_await Nop()).res == 0;
+    co_return ok;
+  }());
+  EXPECT_EQ(*r, 1000);
+}
+
+TEST_F(LifecycleTest, FullSubmissionQueueIsSubmittedNotFailed) {
+  // More concurrent operations than SQ entries (256) and CQ entries (2048).
+  auto r = worker_->BlockOn([]() -> Task<int> {
+    std::vector<Task<IoResult>> ops;
+    for (int i = 0; i < 5000; ++i) ops.push_back(AsTask(Nop()));
+    auto results = co_await WhenAll(std::move(ops));
+    int ok = 0;
+    for (auto& x : results) ok += x.res == 0;
+    co_return ok;
+  }());
+  EXPECT_EQ(*r, 5000);
+}
+
+TEST_F(LifecycleTest, KernelTimeoutCancelledByWhenAny) {
+  auto r = worker_->BlockOn([]() -> Task<std::size_t> {
+    auto v = co_await WhenAny(AsTask(KernelTimeout(60'000'000'000)),
+                              SleepTask(std::chrono::milliseconds(2)));
+    co_return v.index();
+  }());
+  EXPECT_EQ(*r, 1u);
+  Settle();
+  EXPECT_EQ(worker_->slab().in_flight(), baseline_);
+}
+
+}  // namespace
+}  // namespace ringline
