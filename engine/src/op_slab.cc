@@ -2,14 +2,13 @@
 
 #include <liburing.h>
 
-#include "ringline/metrics.h"
 #include "ringline/promise_base.h"
 #include "ringline/ring.h"
 
 namespace ringline {
 
-OpSlab::OpSlab(Ring& ring, ReadyQueue& ready, WorkerMetrics* metrics, uint32_t initial_slots)
-    : ring_(ring), ready_(ready), metrics_(metrics) {
+OpSlab::OpSlab(Ring& ring, ReadyQueue& ready, uint32_t initial_slots)
+    : ring_(ring), ready_(ready) {
   while (capacity() < initial_slots) Grow();
 }
 
@@ -42,7 +41,6 @@ OpSlot& OpSlab::Allocate(OpTag tag) {
   s.kernel_done_ = false;
   s.orphaned_ = false;
   ++in_use_;
-  if (metrics_) metrics_->ops_in_flight.Set(in_use_);
   return s;
 }
 
@@ -65,7 +63,6 @@ void OpSlab::Release(OpSlot& s) {
   s.next_free_ = free_head_;
   free_head_ = s.index;
   --in_use_;
-  if (metrics_) metrics_->ops_in_flight.Set(in_use_);
 }
 
 void OpSlab::Consume(OpSlot& s) { Release(s); }

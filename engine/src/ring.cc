@@ -99,15 +99,13 @@ int Ring::SubmitPending() {
   }
 }
 
-io_uring_sqe* Ring::GetSqe() {
+io_uring_sqe* Ring::GetSqeSlow(bool whole) {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   while (sqe == nullptr) {
     SubmitPending();  // a full SQ is submitted, never reported as a failure
     sqe = io_uring_get_sqe(&ring_);
   }
-  // liburing 2.3's prep helpers do not clear the 64-byte extension of an SQE128
-  // entry (the NVMe command area): clear the whole entry.
-  std::memset(sqe, 0, 2 * sizeof(io_uring_sqe));
+  Clear(sqe, whole);
   return sqe;
 }
 

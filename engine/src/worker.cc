@@ -50,7 +50,7 @@ absl::Status Worker::Init() {
   auto ring = Ring::Create(config_.ring);
   if (!ring.ok()) return ring.status();
   ring_ = std::move(*ring);
-  slab_ = std::make_unique<OpSlab>(*ring_, ready_, metrics_, config_.op_slots);
+  slab_ = std::make_unique<OpSlab>(*ring_, ready_, config_.op_slots);
   completions_.reserve(config_.ring.cq_entries);
   eventfd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (eventfd_ < 0) return ErrnoToStatus(-errno, "eventfd");
@@ -124,10 +124,10 @@ void Worker::RunReady() {
   for (PromiseBase* p : deferred_) ready_.Push(p);
   deferred_.clear();
   std::size_t n = ready_.size();
+  metrics_->tasks_polled.Add(n);
   while (n-- > 0) {
     PromiseBase* p = ready_.Pop();
     if (!p) break;
-    metrics_->tasks_polled.Add();
     p->self().resume();
   }
 }
@@ -168,6 +168,7 @@ void Worker::WaitAndDispatch(bool may_block) {
     if (!slab_->Dispatch(c.user_data, c.res, c.flags, c.big)) metrics_->stale_cqes.Add();
   }
 
+  metrics_->ops_in_flight.Set(slab_->in_flight());
   now_ = Clock::now();
   metrics_->timers_fired.Add(timers_.Expire(now_, ready_));
   if (messages_pending_) DrainMessages();

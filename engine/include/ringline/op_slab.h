@@ -88,12 +88,11 @@ class OpSlot {
 
 class Ring;
 class ReadyQueue;
-struct WorkerMetrics;
 
 class OpSlab {
  public:
   // `ring` and `ready` must outlive the slab.
-  OpSlab(Ring& ring, ReadyQueue& ready, WorkerMetrics* metrics, uint32_t initial_slots);
+  OpSlab(Ring& ring, ReadyQueue& ready, uint32_t initial_slots);
   OpSlab(const OpSlab&) = delete;
   OpSlab& operator=(const OpSlab&) = delete;
   ~OpSlab();
@@ -133,7 +132,6 @@ class OpSlab {
 
   Ring& ring_;
   ReadyQueue& ready_;
-  WorkerMetrics* metrics_;
   std::vector<std::unique_ptr<OpSlot[]>> chunks_;
   uint32_t free_head_ = kNoFree;
   uint32_t in_use_ = 0;
