@@ -41,7 +41,6 @@ TEST(RuntimeTest, CrossThreadMessagesArriveInOrder) {
   Config c;
   c.workers = 2;
   c.message_queue_capacity = 64;  // small, so producers meet backpressure
-  std::mutex mu;
   std::vector<std::vector<int>> received(2);  // per producer, appended on worker 0 only
   auto rt = Runtime::Start(c, [](Worker& w) -> Task<> {
     return [](Worker& w) -> Task<> { co_await w.stop_token().Cancelled(); }(w);
