@@ -41,9 +41,10 @@ enum class OpKind : uint8_t { kRead, kWrite, kFlush, kDiscard, kWriteZeroes };
 inline constexpr int kOpKinds = 5;
 const char* OpKindName(OpKind kind);
 
-// The result of one operation: `res` is the byte count on success or a negated
-// errno; `status` carries the detailed reason on failure (the alignment that was
-// required, the NVMe status name, ...). `buffer` is the buffer handed in.
+// The result of one operation: `res` is the byte count on success (0 for flush,
+// discard and write-zeroes) or a negated errno; `status` carries the detailed
+// reason on failure (the alignment that was required, the NVMe status name,
+// ...). `buffer` is the buffer handed in.
 struct BlockResult {
   int32_t res = 0;
   absl::Status status;

@@ -1,0 +1,28 @@
+#pragma once
+// Discovery of a file's or block device's geometry for O_DIRECT I/O (internal
+// to DirectFile).
+//
+// Regular files: size from statx, alignment from STATX_DIOALIGN
+// (stx_dio_offset_align / stx_dio_mem_align, Linux 6.1+). Filesystems that do
+// not report it (tmpfs) get the backing device's logical block size, or 4096
+// when there is no backing device — a safe choice for any O_DIRECT-capable
+// filesystem, at the cost of refusing 512-byte requests there.
+// Block devices: BLKSSZGET, BLKPBSZGET, BLKGETSIZE64, BLKROGET and
+// /sys/dev/block/MAJ:MIN/queue/* (the parent's queue for a partition).
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "ringline/block/target.h"
+
+namespace ringline::block {
+
+struct ProbedDevice {
+  Geometry geometry;
+  bool block_device = false;
+};
+
+// `fd` is open (O_DIRECT) on `path`; `path` is used in messages only.
+absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path);
+
+}  // namespace ringline::block
