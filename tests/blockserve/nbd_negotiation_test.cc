@@ -580,6 +580,19 @@ TEST_F(NegotiationTest, SelectiveTlsHidesAndRefusesTlsOnlyExportUntilUpgrade) {
   EXPECT_EQ(EventAs<EnterTransmission>(run, 1).selected.name, "secret");
 }
 
+TEST_F(NegotiationTest, NoTlsNeverRepliesTlsReqdEvenForTlsOnlyExport) {
+  Negotiator n(catalog_, Options(TlsMode::kOff));
+  const DriveResult run = Drive(n, Wire()
+                                       .U32(kBoth)
+                                       .Option(kOptInfo, Wire::InfoData("secret"))
+                                       .Option(kOptGo, Wire::InfoData("secret")));
+  const std::string policy = "export \"secret\" requires TLS, which is not enabled";
+  EXPECT_EQ(
+      run.output,
+      Expect(Wire().Reply(kOptInfo, kRepErrPolicy, policy).Reply(kOptGo, kRepErrPolicy, policy)));
+  EXPECT_TRUE(run.events.empty());
+}
+
 TEST_F(NegotiationTest, SelectiveTlsClosesExportNameOfTlsOnlyExport) {
   Negotiator n(catalog_, Options(TlsMode::kOn));
   const DriveResult run = Drive(n, Wire().U32(kBoth).Option(kOptExportName, Wire().Str("secret")));

@@ -120,6 +120,25 @@ Trace RunHandshake(std::span<const uint8_t> stream, NegotiationOptions options, 
   return trace;
 }
 
+// The server's output must be the greeting, then well-formed option replies,
+// then at most one NBD_OPT_EXPORT_NAME reply (10 or 134 bytes). In NOTLS mode
+// the spec forbids NBD_REP_ERR_TLS_REQD.
+void CheckOutputFraming(const std::vector<uint8_t>& out, TlsMode mode) {
+  Require(out.size() >= kGreetingSize && LoadBe64(out.data()) == kNbdMagic);
+  size_t pos = kGreetingSize;
+  while (out.size() - pos >= kOptionReplyHeaderSize &&
+         LoadBe64(out.data() + pos) == kOptionReplyMagic) {
+    const uint32_t type = LoadBe32(out.data() + pos + 12);
+    const uint32_t length = LoadBe32(out.data() + pos + 16);
+    Require(length <= out.size() - pos - kOptionReplyHeaderSize);
+    if (mode == TlsMode::kOff) Require(type != kRepErrTlsReqd);
+    if (type == kRepAck) Require(length == 0);
+    pos += kOptionReplyHeaderSize + length;
+  }
+  const size_t rest = out.size() - pos;
+  Require(rest == 0 || rest == 10 || rest == 10 + kExportNameReplyZeroes);
+}
+
 void RunTransmission(std::span<const uint8_t> stream, const TransmissionParams& params) {
   size_t pos = 0;
   while (pos < stream.size()) {
@@ -194,6 +213,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Require(whole.event_kinds == pieces.event_kinds);
     Require(whole.boundaries == pieces.boundaries);
   }
+  CheckOutputFraming(whole.output, options.tls_mode);
+  CheckOutputFraming(pieces.output, options.tls_mode);
   if (whole.params) RunTransmission(stream.subspan(whole.transmission_start), *whole.params);
   return 0;
 }

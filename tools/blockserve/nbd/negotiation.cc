@@ -355,7 +355,14 @@ bool Negotiator::OnInfoOrGo(NegotiationEvent& event) {
     QueueReply(kRepErrUnknown, absl::StrFormat("unknown export %s", Quoted(name)));
     return false;
   }
-  // SELECTIVETLS: a TLS-only export MUST be refused with TLS_REQD before TLS.
+  // NOTLS: the spec forbids NBD_REP_ERR_TLS_REQD altogether, so a TLS-only
+  // export is refused by policy. SELECTIVETLS: it MUST be refused with
+  // TLS_REQD until the client upgrades.
+  if (found->info.tls_only && options_.tls_mode == TlsMode::kOff) {
+    QueueReply(kRepErrPolicy, absl::StrFormat("export %s requires TLS, which is not enabled",
+                                              Quoted(found->name)));
+    return false;
+  }
   if (found->info.tls_only && !tls_active_) {
     QueueReply(kRepErrTlsReqd, absl::StrFormat("export %s requires TLS", Quoted(found->name)));
     return false;
