@@ -1,0 +1,50 @@
+// The subcommands of nvme-probe and how they are registered.
+//
+// Adding a subcommand (e.g. `uring`, `check TARGET`): write cmd_<name>.cc
+// with a Register<Name>Command(CommandRegistry&) that calls Add() with the
+// subcommand's name, description and a run function returning an ExitCode
+// (output.h), declare it below, and call it from main.cc. Each subcommand
+// takes `-o/--output-format` (AddOutputFormatOption) and documents its JSON
+// in README.md.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+
+namespace ringline::nvme_probe {
+
+// Owns nothing but the association between CLI11 subcommands and their run
+// functions; the CLI::App objects belong to the root app.
+class CommandRegistry {
+ public:
+  explicit CommandRegistry(CLI::App& root) : root_(root) {}
+
+  // Adds a subcommand; `run` is called after parsing if it was selected.
+  CLI::App* Add(const std::string& name, const std::string& description, std::function<int()> run) {
+    CLI::App* app = root_.add_subcommand(name, description);
+    commands_.emplace_back(app, std::move(run));
+    return app;
+  }
+
+  // Runs the subcommand the command line selected; its exit code.
+  int RunSelected() const {
+    for (const auto& [app, run] : commands_) {
+      if (app->parsed()) return run();
+    }
+    return 2;  // unreachable: the root requires a subcommand
+  }
+
+ private:
+  CLI::App& root_;
+  std::vector<std::pair<CLI::App*, std::function<int()>>> commands_;
+};
+
+void RegisterListCommand(CommandRegistry& registry);
+void RegisterInfoCommand(CommandRegistry& registry);
+void RegisterHealthCommand(CommandRegistry& registry);
+
+}  // namespace ringline::nvme_probe

@@ -1,0 +1,36 @@
+// nvme-probe: what NVMe devices (and, later, io_uring features) this host
+// has. See README.md for the subcommands, JSON schema and exit codes.
+#include <iostream>
+
+#include "CLI/CLI.hpp"
+#include "commands.h"
+#include "output.h"
+
+#ifndef RINGLINE_VERSION
+#define RINGLINE_VERSION "unknown"
+#endif
+
+int main(int argc, char** argv) {
+  using ringline::nvme_probe::CommandRegistry;
+  CLI::App app{"nvme-probe: NVMe devices as the ringline engine sees them", "nvme-probe"};
+  app.require_subcommand(1, 1);
+  app.set_version_flag("--version", "nvme-probe " RINGLINE_VERSION);
+  app.footer(
+      "Exit codes: 0 fine, 1 a problem was found (alarm, no device, error), 2 usage error,\n"
+      "3 permission denied (run as root or as a member of the disk group).");
+
+  CommandRegistry registry(app);
+  ringline::nvme_probe::RegisterListCommand(registry);
+  ringline::nvme_probe::RegisterInfoCommand(registry);
+  ringline::nvme_probe::RegisterHealthCommand(registry);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version arrive as "errors" with a success exit code;
+    // every real parse error becomes exit code 2 (CLI11's own codes differ).
+    const int code = app.exit(e);
+    return code == 0 ? ringline::nvme_probe::kExitOk : ringline::nvme_probe::kExitUsage;
+  }
+  return registry.RunSelected();
+}
