@@ -1,0 +1,68 @@
+#pragma once
+// One blockbench job: on its own worker, opens the target, keeps `iodepth`
+// requests in flight (one coroutine "lane" per request slot, each owning one
+// registered buffer) until the run time or the byte budget is used up, and
+// records per-direction counts and latencies.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include <sys/resource.h>
+
+#include "absl/status/status.h"
+#include "latency_histogram.h"
+#include "options.h"
+#include "ringline/task.h"
+#include "ringline/worker.h"
+
+namespace ringline::blockbench {
+
+// Start line shared by the jobs and the main thread: jobs set up, report
+// ready, wait for `go`, run, and the last to finish samples the process's CPU
+// time (before any worker tears down).
+class StartGate {
+ public:
+  explicit StartGate(uint32_t jobs) : jobs_(jobs) {}
+  // Job side.
+  void Ready(bool ok);
+  bool go() const { return go_.load(std::memory_order_acquire); }
+  bool aborted() const { return abort_.load(std::memory_order_acquire); }
+  void Finished();
+  // Main side: waits for every job to be ready; false if one failed (then the
+  // others are told to stop). Samples the CPU start time and opens the gate.
+  bool WaitReadyAndGo();
+  rusage cpu_start() const { return start_; }
+  rusage cpu_end() const { return end_; }
+
+ private:
+  const uint32_t jobs_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint32_t ready_ = 0;    // guarded by mu_
+  bool failed_ = false;   // guarded by mu_
+  std::atomic<bool> go_{false};
+  std::atomic<bool> abort_{false};
+  std::atomic<uint32_t> finished_{0};
+  rusage start_{};
+  rusage end_{};
+};
+
+struct JobResult {
+  absl::Status status;      // set-up failure or the first I/O error
+  uint64_t ios[2] = {0, 0};  // [0] reads, [1] writes
+  uint64_t bytes[2] = {0, 0};
+  uint64_t errors = 0;
+  LatencyHistogram lat[2];
+  double elapsed_s = 0;
+  int cpu = -1;             // the CPU the job's worker was pinned to
+  std::string target_kind;  // "file", "block device", ...
+};
+
+// The job's main task, run on `worker`.
+Task<> RunJob(Worker& worker, const BenchOptions& options, JobResult* result, StartGate* gate);
+
+}  // namespace ringline::blockbench

@@ -1,0 +1,52 @@
+#pragma once
+// Command-line options of ringline-blockbench, spelled like fio's.
+//
+//   ringline-blockbench --filename=/dev/shm/f --rw=randread --bs=4k --iodepth=32
+//       --runtime=5 --time_based --numjobs=1 --output-format=json --cpus=0
+//
+// Sizes take fio's suffixes with a 1024 base (4k = 4096, 1m = 1 MiB); times
+// take s/ms/m suffixes (plain numbers are seconds, like fio).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace ringline::blockbench {
+
+enum class RwMode { kRandRead, kRandWrite, kRead, kWrite, kRandRw };
+const char* RwModeName(RwMode m);
+
+struct BenchOptions {
+  std::string filename;
+  RwMode rw = RwMode::kRandRead;
+  uint32_t bs = 4096;
+  uint32_t iodepth = 1;
+  double runtime_s = 0;  // 0: no time limit (then `size` bytes per job)
+  bool time_based = false;
+  uint32_t numjobs = 1;
+  uint64_t size = 0;  // bytes of the target to use; 0 = all of it
+  uint32_t rwmixread = 50;
+  bool json = false;
+  std::string output;     // write the report here instead of stdout
+  std::vector<int> cpus;  // worker i runs on cpus[i % size]; empty = CPU i
+  std::string name = "ringline";
+
+  bool random() const { return rw == RwMode::kRandRead || rw == RwMode::kRandWrite || rw == RwMode::kRandRw; }
+  bool reads() const { return rw != RwMode::kRandWrite && rw != RwMode::kWrite; }
+  bool writes() const { return rw != RwMode::kRandRead && rw != RwMode::kRead; }
+};
+
+// Parses argv. A request for --help comes back as a status whose message is the
+// help text and whose code is kCancelled (print it, exit 0).
+absl::StatusOr<BenchOptions> ParseOptions(int argc, const char* const* argv);
+
+// "4k" -> 4096, "1m" -> 1048576, "512" -> 512. Fails on junk or overflow.
+absl::StatusOr<uint64_t> ParseSize(const std::string& text);
+// "5" / "5s" -> 5.0, "500ms" -> 0.5, "2m" -> 120.
+absl::StatusOr<double> ParseSeconds(const std::string& text);
+// "0,2-3" -> {0, 2, 3}.
+absl::StatusOr<std::vector<int>> ParseCpuList(const std::string& text);
+
+}  // namespace ringline::blockbench

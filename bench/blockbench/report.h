@@ -1,0 +1,25 @@
+#pragma once
+// The report of a blockbench run: JSON (--output-format=json) or text.
+//
+// JSON keys (all numbers; latencies in nanoseconds, completion latency as seen
+// by the caller of Target::Read/Write):
+//   iops, bw_bytes, ios, elapsed_s, errors,
+//   lat_ns {min, mean, max, p50, p90, p99, p99.9},
+//   read / write {ios, iops, bw_bytes, lat_ns {...}},
+//   cpu_user_s, cpu_sys_s, cpu_s_per_million_ios (whole process, during the run),
+//   jobs [{job, cpu, target, ios, errors, elapsed_s}], options {...}.
+
+#include <string>
+#include <vector>
+
+#include <sys/resource.h>
+
+#include "job.h"
+#include "options.h"
+
+namespace ringline::blockbench {
+
+std::string RenderReport(const BenchOptions& options, const std::vector<JobResult>& jobs,
+                         const rusage& cpu_start, const rusage& cpu_end);
+
+}  // namespace ringline::blockbench

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Side-by-side O_DIRECT benchmark: ringline-blockbench against fio's io_uring
+# engine on the same file, block size, queue depth and duration, alternating
+# the two tools in one invocation.
+#
+#   scripts/bench-block.sh [--build DIR] [--runtime SECONDS] [--cpus LIST]
+#                          [--disk-dir DIR] [--size SIZE] [--reps N]
+#
+# Workloads: 4k randread QD1 and QD32, 4k randwrite QD32, 128k sequential read
+# QD8; targets: a file on the local disk and a file in /dev/shm (tmpfs takes
+# O_DIRECT on this kernel and shows the CPU-bound ceiling of the submission
+# path). Both tools run under `taskset -c CPUS` (ringline-blockbench also pins
+# its worker with --cpus), so the tool, its io_uring and io-wq threads share
+# the same CPU set. CPU time is the whole process's user+system time as
+# reported by /usr/bin/time (set-up included, for both tools alike).
+# Prints a Markdown table: IOPS, p50/p99 completion latency, CPU seconds per
+# million I/Os, and the ratios ours/fio.
+set -euo pipefail
+
+BUILD=build
+RUNTIME=5
+CPUS=0
+DISK_DIR=/var/tmp
+SIZE=1g
+REPS=1
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --build) BUILD=$2; shift 2 ;;
+    --runtime) RUNTIME=$2; shift 2 ;;
+    --cpus) CPUS=$2; shift 2 ;;
+    --disk-dir) DISK_DIR=$2; shift 2 ;;
+    --size) SIZE=$2; shift 2 ;;
+    --reps) REPS=$2; shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+cd "$(dirname "$0")/.."
+BENCH=$BUILD/bin/ringline-blockbench
+for tool in "$BENCH" fio jq /usr/bin/time taskset; do
+  command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
+done
+if [[ "$(stat -f -c %T "$DISK_DIR")" == tmpfs ]]; then
+  echo "$DISK_DIR is tmpfs; pass --disk-dir on a disk filesystem" >&2
+  exit 1
+fi
+
+WORK=$(mktemp -d /tmp/bench-block.XXXXXX)
+DISK_FILE=$DISK_DIR/ringline-bench-block.img
+SHM_FILE=/dev/shm/ringline-bench-block.img
+cleanup() { rm -rf "$WORK" "$SHM_FILE"; }
+trap cleanup EXIT
+
+# Lay the files out once with real data (reads must not hit holes); both tools
+# then use the same files.
+for f in "$DISK_FILE" "$SHM_FILE"; do
+  "$BENCH" --filename="$f" --size="$SIZE" --rw=read --bs=1m --iodepth=4 --runtime=0.1 \
+    --time_based --cpus="${CPUS%%[,-]*}" >/dev/null
+done
+
+# run_one TOOL TARGETFILE RW BS QD -> prints "iops p50_us p99_us cpu_s_per_m"
+run_one() {
+  local tool=$1 file=$2 rw=$3 bs=$4 qd=$5 out=$WORK/out.json tm=$WORK/time
+  local dir=read
+  [[ $rw == randwrite || $rw == write ]] && dir=write
+  if [[ $tool == ours ]]; then
+    /usr/bin/time -f "%U %S" -o "$tm" taskset -c "$CPUS" "$BENCH" --filename="$file" \
+      --rw="$rw" --bs="$bs" --iodepth="$qd" --runtime="$RUNTIME" --time_based \
+      --size="$SIZE" --cpus="$CPUS" --output-format=json --output="$out" >/dev/null
+    jq -r --arg d "$dir" '"\(.[$d].iops) \(.[$d].lat_ns.p50 / 1000) \(.[$d].lat_ns.p99 / 1000) \(.ios)"' "$out"
+  else
+    /usr/bin/time -f "%U %S" -o "$tm" taskset -c "$CPUS" fio --name=bench --filename="$file" \
+      --direct=1 --ioengine=io_uring --rw="$rw" --bs="$bs" --iodepth="$qd" \
+      --runtime="$RUNTIME" --time_based --size="$SIZE" --norandommap --randrepeat=0 \
+      --lat_percentiles=1 --output-format=json --output="$out" >/dev/null
+    jq -r --arg d "$dir" '.jobs[0] | "\(.[$d].iops) \(.[$d].lat_ns.percentile["50.000000"] / 1000) \(.[$d].lat_ns.percentile["99.000000"] / 1000) \(.[$d].total_ios)"' "$out"
+  fi | { read -r iops p50 p99 ios; read -r u s < "$tm"
+         awk -v i="$iops" -v a="$p50" -v b="$p99" -v n="$ios" -v u="$u" -v s="$s" \
+           'BEGIN { printf "%.0f %.1f %.1f %.3f\n", i, a, b, (u + s) / n * 1e6 }'; }
+}
+
+echo "# bench-block: $(date -u +%FT%TZ), kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# both tools under taskset -c $CPUS (blockbench worker pinned with --cpus=$CPUS); ${RUNTIME}s per run, $REPS rep(s), file size $SIZE"
+echo "# fio $(fio --version) --ioengine=io_uring --direct=1 --norandommap --randrepeat=0 --lat_percentiles=1"
+echo "# latency: submission to completion for both (fio's lat = slat + clat; ours: Target::Read/Write call to result)"
+echo
+echo "| target | workload | fio IOPS | ours IOPS | IOPS ours/fio | fio p50/p99 µs | ours p50/p99 µs | fio CPU-s/M I/O | ours CPU-s/M I/O | CPU ours/fio |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+for target in disk shm; do
+  file=$DISK_FILE
+  [[ $target == shm ]] && file=$SHM_FILE
+  for wl in "randread 4k 1" "randread 4k 32" "randwrite 4k 32" "read 128k 8"; do
+    read -r rw bs qd <<<"$wl"
+    fio_r=() ours_r=()
+    for ((rep = 0; rep < REPS; rep++)); do
+      # Alternate which tool goes first.
+      if ((rep % 2 == 0)); then
+        fio_r+=("$(run_one fio "$file" "$rw" "$bs" "$qd")")
+        ours_r+=("$(run_one ours "$file" "$rw" "$bs" "$qd")")
+      else
+        ours_r+=("$(run_one ours "$file" "$rw" "$bs" "$qd")")
+        fio_r+=("$(run_one fio "$file" "$rw" "$bs" "$qd")")
+      fi
+    done
+    # Median by IOPS over the repetitions.
+    med() { printf '%s\n' "$@" | sort -n -k1,1 | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }'; }
+    read -r fi fp50 fp99 fcpu <<<"$(med "${fio_r[@]}")"
+    read -r oi op50 op99 ocpu <<<"$(med "${ours_r[@]}")"
+    awk -v t="$target" -v w="$bs $rw QD$qd" -v fi="$fi" -v oi="$oi" -v fp50="$fp50" -v fp99="$fp99" \
+      -v op50="$op50" -v op99="$op99" -v fc="$fcpu" -v oc="$ocpu" 'BEGIN {
+        printf "| %s | %s | %d | %d | **%.2fx** | %s / %s | %s / %s | %.2f | %.2f | **%.2fx** |\n",
+          t, w, fi, oi, oi / fi, fp50, fp99, op50, op99, fc, oc, oc / fc }'
+  done
+done

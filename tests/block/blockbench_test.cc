@@ -1,0 +1,117 @@
+// ringline-blockbench: option parsing (fio's spelling) and a short real run
+// whose JSON report has the documented keys.
+
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "nlohmann/json.hpp"
+#include "options.h"
+
+namespace ringline::blockbench {
+namespace {
+
+TEST(BlockbenchOptionsTest, SizesTimesAndCpuLists) {
+  EXPECT_EQ(*ParseSize("4k"), 4096u);
+  EXPECT_EQ(*ParseSize("128K"), 131072u);
+  EXPECT_EQ(*ParseSize("1m"), 1u << 20);
+  EXPECT_EQ(*ParseSize("2GiB"), 2ull << 30);
+  EXPECT_EQ(*ParseSize("512"), 512u);
+  EXPECT_FALSE(ParseSize("4x").ok());
+  EXPECT_FALSE(ParseSize("").ok());
+  EXPECT_FALSE(ParseSize("99999999999999999999t").ok());
+  EXPECT_DOUBLE_EQ(*ParseSeconds("5"), 5.0);
+  EXPECT_DOUBLE_EQ(*ParseSeconds("5s"), 5.0);
+  EXPECT_DOUBLE_EQ(*ParseSeconds("500ms"), 0.5);
+  EXPECT_DOUBLE_EQ(*ParseSeconds("2m"), 120.0);
+  EXPECT_FALSE(ParseSeconds("soon").ok());
+  EXPECT_EQ(*ParseCpuList("0"), (std::vector<int>{0}));
+  EXPECT_EQ(*ParseCpuList("0,2-4"), (std::vector<int>{0, 2, 3, 4}));
+  EXPECT_FALSE(ParseCpuList("3-1").ok());
+  EXPECT_FALSE(ParseCpuList("a").ok());
+}
+
+TEST(BlockbenchOptionsTest, FioSpelling) {
+  const char* argv[] = {"ringline-blockbench", "--name=x",      "--filename=/dev/shm/f",
+                        "--rw=randwrite",      "--bs=8k",       "--iodepth=16",
+                        "--runtime=3",         "--time_based",  "--numjobs=2",
+                        "--size=64m",          "--direct=1",    "--ioengine=io_uring",
+                        "--output-format=json", "--cpus=0-1",   "--norandommap",
+                        "--group_reporting"};
+  auto o = ParseOptions(static_cast<int>(std::size(argv)), argv);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->filename, "/dev/shm/f");
+  EXPECT_EQ(o->rw, RwMode::kRandWrite);
+  EXPECT_EQ(o->bs, 8192u);
+  EXPECT_EQ(o->iodepth, 16u);
+  EXPECT_DOUBLE_EQ(o->runtime_s, 3.0);
+  EXPECT_TRUE(o->time_based);
+  EXPECT_EQ(o->numjobs, 2u);
+  EXPECT_EQ(o->size, 64u << 20);
+  EXPECT_TRUE(o->json);
+  EXPECT_EQ(o->cpus, (std::vector<int>{0, 1}));
+
+  const char* bad_rw[] = {"b", "--filename=f", "--rw=trim"};
+  EXPECT_FALSE(ParseOptions(3, bad_rw).ok());
+  const char* buffered[] = {"b", "--filename=f", "--direct=0"};
+  auto st = ParseOptions(3, buffered);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.status().message().find("O_DIRECT"), std::string::npos);
+  const char* no_file[] = {"b", "--rw=read"};
+  EXPECT_FALSE(ParseOptions(2, no_file).ok());
+  const char* tb_without_runtime[] = {"b", "--filename=f", "--time_based"};
+  EXPECT_FALSE(ParseOptions(3, tb_without_runtime).ok());
+}
+
+std::string DiskDir() {
+  struct statfs fs;
+  if (statfs("/var/tmp", &fs) == 0 && fs.f_type != TMPFS_MAGIC) return "/var/tmp";
+  return ".";
+}
+
+// A 1 s randrw run on a file: the JSON report has the documented keys and
+// plausible values.
+TEST(BlockbenchRunTest, JsonReportHasTheDocumentedKeys) {
+  const std::string file = DiskDir() + "/ringline_blockbench_test." + std::to_string(getpid());
+  const std::string out = file + ".json";
+  const std::string cmd = std::string(BLOCKBENCH_PATH) + " --filename=" + file +
+                          " --size=16m --rw=randrw --bs=4k --iodepth=8 --runtime=1 --time_based"
+                          " --numjobs=1 --output-format=json --direct=1 --output=" + out;
+  const int rc = std::system(cmd.c_str());
+  unlink(file.c_str());
+  ASSERT_EQ(rc, 0) << cmd;
+  std::ifstream in(out);
+  ASSERT_TRUE(in.good());
+  nlohmann::json j = nlohmann::json::parse(in);
+  unlink(out.c_str());
+  for (const char* key : {"iops", "bw_bytes", "ios", "elapsed_s", "errors", "lat_ns", "read",
+                          "write", "cpu_user_s", "cpu_sys_s", "cpu_s_per_million_ios", "jobs",
+                          "options"}) {
+    EXPECT_TRUE(j.contains(key)) << key;
+  }
+  for (const char* p : {"min", "mean", "max", "p50", "p90", "p99", "p99.9"}) {
+    EXPECT_TRUE(j["lat_ns"].contains(p)) << p;
+    EXPECT_TRUE(j["read"]["lat_ns"].contains(p)) << p;
+  }
+  EXPECT_GT(j["iops"].get<double>(), 0);
+  EXPECT_GT(j["read"]["ios"].get<uint64_t>(), 0u);
+  EXPECT_GT(j["write"]["ios"].get<uint64_t>(), 0u);
+  EXPECT_EQ(j["errors"].get<uint64_t>(), 0u);
+  EXPECT_NEAR(j["bw_bytes"].get<double>(), j["iops"].get<double>() * 4096, 1.0);
+  EXPECT_GE(j["elapsed_s"].get<double>(), 1.0);
+  EXPECT_LE(j["lat_ns"]["p50"].get<uint64_t>(), j["lat_ns"]["p99"].get<uint64_t>());
+  EXPECT_LE(j["lat_ns"]["p99"].get<uint64_t>(), j["lat_ns"]["p99.9"].get<uint64_t>());
+  EXPECT_GT(j["cpu_user_s"].get<double>() + j["cpu_sys_s"].get<double>(), 0);
+  EXPECT_GT(j["cpu_s_per_million_ios"].get<double>(), 0);
+  EXPECT_EQ(j["jobs"].size(), 1u);
+}
+
+}  // namespace
+}  // namespace ringline::blockbench
