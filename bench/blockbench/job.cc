@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ringline/block/direct_file.h"
+#include "ringline/block/nvme_namespace.h"
 #include "ringline/block/open.h"
 #include "ringline/buffer_pool.h"
 #include "ringline/sleep.h"
@@ -95,12 +96,12 @@ Task<> Lane(JobState* s, Buffer buf, uint64_t seed) {
   }
 }
 
-const char* KindOf(const std::string& path, const block::Target& t) {
+const char* KindOf(const block::Target& t) {
   if (auto* f = dynamic_cast<const block::DirectFile*>(&t)) {
     return f->is_block_device() ? "block device (O_DIRECT)" : "file (O_DIRECT)";
   }
-  (void)path;
-  return "NVMe passthrough";
+  if (dynamic_cast<const block::NvmeNamespace*>(&t)) return "NVMe namespace (passthrough)";
+  return "other";
 }
 
 }  // namespace
@@ -148,7 +149,7 @@ Task<> RunJob(Worker& worker, const BenchOptions& o, JobResult* result, StartGat
   }
   std::unique_ptr<block::Target> target = std::move(*opened);
   const block::Geometry& g = target->geometry();
-  result->target_kind = KindOf(o.filename, *target);
+  result->target_kind = KindOf(*target);
   const uint64_t region = o.size ? o.size : g.size_bytes;
   if (o.bs % g.logical_block_size != 0) {
     fail(absl::InvalidArgumentError(absl::StrCat("--bs=", o.bs, " is not a multiple of the ",

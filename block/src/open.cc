@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ringline/block/direct_file.h"
+#include "ringline/block/nvme_namespace.h"
 #include "ringline/io_result.h"
 
 namespace ringline::block {
@@ -15,11 +16,16 @@ absl::StatusOr<std::unique_ptr<Target>> OpenTarget(Worker& worker, const std::st
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return ErrnoToStatus(-errno, absl::StrCat("stat ", path));
   if (S_ISCHR(st.st_mode)) {
-    // NOTE: NvmeNamespace (ringline/block/nvme_namespace.h) is being written in
-    // parallel; dispatch /dev/ngXnY here once it exists.
-    return absl::UnimplementedError(absl::StrCat(
-        path, " is a character device: NVMe generic devices (/dev/ngXnY) need NvmeNamespace, "
-              "which this build does not have yet"));
+    // NVMe generic char devices (/dev/ngXnY) go through passthrough;
+    // NvmeNamespace::Open refuses other character devices with a reason.
+    NvmeNamespaceOptions o;
+    o.read_only = options.read_only;
+    o.queue_depth = options.queue_depth;
+    o.max_transfer_bytes = options.max_transfer_bytes;
+    o.latency_histograms = options.latency_histograms;
+    auto ns = NvmeNamespace::Open(worker, path, o);
+    if (!ns.ok()) return ns.status();
+    return std::unique_ptr<Target>(std::move(*ns));
   }
   DirectFileOptions o;
   o.read_only = options.read_only;

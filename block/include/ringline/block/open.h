@@ -1,8 +1,9 @@
 #pragma once
 // OpenTarget: opens a block::Target by path, choosing the implementation.
 //
-//   /dev/ngXnY (NVMe generic char device)  -> NvmeNamespace (passthrough)
-//   regular file or block device           -> DirectFile (O_DIRECT)
+//   character device (/dev/ngXnY)  -> NvmeNamespace (NVMe passthrough; other
+//                                     character devices are refused by it)
+//   regular file or block device   -> DirectFile (O_DIRECT; /dev/nvmeXnY too)
 //
 // Thread-safety: call on the thread of `worker`; the target belongs to it and
 // must be destroyed before it (after the tasks that use it).
