@@ -30,6 +30,13 @@ class CommandRegistry {
     return app;
   }
 
+  // The registered subcommand names, in registration order.
+  std::vector<std::string> Names() const {
+    std::vector<std::string> names;
+    for (const auto& entry : commands_) names.push_back(entry.first->get_name());
+    return names;
+  }
+
   // Runs the subcommand the command line selected; its exit code.
   int RunSelected() const {
     for (const auto& [app, run] : commands_) {

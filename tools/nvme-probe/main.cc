@@ -1,6 +1,9 @@
 // nvme-probe: what NVMe devices (and, later, io_uring features) this host
 // has. See README.md for the subcommands, JSON schema and exit codes.
+#include <algorithm>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "commands.h"
@@ -23,6 +26,19 @@ int main(int argc, char** argv) {
   ringline::nvme_probe::RegisterListCommand(registry);
   ringline::nvme_probe::RegisterInfoCommand(registry);
   ringline::nvme_probe::RegisterHealthCommand(registry);
+
+  // CLI11 reports an unknown word in the subcommand position as "A subcommand
+  // is required"; name the problem instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    const std::vector<std::string> names = registry.Names();
+    if (std::find(names.begin(), names.end(), argv[1]) == names.end()) {
+      std::string known;
+      for (const std::string& n : names) known += (known.empty() ? "" : ", ") + n;
+      std::cerr << "nvme-probe: unknown subcommand '" << argv[1] << "' (subcommands: " << known
+                << ")\nRun with --help for more information.\n";
+      return ringline::nvme_probe::kExitUsage;
+    }
+  }
 
   try {
     app.parse(argc, argv);
