@@ -270,8 +270,11 @@ QEMU_ARGS=(
   -device isa-debug-exit,iobase=0xf4,iosize=0x04
   -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap
   -virtfs "local,path=$RESULTS,mount_tag=results,security_model=none,multidevs=remap"
-  -drive "file=$TMP/ns1.img,if=none,id=ns1,format=raw"
-  -drive "file=$TMP/ns2.img,if=none,id=ns2,format=raw"
+  # discard=unmap: QEMU's NVMe namespace reports that deallocated blocks read
+  # as zeroes (DLFEAT), but with the default discard=ignore a Dataset
+  # Management deallocate leaves the data in place.
+  -drive "file=$TMP/ns1.img,if=none,id=ns1,format=raw,discard=unmap"
+  -drive "file=$TMP/ns2.img,if=none,id=ns2,format=raw,discard=unmap"
   -device "nvme,id=nvme0,serial=$SERIAL"
   -device "nvme-ns,drive=ns1,bus=nvme0,nsid=1,logical_block_size=$NS1_LBA,physical_block_size=$NS1_LBA"
   -device "nvme-ns,drive=ns2,bus=nvme0,nsid=2,logical_block_size=$NS2_LBA,physical_block_size=$NS2_LBA"
