@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <sys/ioctl.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,12 +42,13 @@ struct RwPrep {
   int fixed_file;
   int rw_flags;
   uint8_t opcode;
+  uint8_t sqe_flags;  // IOSQE_FIXED_FILE, plus IOSQE_ASYNC where inline issue always fails
 
   void operator()(io_uring_sqe* sqe, OpSlot& slot) const {
     slot.held[0] = std::move(*buffer);
     const Buffer& b = slot.held[0];
     sqe->opcode = opcode;
-    sqe->flags = IOSQE_FIXED_FILE;
+    sqe->flags = sqe_flags;
     sqe->fd = fixed_file;
     sqe->off = offset;
     sqe->addr = reinterpret_cast<uint64_t>(b.data() + pos);
@@ -111,6 +114,15 @@ DirectFile::DirectFile(Worker& worker, std::string path, int fd, int fixed_file,
   const uint32_t unit = std::max(geometry_.logical_block_size, geometry_.memory_alignment);
   const uint32_t cap = geometry_.max_transfer_bytes ? geometry_.max_transfer_bytes : kMaxRwCount;
   max_chunk_ = std::max(unit, cap / unit * unit);
+  // tmpfs files do not support non-blocking reads and writes (no FMODE_NOWAIT):
+  // io_uring's inline attempt always fails with EAGAIN and the request is then
+  // handed to an io-wq thread. IOSQE_ASYNC goes to io-wq directly and skips
+  // the failed attempt. Everywhere else the inline path is the fast one.
+  struct statfs fs;
+  rw_sqe_flags_ = IOSQE_FIXED_FILE;
+  if (!block_device_ && ::fstatfs(fd_, &fs) == 0 && fs.f_type == TMPFS_MAGIC) {
+    rw_sqe_flags_ |= IOSQE_ASYNC;
+  }
 }
 
 DirectFile::~DirectFile() {
@@ -257,7 +269,8 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
               .rw_flags = rw_flags,
               .opcode = static_cast<uint8_t>(
                   write ? (fixed ? IORING_OP_WRITE_FIXED : IORING_OP_WRITE)
-                        : (fixed ? IORING_OP_READ_FIXED : IORING_OP_READ))};
+                        : (fixed ? IORING_OP_READ_FIXED : IORING_OP_READ)),
+              .sqe_flags = rw_sqe_flags_};
   int32_t res = 0;
   uint32_t done = 0;
   // One chunk normally; more when split at max_chunk_ or continued after a

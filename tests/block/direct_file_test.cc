@@ -570,6 +570,20 @@ TEST(DirectFileOpenTest, TmpfsFallsBackToPageAlignment) {
   EXPECT_EQ((*f)->geometry().size_bytes, 1u << 20);
   EXPECT_EQ((*f)->geometry().logical_block_size, 4096u);
   EXPECT_EQ((*f)->geometry().memory_alignment, 4096u);
+  // Reads and writes go to io-wq directly there (IOSQE_ASYNC): round trip.
+  (*w)->BlockOn([](DirectFile* f) -> Task<> {
+    Buffer b = Buffer::Allocate(8192);
+    Fill(b, 8192, 21);
+    BlockResult wr = co_await f->Write(4096, std::move(b));
+    EXPECT_EQ(wr.res, 8192) << wr.status;
+    std::memset(wr.buffer.data(), 0, 8192);
+    BlockResult r = co_await f->Read(4096, 8192, std::move(wr.buffer));
+    EXPECT_EQ(r.res, 8192) << r.status;
+    EXPECT_TRUE(Matches(r.buffer, 8192, 21));
+    EXPECT_EQ((co_await f->WriteZeroes(4096, 4096)).res, 0) << "PUNCH_HOLE fallback";
+    r = co_await f->Read(4096, 4096, std::move(r.buffer));
+    EXPECT_TRUE(AllZero(r.buffer, 4096));
+  }(f->get()));
   (*f).reset();
   unlink(path.c_str());
 }

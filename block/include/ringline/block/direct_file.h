@@ -123,6 +123,7 @@ class DirectFile final : public Target {
   bool latency_;
   bool zero_range_supported_ = true;  // files: ZERO_RANGE, else PUNCH_HOLE
   uint32_t max_chunk_;
+  uint8_t rw_sqe_flags_;  // SQE flags of reads and writes (see the constructor)
   QueueDepthLimiter limiter_;
   TargetMetrics metrics_;
   std::unique_ptr<BlockingHelper> helper_;  // started on the first block-device discard
