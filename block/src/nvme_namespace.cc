@@ -700,6 +700,8 @@ Task<BlockResult> NvmeNamespace::WriteZeroes(uint64_t offset, uint64_t length,
 // then pins the pages per command) and marks that registration, once, as not
 // usable FIXED for this namespace. Any other EINVAL recurs on the retry and is
 // reported. Re-running a read or write that the kernel refused is harmless.
+// The mark is by registration index: should a later pool reuse the index, its
+// buffers also go as plain memory (slower, never wrong).
 bool NvmeNamespace::FixedUsable(const Buffer& buffer) const {
   const int i = buffer.registered_index();
   return i >= 0 && (static_cast<std::size_t>(i) >= fixed_unusable_.size() || !fixed_unusable_[i]);
@@ -716,7 +718,8 @@ void NvmeNamespace::NoteFixedUnusable(const Buffer& buffer) {
       "commands use plain (per-command pinned) memory from now on. Linux 6.1 takes a "
       "registered buffer only if its whole registration spans at most max_segments (%u) "
       "pages: register buffers of at most %u KiB each to keep the FIXED path.",
-      path_, buffer.registered_index(), max_segments_, max_segments_ * 4);
+      path_, buffer.registered_index(), max_segments_,
+      static_cast<uint64_t>(max_segments_) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)) / 1024);
 }
 
 Task<BlockResult> NvmeNamespace::Run(Plan plan, Buffer buffer) {
