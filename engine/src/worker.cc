@@ -67,6 +67,13 @@ Worker::~Worker() {
     DestroyAllTasks();
     DrainRing();
   }
+  // Services go after the drain (nothing in flight references them) and while
+  // the ring exists (they unregister what they registered), newest first.
+  while (!services_.empty()) {
+    auto s = std::move(services_.back().second);
+    services_.pop_back();
+    s.reset();
+  }
   // Slots (and the buffers they hold) go before the ring they were used with.
   slab_.reset();
   for (BufferPool* pool : pools_) pool->OnWorkerGone();
@@ -227,8 +234,26 @@ void Worker::DestroyAllTasks() {
   deferred_.clear();
 }
 
+WorkerService* Worker::Service(const void* key) const {
+  for (const auto& [k, s] : services_) {
+    if (k == key) return s.get();
+  }
+  return nullptr;
+}
+
+void Worker::SetService(const void* key, std::unique_ptr<WorkerService> service) {
+  for (auto& [k, s] : services_) {
+    if (k == key) {
+      s = std::move(service);
+      return;
+    }
+  }
+  services_.emplace_back(key, std::move(service));
+}
+
 void Worker::DrainRing() {
   stopping_ = true;
+  draining_ = true;
   slab_->CancelAll();
   const auto limit = Clock::now() + kDrainLimit;
   while (slab_->in_flight() > 0 && Clock::now() < limit) {

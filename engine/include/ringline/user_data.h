@@ -29,6 +29,9 @@ enum class OpTag : uint8_t {
   kSendMsgUdp = 41,
   kNetClose = 42,
   kNetCancel = 43,
+  kNetTimeout = 44,   // per-connection timers (idle timeout, close linger)
+  kFilesUpdate = 45,  // installs a socket into the fixed-file table
+  kRecvDirect = 46,   // plain RECV into caller memory (read_exact of a large payload)
   // block (96..159)
   kBlockRead = 96,
   kBlockWrite = 97,

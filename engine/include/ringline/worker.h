@@ -21,6 +21,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -42,6 +43,19 @@ class RootPromiseBase;
 class BufferPool;
 class CancellationSource;
 class CancellationToken;
+
+// A worker-local subsystem (e.g. the network layer's connection table and
+// provided buffer rings) owned by the worker. Services are destroyed by ~Worker
+// after every task has been destroyed and the ring drained (so no kernel
+// operation still references their memory) but before the ring itself goes, so
+// they may still unregister what they registered with it.
+class WorkerService {
+ public:
+  WorkerService() = default;
+  WorkerService(const WorkerService&) = delete;
+  WorkerService& operator=(const WorkerService&) = delete;
+  virtual ~WorkerService() = default;
+};
 
 class Worker {
  public:
@@ -108,6 +122,16 @@ class Worker {
   Clock::time_point now() const { return now_; }
   std::size_t task_count() const { return root_count_; }
 
+  // Worker-local services, keyed by the address of a per-subsystem tag object.
+  // Service() returns null when none was set. SetService() replaces (and
+  // destroys) an existing one with the same key.
+  WorkerService* Service(const void* key) const;
+  void SetService(const void* key, std::unique_ptr<WorkerService> service);
+  // True once the worker is cancelling every remaining operation and waiting for
+  // the kernel to return them (shutdown or destruction): completion handlers
+  // must not start new operations then.
+  bool draining() const { return draining_; }
+
   // Buffer pools registered with this worker's ring (buffer_pool.cc): they are
   // told when the ring goes away so they never touch it afterwards.
   void AttachPool(BufferPool* pool) { pools_.push_back(pool); }
@@ -159,6 +183,8 @@ class Worker {
   Clock::time_point next_tick_{};
 
   std::vector<BufferPool*> pools_;
+  std::vector<std::pair<const void*, std::unique_ptr<WorkerService>>> services_;
+  bool draining_ = false;
   detail::RootPromiseBase* roots_ = nullptr;  // intrusive list of spawned tasks
   std::size_t root_count_ = 0;
 };

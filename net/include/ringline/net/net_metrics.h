@@ -1,0 +1,48 @@
+#pragma once
+// Network metrics: one set per worker, written only by that worker's thread,
+// readable from any thread (relaxed atomics, see ringline/metrics.h).
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ringline/metrics.h"
+
+namespace ringline::net {
+
+struct NetMetrics {
+  Counter accepted;               // connections accepted and installed
+  Counter refused;                // accepted then closed at once: table full
+  Counter closed;                 // connections whose close completed
+  Counter active;                 // gauge: connections open now (accepted + outbound)
+  Counter connects;               // outbound connections established
+  Counter connect_failures;       // refused, unreachable, timed out
+  Counter bytes_in;               // TCP payload bytes received (ciphertext for TLS)
+  Counter bytes_out;              // TCP payload bytes sent (ciphertext for TLS)
+  Counter recv_enobufs;           // multishot recv ended because its buffer ring was empty
+  Counter recv_rearms;            // multishot recv armed again after it ended
+  Counter send_copies;            // copying send operations submitted
+  Counter zc_sends;               // SEND_ZC/SENDMSG_ZC operations submitted
+  Counter zc_copied;              // zero-copy sends the kernel reported it copied
+  Counter copy_fallbacks;         // payloads asked to go zero-copy that were copied
+  Counter partial_sends;          // short sends continued (DESIGN.md rule 5)
+  Counter send_waits;             // sends that waited for queue space (backpressure)
+  Counter direct_reads;           // read_exact payloads received straight into the buffer
+  Counter accumulator_overflows;  // connections closed for exceeding the accumulator cap
+  Counter idle_timeouts;          // connections closed for being idle
+  Counter tls_handshakes;         // completed TLS handshakes
+  Counter tls_failures;           // failed TLS handshakes
+  Counter udp_datagrams_in;
+  Counter udp_datagrams_out;
+  Counter udp_dropped;  // datagrams dropped: receive queue full or truncated
+
+  std::vector<std::pair<std::string, uint64_t>> Counters() const;
+};
+
+// Sums over every worker that has used the network, live or gone ("active"
+// counts live workers only). Thread-safe.
+std::vector<std::pair<std::string, uint64_t>> NetMetricsTotals();
+uint64_t NetMetricTotal(const std::string& name);
+
+}  // namespace ringline::net

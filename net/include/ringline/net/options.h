@@ -1,0 +1,88 @@
+#pragma once
+// Options of the network layer: per worker (NetOptions), per connection
+// (ConnectionOptions) and per listener (ListenOptions).
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/status.h"
+
+namespace ringline {
+class Worker;
+}
+
+namespace ringline::net {
+
+// Per-worker resources. Set them with Configure() on the worker's thread before
+// the first network object is created there; otherwise the defaults apply.
+struct NetOptions {
+  // Connections (accepted and outbound) a worker holds at once. When the table is
+  // full a newly accepted connection is closed at once (a clean FIN, nothing
+  // read or written) and counted in `refused`. The fixed-file table of the ring
+  // (RingOptions::direct_alloc_files) is a second limit: when it is full the
+  // newcomer is refused the same way.
+  uint32_t max_connections = 4096;
+  // The provided buffer ring all TCP connections of the worker receive into.
+  // `recv_buffer_count` must be a power of two (at most 32768). A buffer is held
+  // only from its completion until its bytes are copied out (the same loop
+  // iteration), so the count bounds how much one loop iteration can receive, not
+  // how many connections there are.
+  uint32_t recv_buffer_size = 16 * 1024;
+  uint32_t recv_buffer_count = 512;
+  // Small sends are copied into chunks of this size from a per-worker cache that
+  // keeps at most `send_chunk_cache` free chunks.
+  uint32_t send_chunk_size = 16 * 1024;
+  uint32_t send_chunk_cache = 1024;
+  // First buffer group id the layer uses (TCP ring; UDP sockets take the next ones).
+  uint16_t buffer_group_base = 0x4e00;
+
+  absl::Status Validate() const;
+};
+
+// Must run on `worker`'s thread before any listener, connection or UDP socket is
+// created there. FailedPrecondition if the worker already uses the network.
+absl::Status Configure(Worker& worker, const NetOptions& options);
+
+struct ConnectionOptions {
+  // Largest message recv(parse) can assemble. Bytes that arrive while nobody
+  // consumes them are held up to this cap, then receiving pauses (TCP flow
+  // control pushes back on the peer). A parser that still needs more once the
+  // cap is reached closes the connection (EMSGSIZE, logged, counted).
+  std::size_t accumulator_cap = 1 << 20;
+  // Bytes queued for sending (copied or zero-copy, not yet confirmed by the
+  // kernel) above which send() waits (backpressure).
+  std::size_t send_queue_limit = 4 << 20;
+  // send(Buffer)/send_zc: payloads at least this large go out with SENDMSG_ZC;
+  // smaller ones are copied (counted as copy fallbacks).
+  bool zero_copy = true;
+  std::size_t zero_copy_threshold = 16 * 1024;
+  // read_exact(Buffer&): when at least this many bytes remain after the
+  // accumulated ones, receiving switches to a plain RECV straight into the
+  // buffer (no copy); below it bytes are copied from the provided buffers.
+  std::size_t direct_read_threshold = 64 * 1024;
+  // Closes a connection with no bytes in or out for this long (0: never).
+  std::chrono::milliseconds idle_timeout{0};
+  // How long a graceful close waits for queued bytes to leave before it aborts.
+  std::chrono::milliseconds close_linger{5000};
+  // TLS handshake deadline (accepted connections, StartTls, Connect).
+  std::chrono::milliseconds handshake_timeout{10000};
+};
+
+struct ListenOptions {
+  int backlog = 1024;
+  // TCP: every worker binds its own socket with SO_REUSEPORT and the kernel
+  // spreads connections across them. Unix: the path is bound once per process
+  // and every worker accepts on that one socket.
+  bool reuse_port = true;
+  bool nodelay = true;  // TCP_NODELAY on accepted connections
+  bool v6only = false;  // IPV6_V6ONLY for an IPv6 listener
+  // Unix: remove a stale socket file at the path (one nobody listens on) first.
+  bool unlink_stale = true;
+  // Connections accepted but not yet taken by Accept(); more wait in the
+  // kernel's backlog (the multishot accept is paused meanwhile).
+  uint32_t accept_queue = 256;
+  ConnectionOptions connection;
+};
+
+}  // namespace ringline::net

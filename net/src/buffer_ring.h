@@ -1,0 +1,68 @@
+#pragma once
+// BufferRing: a provided buffer ring (IORING_REGISTER_PBUF_RING) built from
+// liburing 2.3's primitives (io_uring_setup_buf_ring is 2.4).
+//
+// Memory: the ring of buffer descriptors and the buffers themselves are two
+// anonymous mappings owned by this object. The kernel picks a buffer only while
+// it issues a receive, which with DEFER_TASKRUN happens inside this thread's
+// io_uring_enter (and under the ring lock with SQPOLL), so unregistering the
+// group first and unmapping afterwards never pulls memory from under a receive.
+// Buffers handed back with Return() become visible to the kernel only at
+// Publish(), so a whole loop iteration's worth is replenished with one
+// store-release of the tail.
+// Thread-safety: owned by one worker; used only on its thread.
+
+#include <liburing.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+
+namespace ringline {
+class Ring;
+}
+
+namespace ringline::net::detail {
+
+class BufferRing {
+ public:
+  // `count` must be a power of two in [1, 32768]; `size` is rounded up to 64.
+  static absl::StatusOr<std::unique_ptr<BufferRing>> Create(Ring& ring, uint16_t group,
+                                                            uint32_t count, uint32_t size);
+  BufferRing(const BufferRing&) = delete;
+  BufferRing& operator=(const BufferRing&) = delete;
+  ~BufferRing();
+
+  uint16_t group() const { return group_; }
+  uint32_t count() const { return count_; }
+  uint32_t buffer_size() const { return size_; }
+  uint8_t* Addr(uint16_t bid) const { return buffers_ + std::size_t{bid} * size_; }
+
+  // Gives buffer `bid` back (its bytes have been copied out).
+  void Return(uint16_t bid);
+  // Makes the returned buffers visible to the kernel; returns how many.
+  uint32_t Publish();
+  uint32_t pending() const { return pending_; }
+  // Buffers the kernel may currently pick.
+  uint32_t available() const { return available_; }
+  void Taken() { --available_; }
+
+ private:
+  BufferRing(Ring& ring, uint16_t group, uint32_t count, uint32_t size)
+      : ring_(ring), group_(group), count_(count), size_(size) {}
+
+  Ring& ring_;
+  uint16_t group_;
+  uint32_t count_;
+  uint32_t size_;
+  io_uring_buf_ring* br_ = nullptr;
+  std::size_t br_bytes_ = 0;
+  uint8_t* buffers_ = nullptr;
+  std::size_t buffers_bytes_ = 0;
+  bool registered_ = false;
+  uint32_t pending_ = 0;
+  uint32_t available_ = 0;
+};
+
+}  // namespace ringline::net::detail

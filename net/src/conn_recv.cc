@@ -1,0 +1,265 @@
+// ConnState: the receive side (multishot recv into the provided buffer ring,
+// accumulator, read_exact sinks and direct receives).
+#include <liburing.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "conn_state.h"
+#include "net_worker.h"
+#include "ringline/log.h"
+#include "ringline/worker.h"
+#include "tls_session.h"
+
+namespace ringline::net::detail {
+
+int ConnState::ClaimRecv() {
+  if (receiving_) return EBUSY;
+  if (phase_ == Phase::kInstalling) return ENOTCONN;
+  receiving_ = true;
+  return 0;
+}
+
+void ConnState::ReleaseRecv() { receiving_ = false; }
+
+void ConnState::Consume(std::size_t n) {
+  acc_.Consume(n);
+  UpdateRecv();  // below the cap again: resume receiving
+}
+
+int ConnState::RecvStatus() const {
+  if (recv_error_) return recv_error_;
+  if (eof_) return -1;
+  if (phase_ == Phase::kInstalling || phase_ >= Phase::kCancelling) return ENOTCONN;
+  return 0;
+}
+
+void ConnState::SetRecvError(int err) {
+  if (!recv_error_) recv_error_ = err;
+  WakeRecv();
+}
+
+void ConnState::ParkRecv(RecvWait* w) {
+  recv_waiter_ = w;
+  UpdateRecv();
+}
+
+void ConnState::UnparkRecv(RecvWait* w) {
+  if (recv_waiter_ == w) recv_waiter_ = nullptr;
+}
+
+void ConnState::WakeRecv() {
+  RecvWait* w = recv_waiter_;
+  if (!w) return;
+  // want_ == 0: the reader wants every receive-side event (read_exact).
+  if (w->want_ != 0 && acc_.size() < w->want_ && RecvStatus() == 0) return;
+  recv_waiter_ = nullptr;
+  PromiseBase* p = std::exchange(w->promise_, nullptr);
+  if (p) nw_.worker().Schedule(p);
+}
+
+int ConnState::OverflowClose() {
+  nw_.metrics().accumulator_overflows.Add();
+  RL_LOG_WARN(
+      "connection to %s: a message needs more than the accumulator cap of %zu bytes; "
+      "closing",
+      peer_.ToString(), opts_.accumulator_cap);
+  SetRecvError(EMSGSIZE);
+  if (!send_error_) send_error_ = EMSGSIZE;
+  BeginClose(false);
+  return EMSGSIZE;
+}
+
+// Arms, keeps or pauses the multishot receive to match what is wanted.
+void ConnState::UpdateRecv() {
+  const bool sink_wants = sink_ && sink_got_ < sink_want_;
+  const bool want = phase_ == Phase::kOpen && !eof_ && !recv_error_ && !direct_ &&
+                    (acc_.size() < opts_.accumulator_cap || sink_wants);
+  if (want) {
+    if (!recv_slot_ && !starved_ && CanSubmit()) ArmRecv();
+  } else if (recv_slot_ && !recv_cancel_sent_) {
+    // Paused (accumulator full, direct receive, closing): the final completion
+    // of the multishot recv follows the cancellation.
+    nw_.worker().slab().Cancel(*recv_slot_);
+    recv_cancel_sent_ = true;
+  }
+}
+
+void ConnState::ArmRecv() {
+  if (armed_once_) nw_.metrics().recv_rearms.Add();
+  armed_once_ = true;
+  OpSlot& slot = NewOp(OpTag::kRecvMulti, &ConnState::OnRecv);
+  io_uring_sqe* sqe = nw_.worker().ring().GetSqe();
+  io_uring_prep_recv_multishot(sqe, fixed_, nullptr, 0, 0);
+  sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+  sqe->buf_group = nw_.recv_ring().group();
+  io_uring_sqe_set_data64(sqe, slot.user_data().raw());
+  recv_slot_ = &slot;
+  recv_cancel_sent_ = false;
+}
+
+void ConnState::OnRecv(void* owner, OpSlot&, int32_t res, uint32_t flags) {
+  auto* self = static_cast<ConnState*>(owner);
+  self->Ref();
+  NetWorker& nw = self->nw_;
+  const bool final = !(flags & IORING_CQE_F_MORE);
+  if (flags & IORING_CQE_F_BUFFER) {
+    const auto bid = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+    BufferRing& ring = nw.recv_ring();
+    ring.Taken();
+    if (res > 0) {
+      nw.metrics().bytes_in.Add(static_cast<uint64_t>(res));
+      self->last_activity_ = nw.worker().now();
+      // Copied out at once, so the buffer goes back in this same batch.
+      if (self->tls_) {
+        self->OnCipher(ring.Addr(bid), static_cast<std::size_t>(res));
+      } else {
+        self->Deliver(ring.Addr(bid), static_cast<std::size_t>(res));
+      }
+    }
+    nw.ReturnBuffer(ring, bid);
+  }
+  if (res == 0) {
+    self->eof_ = true;
+    if (self->tls_ && self->hs_state_ == 0) {
+      self->FailHandshake(ECONNRESET, "the peer closed the connection during the handshake");
+    }
+  } else if (res == -ENOBUFS) {
+    // The ring is empty (rule 6): wait for the end-of-batch publish to re-arm.
+    nw.metrics().recv_enobufs.Add();
+    if (final && !self->starved_) {
+      self->starved_ = true;
+      nw.AddStarved(self);
+    }
+  } else if (res < 0 && res != -ECANCELED) {
+    self->SetRecvError(-res);
+    if (self->tls_ && self->hs_state_ == 0) self->FailHandshake(-res, std::strerror(-res));
+  }
+  if (final) {
+    self->recv_slot_ = nullptr;
+    self->recv_cancel_sent_ = false;
+    self->OpDone();
+  }
+  self->WakeRecv();
+  self->UpdateRecv();
+  self->AfterQuiesceCheck();
+  self->Unref();
+}
+
+void ConnState::OnBuffersPublished() {
+  starved_ = false;
+  UpdateRecv();
+}
+
+void ConnState::Deliver(const uint8_t* p, std::size_t n) {
+  if (sink_ && sink_got_ < sink_want_) {
+    const std::size_t k = std::min(n, sink_want_ - sink_got_);
+    std::memcpy(sink_ + sink_got_, p, k);
+    sink_got_ += k;
+    p += k;
+    n -= k;
+  }
+  if (n) acc_.Append(p, n);
+}
+
+// ---- read_exact support --------------------------------------------------------
+
+std::size_t ConnState::TakeAccumulated(uint8_t* dst, std::size_t n) {
+  const std::size_t k = acc_.Take(dst, n);
+  UpdateRecv();
+  return k;
+}
+
+void ConnState::SetSink(uint8_t* dst, std::size_t want) {
+  sink_ = dst;
+  sink_want_ = want;
+  sink_got_ = 0;
+  UpdateRecv();
+}
+
+void ConnState::ClearSink() {
+  sink_ = nullptr;
+  sink_want_ = sink_got_ = 0;
+  UpdateRecv();
+}
+
+bool ConnState::ReadProgress() const {
+  if (direct_slot_) return false;  // the direct receive must come back first
+  if (RecvStatus() != 0) return true;
+  if (sink_ && sink_got_ >= sink_want_) return true;
+  return direct_ && !recv_slot_ && !direct_slot_;  // ready for (another) direct receive
+}
+
+void ConnState::BeginDirect() {
+  direct_ = true;
+  UpdateRecv();  // cancels the multishot receive; DirectReady() once it has ended
+}
+
+void ConnState::SubmitDirect(Buffer* lent) {
+  if (!direct_lent_ && lent) {
+    // The connection keeps the Buffer while the kernel may write into it; its
+    // memory (and so sink_) does not move with the Buffer object.
+    direct_buf_ = std::move(*lent);
+    direct_lent_ = true;
+    nw_.metrics().direct_reads.Add();
+  }
+  OpSlot& slot = NewOp(OpTag::kRecvDirect, &ConnState::OnDirect);
+  io_uring_sqe* sqe = nw_.worker().ring().GetSqe();
+  io_uring_prep_recv(sqe, fixed_, sink_ + sink_got_, sink_want_ - sink_got_, MSG_WAITALL);
+  sqe->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(sqe, slot.user_data().raw());
+  direct_slot_ = &slot;
+}
+
+void ConnState::OnDirect(void* owner, OpSlot&, int32_t res, uint32_t) {
+  auto* self = static_cast<ConnState*>(owner);
+  self->Ref();
+  self->OpDone();
+  self->direct_slot_ = nullptr;
+  NetWorker& nw = self->nw_;
+  if (res > 0) {
+    nw.metrics().bytes_in.Add(static_cast<uint64_t>(res));
+    self->last_activity_ = nw.worker().now();
+    if (self->sink_) self->sink_got_ += static_cast<std::size_t>(res);
+  } else if (res == 0) {
+    self->eof_ = true;
+  } else if (res != -ECANCELED) {
+    self->SetRecvError(-res);
+  }
+  if (!self->sink_ && self->direct_lent_) {
+    // The reader went away: the kernel is done with the lent buffer now.
+    self->direct_buf_.Reset();
+    self->direct_lent_ = false;
+    self->direct_ = false;
+  }
+  self->WakeRecv();
+  self->UpdateRecv();
+  self->AfterQuiesceCheck();
+  self->Unref();
+}
+
+void ConnState::EndDirect(Buffer* lent) {
+  if (direct_lent_) {
+    *lent = std::move(direct_buf_);
+    direct_lent_ = false;
+  }
+  direct_ = false;
+  UpdateRecv();
+}
+
+void ConnState::BreakRecv() {
+  if (!recv_error_) recv_error_ = ECONNABORTED;
+  sink_ = nullptr;
+  sink_want_ = sink_got_ = 0;
+  if (direct_slot_) {
+    // Keep the lent buffer until the kernel returns the receive.
+    nw_.worker().slab().Cancel(*direct_slot_);
+  } else {
+    direct_buf_.Reset();
+    direct_lent_ = false;
+    direct_ = false;
+  }
+  UpdateRecv();
+}
+
+}  // namespace ringline::net::detail

@@ -1,0 +1,311 @@
+#pragma once
+// ConnState: everything about one TCP/Unix connection, owned by the worker's
+// connection table (NetWorker), driven by completion handlers.
+//
+// Every kernel operation of a connection is a handler operation whose owner is
+// the ConnState (multishot recv, direct recv, sends, timers, shutdown, close),
+// and every pointer such an operation hands the kernel points into the OpSlot
+// or into this object (iovecs, msghdr, send chunks, a lent Buffer). A ConnState
+// is freed only when no reference (handle, operation in progress) is left and
+// the kernel has returned its last completion, so that memory provably outlives
+// every operation (DESIGN.md rule 1). Tasks wait on it through awaiters that
+// unlink themselves when destroyed.
+//
+// Life: kInstalling (a plain fd is being put into the fixed-file table) ->
+// kOpen -> kDraining (graceful close: queued bytes leave) -> kShutdown (FIN) ->
+// kCancelling (every operation cancelled, waiting for their final completions)
+// -> kClosing (close of the direct descriptor) -> kClosed.
+// Thread-safety: worker-local.
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "accumulator.h"
+#include "ringline/buffer.h"
+#include "ringline/net/connection.h"
+#include "ringline/net/options.h"
+#include "ringline/net/socket_address.h"
+#include "ringline/op_slab.h"
+#include "ringline/timer_queue.h"
+
+namespace ringline::net::detail {
+
+class NetWorker;
+class TlsSession;
+class ListenerState;
+
+// A run of bytes in the send queue. Copy items own one send chunk; owned items
+// hold a copied header (in a chunk) and the caller's Buffers for zero-copy.
+struct SendItem {
+  SendItem* next = nullptr;
+  uint8_t* chunk = nullptr;   // NetWorker send chunk, or null
+  std::size_t chunk_len = 0;  // bytes used in the chunk
+  std::vector<Buffer> buffers;
+  bool owned = false;
+  bool in_queue = false;
+  std::size_t total = 0;      // bytes of this item
+  std::size_t sent = 0;       // confirmed by the kernel
+  std::size_t in_flight = 0;  // covered by the send operation in flight
+  uint32_t notifs = 0;        // zero-copy operations whose notification is pending
+  SendOwned* waiter = nullptr;
+  int error = 0;
+};
+
+class ConnState {
+ public:
+  enum class Phase : uint8_t {
+    kInstalling,
+    kOpen,
+    kDraining,
+    kShutdown,
+    kCancelling,
+    kClosing,
+    kClosed
+  };
+
+  ConnState(NetWorker& nw, uint32_t index, uint32_t generation);
+  ConnState(const ConnState&) = delete;
+  ConnState& operator=(const ConnState&) = delete;
+  ~ConnState();
+
+  NetWorker& net() { return nw_; }
+  ConnId id() const { return {index_, generation_}; }
+  uint32_t index() const { return index_; }
+  Phase phase() const { return phase_; }
+  bool open() const { return phase_ == Phase::kOpen; }
+  int fixed() const { return fixed_; }
+
+  // ---- set-up -------------------------------------------------------------
+  void SetAddresses(const SocketAddress& local, const SocketAddress& peer) {
+    local_ = local;
+    peer_ = peer;
+  }
+  const SocketAddress& local() const { return local_; }
+  const SocketAddress& peer() const { return peer_; }
+  void SetOptions(const ConnectionOptions& o) { opts_ = o; }
+  const ConnectionOptions& options() const { return opts_; }
+  // Installs plain socket `fd` (ownership taken) as a direct descriptor;
+  // `on_ready` runs when that is done (ok or not): see InstallResult().
+  using ReadyFn = void (*)(void* ctx, ConnState* s);
+  void BeginInstall(int fd, ReadyFn on_ready, void* ctx, bool outbound);
+  int install_error() const { return install_error_; }
+  // Resumes `p` when the install is done (Connect waits this way).
+  void ParkInstall(PromiseBase* p) { install_waiter_ = p; }
+  void UnparkInstall(PromiseBase* p) {
+    if (install_waiter_ == p) install_waiter_ = nullptr;
+  }
+  // Starts receiving (after install, or after a TLS session is attached).
+  void Start();
+
+  // ---- references -----------------------------------------------------------
+  void Ref() { ++refs_; }
+  void Unref();  // may close and free this
+
+  // ---- receive --------------------------------------------------------------
+  int ClaimRecv();
+  void ReleaseRecv();
+  std::span<const uint8_t> Peek() const { return acc_.data(); }
+  void Consume(std::size_t n);
+  // Terminal state of the receive side: 0 (more may come), -1 (end of stream),
+  // or an errno.
+  int RecvStatus() const;
+  void ParkRecv(RecvWait* w);
+  void UnparkRecv(RecvWait* w);
+  int OverflowClose();
+  // read_exact: bytes already accumulated are taken first (TakeAccumulated);
+  // then the sink gets bytes as they arrive, ahead of the accumulator.
+  std::size_t TakeAccumulated(uint8_t* dst, std::size_t n);
+  void SetSink(uint8_t* dst, std::size_t want);
+  std::size_t sink_filled() const { return sink_got_; }
+  void ClearSink();
+  // Something a read_exact waits for happened: the sink is full, the stream
+  // ended or failed, or a direct receive can be submitted.
+  bool ReadProgress() const;
+  // Direct mode: pauses the multishot recv; once it has ended (DirectReady),
+  // SubmitDirect receives the rest of the sink with RECV(MSG_WAITALL). The
+  // Buffer behind the sink is lent to the connection from the first direct
+  // receive until EndDirect, so it outlives the kernel's use even if the reader
+  // goes away.
+  void BeginDirect();
+  bool direct_active() const { return direct_; }
+  bool DirectReady() const { return direct_ && !recv_slot_ && !direct_slot_; }
+  void SubmitDirect(Buffer* lent);
+  bool direct_in_flight() const { return direct_slot_ != nullptr; }
+  void EndDirect(Buffer* lent);
+  // The reader went away in the middle of a read: the stream is out of sync.
+  void BreakRecv();
+
+  // ---- send -------------------------------------------------------------------
+  // Admission: true when the send is done (copied / queued or failed); false
+  // when it must wait for room (then Park it).
+  bool TrySendCopy(SendCopy* a);
+  bool TrySendOwned(SendOwned* a);
+  void ParkSend(SendWaiter* w, PromiseBase* p);
+  void UnparkSend(SendWaiter* w);
+  // A SendOwned whose task went away: its item completes without it.
+  void ForgetOwned(SendOwned* a);
+  std::size_t queued_bytes() const { return queued_bytes_; }
+  int send_error() const { return send_error_; }
+  // flush(): resumes `p` once the queue is empty; returns false if it is already.
+  bool ParkFlush(PromiseBase* p);
+  void UnparkFlush(PromiseBase* p);
+
+  // ---- TLS ----------------------------------------------------------------------
+  TlsSession* tls() const { return tls_.get(); }
+  // Attaches a session; bytes already accumulated become its first input.
+  void AttachTls(std::unique_ptr<TlsSession> tls);
+  // 0 while the handshake runs, 1 once done, or an errno on failure.
+  int handshake_state() const { return hs_state_; }
+  void ParkHandshake(PromiseBase* p) { hs_waiter_ = p; }
+  void UnparkHandshake(PromiseBase* p) {
+    if (hs_waiter_ == p) hs_waiter_ = nullptr;
+  }
+  void FailHandshake(int err, const char* why);
+
+  // ---- close ------------------------------------------------------------------
+  void BeginClose(bool graceful);
+  bool ParkClose(PromiseBase* p);  // false: already closed
+  void UnparkClose(PromiseBase* p);
+  int close_error() const { return close_error_; }
+
+  // Buffers came back to the ring after an ENOBUFS: arm again.
+  void OnBuffersPublished();
+  bool starved() const { return starved_; }
+
+ private:
+  friend class NetWorker;
+  static void OnInstalled(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
+  static void OnRecv(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
+  static void OnDirect(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
+  static void OnSend(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
+  static void OnTimer(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
+  static void OnShutdown(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
+  static void OnClose(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
+
+  bool CanSubmit() const;
+  OpSlot& NewOp(OpTag tag, CompletionHandler h);
+  void OpDone() { --ops_; }
+  void MaybeFree();  // the last action of every entry point that may free this
+
+  // receive
+  void UpdateRecv();
+  void DriveTls();
+  void ArmRecv();
+  void Deliver(const uint8_t* p, std::size_t n);   // plaintext into sink/accumulator
+  void OnCipher(const uint8_t* p, std::size_t n);  // TLS: ciphertext in
+  void WakeRecv();
+  void SetRecvError(int err);
+
+  // send
+  int SendBlockedError() const;
+  void AppendCopy(const uint8_t* p, std::size_t n);
+  void AppendPlain(const uint8_t* p, std::size_t n);  // through TLS when attached
+  void DrainTlsOutput();
+  SendItem* NewItem();
+  void EnqueueItem(SendItem* item);
+  void KickSend();
+  void SubmitSend();
+  void OnSendResult(int32_t res);
+  void FinishItem(SendItem* item);
+  void ReapItems();
+  void FailSends(int err);
+  void PumpSendWaiters();
+  void WakeFlush();
+  bool Admit(SendWaiter* w);  // admits as much as fits; true when done
+
+  // timers
+  void ArmTimer(OpSlot*& slot, Clock::duration d);
+  void ArmIdle();
+  void OnIdleTimer();
+  void OnLinger();
+
+  // close
+  void AfterDrainCheck();
+  void CancelAll();
+  void AfterQuiesceCheck();
+  void Closed(int err);
+
+  NetWorker& nw_;
+  uint32_t index_;
+  uint32_t generation_;
+  Phase phase_ = Phase::kInstalling;
+  int fixed_ = -1;
+  bool outbound_ = false;
+  bool established_ = false;  // counted in accepted/active
+  SocketAddress local_;
+  SocketAddress peer_;
+  ConnectionOptions opts_;
+  uint32_t refs_ = 0;
+  uint32_t ops_ = 0;  // handler operations not yet finally completed
+  // Of those, zero-copy sends that only wait for their notification. They do
+  // not hold up closing the descriptor: on a real network the notification may
+  // only come once the socket is gone (its queued packets freed).
+  uint32_t notif_only_ = 0;
+
+  int pending_fd_ = -1;  // plain fd while installing
+  ReadyFn on_ready_ = nullptr;
+  void* ready_ctx_ = nullptr;
+  int install_error_ = 0;
+  PromiseBase* install_waiter_ = nullptr;
+  bool close_requested_ = false;
+  bool close_graceful_ = true;
+
+  // receive
+  Accumulator acc_;
+  OpSlot* recv_slot_ = nullptr;
+  bool recv_cancel_sent_ = false;
+  bool armed_once_ = false;
+  bool starved_ = false;
+  bool eof_ = false;
+  int recv_error_ = 0;
+  bool receiving_ = false;  // a task holds the receive claim
+  RecvWait* recv_waiter_ = nullptr;
+  uint8_t* sink_ = nullptr;
+  std::size_t sink_want_ = 0;
+  std::size_t sink_got_ = 0;
+  bool direct_ = false;
+  OpSlot* direct_slot_ = nullptr;
+  Buffer direct_buf_;  // lent by read_exact while a direct RECV may write into it
+  bool direct_lent_ = false;
+
+  // send
+  SendItem* sq_head_ = nullptr;
+  SendItem* sq_tail_ = nullptr;
+  std::size_t queued_bytes_ = 0;
+  bool send_in_flight_ = false;
+  OpSlot* send_slot_ = nullptr;        // the data operation in flight
+  std::vector<SendItem*> zc_waiting_;  // sent, waiting for notifications
+  int send_error_ = 0;
+  SendWaiter* sw_head_ = nullptr;  // FIFO of sends waiting for queue space
+  SendWaiter* sw_tail_ = nullptr;
+  std::vector<PromiseBase*> flush_waiters_;
+  // Read by the kernel until the send operation's first completion.
+  msghdr send_msg_{};
+  std::vector<iovec> send_iov_;
+  std::vector<SendItem*> op_items_;  // items the operation in flight covers, in order
+  std::size_t op_bytes_ = 0;
+
+  // timers
+  OpSlot* idle_slot_ = nullptr;
+  OpSlot* linger_slot_ = nullptr;
+  Clock::time_point last_activity_{};
+
+  // TLS
+  std::unique_ptr<TlsSession> tls_;
+  int hs_state_ = 1;
+  PromiseBase* hs_waiter_ = nullptr;
+  bool close_notify_sent_ = false;
+
+  // close
+  std::vector<PromiseBase*> close_waiters_;
+  int close_error_ = 0;
+  OpSlot* shutdown_slot_ = nullptr;
+  OpSlot* close_slot_ = nullptr;
+};
+
+}  // namespace ringline::net::detail

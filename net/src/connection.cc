@@ -1,0 +1,404 @@
+#include "ringline/net/connection.h"
+
+#include <cerrno>
+
+#include "conn_state.h"
+#include "net_worker.h"
+#include "ringline/combinators.h"
+#include "ringline/net/tls.h"
+#include "ringline/worker.h"
+#include "tls_session.h"
+
+namespace ringline::net {
+namespace detail {
+
+int ClaimRecv(ConnState* s) { return s->ClaimRecv(); }
+void ReleaseRecv(ConnState* s) { s->ReleaseRecv(); }
+std::span<const uint8_t> Peek(ConnState* s) { return s->Peek(); }
+void Consume(ConnState* s, std::size_t n) { s->Consume(n); }
+std::size_t AccumulatorCap(ConnState* s) { return s->options().accumulator_cap; }
+int OverflowClose(ConnState* s) { return s->OverflowClose(); }
+
+// ---- RecvWait ----------------------------------------------------------------
+
+RecvWait::~RecvWait() {
+  if (promise_) s_->UnparkRecv(this);
+}
+
+bool RecvWait::await_ready() {
+  if (want_ == 0) return s_->ReadProgress();
+  return s_->Peek().size() >= want_ || s_->RecvStatus() != 0;
+}
+
+void RecvWait::Park(PromiseBase* p) {
+  promise_ = p;
+  s_->ParkRecv(this);
+}
+
+int RecvWait::await_resume() {
+  if (promise_) {
+    s_->UnparkRecv(this);
+    promise_ = nullptr;
+  }
+  if (want_ != 0 && s_->Peek().size() >= want_) return 0;
+  return s_->RecvStatus();
+}
+
+// ---- SendCopy ------------------------------------------------------------------
+
+SendCopy::SendCopy(ConnState* s, std::span<const uint8_t> bytes)
+    : SendWaiter(Kind::kCopy), s_(s), bytes_(bytes) {
+  if (s_) s_->Ref();
+}
+
+SendCopy::SendCopy(SendCopy&& o) noexcept
+    : SendWaiter(Kind::kCopy), s_(std::exchange(o.s_, nullptr)), bytes_(o.bytes_) {}
+
+SendCopy::~SendCopy() {
+  if (!s_) return;
+  s_->UnparkSend(this);
+  s_->Unref();
+}
+
+bool SendCopy::await_ready() {
+  if (!s_) {
+    error_ = ENOTCONN;
+    return true;
+  }
+  return s_->TrySendCopy(this);
+}
+
+void SendCopy::Park(PromiseBase* p) {
+  waited_ = true;
+  s_->ParkSend(this, p);
+}
+
+IoResult SendCopy::await_resume() {
+  if (error_) return IoResult{-error_, 0};
+  return IoResult{static_cast<int32_t>(bytes_.size()), 0};
+}
+
+// ---- SendOwned -----------------------------------------------------------------
+
+SendOwned::SendOwned(ConnState* s, std::span<const uint8_t> header, std::vector<Buffer> buffers)
+    : SendWaiter(Kind::kOwned), s_(s), header_(header), buffers_(std::move(buffers)) {
+  if (s_) s_->Ref();
+}
+
+SendOwned::SendOwned(SendOwned&& o) noexcept
+    : SendWaiter(Kind::kOwned),
+      s_(std::exchange(o.s_, nullptr)),
+      header_(o.header_),
+      buffers_(std::move(o.buffers_)) {}
+
+SendOwned::~SendOwned() {
+  if (!s_) return;
+  s_->UnparkSend(this);
+  s_->ForgetOwned(this);
+  s_->Unref();
+}
+
+bool SendOwned::await_ready() {
+  if (!s_) {
+    res_ = -ENOTCONN;
+    done_ = true;
+    return true;
+  }
+  s_->TrySendOwned(this);
+  return done_;
+}
+
+void SendOwned::Park(PromiseBase* p) { s_->ParkSend(this, p); }
+
+SendVecResult SendOwned::await_resume() {
+  promise_ = nullptr;
+  return SendVecResult{IoResult{res_, 0}, std::move(buffers_)};
+}
+
+// ---- one-shot awaiters -------------------------------------------------------------
+
+namespace {
+
+class FlushWait {
+ public:
+  explicit FlushWait(ConnState* s) : s_(s) {}
+  FlushWait(const FlushWait&) = delete;
+  ~FlushWait() {
+    if (p_) s_->UnparkFlush(p_);
+  }
+  bool await_ready() const noexcept { return false; }
+  template <EnginePromise P>
+  bool await_suspend(std::coroutine_handle<P> h) {
+    p_ = &h.promise();
+    if (!s_->ParkFlush(p_)) {
+      p_ = nullptr;
+      return false;
+    }
+    return true;
+  }
+  void await_resume() { p_ = nullptr; }
+
+ private:
+  ConnState* s_;
+  PromiseBase* p_ = nullptr;
+};
+
+class CloseWait {
+ public:
+  explicit CloseWait(ConnState* s) : s_(s) {}
+  CloseWait(const CloseWait&) = delete;
+  ~CloseWait() {
+    if (p_) s_->UnparkClose(p_);
+  }
+  bool await_ready() const { return s_->phase() == ConnState::Phase::kClosed; }
+  template <EnginePromise P>
+  bool await_suspend(std::coroutine_handle<P> h) {
+    p_ = &h.promise();
+    if (!s_->ParkClose(p_)) {
+      p_ = nullptr;
+      return false;
+    }
+    return true;
+  }
+  void await_resume() { p_ = nullptr; }
+
+ private:
+  ConnState* s_;
+  PromiseBase* p_ = nullptr;
+};
+
+class HandshakeWait {
+ public:
+  explicit HandshakeWait(ConnState* s) : s_(s) {}
+  HandshakeWait(const HandshakeWait&) = delete;
+  ~HandshakeWait() {
+    if (p_) s_->UnparkHandshake(p_);
+  }
+  bool await_ready() const { return s_->handshake_state() != 0; }
+  template <EnginePromise P>
+  void await_suspend(std::coroutine_handle<P> h) {
+    p_ = &h.promise();
+    s_->ParkHandshake(p_);
+  }
+  void await_resume() { p_ = nullptr; }
+
+ private:
+  ConnState* s_;
+  PromiseBase* p_ = nullptr;
+};
+
+// Holds a reference for the duration of an operation.
+class StateRef {
+ public:
+  explicit StateRef(ConnState* s) : s_(s) { s_->Ref(); }
+  StateRef(const StateRef&) = delete;
+  ~StateRef() { s_->Unref(); }
+
+ private:
+  ConnState* s_;
+};
+
+// A read that consumed bytes and then went away leaves the stream out of sync.
+class ReadGuard {
+ public:
+  explicit ReadGuard(ConnState* s) : s_(s) {}
+  ReadGuard(const ReadGuard&) = delete;
+  ~ReadGuard() {
+    if (touched_ && !finished_) s_->BreakRecv();
+  }
+  void Touch() { touched_ = true; }
+  void Finish() { finished_ = true; }
+
+ private:
+  ConnState* s_;
+  bool touched_ = false;
+  bool finished_ = false;
+};
+
+Task<> WaitHandshakeTask(ConnState* s) { co_await HandshakeWait(s); }
+
+}  // namespace
+
+Task<IoResult> ReadExact(ConnState* s, uint8_t* dst, std::size_t n, Buffer* lent) {
+  RecvClaim claim(s);
+  if (claim.error()) co_return IoResult{-claim.error(), 0};
+  ReadGuard guard(s);
+  std::size_t got = s->TakeAccumulated(dst, n);
+  if (got) guard.Touch();
+  if (got == n) {
+    guard.Finish();
+    co_return IoResult{static_cast<int32_t>(n), 0};
+  }
+  s->SetSink(dst + got, n - got);
+  guard.Touch();
+  const bool direct = lent != nullptr && !s->tls() && n - got >= s->options().direct_read_threshold;
+  if (direct) s->BeginDirect();
+  int err = 0;
+  for (;;) {
+    if (s->sink_filled() == n - got) break;
+    const int st = s->RecvStatus();
+    if (st != 0 && !s->direct_in_flight()) {
+      err = st < 0 ? ENODATA : st;
+      break;
+    }
+    if (st == 0 && direct && s->DirectReady()) s->SubmitDirect(lent);
+    co_await RecvWait(s, 0);
+  }
+  if (direct) s->EndDirect(lent);
+  s->ClearSink();
+  if (err) co_return IoResult{-err, 0};  // the guard marks the stream out of sync
+  guard.Finish();
+  co_return IoResult{static_cast<int32_t>(n), 0};
+}
+
+}  // namespace detail
+
+using detail::ConnState;
+
+Connection::Connection(detail::ConnState* state) : s_(state) {
+  if (s_) s_->Ref();
+}
+
+ConnId Connection::id() const { return s_ ? s_->id() : ConnId{}; }
+
+const SocketAddress& Connection::peer() const {
+  static const SocketAddress kNone;
+  return s_ ? s_->peer() : kNone;
+}
+
+const SocketAddress& Connection::local() const {
+  static const SocketAddress kNone;
+  return s_ ? s_->local() : kNone;
+}
+
+bool Connection::is_open() const {
+  return s_ && s_->open() && !s_->send_error() && s_->RecvStatus() == 0;
+}
+bool Connection::is_tls() const { return s_ && s_->tls(); }
+std::string Connection::tls_version() const {
+  return s_ && s_->tls() ? s_->tls()->version() : std::string();
+}
+std::string Connection::tls_cipher() const {
+  return s_ && s_->tls() ? s_->tls()->cipher() : std::string();
+}
+std::string Connection::peer_certificate_subject() const {
+  return s_ && s_->tls() ? s_->tls()->peer_subject() : std::string();
+}
+std::size_t Connection::queued_bytes() const { return s_ ? s_->queued_bytes() : 0; }
+
+Task<Result<std::size_t>> Connection::read_some(std::span<uint8_t> dst) {
+  ConnState* s = s_;
+  if (!s) co_return Result<std::size_t>::Error(ENOTCONN);
+  detail::RecvClaim claim(s);
+  if (claim.error()) co_return Result<std::size_t>::Error(claim.error());
+  for (;;) {
+    if (!s->Peek().empty())
+      co_return Result<std::size_t>(s->TakeAccumulated(dst.data(), dst.size()));
+    const int st = co_await detail::RecvWait(s, 1);
+    if (st < 0) co_return Result<std::size_t>::Eof();
+    if (st > 0) co_return Result<std::size_t>::Error(st);
+  }
+}
+
+Task<IoResult> Connection::read_exact(Buffer& buf, std::size_t n) {
+  ConnState* s = s_;
+  if (!s) co_return IoResult{-ENOTCONN, 0};
+  if (n > buf.capacity()) co_return IoResult{-EINVAL, 0};
+  IoResult r = co_await detail::ReadExact(s, buf.data(), n, &buf);
+  if (r.ok()) buf.set_size(n);
+  co_return r;
+}
+
+Task<IoResult> Connection::read_exact(std::span<uint8_t> dst) {
+  ConnState* s = s_;
+  if (!s) co_return IoResult{-ENOTCONN, 0};
+  co_return co_await detail::ReadExact(s, dst.data(), dst.size(), nullptr);
+}
+
+Task<SendResult> Connection::send(Buffer buf) {
+  std::vector<Buffer> v;
+  v.push_back(std::move(buf));
+  SendVecResult r = co_await detail::SendOwned(s_, {}, std::move(v));
+  SendResult out{r.result, {}};
+  if (!r.buffers.empty()) out.buffer = std::move(r.buffers.front());
+  co_return out;
+}
+
+Task<SendResult> Connection::send_zc(std::span<const uint8_t> header, Buffer payload) {
+  std::vector<Buffer> v;
+  v.push_back(std::move(payload));
+  SendVecResult r = co_await detail::SendOwned(s_, header, std::move(v));
+  SendResult out{r.result, {}};
+  if (!r.buffers.empty()) out.buffer = std::move(r.buffers.front());
+  co_return out;
+}
+
+Task<IoResult> Connection::flush() {
+  ConnState* s = s_;
+  if (!s) co_return IoResult{-ENOTCONN, 0};
+  detail::StateRef ref(s);
+  co_await detail::FlushWait(s);
+  co_return IoResult{s->send_error() ? -s->send_error() : 0, 0};
+}
+
+Task<IoResult> Connection::close() {
+  ConnState* s = s_;
+  if (!s) co_return IoResult{-ENOTCONN, 0};
+  detail::StateRef ref(s);
+  const int before = s->send_error();
+  s->BeginClose(true);
+  co_await detail::CloseWait(s);
+  int err = before && before != ENOTCONN ? before : s->close_error();
+  co_return IoResult{err ? -err : 0, 0};
+}
+
+void Connection::abort() {
+  if (s_) s_->BeginClose(false);
+}
+
+namespace {
+Task<IoResult> WaitHandshake(ConnState* s) {
+  const auto timeout = s->options().handshake_timeout;
+  auto done = co_await Timeout(timeout, detail::WaitHandshakeTask(s));
+  if (!done) s->FailHandshake(ETIMEDOUT, "the handshake timed out");
+  const int st = s->handshake_state();
+  co_return IoResult{st == 1 ? 0 : -st, 0};
+}
+}  // namespace
+
+Task<IoResult> Connection::StartTls(std::shared_ptr<TlsServerContext> ctx) {
+  ConnState* s = s_;
+  if (!s || !s->open()) co_return IoResult{-ENOTCONN, 0};
+  if (s->tls()) co_return IoResult{-EALREADY, 0};
+  detail::StateRef ref(s);
+  auto tls = detail::TlsSession::NewServer(ctx->raw());
+  if (!tls) co_return IoResult{-ENOMEM, 0};
+  s->AttachTls(std::move(tls));
+  co_return co_await WaitHandshake(s);
+}
+
+namespace {
+Task<IoResult> StartTlsClientImpl(ConnState* s, std::shared_ptr<TlsClientContext> ctx,
+                                  std::unique_ptr<std::string> name) {
+  const std::string& server_name = *name;
+  if (!s || !s->open()) co_return IoResult{-ENOTCONN, 0};
+  if (s->tls()) co_return IoResult{-EALREADY, 0};
+  detail::StateRef ref(s);
+  auto tls = detail::TlsSession::NewClient(ctx->raw(), server_name, ctx->verify_peer());
+  if (!tls) co_return IoResult{-ENOMEM, 0};
+  s->AttachTls(std::move(tls));
+  co_return co_await WaitHandshake(s);
+}
+}  // namespace
+
+// Not a coroutine: the name is copied before the caller's expression ends.
+Task<IoResult> Connection::StartTlsClient(std::shared_ptr<TlsClientContext> ctx,
+                                          std::string_view server_name) {
+  return StartTlsClientImpl(s_, std::move(ctx), std::make_unique<std::string>(server_name));
+}
+
+namespace detail {
+Task<IoResult> AwaitHandshake(ConnState* s) { return WaitHandshake(s); }
+}  // namespace detail
+
+}  // namespace ringline::net
