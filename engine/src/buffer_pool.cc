@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -59,16 +60,26 @@ absl::StatusOr<std::unique_ptr<BufferPool>> BufferPool::Create(Worker& worker,
   }
   pool->base_ = static_cast<uint8_t*>(mem);
   if (o.register_with_ring) {
-    // One registration covers the whole region (the kernel caps one at 1 GiB).
-    auto idx = pool->mapped_ <= (std::size_t{1} << 30)
-                   ? worker.ring().RegisterBuffer(pool->base_, pool->mapped_)
-                   : absl::StatusOr<int>(absl::ResourceExhaustedError(
-                         "a pool above 1 GiB cannot be one registered buffer"));
-    if (idx.ok()) {
-      pool->reg_index_ = *idx;
-    } else if (!g_memlock_warned.exchange(true)) {
-      RL_LOG_WARN("%s; using unregistered buffers (plain READ/WRITE instead of the _FIXED opcodes)",
-                  idx.status().message());
+    pool->per_registration_ =
+        static_cast<uint32_t>(std::max<std::size_t>(1, o.max_registration_bytes / size));
+    const uint32_t groups = (o.count + pool->per_registration_ - 1) / pool->per_registration_;
+    absl::Status failed;
+    for (uint32_t g = 0; g < groups && failed.ok(); ++g) {
+      const uint32_t first = g * pool->per_registration_;
+      const uint32_t n = std::min(pool->per_registration_, o.count - first);
+      auto idx = worker.ring().RegisterBuffer(pool->base_ + std::size_t{first} * size,
+                                              std::size_t{n} * size);
+      if (idx.ok()) pool->reg_indexes_.push_back(*idx);
+      else failed = idx.status();
+    }
+    if (!failed.ok()) {
+      for (int idx : pool->reg_indexes_) worker.ring().UnregisterBuffer(idx);
+      pool->reg_indexes_.clear();
+      if (!g_memlock_warned.exchange(true)) {
+        RL_LOG_WARN("%s; using unregistered buffers (plain READ/WRITE instead of the _FIXED "
+                    "opcodes)",
+                    failed.message());
+      }
     }
   }
   worker.AttachPool(pool.get());
@@ -79,7 +90,7 @@ absl::StatusOr<std::unique_ptr<BufferPool>> BufferPool::Create(Worker& worker,
 
 BufferPool::~BufferPool() {
   if (worker_) {
-    if (reg_index_ >= 0) worker_->ring().UnregisterBuffer(reg_index_);
+    for (int idx : reg_indexes_) worker_->ring().UnregisterBuffer(idx);
     worker_->DetachPool(this);
   }
   if (base_) munmap(base_, mapped_);
@@ -91,7 +102,7 @@ Buffer BufferPool::Make(uint32_t i) {
   b.data_ = base_ + std::size_t{i} * buffer_size_;
   b.capacity_ = static_cast<uint32_t>(buffer_size_);
   b.size_ = 0;
-  b.reg_index_ = reg_index_;
+  b.reg_index_ = reg_indexes_.empty() ? -1 : reg_indexes_[i / per_registration_];
   return b;
 }
 

@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -35,6 +36,13 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(const RingOptions& o) {
   }
   ring->initialized_ = true;
 
+  // The fixed-file table counts against RLIMIT_NOFILE: raise the soft limit
+  // toward the hard one if the table would not fit (1024 is a common default).
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < o.fixed_files + 64u) {
+    nofile.rlim_cur = std::min<rlim_t>(nofile.rlim_max, o.fixed_files + 64u);
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   ret = io_uring_register_files_sparse(&ring->ring_, o.fixed_files);
   if (ret < 0) {
     return ErrnoToStatus(ret, absl::StrCat("registering a sparse table of ", o.fixed_files,

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <set>
 
 #include "ringline/ringline.h"
 
@@ -211,6 +212,59 @@ TEST_F(LifecycleTest, KernelTimeoutCancelledByWhenAny) {
   EXPECT_EQ(*r, 1u);
   Settle();
   EXPECT_EQ(worker_->slab().in_flight(), baseline_);
+}
+
+}  // namespace
+}  // namespace ringline
+
+namespace ringline {
+namespace {
+
+TEST(BufferPoolTest, RegistersInGroupsNoLargerThanTheLimit) {
+  auto w = Worker::Create(Config{});
+  ASSERT_TRUE(w.ok()) << w.status();
+  // 10 buffers of 128 KiB with at most 3 per registration: 4 registrations.
+  auto p = BufferPool::Create(**w, {.buffer_size = 128 * 1024, .count = 10,
+                                    .max_registration_bytes = 3 * 128 * 1024});
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_TRUE((*p)->registered());
+  std::vector<Buffer> all;
+  std::set<int> groups;
+  for (int i = 0; i < 10; ++i) {
+    all.push_back((*p)->TryAcquire());
+    ASSERT_TRUE(all.back());
+    ASSERT_TRUE(all.back().registered());
+    groups.insert(all.back().registered_index());
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(all.back().data()) % 4096, 0u) << "page-aligned";
+  }
+  EXPECT_EQ(groups.size(), 4u);
+  EXPECT_FALSE((*p)->TryAcquire()) << "empty pool";
+  all.clear();
+  EXPECT_EQ((*p)->available(), 10u);
+}
+
+TEST(BufferPoolTest, AcquireWaitsInFifoOrder) {
+  auto w = Worker::Create(Config{});
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto p = BufferPool::Create(**w, {.buffer_size = 4096, .count = 1});
+  ASSERT_TRUE(p.ok());
+  std::vector<int> order;
+  (*w)->BlockOn([](BufferPool* pool, std::vector<int>* order) -> Task<> {
+    Buffer held = pool->TryAcquire();
+    std::vector<JoinHandle<void>> hs;
+    for (int i = 0; i < 5; ++i) {
+      hs.push_back(Spawn([](BufferPool* pool, std::vector<int>* order, int i) -> Task<> {
+        Buffer b = co_await pool->Acquire();
+        order->push_back(i);
+        co_await Sleep(std::chrono::microseconds(100));
+      }(pool, order, i)));
+    }
+    co_await Sleep(std::chrono::milliseconds(1));
+    EXPECT_EQ(pool->waiting(), 5u);
+    held.Reset();  // hands the buffer to the first waiter
+    for (auto& h : hs) co_await h;
+  }(p->get(), &order));
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4}));
 }
 
 }  // namespace

@@ -32,6 +32,12 @@ class BufferPool {
     std::size_t buffer_size = 128 * 1024;  // rounded up to a page
     uint32_t count = 64;
     bool register_with_ring = true;
+    // Largest single registration. Linux 6.1 fails an NVMe passthrough command
+    // with IORING_URING_CMD_FIXED when the registration it points into spans
+    // more pages than the device's max_segments (127 in QEMU), so buffers are
+    // registered in groups no larger than this; a buffer larger than it gets a
+    // registration of its own.
+    std::size_t max_registration_bytes = 127 * 4096;
   };
 
   // Creates a pool on `worker` (the calling thread must be its thread).
@@ -73,12 +79,12 @@ class BufferPool {
   uint32_t count() const { return count_; }
   uint32_t available() const { return static_cast<uint32_t>(free_.size()); }
   uint32_t waiting() const { return waiting_; }
-  bool registered() const { return reg_index_ >= 0; }
+  bool registered() const { return !reg_indexes_.empty(); }
 
-  // Called by the worker as it is destroyed: forget the ring registration.
+  // Called by the worker as it is destroyed: forget the ring registrations.
   void OnWorkerGone() {
     worker_ = nullptr;
-    reg_index_ = -1;
+    reg_indexes_.clear();
   }
 
  private:
@@ -94,7 +100,8 @@ class BufferPool {
   uint32_t count_;
   uint8_t* base_ = nullptr;
   std::size_t mapped_ = 0;
-  int reg_index_ = -1;
+  uint32_t per_registration_ = 1;  // buffers covered by one registration
+  std::vector<int> reg_indexes_;   // ring registration of each group; empty: none
   std::vector<uint32_t> free_;
   AcquireAwaiter* head_ = nullptr;
   AcquireAwaiter* tail_ = nullptr;

@@ -32,7 +32,9 @@ struct RingOptions {
   // IORING_FILE_INDEX_ALLOC), the rest are installed by InstallFixedFile().
   uint32_t fixed_files = 4096;
   uint32_t direct_alloc_files = 3072;
-  uint32_t registered_buffers = 64;  // sparse registered-buffer table entries
+  // Sparse registered-buffer table entries (a BufferPool registers its memory
+  // in pieces of at most BufferPool::Options::max_registration_bytes).
+  uint32_t registered_buffers = 1024;
 };
 
 // One completion copied out of the CQ (CQE32: `big` holds the extra 16 bytes).
