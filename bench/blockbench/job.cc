@@ -139,10 +139,9 @@ Task<> RunJob(Worker& worker, const BenchOptions& o, JobResult* result, StartGat
     gate->Ready(false);
     worker.RequestStop();
   };
-  auto opened = block::OpenTarget(worker, o.filename,
-                                  {.read_only = !o.writes(),
-                                   .queue_depth = o.iodepth,
-                                   .latency_histograms = false});
+  auto opened = block::OpenTarget(
+      worker, o.filename,
+      {.read_only = !o.writes(), .queue_depth = o.iodepth, .latency_histograms = false});
   if (!opened.ok()) {
     fail(opened.status());
     co_return;

@@ -4,14 +4,14 @@
 // registered buffer) until the run time or the byte budget is used up, and
 // records per-direction counts and latencies.
 
+#include <sys/resource.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <string>
-
-#include <sys/resource.h>
 
 #include "absl/status/status.h"
 #include "latency_histogram.h"
@@ -42,8 +42,8 @@ class StartGate {
   const uint32_t jobs_;
   std::mutex mu_;
   std::condition_variable cv_;
-  uint32_t ready_ = 0;    // guarded by mu_
-  bool failed_ = false;   // guarded by mu_
+  uint32_t ready_ = 0;   // guarded by mu_
+  bool failed_ = false;  // guarded by mu_
   std::atomic<bool> go_{false};
   std::atomic<bool> abort_{false};
   std::atomic<uint32_t> finished_{0};
@@ -52,7 +52,7 @@ class StartGate {
 };
 
 struct JobResult {
-  absl::Status status;      // set-up failure or the first I/O error
+  absl::Status status;       // set-up failure or the first I/O error
   uint64_t ios[2] = {0, 0};  // [0] reads, [1] writes
   uint64_t bytes[2] = {0, 0};
   uint64_t errors = 0;

@@ -26,7 +26,10 @@ int LayOut(const BenchOptions& o) {
   const bool exists = ::stat(o.filename.c_str(), &st) == 0;
   if (exists && !S_ISREG(st.st_mode)) return 0;
   if (o.size == 0) {
-    if (!exists) std::fprintf(stderr, "%s does not exist; give --size to create it\n", o.filename.c_str());
+    if (!exists) {
+      std::fprintf(stderr, "ringline-blockbench: %s does not exist; give --size to create it\n",
+                   o.filename.c_str());
+    }
     return exists ? 0 : 1;
   }
   const uint64_t have = exists ? static_cast<uint64_t>(st.st_size) : 0;
@@ -40,7 +43,8 @@ int LayOut(const BenchOptions& o) {
   std::mt19937_64 rng(42);
   for (uint64_t off = have / (1 << 20) * (1 << 20); off < o.size; off += chunk.size() * 8) {
     for (auto& v : chunk) v = rng();
-    const std::size_t n = static_cast<std::size_t>(std::min<uint64_t>(chunk.size() * 8, o.size - off));
+    const std::size_t n =
+        static_cast<std::size_t>(std::min<uint64_t>(chunk.size() * 8, o.size - off));
     if (::pwrite(fd, chunk.data(), n, static_cast<off_t>(off)) != static_cast<ssize_t>(n)) {
       std::perror(("lay out " + o.filename).c_str());
       ::close(fd);
@@ -59,7 +63,8 @@ int Main(int argc, char** argv) {
       std::fputs(std::string(parsed.status().message()).c_str(), stdout);
       return 0;
     }
-    std::fprintf(stderr, "ringline-blockbench: %s\n", std::string(parsed.status().message()).c_str());
+    std::fprintf(stderr, "ringline-blockbench: %s\n",
+                 std::string(parsed.status().message()).c_str());
     return 2;
   }
   const BenchOptions o = *parsed;
@@ -76,9 +81,8 @@ int Main(int argc, char** argv) {
 
   std::vector<JobResult> results(o.numjobs);
   StartGate gate(o.numjobs);
-  auto rt = Runtime::Start(config, [&](Worker& w) -> Task<> {
-    return RunJob(w, o, &results[w.index()], &gate);
-  });
+  auto rt = Runtime::Start(
+      config, [&](Worker& w) -> Task<> { return RunJob(w, o, &results[w.index()], &gate); });
   if (!rt.ok()) {
     std::fprintf(stderr, "ringline-blockbench: %s\n", rt.status().ToString().c_str());
     return 1;

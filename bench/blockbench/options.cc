@@ -40,12 +40,18 @@ absl::StatusOr<uint64_t> ParseSize(const std::string& text) {
   // fio's kb_base=1024: k, kb, kib are all 1024.
   if (suffix.size() > 1 && (suffix.substr(1) == "b" || suffix.substr(1) == "ib")) suffix.resize(1);
   int shift = 0;
-  if (suffix.empty() || suffix == "b") shift = 0;
-  else if (suffix == "k") shift = 10;
-  else if (suffix == "m") shift = 20;
-  else if (suffix == "g") shift = 30;
-  else if (suffix == "t") shift = 40;
-  else return absl::InvalidArgumentError(absl::StrCat("unknown size suffix in '", text, "'"));
+  if (suffix.empty() || suffix == "b")
+    shift = 0;
+  else if (suffix == "k")
+    shift = 10;
+  else if (suffix == "m")
+    shift = 20;
+  else if (suffix == "g")
+    shift = 30;
+  else if (suffix == "t")
+    shift = 40;
+  else
+    return absl::InvalidArgumentError(absl::StrCat("unknown size suffix in '", text, "'"));
   if (shift && n > (std::numeric_limits<uint64_t>::max() >> shift)) {
     return absl::InvalidArgumentError(absl::StrCat("size too large: '", text, "'"));
   }
@@ -54,10 +60,12 @@ absl::StatusOr<uint64_t> ParseSize(const std::string& text) {
 
 absl::StatusOr<double> ParseSeconds(const std::string& text) {
   std::size_t i = 0;
-  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'))
+    ++i;
   double v = 0;
   if (i == 0 || !absl::SimpleAtod(absl::string_view(text.data(), i), &v) || v < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("not a duration: '", text, "' (e.g. 5, 5s, 500ms)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("not a duration: '", text, "' (e.g. 5, 5s, 500ms)"));
   }
   const std::string suffix = text.substr(i);
   if (suffix.empty() || suffix == "s") return v;
@@ -73,8 +81,8 @@ absl::StatusOr<std::vector<int>> ParseCpuList(const std::string& text) {
   for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
     std::vector<absl::string_view> ends = absl::StrSplit(part, '-');
     int lo = 0, hi = 0;
-    if (ends.size() > 2 || !absl::SimpleAtoi(ends[0], &lo) ||
-        !absl::SimpleAtoi(ends.back(), &hi) || lo < 0 || hi < lo || hi > 4095) {
+    if (ends.size() > 2 || !absl::SimpleAtoi(ends[0], &lo) || !absl::SimpleAtoi(ends.back(), &hi) ||
+        lo < 0 || hi < lo || hi > 4095) {
       return absl::InvalidArgumentError(
           absl::StrCat("not a CPU list: '", text, "' (e.g. 0 or 0,2 or 0-3)"));
     }
@@ -102,8 +110,9 @@ absl::StatusOr<BenchOptions> ParseOptions(int argc, const char* const* argv) {
   app.add_flag("--time_based", o.time_based, "run for --runtime even after --size bytes");
   app.add_option("--numjobs", o.numjobs, "jobs (one worker thread and ring each)")
       ->check(CLI::Range(1u, 1024u));
-  app.add_option("--size", size, "bytes of the target to use (default: all); a missing file is "
-                                 "created and laid out to this size");
+  app.add_option("--size", size,
+                 "bytes of the target to use (default: all); a missing file is "
+                 "created and laid out to this size");
   app.add_option("--rwmixread", o.rwmixread, "percentage of reads for randrw")
       ->check(CLI::Range(0u, 100u));
   app.add_option("--output-format", output_format, "normal|json")
@@ -126,11 +135,16 @@ absl::StatusOr<BenchOptions> ParseOptions(int argc, const char* const* argv) {
   if (direct != "1") {
     return absl::InvalidArgumentError("--direct must be 1: ringline-blockbench only does O_DIRECT");
   }
-  if (rw == "randread") o.rw = RwMode::kRandRead;
-  else if (rw == "randwrite") o.rw = RwMode::kRandWrite;
-  else if (rw == "read") o.rw = RwMode::kRead;
-  else if (rw == "write") o.rw = RwMode::kWrite;
-  else o.rw = RwMode::kRandRw;
+  if (rw == "randread")
+    o.rw = RwMode::kRandRead;
+  else if (rw == "randwrite")
+    o.rw = RwMode::kRandWrite;
+  else if (rw == "read")
+    o.rw = RwMode::kRead;
+  else if (rw == "write")
+    o.rw = RwMode::kWrite;
+  else
+    o.rw = RwMode::kRandRw;
   auto b = ParseSize(bs);
   if (!b.ok()) return b.status();
   if (*b == 0 || *b > (1u << 30)) return absl::InvalidArgumentError("--bs must be 1 .. 1g");

@@ -33,7 +33,9 @@ struct BenchOptions {
   std::vector<int> cpus;  // worker i runs on cpus[i % size]; empty = CPU i
   std::string name = "ringline";
 
-  bool random() const { return rw == RwMode::kRandRead || rw == RwMode::kRandWrite || rw == RwMode::kRandRw; }
+  bool random() const {
+    return rw == RwMode::kRandRead || rw == RwMode::kRandWrite || rw == RwMode::kRandRw;
+  }
   bool reads() const { return rw != RwMode::kRandWrite && rw != RwMode::kWrite; }
   bool writes() const { return rw != RwMode::kRandRead && rw != RwMode::kRead; }
 };

@@ -54,11 +54,11 @@ std::string RenderReport(const BenchOptions& o, const std::vector<JobResult>& jo
   if (o.json) {
     nlohmann::ordered_json j;
     j["tool"] = "ringline-blockbench";
-    j["options"] = {{"filename", o.filename},   {"rw", RwModeName(o.rw)},
-                    {"bs", o.bs},               {"iodepth", o.iodepth},
-                    {"runtime_s", o.runtime_s}, {"time_based", o.time_based},
-                    {"numjobs", o.numjobs},     {"size", o.size},
-                    {"rwmixread", o.rwmixread}, {"cpus", o.cpus}};
+    j["options"] = {
+        {"filename", o.filename}, {"rw", RwModeName(o.rw)},   {"bs", o.bs},
+        {"iodepth", o.iodepth},   {"runtime_s", o.runtime_s}, {"time_based", o.time_based},
+        {"numjobs", o.numjobs},   {"size", o.size},           {"rwmixread", o.rwmixread},
+        {"cpus", o.cpus}};
     j["elapsed_s"] = elapsed;
     j["ios"] = total;
     j["iops"] = static_cast<double>(total) * per_s;
@@ -91,9 +91,9 @@ std::string RenderReport(const BenchOptions& o, const std::vector<JobResult>& jo
     return j.dump(2) + "\n";
   }
 
-  std::string out = absl::StrFormat(
-      "%s: rw=%s, bs=%u, iodepth=%u, numjobs=%u, target=%s\n", o.name, RwModeName(o.rw), o.bs,
-      o.iodepth, o.numjobs, jobs.empty() ? "?" : jobs[0].target_kind);
+  std::string out = absl::StrFormat("%s: rw=%s, bs=%u, iodepth=%u, numjobs=%u, target=%s\n", o.name,
+                                    RwModeName(o.rw), o.bs, o.iodepth, o.numjobs,
+                                    jobs.empty() ? "?" : jobs[0].target_kind);
   const char* names[2] = {"read", "write"};
   for (int d = 0; d < 2; ++d) {
     if (ios[d] == 0) continue;
@@ -101,10 +101,10 @@ std::string RenderReport(const BenchOptions& o, const std::vector<JobResult>& jo
         "  %-5s: IOPS=%.0f, BW=%s, ios=%u\n"
         "         lat (usec): min=%.1f, mean=%.1f, max=%.1f\n"
         "         lat percentiles (usec): 50th=%.1f, 90th=%.1f, 99th=%.1f, 99.9th=%.1f\n",
-        names[d], static_cast<double>(ios[d]) * per_s,
-        Human(static_cast<double>(bytes[d]) * per_s), ios[d], lat[d].min() / 1e3,
-        lat[d].mean() / 1e3, lat[d].max() / 1e3, lat[d].Quantile(0.5) / 1e3,
-        lat[d].Quantile(0.9) / 1e3, lat[d].Quantile(0.99) / 1e3, lat[d].Quantile(0.999) / 1e3);
+        names[d], static_cast<double>(ios[d]) * per_s, Human(static_cast<double>(bytes[d]) * per_s),
+        ios[d], lat[d].min() / 1e3, lat[d].mean() / 1e3, lat[d].max() / 1e3,
+        lat[d].Quantile(0.5) / 1e3, lat[d].Quantile(0.9) / 1e3, lat[d].Quantile(0.99) / 1e3,
+        lat[d].Quantile(0.999) / 1e3);
   }
   out += absl::StrFormat("  cpu: usr=%.3fs, sys=%.3fs, %.3f CPU-s per million I/Os\n", user, sys,
                          cpu_per_m);

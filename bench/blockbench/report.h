@@ -9,10 +9,10 @@
 //   cpu_user_s, cpu_sys_s, cpu_s_per_million_ios (whole process, during the run),
 //   jobs [{job, cpu, target, ios, errors, elapsed_s}], options {...}.
 
+#include <sys/resource.h>
+
 #include <string>
 #include <vector>
-
-#include <sys/resource.h>
 
 #include "job.h"
 #include "options.h"

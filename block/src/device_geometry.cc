@@ -91,8 +91,9 @@ absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path) {
   const bool has_dio = (st.stx_mask & STATX_DIOALIGN) != 0;
   if (has_dio && DioOffsetAlign(st) == 0) {
     return absl::FailedPreconditionError(
-        absl::StrCat(path, ": the filesystem does not support O_DIRECT (statx reports no DIO "
-                           "alignment)"));
+        absl::StrCat(path,
+                     ": the filesystem does not support O_DIRECT (statx reports no DIO "
+                     "alignment)"));
   }
 
   if (S_ISBLK(st.stx_mode)) {
@@ -143,8 +144,8 @@ absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path) {
       mem_align = offset_align;
     }
     if (!IsPowerOfTwo(offset_align) || !IsPowerOfTwo(mem_align)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          path, ": unexpected DIO alignment (offset ", offset_align, ", memory ", mem_align, ")"));
+      return absl::FailedPreconditionError(absl::StrCat(path, ": unexpected DIO alignment (offset ",
+                                                        offset_align, ", memory ", mem_align, ")"));
     }
     g.logical_block_size = offset_align;
     g.memory_alignment = mem_align;
@@ -157,7 +158,7 @@ absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path) {
     }
     g.volatile_write_cache = true;  // page-cache metadata and the disk's cache
     g.supports_fua = true;
-    g.supports_discard = true;      // PUNCH_HOLE; EOPNOTSUPP is reported if the fs lacks it
+    g.supports_discard = true;       // PUNCH_HOLE; EOPNOTSUPP is reported if the fs lacks it
     g.supports_write_zeroes = true;  // ZERO_RANGE, else PUNCH_HOLE
     g.discard_zeroes_data = true;    // a punched hole reads as zeroes
   } else {

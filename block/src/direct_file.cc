@@ -5,8 +5,8 @@
 #include <linux/fs.h>
 #include <linux/magic.h>
 #include <sys/ioctl.h>
-#include <sys/statfs.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -155,12 +155,13 @@ absl::StatusOr<std::unique_ptr<DirectFile>> DirectFile::Open(Worker& worker,
   if (!fd) {
     const int e = errno;
     if (e == EINVAL) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "open ", path, ": O_DIRECT is not supported there (EINVAL); use a file on a "
-          "filesystem that supports direct I/O, or a block device"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("open ", path,
+                       ": O_DIRECT is not supported there (EINVAL); use a file on a "
+                       "filesystem that supports direct I/O, or a block device"));
     }
-    return ErrnoToStatus(-e, absl::StrCat("open ", path, options.read_only ? " read-only" : "",
-                                          " with O_DIRECT"));
+    return ErrnoToStatus(
+        -e, absl::StrCat("open ", path, options.read_only ? " read-only" : "", " with O_DIRECT"));
   }
   if (created && options.create_size > 0 &&
       ::ftruncate(fd.get(), static_cast<off_t>(options.create_size)) != 0) {
@@ -173,9 +174,9 @@ absl::StatusOr<std::unique_ptr<DirectFile>> DirectFile::Open(Worker& worker,
   if (options.max_transfer_bytes != 0) {
     const uint32_t unit = std::max(g.logical_block_size, g.memory_alignment);
     if (options.max_transfer_bytes < unit) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("max_transfer_bytes ", options.max_transfer_bytes, " is below the ",
-                       unit, "-byte alignment of ", path));
+      return absl::InvalidArgumentError(absl::StrCat("max_transfer_bytes ",
+                                                     options.max_transfer_bytes, " is below the ",
+                                                     unit, "-byte alignment of ", path));
     }
     g.max_transfer_bytes = options.max_transfer_bytes / unit * unit;
   }
@@ -192,8 +193,8 @@ Task<BlockResult> DirectFile::Refuse(OpKind kind, int res, std::string message, 
   metrics_.Record(kind, false, 0);
   BlockResult r;
   r.res = res;
-  r.status = res == -EPERM ? absl::PermissionDeniedError(message)
-                           : absl::InvalidArgumentError(message);
+  r.status =
+      res == -EPERM ? absl::PermissionDeniedError(message) : absl::InvalidArgumentError(message);
   r.buffer = std::move(buffer);
   return Finished(std::move(r));
 }
@@ -214,8 +215,7 @@ Task<BlockResult> DirectFile::RefuseRequest(OpKind kind, uint64_t offset, uint64
     msg = absl::StrFormat(
         "%s: buffer address %p is misaligned: buffers must be aligned to %u bytes (the O_DIRECT "
         "memory alignment of %s)",
-        OpKindName(kind), static_cast<const void*>(address), geometry_.memory_alignment,
-        path_);
+        OpKindName(kind), static_cast<const void*>(address), geometry_.memory_alignment, path_);
   } else {
     msg = absl::StrCat(OpKindName(kind), ": ", length, " bytes at offset ", offset,
                        " extend beyond the end of ", path_, " (size ", geometry_.size_bytes,
@@ -253,24 +253,24 @@ Task<BlockResult> DirectFile::Write(uint64_t offset, Buffer buffer, WriteOptions
   return Transfer(OpKind::kWrite, offset, length, std::move(buffer), options.fua ? RWF_DSYNC : 0);
 }
 
-Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t length,
-                                       Buffer buffer, int rw_flags) {
+Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t length, Buffer buffer,
+                                       int rw_flags) {
   const Clock::time_point start = latency_ ? Clock::now() : Clock::time_point();
   QueueDepthLimiter::Permit permit = co_await limiter_.Acquire();
 
   const bool write = kind == OpKind::kWrite;
   const bool fixed = buffer.registered();
   const OpTag tag = write ? OpTag::kBlockWrite : OpTag::kBlockRead;
-  RwPrep prep{.buffer = &buffer,
-              .offset = offset,
-              .pos = 0,
-              .len = 0,
-              .fixed_file = fixed_file_,
-              .rw_flags = rw_flags,
-              .opcode = static_cast<uint8_t>(
-                  write ? (fixed ? IORING_OP_WRITE_FIXED : IORING_OP_WRITE)
-                        : (fixed ? IORING_OP_READ_FIXED : IORING_OP_READ)),
-              .sqe_flags = rw_sqe_flags_};
+  RwPrep prep{
+      .buffer = &buffer,
+      .offset = offset,
+      .pos = 0,
+      .len = 0,
+      .fixed_file = fixed_file_,
+      .rw_flags = rw_flags,
+      .opcode = static_cast<uint8_t>(write ? (fixed ? IORING_OP_WRITE_FIXED : IORING_OP_WRITE)
+                                           : (fixed ? IORING_OP_READ_FIXED : IORING_OP_READ)),
+      .sqe_flags = rw_sqe_flags_};
   int32_t res = 0;
   uint32_t done = 0;
   // One chunk normally; more when split at max_chunk_ or continued after a
@@ -280,10 +280,12 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
     prep.offset = offset + done;
     prep.len = std::min(length - done, max_chunk_);
     res = co_await Submit(tag, prep, RwFinish{&buffer});
-    if (res <= 0) [[unlikely]] break;
+    if (res <= 0) [[unlikely]]
+      break;
     done += static_cast<uint32_t>(res);
-    if (done < length && (done & (std::max(geometry_.logical_block_size,
-                                           geometry_.memory_alignment) - 1)) != 0) [[unlikely]] {
+    if (done < length &&
+        (done & (std::max(geometry_.logical_block_size, geometry_.memory_alignment) - 1)) != 0)
+        [[unlikely]] {
       res = -EIO;  // the rest could not be issued aligned
       break;
     }
@@ -296,9 +298,9 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
     if (!write) buffer.set_size(length);
   } else if (res == 0) {
     r.res = -EIO;
-    r.status = absl::DataLossError(
-        absl::StrCat(Describe(kind, offset, length, path_), ": unexpected end of file after ",
-                     done, " bytes (did the file shrink?)"));
+    r.status = absl::DataLossError(absl::StrCat(Describe(kind, offset, length, path_),
+                                                ": unexpected end of file after ", done,
+                                                " bytes (did the file shrink?)"));
   } else if (res == -EIO && done > 0 && done < length) {
     r.res = -EIO;
     r.status = absl::DataLossError(absl::StrCat(Describe(kind, offset, length, path_),
@@ -388,13 +390,12 @@ Task<BlockResult> DirectFile::Allocate(OpKind kind, uint64_t offset, uint64_t le
     } else {
       const bool punch = kind == OpKind::kDiscard || !zero_range_supported_;
       res = co_await FallocateOp(
-          fixed_file_,
-          (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE, offset,
-          length);
+          fixed_file_, (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE,
+          offset, length);
       if (res == -EOPNOTSUPP && !punch) {
         zero_range_supported_ = false;
-        res = co_await FallocateOp(fixed_file_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                   offset, length);
+        res = co_await FallocateOp(fixed_file_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset,
+                                   length);
       }
     }
     if (res >= 0 && fua) res = co_await DatasyncOp(fixed_file_);

@@ -64,8 +64,10 @@ void QueueDepthLimiter::Enqueue(AcquireAwaiter* a) {
   a->queued_ = true;
   a->next_ = nullptr;
   a->prev_ = tail_;
-  if (tail_) tail_->next_ = a;
-  else head_ = a;
+  if (tail_)
+    tail_->next_ = a;
+  else
+    head_ = a;
   tail_ = a;
   ++waiting_;
   metrics_.waiting.Set(waiting_);
@@ -74,10 +76,14 @@ void QueueDepthLimiter::Enqueue(AcquireAwaiter* a) {
 
 void QueueDepthLimiter::Unlink(AcquireAwaiter* a) {
   if (!a->queued_) return;
-  if (a->prev_) a->prev_->next_ = a->next_;
-  else head_ = a->next_;
-  if (a->next_) a->next_->prev_ = a->prev_;
-  else tail_ = a->prev_;
+  if (a->prev_)
+    a->prev_->next_ = a->next_;
+  else
+    head_ = a->next_;
+  if (a->next_)
+    a->next_->prev_ = a->prev_;
+  else
+    tail_ = a->prev_;
   a->next_ = a->prev_ = nullptr;
   a->queued_ = false;
   --waiting_;

@@ -2,11 +2,10 @@
 // whose JSON report has the documented keys.
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <linux/magic.h>
 #include <sys/statfs.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cstdio>
 #include <fstream>
@@ -39,10 +38,10 @@ TEST(BlockbenchOptionsTest, SizesTimesAndCpuLists) {
 }
 
 TEST(BlockbenchOptionsTest, FioSpelling) {
-  const char* argv[] = {"ringline-blockbench", "--name=x",      "--filename=/dev/shm/f",
-                        "--rw=randwrite",      "--bs=8k",       "--iodepth=16",
-                        "--runtime=3",         "--time_based",  "--numjobs=2",
-                        "--size=64m",          "--direct=1",    "--ioengine=io_uring",
+  const char* argv[] = {"ringline-blockbench",  "--name=x",     "--filename=/dev/shm/f",
+                        "--rw=randwrite",       "--bs=8k",      "--iodepth=16",
+                        "--runtime=3",          "--time_based", "--numjobs=2",
+                        "--size=64m",           "--direct=1",   "--ioengine=io_uring",
                         "--output-format=json", "--cpus=0-1",   "--norandommap",
                         "--group_reporting"};
   auto o = ParseOptions(static_cast<int>(std::size(argv)), argv);
@@ -83,7 +82,8 @@ TEST(BlockbenchRunTest, JsonReportHasTheDocumentedKeys) {
   const std::string out = file + ".json";
   const std::string cmd = std::string(BLOCKBENCH_PATH) + " --filename=" + file +
                           " --size=16m --rw=randrw --bs=4k --iodepth=8 --runtime=1 --time_based"
-                          " --numjobs=1 --output-format=json --direct=1 --output=" + out;
+                          " --numjobs=1 --output-format=json --direct=1 --output=" +
+                          out;
   const int rc = std::system(cmd.c_str());
   unlink(file.c_str());
   ASSERT_EQ(rc, 0) << cmd;
@@ -91,9 +91,9 @@ TEST(BlockbenchRunTest, JsonReportHasTheDocumentedKeys) {
   ASSERT_TRUE(in.good());
   nlohmann::json j = nlohmann::json::parse(in);
   unlink(out.c_str());
-  for (const char* key : {"iops", "bw_bytes", "ios", "elapsed_s", "errors", "lat_ns", "read",
-                          "write", "cpu_user_s", "cpu_sys_s", "cpu_s_per_million_ios", "jobs",
-                          "options"}) {
+  for (const char* key :
+       {"iops", "bw_bytes", "ios", "elapsed_s", "errors", "lat_ns", "read", "write", "cpu_user_s",
+        "cpu_sys_s", "cpu_s_per_million_ios", "jobs", "options"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
   for (const char* p : {"min", "mean", "max", "p50", "p90", "p99", "p99.9"}) {

@@ -5,12 +5,11 @@
 #include "ringline/block/direct_file.h"
 
 #include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <linux/magic.h>
 #include <sys/statfs.h>
 #include <unistd.h>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <array>
@@ -86,8 +85,7 @@ class DirectFileTest : public ::testing::TestWithParam<Backend> {
       bool ok = false;
       std::string out = RunCommand("losetup --direct-io=on --find --show " + backing_, &ok);
       if (!ok || out.rfind("/dev/loop", 0) != 0) {
-        std::printf("SKIPPED: loop device set-up is not allowed here (losetup: %s)\n",
-                    out.c_str());
+        std::printf("SKIPPED: loop device set-up is not allowed here (losetup: %s)\n", out.c_str());
         GTEST_SKIP() << "loop device set-up is not allowed here (losetup: " << out << ")";
       }
       loop_ = out;
@@ -187,7 +185,8 @@ TEST_P(DirectFileTest, PatternsWrittenAndReadBack) {
   EXPECT_EQ(m->of(OpKind::kWrite).ops.Get(), 7u);
   EXPECT_EQ(m->of(OpKind::kRead).ops.Get(), 7u);
   EXPECT_EQ(m->of(OpKind::kRead).errors.Get(), 0u);
-  EXPECT_EQ(m->of(OpKind::kWrite).bytes.Get(), 4096u + 512 + 131072 + 4096 + (1 << 20) + 1536 + 65536);
+  EXPECT_EQ(m->of(OpKind::kWrite).bytes.Get(),
+            4096u + 512 + 131072 + 4096 + (1 << 20) + 1536 + 65536);
   EXPECT_EQ(m->of(OpKind::kRead).latency_ns.Read().count, 7u);
   EXPECT_EQ(pool_->available(), pool_->count());
 }
@@ -288,48 +287,49 @@ TEST_P(DirectFileTest, MisalignedRequestsFailAtOnceWithoutTheKernel) {
   const uint64_t metric_before = worker_->metrics().sqes_submitted.Get();
   const unsigned queued_before = io_uring_sq_ready(worker_->ring().raw());
 
-  worker_->BlockOn([](DirectFile* f, BufferPool* pool, Buffer odd, uint32_t lbs,
-                      uint32_t mem) -> Task<> {
-    const std::string lbs_s = std::to_string(lbs);
-    Buffer b = pool->TryAcquire();
-    // Misaligned offset.
-    BlockResult r = co_await f->Read(lbs / 2, 4096, std::move(b));
-    EXPECT_EQ(r.res, -EINVAL);
-    EXPECT_THAT(std::string(r.status.message()),
-                HasSubstr("offsets must be multiples of " + lbs_s + " bytes"));
-    EXPECT_TRUE(r.buffer) << "a refused request hands its buffer back";
-    // Misaligned length.
-    r = co_await f->Read(0, 4096 + lbs / 2, std::move(r.buffer));
-    EXPECT_EQ(r.res, -EINVAL);
-    EXPECT_THAT(std::string(r.status.message()),
-                HasSubstr("lengths must be multiples of " + lbs_s + " bytes"));
-    Fill(r.buffer, 1000, 1);
-    r = co_await f->Write(0, std::move(r.buffer));
-    EXPECT_EQ(r.res, -EINVAL);
-    EXPECT_THAT(std::string(r.status.message()), HasSubstr("lengths must be multiples of"));
-    // Misaligned buffer address.
-    BlockResult o = co_await f->Read(0, 4096, std::move(odd));
-    EXPECT_EQ(o.res, -EINVAL);
-    EXPECT_THAT(std::string(o.status.message()),
-                HasSubstr("buffers must be aligned to " + std::to_string(mem) + " bytes"));
-    Fill(o.buffer, 4096, 1);
-    o = co_await f->Write(0, std::move(o.buffer));
-    EXPECT_EQ(o.res, -EINVAL);
-    EXPECT_THAT(std::string(o.status.message()), HasSubstr("buffers must be aligned to"));
-    // Buffer too small for the read.
-    BlockResult s = co_await f->Read(0, 2 << 20, std::move(r.buffer));
-    EXPECT_EQ(s.res, -EINVAL);
-    EXPECT_THAT(std::string(s.status.message()), HasSubstr("smaller than the length"));
-    // Discard and write-zeroes alignment.
-    BlockResult d = co_await f->Discard(lbs / 2, lbs);
-    EXPECT_EQ(d.res, -EINVAL);
-    EXPECT_THAT(std::string(d.status.message()), HasSubstr("offsets must be multiples of"));
-    d = co_await f->WriteZeroes(0, lbs + 1);
-    EXPECT_EQ(d.res, -EINVAL);
-    EXPECT_THAT(std::string(d.status.message()), HasSubstr("lengths must be multiples of"));
-  }(f.get(), pool_.get(), std::move(odd), lbs, mem));
+  worker_->BlockOn(
+      [](DirectFile* f, BufferPool* pool, Buffer odd, uint32_t lbs, uint32_t mem) -> Task<> {
+        const std::string lbs_s = std::to_string(lbs);
+        Buffer b = pool->TryAcquire();
+        // Misaligned offset.
+        BlockResult r = co_await f->Read(lbs / 2, 4096, std::move(b));
+        EXPECT_EQ(r.res, -EINVAL);
+        EXPECT_THAT(std::string(r.status.message()),
+                    HasSubstr("offsets must be multiples of " + lbs_s + " bytes"));
+        EXPECT_TRUE(r.buffer) << "a refused request hands its buffer back";
+        // Misaligned length.
+        r = co_await f->Read(0, 4096 + lbs / 2, std::move(r.buffer));
+        EXPECT_EQ(r.res, -EINVAL);
+        EXPECT_THAT(std::string(r.status.message()),
+                    HasSubstr("lengths must be multiples of " + lbs_s + " bytes"));
+        Fill(r.buffer, 1000, 1);
+        r = co_await f->Write(0, std::move(r.buffer));
+        EXPECT_EQ(r.res, -EINVAL);
+        EXPECT_THAT(std::string(r.status.message()), HasSubstr("lengths must be multiples of"));
+        // Misaligned buffer address.
+        BlockResult o = co_await f->Read(0, 4096, std::move(odd));
+        EXPECT_EQ(o.res, -EINVAL);
+        EXPECT_THAT(std::string(o.status.message()),
+                    HasSubstr("buffers must be aligned to " + std::to_string(mem) + " bytes"));
+        Fill(o.buffer, 4096, 1);
+        o = co_await f->Write(0, std::move(o.buffer));
+        EXPECT_EQ(o.res, -EINVAL);
+        EXPECT_THAT(std::string(o.status.message()), HasSubstr("buffers must be aligned to"));
+        // Buffer too small for the read.
+        BlockResult s = co_await f->Read(0, 2 << 20, std::move(r.buffer));
+        EXPECT_EQ(s.res, -EINVAL);
+        EXPECT_THAT(std::string(s.status.message()), HasSubstr("smaller than the length"));
+        // Discard and write-zeroes alignment.
+        BlockResult d = co_await f->Discard(lbs / 2, lbs);
+        EXPECT_EQ(d.res, -EINVAL);
+        EXPECT_THAT(std::string(d.status.message()), HasSubstr("offsets must be multiples of"));
+        d = co_await f->WriteZeroes(0, lbs + 1);
+        EXPECT_EQ(d.res, -EINVAL);
+        EXPECT_THAT(std::string(d.status.message()), HasSubstr("lengths must be multiples of"));
+      }(f.get(), pool_.get(), std::move(odd), lbs, mem));
 
-  EXPECT_EQ(worker_->ring().sqes_submitted(), sqes_before) << "a refused request reached the kernel";
+  EXPECT_EQ(worker_->ring().sqes_submitted(), sqes_before)
+      << "a refused request reached the kernel";
   EXPECT_EQ(worker_->metrics().sqes_submitted.Get(), metric_before);
   EXPECT_EQ(io_uring_sq_ready(worker_->ring().raw()), queued_before) << "an SQE was queued";
   EXPECT_EQ(f->metrics()->of(OpKind::kRead).errors.Get(), 4u);
@@ -420,8 +420,8 @@ TEST_P(DirectFileTest, ThousandRequestsQueueDepthEight) {
     for (int i = 0; i < kRequests; ++i) {
       hs.push_back(Spawn([](DirectFile* f, State* st, int i) -> Task<> {
         Buffer b = Buffer::Allocate(4096);
-        BlockResult r = co_await f->Read(static_cast<uint64_t>(i % 4096) * 4096, 4096,
-                                         std::move(b));
+        BlockResult r =
+            co_await f->Read(static_cast<uint64_t>(i % 4096) * 4096, 4096, std::move(b));
         if (r.res != 4096) ++st->errors;
         st->completion_order.push_back(i);
       }(f, st, i)));
@@ -535,8 +535,7 @@ TEST_P(DirectFileTest, OpenTargetDispatchesToDirectFile) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, DirectFileTest,
-                         ::testing::Values(Backend::kFile, Backend::kLoop),
-                         [](const auto& info) {
+                         ::testing::Values(Backend::kFile, Backend::kLoop), [](const auto& info) {
                            return info.param == Backend::kFile ? std::string("File")
                                                                : std::string("LoopDevice");
                          });

@@ -31,8 +31,8 @@ class QueueDepthTest : public ::testing::Test {
 struct Observed {
   uint32_t in_flight = 0;
   uint32_t max_in_flight = 0;
-  std::vector<int> admission_order;     // request index, in order of admission
-  std::vector<uint64_t> tickets;        // ticket of request i
+  std::vector<int> admission_order;  // request index, in order of admission
+  std::vector<uint64_t> tickets;     // ticket of request i
 };
 
 // One request: waits for a place, holds it across a kernel round trip (a NOP),
@@ -116,7 +116,7 @@ TEST_F(QueueDepthTest, PlaceGrantedToADestroyedWaiterIsPassedOn) {
     co_await Sleep(std::chrono::milliseconds(1));
     held.Release();  // granted to `first`, which is scheduled but has not run
     EXPECT_EQ(l->in_flight(), 1u);
-    first.Abort();   // its place goes to `second`
+    first.Abort();  // its place goes to `second`
     co_await second;
     EXPECT_TRUE(second_ran);
     EXPECT_EQ(l->in_flight(), 0u);

@@ -188,13 +188,15 @@ struct TargetMetrics {
   void Record(OpKind k, bool ok, uint64_t bytes) {
     PerKind& m = of(k);
     m.ops.Add();
-    if (ok) m.bytes.Add(bytes);
-    else m.errors.Add();
+    if (ok)
+      m.bytes.Add(bytes);
+    else
+      m.errors.Add();
   }
   void RecordLatency(OpKind k, QueueDepthLimiter::Clock::time_point start) {
     const auto d = QueueDepthLimiter::Clock::now() - start;
-    of(k).latency_ns.Record(static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(d).count()));
+    of(k).latency_ns.Record(
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count()));
   }
 };
 
