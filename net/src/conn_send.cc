@@ -123,8 +123,13 @@ bool ConnState::Admit(SendWaiter* w) {
   std::size_t payload = 0;
   for (const Buffer& b : a->buffers_) payload += b.size();
   const std::size_t total = a->header_.size() + payload;
-  const bool zc = opts_.zero_copy && !tls_ && payload >= opts_.zero_copy_threshold &&
-                  a->header_.size() <= nw_.chunk_size();
+  if (total == 0) {
+    a->res_ = 0;
+    a->done_ = true;
+    return true;
+  }
+  const bool zc = opts_.zero_copy && zc_supported_ && !tls_ && payload > 0 &&
+                  payload >= opts_.zero_copy_threshold && a->header_.size() <= nw_.chunk_size();
   if (!zc) {
     // Copied: the Buffers stay with the sender and come back at once.
     if (payload) nw_.metrics().copy_fallbacks.Add();
@@ -210,6 +215,13 @@ void ConnState::ForgetOwned(SendOwned* a) {
     a->item_->waiter = nullptr;  // its Buffers are freed when the kernel is done
     a->item_ = nullptr;
   }
+}
+
+void ConnState::AbortTornSend() {
+  RL_LOG_WARN("connection to %s: a send was abandoned half-queued; aborting the connection",
+              peer_.ToString());
+  if (!send_error_) send_error_ = ECONNABORTED;
+  BeginClose(false);
 }
 
 void ConnState::PumpSendWaiters() {

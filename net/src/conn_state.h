@@ -84,6 +84,8 @@ class ConnState {
   void SetAddresses(const SocketAddress& local, const SocketAddress& peer) {
     local_ = local;
     peer_ = peer;
+    // Zero-copy sends exist for TCP only (AF_UNIX rejects them with EOPNOTSUPP).
+    zc_supported_ = local.is_ip() || peer.is_ip();
   }
   const SocketAddress& local() const { return local_; }
   const SocketAddress& peer() const { return peer_; }
@@ -149,6 +151,9 @@ class ConnState {
   void UnparkSend(SendWaiter* w);
   // A SendOwned whose task went away: its item completes without it.
   void ForgetOwned(SendOwned* a);
+  // A copying send went away after part of its bytes were queued: the peer
+  // would see a torn message, so the connection is aborted.
+  void AbortTornSend();
   std::size_t queued_bytes() const { return queued_bytes_; }
   int send_error() const { return send_error_; }
   // flush(): resumes `p` once the queue is empty; returns false if it is already.
@@ -236,6 +241,7 @@ class ConnState {
   Phase phase_ = Phase::kInstalling;
   int fixed_ = -1;
   bool outbound_ = false;
+  bool zc_supported_ = false;
   bool established_ = false;  // counted in accepted/active
   SocketAddress local_;
   SocketAddress peer_;

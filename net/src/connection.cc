@@ -57,6 +57,7 @@ SendCopy::SendCopy(SendCopy&& o) noexcept
 SendCopy::~SendCopy() {
   if (!s_) return;
   s_->UnparkSend(this);
+  if (copied_ > 0 && copied_ < bytes_.size() && !error_) s_->AbortTornSend();
   s_->Unref();
 }
 
