@@ -1,0 +1,93 @@
+#include "blockserve/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "ringline/log.h"
+
+namespace blockserve {
+
+CliOutcome ParseCommandLine(int argc, char** argv) {
+  CLI::App app{
+      "blockserve: an NBD (network block device) server on ringline.\n"
+      "With no --export it serves a sparse file it creates in --data-dir (the embedded "
+      "default).\nConnect with e.g. `nbdinfo nbd://127.0.0.1`.",
+      "blockserve"};
+  std::string listen, config_file, tls, tls_cert, tls_key, tls_ca, log_level, data_dir,
+      default_size;
+  std::vector<std::string> exports;
+  uint32_t port = 0, workers = 0, metrics_port = 0, max_connections = 0;
+  app.add_option("--config", config_file, "TOML configuration file (flags override it)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--listen,-b", listen, "address to listen on (default 127.0.0.1)");
+  app.add_option("--port,-p", port, "TCP port (default 10809)")->check(CLI::Range(1, 65535));
+  app.add_option("--export,-e", exports, "NAME=PATH[,ro]: export a file, block device or /dev/ngXnY "
+                                         "(repeatable)");
+  app.add_option("--workers,-w", workers, "worker threads, one per CPU (default 2)")
+      ->check(CLI::Range(1, 256));
+  app.add_option("--tls", tls, "off | on | require (default off)")
+      ->check(CLI::IsMember({"off", "on", "require"}));
+  app.add_option("--tls-cert", tls_cert, "server certificate (PEM)")->check(CLI::ExistingFile);
+  app.add_option("--tls-key", tls_key, "server private key (PEM)")->check(CLI::ExistingFile);
+  app.add_option("--tls-ca", tls_ca, "CA to verify client certificates against (PEM)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--metrics-port", metrics_port, "serve Prometheus metrics over HTTP on this port")
+      ->check(CLI::Range(1, 65535));
+  app.add_option("--log-level", log_level, "debug | info | warn | error | off (default info)")
+      ->check(CLI::IsMember({"debug", "info", "warn", "warning", "error", "off"}));
+  app.add_option("--data-dir", data_dir, "where the embedded default export lives (default var/blockserve)");
+  app.add_option("--default-size", default_size, "size of the embedded default export (default 1G)");
+  app.add_option("--max-connections", max_connections, "connections per worker (default 4096)")
+      ->check(CLI::Range(1, 1 << 20));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    app.exit(e);
+    return {std::nullopt, 0};
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return {std::nullopt, 2};
+  }
+
+  ServerConfig c;
+  auto fail = [](const absl::Status& st) {
+    std::fprintf(stderr, "blockserve: %s\n", std::string(st.message()).c_str());
+    return CliOutcome{std::nullopt, 2};
+  };
+  if (!config_file.empty()) {
+    if (auto st = LoadConfigFile(config_file, &c); !st.ok()) return fail(st);
+  }
+  if (!listen.empty()) c.listen = listen;
+  if (port) c.port = static_cast<uint16_t>(port);
+  if (workers) c.workers = workers;
+  if (metrics_port) c.metrics_port = static_cast<uint16_t>(metrics_port);
+  if (max_connections) c.max_connections = max_connections;
+  if (!log_level.empty()) c.log_level = log_level;
+  if (!data_dir.empty()) c.data_dir = data_dir;
+  if (!default_size.empty()) {
+    auto v = ParseSize(default_size);
+    if (!v.ok()) return fail(absl::InvalidArgumentError("--default-size " + std::string(v.status().message())));
+    c.default_size = *v;
+  }
+  if (!tls.empty()) {
+    c.tls = tls == "on" ? TlsMode::kOn : tls == "require" ? TlsMode::kRequire : TlsMode::kOff;
+  }
+  if (!tls_cert.empty()) c.tls_cert = tls_cert;
+  if (!tls_key.empty()) c.tls_key = tls_key;
+  if (!tls_ca.empty()) c.tls_ca = tls_ca;
+  if (!exports.empty()) c.exports.clear();  // flags replace the file's exports
+  for (const auto& spec : exports) {
+    auto e = ParseExportSpec(spec);
+    if (!e.ok()) return fail(e.status());
+    c.exports.push_back(std::move(*e));
+  }
+  ringline::LogLevel level;
+  if (!ringline::ParseLogLevel(c.log_level, &level)) {
+    return fail(absl::InvalidArgumentError("log_level '" + c.log_level +
+                                           "': use debug, info, warn, error or off"));
+  }
+  if (auto st = c.Validate(); !st.ok()) return fail(st);
+  return {std::move(c), 0};
+}
+
+}  // namespace blockserve

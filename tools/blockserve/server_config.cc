@@ -1,0 +1,245 @@
+#include "blockserve/server_config.h"
+
+#include <arpa/inet.h>
+
+#include <set>
+#include <toml++/toml.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace blockserve {
+namespace {
+
+absl::Status FieldError(const std::string& where, const std::string& problem) {
+  return absl::InvalidArgumentError(absl::StrCat(where, ": ", problem));
+}
+
+bool ValidExportName(const std::string& n) {
+  // The NBD protocol allows any UTF-8 up to 4096 bytes; we keep names printable
+  // so they are safe in logs and metric labels.
+  if (n.size() > 4096) return false;
+  for (unsigned char c : n) {
+    if (c < 0x20 || c == 0x7f || c == '"' || c == '\\') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+const char* TlsModeName(TlsMode m) {
+  switch (m) {
+    case TlsMode::kOff:
+      return "off";
+    case TlsMode::kOn:
+      return "on";
+    case TlsMode::kRequire:
+      return "require";
+  }
+  return "?";
+}
+
+absl::StatusOr<uint64_t> ParseSize(const std::string& text) {
+  if (text.empty()) return absl::InvalidArgumentError("empty size");
+  std::size_t pos = 0;
+  unsigned long long v = 0;
+  try {
+    v = std::stoull(text, &pos, 10);
+  } catch (...) {
+    return absl::InvalidArgumentError(absl::StrCat("'", text, "' is not a size (e.g. 1G, 512M)"));
+  }
+  std::string suffix = text.substr(pos);
+  uint64_t mult = 1;
+  if (suffix == "" || suffix == "B") mult = 1;
+  else if (suffix == "K" || suffix == "KiB" || suffix == "k") mult = 1ull << 10;
+  else if (suffix == "M" || suffix == "MiB") mult = 1ull << 20;
+  else if (suffix == "G" || suffix == "GiB") mult = 1ull << 30;
+  else if (suffix == "T" || suffix == "TiB") mult = 1ull << 40;
+  else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' has an unknown size suffix '", suffix, "' (use K, M, G or T)"));
+  }
+  if (v > UINT64_MAX / mult) return absl::InvalidArgumentError(absl::StrCat("'", text, "' is too large"));
+  return v * mult;
+}
+
+absl::StatusOr<ExportConfig> ParseExportSpec(const std::string& spec) {
+  const auto eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--export '", spec, "': expected NAME=PATH[,ro] (e.g. --export disk=/var/lib/disk.img,ro)"));
+  }
+  ExportConfig e;
+  e.name = spec.substr(0, eq);
+  std::string rest = spec.substr(eq + 1);
+  const auto comma = rest.rfind(',');
+  if (comma != std::string::npos) {
+    const std::string opt = rest.substr(comma + 1);
+    if (opt == "ro") {
+      e.read_only = true;
+      rest = rest.substr(0, comma);
+    } else if (opt == "rw") {
+      rest = rest.substr(0, comma);
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--export '", spec, "': unknown option '", opt, "' (the only options are ro and rw)"));
+    }
+  }
+  e.path = rest;
+  return e;
+}
+
+absl::Status ServerConfig::Validate() const {
+  in6_addr a6;
+  in_addr a4;
+  if (inet_pton(AF_INET, listen.c_str(), &a4) != 1 && inet_pton(AF_INET6, listen.c_str(), &a6) != 1 &&
+      listen.rfind("unix:", 0) != 0) {
+    return FieldError("listen", absl::StrCat("'", listen,
+                                             "' is not an IPv4 or IPv6 address (or unix:PATH); "
+                                             "e.g. --listen 127.0.0.1"));
+  }
+  if (port == 0) return FieldError("port", "0 is not a usable port: use 1..65535 (NBD's is 10809)");
+  if (workers == 0 || workers > 256) {
+    return FieldError("workers", absl::StrCat(workers, " is out of range: use 1..256"));
+  }
+  std::set<std::string> names;
+  for (std::size_t i = 0; i < exports.size(); ++i) {
+    const auto& e = exports[i];
+    const std::string where = absl::StrCat("export[", i, "] (", e.name, ")");
+    if (!ValidExportName(e.name)) {
+      return FieldError(where + ".name", "must be printable text without quotes or backslashes");
+    }
+    if (!names.insert(e.name).second) {
+      return FieldError(where + ".name", absl::StrCat("'", e.name, "' is exported twice"));
+    }
+    if (e.path.empty()) return FieldError(where + ".path", "missing: give a file or device path");
+    if (e.queue_depth == 0 || e.queue_depth > 4096) {
+      return FieldError(where + ".queue_depth", absl::StrCat(e.queue_depth, " is out of range: use 1..4096"));
+    }
+  }
+  if (tls != TlsMode::kOff && (tls_cert.empty() || tls_key.empty())) {
+    return FieldError("tls", absl::StrCat("--tls=", TlsModeName(tls),
+                                          " needs --tls-cert and --tls-key (PEM files)"));
+  }
+  if (metrics_port != 0 && metrics_port == port) {
+    return FieldError("metrics_port", absl::StrCat(metrics_port, " is the NBD port too: pick another"));
+  }
+  if (default_size < 4096 || default_size % 4096 != 0) {
+    return FieldError("default_size", absl::StrCat(default_size, " must be a multiple of 4096, at least 4096"));
+  }
+  if (max_connections == 0) return FieldError("max_connections", "must be at least 1");
+  return absl::OkStatus();
+}
+
+absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
+  toml::table t;
+  try {
+    t = toml::parse_file(path);
+  } catch (const toml::parse_error& err) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config file ", path, ":", err.source().begin.line, ":", err.source().begin.column, ": ",
+        std::string(err.description())));
+  }
+  static const std::set<std::string> kTop = {
+      "listen",     "port",         "workers",          "log_level",        "metrics_port",
+      "data_dir",   "default_size", "max_connections",  "shutdown_grace_ms", "tls",
+      "export"};
+  for (const auto& [k, v] : t) {
+    if (!kTop.count(std::string(k.str()))) {
+      return absl::InvalidArgumentError(absl::StrCat("config file ", path, ": unknown key '",
+                                                     std::string(k.str()), "'"));
+    }
+  }
+  auto err = [&](const std::string& key, const std::string& want) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config file ", path, ": '", key, "' must be ", want));
+  };
+  auto get_uint = [&](const toml::node_view<toml::node> n, const std::string& key, uint64_t max,
+                      auto* out) -> absl::Status {
+    if (!n) return absl::OkStatus();
+    auto v = n.value<int64_t>();
+    if (!v || *v < 0 || static_cast<uint64_t>(*v) > max) {
+      return err(key, absl::StrCat("an integer in [0, ", max, "]"));
+    }
+    *out = static_cast<std::remove_pointer_t<decltype(out)>>(*v);
+    return absl::OkStatus();
+  };
+  auto get_str = [&](const toml::node_view<toml::node> n, const std::string& key,
+                     std::string* out) -> absl::Status {
+    if (!n) return absl::OkStatus();
+    auto v = n.value<std::string>();
+    if (!v) return err(key, "a string");
+    *out = *v;
+    return absl::OkStatus();
+  };
+  absl::Status st;
+  if (!(st = get_str(t["listen"], "listen", &c->listen)).ok()) return st;
+  if (!(st = get_uint(t["port"], "port", 65535, &c->port)).ok()) return st;
+  if (!(st = get_uint(t["workers"], "workers", 256, &c->workers)).ok()) return st;
+  if (!(st = get_str(t["log_level"], "log_level", &c->log_level)).ok()) return st;
+  if (!(st = get_uint(t["metrics_port"], "metrics_port", 65535, &c->metrics_port)).ok()) return st;
+  if (!(st = get_str(t["data_dir"], "data_dir", &c->data_dir)).ok()) return st;
+  if (!(st = get_uint(t["max_connections"], "max_connections", 1u << 20, &c->max_connections)).ok()) return st;
+  if (!(st = get_uint(t["shutdown_grace_ms"], "shutdown_grace_ms", 3600000, &c->shutdown_grace_ms)).ok()) return st;
+  if (auto n = t["default_size"]) {
+    if (auto s = n.value<std::string>()) {
+      auto v = ParseSize(*s);
+      if (!v.ok()) return err("default_size", std::string(v.status().message()));
+      c->default_size = *v;
+    } else if (!(st = get_uint(n, "default_size", UINT64_MAX >> 1, &c->default_size)).ok()) {
+      return st;
+    }
+  }
+  if (auto* tls = t["tls"].as_table()) {
+    for (const auto& [k, v] : *tls) {
+      const std::string key(k.str());
+      if (key != "mode" && key != "cert" && key != "key" && key != "ca") {
+        return absl::InvalidArgumentError(absl::StrCat("config file ", path, ": unknown key 'tls.", key, "'"));
+      }
+    }
+    std::string mode;
+    if (!(st = get_str((*tls)["mode"], "tls.mode", &mode)).ok()) return st;
+    if (!mode.empty()) {
+      if (mode == "off") c->tls = TlsMode::kOff;
+      else if (mode == "on") c->tls = TlsMode::kOn;
+      else if (mode == "require") c->tls = TlsMode::kRequire;
+      else return err("tls.mode", "one of \"off\", \"on\", \"require\"");
+    }
+    if (!(st = get_str((*tls)["cert"], "tls.cert", &c->tls_cert)).ok()) return st;
+    if (!(st = get_str((*tls)["key"], "tls.key", &c->tls_key)).ok()) return st;
+    if (!(st = get_str((*tls)["ca"], "tls.ca", &c->tls_ca)).ok()) return st;
+  } else if (t["tls"]) {
+    return err("tls", "a table ([tls])");
+  }
+  if (auto n = t["export"]) {
+    auto* arr = n.as_array();
+    if (!arr) return err("export", "an array of tables ([[export]])");
+    for (std::size_t i = 0; i < arr->size(); ++i) {
+      auto* e = (*arr)[i].as_table();
+      const std::string where = absl::StrCat("export[", i, "]");
+      if (!e) return err(where, "a table");
+      for (const auto& [k, v] : *e) {
+        const std::string key(k.str());
+        if (key != "name" && key != "path" && key != "read_only" && key != "description" &&
+            key != "queue_depth") {
+          return absl::InvalidArgumentError(
+              absl::StrCat("config file ", path, ": unknown key '", where, ".", key, "'"));
+        }
+      }
+      ExportConfig ex;
+      if (!(st = get_str((*e)["name"], where + ".name", &ex.name)).ok()) return st;
+      if (!(st = get_str((*e)["path"], where + ".path", &ex.path)).ok()) return st;
+      if (!(st = get_str((*e)["description"], where + ".description", &ex.description)).ok()) return st;
+      if (!(st = get_uint((*e)["queue_depth"], where + ".queue_depth", 4096, &ex.queue_depth)).ok()) return st;
+      if (auto ro = (*e)["read_only"]) {
+        auto b = ro.value<bool>();
+        if (!b) return err(where + ".read_only", "true or false");
+        ex.read_only = *b;
+      }
+      if (ex.path.empty()) return err(where + ".path", "set (the file or device to export)");
+      c->exports.push_back(std::move(ex));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace blockserve

@@ -1,0 +1,59 @@
+#pragma once
+// blockserve's configuration: one struct filled from a TOML file and the
+// command line (flags win), validated before anything starts. Every error names
+// the flag or field, the bad value and what would be accepted.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace blockserve {
+
+enum class TlsMode { kOff, kOn, kRequire };
+
+struct ExportConfig {
+  std::string name;
+  std::string path;  // file, block device or NVMe generic char device (/dev/ngXnY)
+  bool read_only = false;
+  std::string description;
+  uint32_t queue_depth = 128;
+  // Only for files blockserve creates (the embedded default): the sparse size.
+  uint64_t create_size = 0;
+};
+
+struct ServerConfig {
+  std::string listen = "127.0.0.1";
+  uint16_t port = 10809;
+  uint32_t workers = 2;
+  std::vector<ExportConfig> exports;
+  TlsMode tls = TlsMode::kOff;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;  // when set, client certificates are verified against it
+  uint16_t metrics_port = 0;  // 0: no metrics endpoint
+  std::string log_level = "info";
+  // Where the embedded default export lives when no export is given.
+  std::string data_dir = "var/blockserve";
+  uint64_t default_size = uint64_t{1} << 30;
+  uint32_t max_connections = 4096;
+  uint32_t shutdown_grace_ms = 10000;
+
+  absl::Status Validate() const;
+};
+
+// "NAME=PATH[,ro]" as given to --export.
+absl::StatusOr<ExportConfig> ParseExportSpec(const std::string& spec);
+
+// Reads a TOML file into `config` (fields it does not mention keep their
+// values). Unknown keys are errors, so a typo cannot pass silently.
+absl::Status LoadConfigFile(const std::string& path, ServerConfig* config);
+
+// Sizes such as "1G", "512M", "4096".
+absl::StatusOr<uint64_t> ParseSize(const std::string& text);
+
+const char* TlsModeName(TlsMode mode);
+
+}  // namespace blockserve

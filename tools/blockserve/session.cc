@@ -1,0 +1,318 @@
+#include "blockserve/session.h"
+
+#include <chrono>
+#include <span>
+
+#include "blockserve/nbd/negotiation.h"
+#include "blockserve/nbd/reply.h"
+#include "blockserve/stats.h"
+#include "blockserve/worker_context.h"
+#include "ringline/log.h"
+#include "ringline/worker.h"
+
+namespace blockserve {
+
+using ringline::Buffer;
+using ringline::Clock;
+using ringline::Task;
+namespace net = ringline::net;
+
+void Wakeup::Notify() {
+  if (waiter_) ringline::Worker::Current().Schedule(std::exchange(waiter_, nullptr));
+}
+
+namespace {
+
+Cmd CmdOf(uint16_t type) {
+  switch (type) {
+    case nbd::kCmdRead:
+      return Cmd::kRead;
+    case nbd::kCmdWrite:
+      return Cmd::kWrite;
+    case nbd::kCmdFlush:
+      return Cmd::kFlush;
+    case nbd::kCmdTrim:
+      return Cmd::kTrim;
+    case nbd::kCmdWriteZeroes:
+      return Cmd::kWriteZeroes;
+    default:
+      return Cmd::kOther;
+  }
+}
+
+nbd::TlsMode CodecTlsMode(TlsMode m) {
+  switch (m) {
+    case TlsMode::kOn:
+      return nbd::TlsMode::kOn;
+    case TlsMode::kRequire:
+      return nbd::TlsMode::kRequire;
+    default:
+      return nbd::TlsMode::kOff;
+  }
+}
+
+// recv() parser for one 28-byte request header.
+net::ParseResult<nbd::Request> ParseHeader(std::span<const uint8_t> bytes) {
+  nbd::ParsedRequest p = nbd::ParseRequest(bytes);
+  switch (p.status) {
+    case nbd::ParseStatus::kOk:
+      return net::ParseResult<nbd::Request>::Done(p.request, nbd::kRequestHeaderSize);
+    case nbd::ParseStatus::kBadMagic:
+      return net::ParseResult<nbd::Request>::Invalid(EPROTO);
+    case nbd::ParseStatus::kNeedMore:
+      break;
+  }
+  return net::ParseResult<nbd::Request>::NeedMore(nbd::kRequestHeaderSize);
+}
+
+}  // namespace
+
+Session::Session(WorkerContext& ctx, net::Connection conn)
+    : ctx_(ctx), conn_(std::move(conn)), peer_(conn_.peer().ToString()) {
+  free_slots_.reserve(kMaxInFlight);
+  for (uint32_t i = kMaxInFlight; i-- > 0;) free_slots_.push_back(i);
+}
+
+Session::~Session() {
+  // Request tasks reference this session: they go first.
+  reader_.Abort();
+  for (auto& r : requests_) r.Abort();
+}
+
+void Session::BeginShutdown() {
+  stopping_ = true;
+  // A reader waiting for the next header is cut short (nothing is consumed);
+  // one in the middle of a write payload finishes it first.
+  if (reading_header_) reader_.Abort();
+}
+
+Task<> Session::SendPending(std::vector<uint8_t> bytes) {
+  if (!bytes.empty()) co_await conn_.send(std::span<const uint8_t>(bytes));
+}
+
+Task<bool> Session::Handshake() {
+  nbd::Negotiator neg(*ctx_.exports, {.tls_mode = CodecTlsMode(ctx_.config.tls)});
+  if (ctx_.stopping) neg.BeginShutdown();
+  co_await SendPending(neg.TakeOutput());
+  for (;;) {
+    auto ev = co_await conn_.recv([&neg](std::span<const uint8_t> bytes) {
+      nbd::FeedResult r = neg.Feed(bytes);
+      // Feed buffers partial messages itself: whatever it consumed is gone from
+      // the stream; an event also ends this receive.
+      return net::ParseResult<nbd::NegotiationEvent>::Done(std::move(r.event),
+                                                           std::max<std::size_t>(r.consumed, 1));
+    });
+    if (!ev.ok()) {
+      if (!ev.eof()) RL_LOG_INFO("%s: handshake ended: %s", peer_, ev.ErrorString());
+      co_return false;
+    }
+    co_await SendPending(neg.TakeOutput());
+    if (std::holds_alternative<nbd::NeedInput>(*ev)) continue;
+    if (std::holds_alternative<nbd::StartTls>(*ev)) {
+      if (!ctx_.tls) co_return false;  // the codec refuses STARTTLS when TLS is off
+      auto r = co_await conn_.StartTls(ctx_.tls);
+      if (!r.ok()) {
+        RL_LOG_WARN("%s: TLS handshake failed (%s)", peer_, ringline::ErrnoName(r.error()));
+        co_return false;
+      }
+      ctx_.stats->tls_connections.Add();
+      neg.TlsEstablished();
+      continue;
+    }
+    if (auto* close = std::get_if<nbd::Close>(&*ev)) {
+      if (close->reason == nbd::CloseReason::kProtocolError) ctx_.stats->protocol_errors.Add();
+      RL_LOG_INFO("%s: handshake closed: %s", peer_, close->message);
+      co_return false;
+    }
+    auto& enter = std::get<nbd::EnterTransmission>(*ev);
+    export_ = ctx_.exports->Lookup(enter.selected.name);
+    if (!export_) co_return false;
+    params_ = enter.params;
+    structured_ = params_.structured_replies;
+    for (std::size_t i = 0; i < ctx_.exports->exports().size(); ++i) {
+      if (ctx_.exports->exports()[i].get() == export_) stats_ = ctx_.stats->per_export[i].get();
+    }
+    RL_LOG_INFO("%s: serving export '%s'%s%s", peer_, export_->nbd.name,
+                structured_ ? " (structured replies)" : "", conn_.is_tls() ? " over TLS" : "");
+    co_return true;
+  }
+}
+
+Task<> Session::Run() {
+  ctx_.stats->connections_total.Add();
+  ctx_.stats->connections_active.Add();
+  RL_LOG_INFO("%s: connected", peer_);
+  const bool entered = co_await Handshake();
+  if (!entered) {
+    ctx_.stats->handshakes_failed.Add();
+  } else {
+    reader_ = ringline::Spawn(ReadLoop());
+    co_await reader_;
+    // Finish every request in flight (their replies go out), then close.
+    while (free_slots_.size() != kMaxInFlight) co_await slot_freed_.Wait();
+    if (wrote_ && stopping_) co_await export_->target->Flush();
+  }
+  co_await conn_.close();
+  ctx_.stats->connections_active.Set(ctx_.stats->connections_active.Get() - 1);
+  RL_LOG_INFO("%s: closed", peer_);
+}
+
+Task<Buffer> Session::AcquireBuffer(uint32_t length) {
+  ringline::BufferPool& pool = length <= ctx_.small->buffer_size() ? *ctx_.small : *ctx_.large;
+  co_return co_await pool.Acquire();
+}
+
+Task<bool> Session::Discard(uint32_t length) {
+  if (scratch_.empty()) scratch_.resize(64 * 1024);
+  while (length > 0) {
+    const uint32_t n = std::min<uint32_t>(length, static_cast<uint32_t>(scratch_.size()));
+    auto r = co_await conn_.read_exact(std::span<uint8_t>(scratch_.data(), n));
+    if (!r.ok()) co_return false;
+    length -= n;
+  }
+  co_return true;
+}
+
+Task<> Session::ReadLoop() {
+  while (!stopping_) {
+    reading_header_ = true;
+    auto hdr = co_await conn_.recv(ParseHeader);
+    reading_header_ = false;
+    if (!hdr.ok()) {
+      if (hdr.error() == EPROTO) {
+        ctx_.stats->protocol_errors.Add();
+        RL_LOG_WARN("%s: bad request magic: closing (the stream is out of sync)", peer_);
+      } else if (!hdr.eof()) {
+        RL_LOG_INFO("%s: receive ended: %s", peer_, hdr.ErrorString());
+      }
+      co_return;
+    }
+    const nbd::Request req = *hdr;
+    const nbd::RequestCheck check = nbd::ValidateRequest(req, params_);
+    if (check.verdict == nbd::Verdict::kDisconnect) co_return;
+    while (free_slots_.empty()) co_await slot_freed_.Wait();
+    const uint32_t slot = free_slots_.back();
+    free_slots_.pop_back();
+    Buffer payload;
+    if (check.verdict == nbd::Verdict::kExecute) {
+      if (req.type == nbd::kCmdWrite) {
+        payload = co_await AcquireBuffer(req.length);
+        // The payload lands straight in the aligned block buffer.
+        auto r = co_await conn_.read_exact(payload, req.length);
+        if (!r.ok()) {
+          RL_LOG_INFO("%s: connection lost inside a write payload", peer_);
+          free_slots_.push_back(slot);
+          co_return;
+        }
+      }
+      requests_[slot] = ringline::Spawn(Execute(req, std::move(payload), slot));
+      continue;
+    }
+    // Answered without the backend; a rejected write's payload is still read.
+    if (check.payload_length > 0) {
+      const bool in_sync = co_await Discard(check.payload_length);
+      if (!in_sync) {
+        free_slots_.push_back(slot);
+        co_return;
+      }
+    }
+    if (check.verdict == nbd::Verdict::kReplyError) {
+      stats_->errors[static_cast<int>(CmdOf(req.type))].Add();
+      RL_LOG_DEBUG("%s: %s refused: %s (%s)", peer_, nbd::CommandName(req.type),
+                   nbd::NbdErrorName(check.error), check.reason);
+      co_await Reply(req, check.error, check.reason);
+    } else {
+      co_await Reply(req, nbd::NbdError::kOk, "");
+    }
+    Finish(slot);
+  }
+}
+
+void Session::Finish(uint32_t slot) {
+  free_slots_.push_back(slot);
+  slot_freed_.Notify();
+}
+
+Task<> Session::Reply(const nbd::Request& req, nbd::NbdError error, const char* message) {
+  if (!structured_) {
+    nbd::SimpleReplyBytes b;
+    nbd::EncodeSimpleReply(req.cookie, error, b);
+    co_await conn_.send(std::span<const uint8_t>(b));
+  } else if (error == nbd::NbdError::kOk) {
+    nbd::ChunkHeaderBytes b;
+    nbd::EncodeNoneChunk(req.cookie, b);
+    co_await conn_.send(std::span<const uint8_t>(b));
+  } else {
+    nbd::ErrorChunkBytes b;
+    const std::size_t n = nbd::EncodeErrorChunk(req.cookie, error, message, true, b);
+    co_await conn_.send(std::span<const uint8_t>(b.data(), n));
+  }
+}
+
+Task<> Session::Execute(nbd::Request req, Buffer payload, uint32_t slot) {
+  const Cmd cmd = CmdOf(req.type);
+  const int c = static_cast<int>(cmd);
+  ExportStats& st = *stats_;
+  st.in_flight.Add();
+  const auto start = Clock::now();
+  ringline::block::Target& t = *export_->target;
+  ringline::block::BlockResult r;
+  const bool fua = req.flags & nbd::kCmdFlagFua;
+  switch (req.type) {
+    case nbd::kCmdRead: {
+      Buffer buf = co_await AcquireBuffer(req.length);
+      r = co_await t.Read(req.offset, req.length, std::move(buf));
+      if (r.ok()) {
+        r.buffer.set_size(req.length);
+        if (structured_) {
+          nbd::OffsetDataHeaderBytes h;
+          nbd::EncodeOffsetDataHeader(req.cookie, req.offset, req.length, true, h);
+          co_await conn_.send_zc(std::span<const uint8_t>(h), std::move(r.buffer));
+        } else {
+          nbd::SimpleReplyBytes h;
+          nbd::EncodeSimpleReply(req.cookie, nbd::NbdError::kOk, h);
+          co_await conn_.send_zc(std::span<const uint8_t>(h), std::move(r.buffer));
+        }
+      }
+      break;
+    }
+    case nbd::kCmdWrite:
+      wrote_ = true;
+      r = co_await t.Write(req.offset, std::move(payload), {.fua = fua});
+      break;
+    case nbd::kCmdFlush:
+      r = co_await t.Flush();
+      break;
+    case nbd::kCmdTrim:
+      wrote_ = true;
+      r = co_await t.Discard(req.offset, req.length);
+      if (r.ok() && fua) r = co_await t.Flush();
+      break;
+    case nbd::kCmdWriteZeroes:
+      wrote_ = true;
+      r = co_await t.WriteZeroes(req.offset, req.length, {.fua = fua});
+      break;
+    default:
+      r.res = -EINVAL;
+      break;
+  }
+  if (!r.ok()) {
+    st.errors[c].Add();
+    const nbd::NbdError err = nbd::ErrnoToNbdError(r.res);
+    const std::string msg(r.status.message());
+    RL_LOG_WARN("%s: %s offset %llu length %u failed: %s", peer_, nbd::CommandName(req.type),
+                static_cast<unsigned long long>(req.offset), req.length,
+                msg.empty() ? ringline::ErrnoName(-r.res) : msg.c_str());
+    co_await Reply(req, err, msg.c_str());
+  } else if (req.type != nbd::kCmdRead) {
+    co_await Reply(req, nbd::NbdError::kOk, "");
+  }
+  st.ops[c].Add();
+  if (cmd == Cmd::kRead || cmd == Cmd::kWrite) st.bytes[c].Add(req.length);
+  st.latency_ns[c].Record(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count()));
+  st.in_flight.Set(st.in_flight.Get() - 1);
+  Finish(slot);
+}
+
+}  // namespace blockserve

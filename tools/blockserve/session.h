@@ -1,0 +1,104 @@
+#pragma once
+// Session: one NBD client connection, from the handshake to the close.
+//
+// The handshake runs the pure Negotiator over the connection. In transmission
+// a reader reads request headers (and write payloads, straight into aligned
+// block buffers) in stream order and starts one task per request, so pipelined
+// requests are served concurrently and answered by cookie as they finish;
+// replies are whole units in the connection's ordered send queue. Read data
+// goes from the device into a registered buffer that is then sent zero-copy.
+//
+// Ownership: a Session is owned by its worker's WorkerContext (worker_context.h)
+// and owns its request tasks; destroying it destroys them first.
+// Thread-safety: worker-local.
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "blockserve/nbd/request.h"
+#include "blockserve/export_table.h"
+#include "ringline/net/connection.h"
+#include "ringline/spawn.h"
+#include "ringline/task.h"
+
+namespace blockserve {
+
+struct WorkerContext;
+struct ExportStats;
+
+// A single-waiter wake-up between tasks of one worker.
+class Wakeup {
+ public:
+  class Awaiter {
+   public:
+    explicit Awaiter(Wakeup* w) : w_(w) {}
+    Awaiter(const Awaiter&) = delete;
+    ~Awaiter() {
+      if (mine_ && w_->waiter_ == mine_) w_->waiter_ = nullptr;
+    }
+    bool await_ready() const noexcept { return false; }
+    template <ringline::EnginePromise P>
+    void await_suspend(std::coroutine_handle<P> h) {
+      mine_ = &h.promise();
+      w_->waiter_ = mine_;
+    }
+    void await_resume() noexcept { mine_ = nullptr; }
+
+   private:
+    Wakeup* w_;
+    ringline::PromiseBase* mine_ = nullptr;
+  };
+  Awaiter Wait() { return Awaiter(this); }
+  void Notify();
+
+ private:
+  ringline::PromiseBase* waiter_ = nullptr;
+};
+
+class Session {
+ public:
+  // Requests served concurrently per connection; the reader waits for a free
+  // place beyond it (backpressure onto the client).
+  static constexpr uint32_t kMaxInFlight = 128;
+
+  Session(WorkerContext& ctx, ringline::net::Connection conn);
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  ~Session();
+
+  // Runs the connection to its end.
+  ringline::Task<> Run();
+  // Server shutdown: finish what is in flight, read no more requests.
+  void BeginShutdown();
+
+ private:
+  ringline::Task<bool> Handshake();
+  ringline::Task<> ReadLoop();
+  ringline::Task<> Execute(nbd::Request req, ringline::Buffer payload, uint32_t slot);
+  ringline::Task<> Reply(const nbd::Request& req, nbd::NbdError error, const char* message);
+  ringline::Task<bool> Discard(uint32_t length);
+  ringline::Task<ringline::Buffer> AcquireBuffer(uint32_t length);
+  ringline::Task<> SendPending(std::vector<uint8_t> bytes);
+  void Finish(uint32_t slot);
+
+  WorkerContext& ctx_;
+  ringline::net::Connection conn_;
+  std::string peer_;
+  ServedExport* export_ = nullptr;
+  ExportStats* stats_ = nullptr;
+  nbd::TransmissionParams params_;
+  bool structured_ = false;
+  bool stopping_ = false;
+  bool reading_header_ = false;
+  bool wrote_ = false;
+
+  ringline::JoinHandle<void> reader_;
+  std::array<ringline::JoinHandle<void>, kMaxInFlight> requests_;
+  std::vector<uint32_t> free_slots_;
+  Wakeup slot_freed_;
+  std::vector<uint8_t> scratch_;  // discarded payloads land here
+};
+
+}  // namespace blockserve

@@ -1,0 +1,121 @@
+#include "blockserve/stats.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace blockserve {
+
+const char* CmdLabel(Cmd c) {
+  switch (c) {
+    case Cmd::kRead:
+      return "read";
+    case Cmd::kWrite:
+      return "write";
+    case Cmd::kFlush:
+      return "flush";
+    case Cmd::kTrim:
+      return "trim";
+    case Cmd::kWriteZeroes:
+      return "write_zeroes";
+    case Cmd::kOther:
+      return "other";
+  }
+  return "other";
+}
+
+namespace {
+
+std::string Escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\\' || c == '"') out.push_back('\\');
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string RenderPrometheus(const std::vector<std::string>& names,
+                             const std::vector<const WorkerStats*>& workers,
+                             const ringline::MetricsSnapshot& engine) {
+  std::string out;
+  auto header = [&](const char* name, const char* type, const char* help) {
+    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
+  };
+  auto sum = [&](auto get) {
+    uint64_t v = 0;
+    for (const WorkerStats* w : workers) v += get(*w);
+    return v;
+  };
+
+  header("blockserve_connections_total", "counter", "NBD connections accepted.");
+  absl::StrAppend(&out, "blockserve_connections_total ",
+                  sum([](const WorkerStats& w) { return w.connections_total.Get(); }), "\n");
+  header("blockserve_connections_active", "gauge", "NBD connections open now.");
+  absl::StrAppend(&out, "blockserve_connections_active ",
+                  sum([](const WorkerStats& w) { return w.connections_active.Get(); }), "\n");
+  header("blockserve_handshakes_failed_total", "counter", "Handshakes that ended without transmission.");
+  absl::StrAppend(&out, "blockserve_handshakes_failed_total ",
+                  sum([](const WorkerStats& w) { return w.handshakes_failed.Get(); }), "\n");
+  header("blockserve_protocol_errors_total", "counter", "Connections closed for a protocol error.");
+  absl::StrAppend(&out, "blockserve_protocol_errors_total ",
+                  sum([](const WorkerStats& w) { return w.protocol_errors.Get(); }), "\n");
+
+  header("blockserve_requests_total", "counter", "NBD requests served, by export and command.");
+  header("blockserve_request_bytes_total", "counter", "Payload bytes, by export and command.");
+  header("blockserve_request_errors_total", "counter", "Requests answered with an error.");
+  header("blockserve_requests_in_flight", "gauge", "Requests being served (queue depth).");
+  header("blockserve_request_duration_seconds", "histogram", "Request latency.");
+  for (std::size_t e = 0; e < names.size(); ++e) {
+    const std::string ex = Escape(names[e]);
+    uint64_t in_flight = 0;
+    for (const WorkerStats* w : workers) in_flight += w->per_export[e]->in_flight.Get();
+    absl::StrAppend(&out, "blockserve_requests_in_flight{export=\"", ex, "\"} ", in_flight, "\n");
+    for (int c = 0; c < kCmds; ++c) {
+      const char* cmd = CmdLabel(static_cast<Cmd>(c));
+      uint64_t ops = 0, bytes = 0, errors = 0;
+      ringline::Histogram::Snapshot h;
+      for (const WorkerStats* w : workers) {
+        const ExportStats& s = *w->per_export[e];
+        ops += s.ops[c].Get();
+        bytes += s.bytes[c].Get();
+        errors += s.errors[c].Get();
+        h.Merge(s.latency_ns[c].Read());
+      }
+      const std::string labels = absl::StrCat("export=\"", ex, "\",command=\"", cmd, "\"");
+      absl::StrAppend(&out, "blockserve_requests_total{", labels, "} ", ops, "\n");
+      absl::StrAppend(&out, "blockserve_request_bytes_total{", labels, "} ", bytes, "\n");
+      absl::StrAppend(&out, "blockserve_request_errors_total{", labels, "} ", errors, "\n");
+      // Cumulative buckets at powers of two from 1 µs to ~34 s.
+      uint64_t cumulative = 0;
+      int b = 0;
+      for (uint64_t le = 1000; le <= (uint64_t{1} << 35); le *= 2) {
+        while (b < ringline::Histogram::kBuckets &&
+               ringline::Histogram::BucketUpperBound(b) <= le) {
+          cumulative += h.counts[b++];
+        }
+        absl::StrAppend(&out, "blockserve_request_duration_seconds_bucket{", labels, ",le=\"",
+                        absl::StrFormat("%g", static_cast<double>(le) / 1e9), "\"} ", cumulative,
+                        "\n");
+      }
+      absl::StrAppend(&out, "blockserve_request_duration_seconds_bucket{", labels, ",le=\"+Inf\"} ",
+                      h.count, "\n");
+      absl::StrAppend(&out, "blockserve_request_duration_seconds_sum{", labels, "} ",
+                      absl::StrFormat("%.9f", static_cast<double>(h.sum) / 1e9), "\n");
+      absl::StrAppend(&out, "blockserve_request_duration_seconds_count{", labels, "} ", h.count,
+                      "\n");
+    }
+  }
+  header("ringline_engine_counter", "counter", "Engine counters summed over workers.");
+  for (const auto& [name, value] : engine.totals) {
+    absl::StrAppend(&out, "ringline_engine_counter{name=\"", name, "\"} ", value, "\n");
+  }
+  return out;
+}
+
+}  // namespace blockserve

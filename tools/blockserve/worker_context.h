@@ -1,0 +1,52 @@
+#pragma once
+// Everything blockserve keeps per worker: the exports it opened, its buffer
+// pools, its sessions and its metrics. Owned by the worker's main task; its
+// destructor destroys the sessions (and their request tasks) before the
+// exports they use.
+
+#include <memory>
+#include <unordered_map>
+
+#include "blockserve/export_table.h"
+#include "blockserve/server_config.h"
+#include "blockserve/session.h"
+#include "blockserve/stats.h"
+#include "ringline/buffer_pool.h"
+#include "ringline/net/tls.h"
+#include "ringline/worker.h"
+
+namespace blockserve {
+
+struct WorkerContext {
+  WorkerContext(ringline::Worker& w, const ServerConfig& c, WorkerStats* s)
+      : worker(w), config(c), stats(s) {}
+  WorkerContext(const WorkerContext&) = delete;
+  WorkerContext& operator=(const WorkerContext&) = delete;
+  ~WorkerContext() {
+    sessions.clear();  // aborts session tasks, which abort their requests
+  }
+
+  ringline::Worker& worker;
+  const ServerConfig& config;
+  WorkerStats* stats;
+  std::shared_ptr<ringline::net::TlsServerContext> tls;  // null when TLS is off
+  std::unique_ptr<ExportTable> exports;
+  // Buffers for requests up to small->buffer_size(); larger ones (up to the
+  // 32 MiB protocol maximum) come from `large`.
+  std::unique_ptr<ringline::BufferPool> small;
+  std::unique_ptr<ringline::BufferPool> large;
+
+  struct SessionEntry {
+    std::unique_ptr<Session> session;
+    ringline::JoinHandle<void> task;
+    ~SessionEntry() {
+      task.Abort();  // before `session` goes
+    }
+  };
+  std::unordered_map<uint64_t, std::unique_ptr<SessionEntry>> sessions;
+  uint64_t next_session = 0;
+  Wakeup sessions_changed;
+  bool stopping = false;
+};
+
+}  // namespace blockserve
