@@ -7,6 +7,11 @@
 // every task it is awaiting; operations in flight in those frames are orphaned
 // to the engine (see op_slab.h) and cancelled, never left pointing at freed memory.
 // Thread-safety: a Task belongs to one worker thread once started.
+//
+// Compiler note: g++ 12 miscompiles `if (!co_await SomeTask())` (the awaited
+// task never starts; seen in blockserve). Await into a variable first:
+//   const bool ok = co_await SomeTask();
+//   if (!ok) ...
 
 #include <coroutine>
 #include <exception>
