@@ -26,12 +26,20 @@ struct Shared {
   ServerConfig config;
   std::vector<std::unique_ptr<WorkerStats>> stats;  // one per worker, outlive them
   std::shared_ptr<net::TlsServerContext> tls;
-  ringline::Runtime* runtime = nullptr;
   std::mutex mu;
-  absl::Status first_error;  // a worker that could not start
+  ringline::Runtime* runtime = nullptr;  // guarded by mu; set once Start returned
+  absl::Status first_error;              // guarded by mu: a worker that could not start
+  // A worker could not set up: record why and stop every worker (now, or as
+  // soon as the runtime handle exists).
   void Fail(const absl::Status& st) {
     std::lock_guard<std::mutex> lock(mu);
     if (first_error.ok()) first_error = st;
+    if (runtime) runtime->Shutdown();
+  }
+  void Started(ringline::Runtime* rt) {
+    std::lock_guard<std::mutex> lock(mu);
+    runtime = rt;
+    if (!first_error.ok()) rt->Shutdown();
   }
 };
 
@@ -91,7 +99,6 @@ Task<> WorkerMain(ringline::Worker& worker, Shared& shared) {
   WorkerContext ctx(worker, shared.config, shared.stats[worker.index()].get());
   if (auto st = SetUp(ctx, shared); !st.ok()) {
     shared.Fail(st);
-    shared.runtime->Shutdown();
     co_return;
   }
   net::ListenOptions lo;
@@ -99,7 +106,6 @@ Task<> WorkerMain(ringline::Worker& worker, Shared& shared) {
   auto listener = net::Listener::Bind(ListenAddress(shared.config, shared.config.port), lo);
   if (!listener.ok()) {
     shared.Fail(listener.status());
-    shared.runtime->Shutdown();
     co_return;
   }
   auto accepting = ringline::Spawn(AcceptLoop(ctx, *listener));
@@ -108,7 +114,6 @@ Task<> WorkerMain(ringline::Worker& worker, Shared& shared) {
     auto m = net::Listener::Bind(ListenAddress(shared.config, shared.config.metrics_port));
     if (!m.ok()) {
       shared.Fail(m.status());
-      shared.runtime->Shutdown();
     } else {
       metrics = ringline::Spawn(ServeMetrics(std::move(*m), [&shared] {
         std::vector<std::string> names;
@@ -192,7 +197,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "blockserve: %s\n", std::string(rt.status().message()).c_str());
     return 1;
   }
-  shared.runtime = rt->get();
+  shared.Started(rt->get());
   signals->Attach((*rt)->shutdown_handle());
   (*rt)->Join();
   if (!shared.first_error.ok()) {

@@ -1,0 +1,146 @@
+// blockserve configuration: flags, TOML and validation give errors that name
+// the flag or field, the value and the fix.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "blockserve/server_config.h"
+
+namespace blockserve {
+namespace {
+
+std::string WriteTemp(const std::string& text) {
+  char path[] = "/tmp/blockserve-config-XXXXXX.toml";
+  int fd = mkstemps(path, 5);
+  EXPECT_GE(fd, 0);
+  FILE* f = fdopen(fd, "w");
+  fputs(text.c_str(), f);
+  fclose(f);
+  return path;
+}
+
+TEST(ConfigTest, ExportSpecs) {
+  auto e = ParseExportSpec("disk=/var/lib/disk.img,ro");
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->name, "disk");
+  EXPECT_EQ(e->path, "/var/lib/disk.img");
+  EXPECT_TRUE(e->read_only);
+  auto rw = ParseExportSpec("a=/x,y");
+  EXPECT_FALSE(rw.ok());
+  EXPECT_NE(rw.status().message().find("unknown option 'y'"), std::string::npos);
+  auto bad = ParseExportSpec("noequals");
+  EXPECT_NE(bad.status().message().find("expected NAME=PATH[,ro]"), std::string::npos);
+}
+
+TEST(ConfigTest, Sizes) {
+  EXPECT_EQ(*ParseSize("1G"), 1ull << 30);
+  EXPECT_EQ(*ParseSize("512M"), 512ull << 20);
+  EXPECT_EQ(*ParseSize("4096"), 4096u);
+  EXPECT_NE(ParseSize("12Q").status().message().find("unknown size suffix 'Q'"), std::string::npos);
+}
+
+TEST(ConfigTest, TomlFileFillsEveryField) {
+  const std::string path = WriteTemp(R"(
+listen = "::1"
+port = 10900
+workers = 1
+metrics_port = 9109
+log_level = "debug"
+default_size = "64M"
+[tls]
+mode = "require"
+cert = "/c.pem"
+key = "/k.pem"
+[[export]]
+name = "a"
+path = "/a.img"
+read_only = true
+queue_depth = 32
+[[export]]
+name = "b"
+path = "/b.img"
+)");
+  ServerConfig c;
+  ASSERT_TRUE(LoadConfigFile(path, &c).ok());
+  EXPECT_EQ(c.listen, "::1");
+  EXPECT_EQ(c.port, 10900);
+  EXPECT_EQ(c.workers, 1u);
+  EXPECT_EQ(c.metrics_port, 9109);
+  EXPECT_EQ(c.default_size, 64ull << 20);
+  EXPECT_EQ(c.tls, TlsMode::kRequire);
+  ASSERT_EQ(c.exports.size(), 2u);
+  EXPECT_TRUE(c.exports[0].read_only);
+  EXPECT_EQ(c.exports[0].queue_depth, 32u);
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+  std::remove(path.c_str());
+}
+
+TEST(ConfigTest, TomlErrorsNameTheKey) {
+  ServerConfig c;
+  std::string p = WriteTemp("prot = 1\n");
+  EXPECT_NE(LoadConfigFile(p, &c).message().find("unknown key 'prot'"), std::string::npos);
+  p = WriteTemp("port = 70000\n");
+  EXPECT_NE(LoadConfigFile(p, &c).message().find("'port' must be an integer in [0, 65535]"),
+            std::string::npos);
+  p = WriteTemp("[tls]\nmode = \"maybe\"\n");
+  EXPECT_NE(LoadConfigFile(p, &c).message().find("'tls.mode' must be one of"), std::string::npos);
+  p = WriteTemp("[[export]]\nname = \"x\"\n");
+  EXPECT_NE(LoadConfigFile(p, &c).message().find("export[0].path"), std::string::npos);
+  p = WriteTemp("port = \n");
+  EXPECT_NE(LoadConfigFile(p, &c).message().find(":1:"), std::string::npos) << "line number";
+}
+
+TEST(ConfigTest, ValidateNamesFieldAndFix) {
+  ServerConfig c;
+  c.listen = "not-an-address";
+  EXPECT_NE(c.Validate().message().find("listen: 'not-an-address' is not an IPv4 or IPv6"),
+            std::string::npos);
+  c = ServerConfig{};
+  c.tls = TlsMode::kOn;
+  EXPECT_NE(c.Validate().message().find("--tls=on needs --tls-cert and --tls-key"),
+            std::string::npos);
+  c = ServerConfig{};
+  c.exports = {{.name = "a", .path = "/a"}, {.name = "a", .path = "/b"}};
+  EXPECT_NE(c.Validate().message().find("'a' is exported twice"), std::string::npos);
+  c = ServerConfig{};
+  c.metrics_port = c.port;
+  EXPECT_NE(c.Validate().message().find("metrics_port"), std::string::npos);
+}
+
+int RunBlockserve(const std::string& args, std::string* output) {
+  const std::string cmd = std::string(BLOCKSERVE_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) *output += buf;
+  const int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+TEST(CliTest, BadFlagsExitTwoNamingTheFlag) {
+  std::string out;
+  EXPECT_EQ(RunBlockserve("--port 0", &out), 2);
+  EXPECT_NE(out.find("--port"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(RunBlockserve("--tls=sometimes", &out), 2);
+  EXPECT_NE(out.find("--tls"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(RunBlockserve("--export justaname", &out), 2);
+  EXPECT_NE(out.find("expected NAME=PATH"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(RunBlockserve("--no-such-flag", &out), 2);
+  out.clear();
+  EXPECT_EQ(RunBlockserve("--help", &out), 0);
+  EXPECT_NE(out.find("--export"), std::string::npos);
+}
+
+TEST(CliTest, MissingExportFileFailsNamingTheExport) {
+  std::string out;
+  EXPECT_EQ(RunBlockserve("--port 10977 --export gone=/nonexistent/disk.img", &out), 1);
+  EXPECT_NE(out.find("export 'gone' (/nonexistent/disk.img)"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace blockserve
