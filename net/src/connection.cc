@@ -301,12 +301,16 @@ Task<Result<std::size_t>> Connection::read_some(std::span<uint8_t> dst) {
   }
 }
 
-Task<IoResult> Connection::read_exact(Buffer& buf, std::size_t n) {
+Task<IoResult> Connection::read_exact(Buffer& buf, std::size_t n) { return read_exact(buf, 0, n); }
+
+Task<IoResult> Connection::read_exact(Buffer& buf, std::size_t offset, std::size_t n) {
   ConnState* s = s_;
   if (!s) co_return IoResult{-ENOTCONN, 0};
-  if (n > buf.capacity()) co_return IoResult{-EINVAL, 0};
-  IoResult r = co_await detail::ReadExact(s, buf.data(), n, &buf);
-  if (r.ok()) buf.set_size(n);
+  if (!buf || offset > buf.capacity() || n > buf.capacity() - offset) {
+    co_return IoResult{-EINVAL, 0};
+  }
+  IoResult r = co_await detail::ReadExact(s, buf.data() + offset, n, &buf);
+  if (r.ok()) buf.set_size(offset + n);
   co_return r;
 }
 

@@ -388,6 +388,9 @@ TEST_F(TcpTest, ReadExactIntoAlignedBuffers) {
       if (body.size() >= 200000) std::this_thread::sleep_for(30ms);
       WriteAll(fd, body.data(), body.size());
     }
+    std::vector<uint8_t> tail(400000);
+    FillPattern(77, 0, tail.data(), tail.size());
+    WriteAll(fd, tail.data(), tail.size());
     uint8_t ack[1];
     ReadAll(fd, ack, 1);
     ::close(fd);
@@ -412,6 +415,13 @@ TEST_F(TcpTest, ReadExactIntoAlignedBuffers) {
           EXPECT_EQ(b.size(), n);
           EXPECT_TRUE(testing::MatchesPattern(100 + i, 0, b.data(), n)) << "frame " << i;
         }
+        // One payload assembled from two reads at offsets of one buffer.
+        Buffer b = co_await pool.Acquire();
+        EXPECT_EQ((co_await c->read_exact(b, 0, 100000)).res, 100000);
+        EXPECT_EQ((co_await c->read_exact(b, 100000, 300000)).res, 300000);
+        EXPECT_EQ(b.size(), 400000u);
+        EXPECT_TRUE(testing::MatchesPattern(77, 0, b.data(), 400000));
+        EXPECT_EQ((co_await c->read_exact(b, 2 << 20, 1)).res, -EINVAL);
         co_await c->send(std::string_view("k"));
         co_await c->close();
       }(*l, **pool, sizes),

@@ -283,6 +283,9 @@ class Connection {
   // later receives with ECONNABORTED. Returns n or -errno (-ENODATA: the peer
   // closed first).
   Task<IoResult> read_exact(Buffer& buf, std::size_t n);
+  // The same into buf.data()[offset, offset + n) (offset + n <= capacity); sets
+  // buf.size() to offset + n. For payloads assembled in several reads.
+  Task<IoResult> read_exact(Buffer& buf, std::size_t offset, std::size_t n);
   // The same into caller memory, always by copy (it must stay valid until the
   // call completes or is destroyed).
   Task<IoResult> read_exact(std::span<uint8_t> dst);

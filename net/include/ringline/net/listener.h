@@ -21,7 +21,8 @@
 //     co_await net::Serve(SocketAddress::Any4(10809), {}, HandleClient, w.stop_token());
 //   }
 //
-// Thread-safety: a Listener belongs to the worker that created it.
+// Thread-safety: a Listener belongs to the worker that created it; use and
+// destroy it on that worker's thread, before the worker is destroyed.
 
 #include <functional>
 #include <memory>

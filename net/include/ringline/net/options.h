@@ -46,8 +46,9 @@ absl::Status Configure(Worker& worker, const NetOptions& options);
 
 struct ConnectionOptions {
   // Largest message recv(parse) can assemble. Bytes that arrive while nobody
-  // consumes them are held up to this cap, then receiving pauses (TCP flow
-  // control pushes back on the peer). A parser that still needs more once the
+  // consumes them are held up to this cap (plus what the socket had already
+  // buffered when the pause took effect), then receiving pauses and TCP flow
+  // control pushes back on the peer. A parser that still needs more once the
   // cap is reached closes the connection (EMSGSIZE, logged, counted).
   std::size_t accumulator_cap = 1 << 20;
   // Bytes queued for sending (copied or zero-copy, not yet confirmed by the

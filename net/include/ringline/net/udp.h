@@ -8,7 +8,8 @@
 // arriving while the queue is full, or larger than a buffer (truncated), are
 // dropped and counted (NetMetrics::udp_dropped). send_to() copies the payload
 // into memory owned by the send operation.
-// Thread-safety: a UdpSocket belongs to the worker that bound it.
+// Thread-safety: a UdpSocket belongs to the worker that bound it; use and
+// destroy it on that worker's thread, before the worker is destroyed.
 
 #include <cstdint>
 #include <span>

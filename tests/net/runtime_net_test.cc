@@ -1,0 +1,79 @@
+// The network layer under the multi-worker Runtime: every worker binds its own
+// SO_REUSEPORT listener on one port (or shares one Unix socket) and serves the
+// connections it accepts; shutdown with connections open is clean.
+#include <atomic>
+#include <thread>
+
+#include "net_test_util.h"
+
+namespace ringline::net {
+namespace {
+
+using namespace std::chrono_literals;
+
+Task<> Echo(Connection c) {
+  std::vector<uint8_t> buf(16384);
+  for (;;) {
+    auto n = co_await c.read_some(buf);
+    if (!n) co_return;
+    if (!(co_await c.send(std::span<const uint8_t>(buf.data(), *n))).ok()) co_return;
+  }
+}
+
+void ServeAndCheck(const SocketAddress& addr, int clients) {
+  Config config;
+  config.workers = 2;
+  config.pin_workers = false;
+  config.shutdown_grace = std::chrono::milliseconds(200);
+  std::atomic<int> bound{0};
+  auto rt = Runtime::Start(config, [addr, &bound](Worker& w) -> Task<> {
+    NetOptions no;
+    no.recv_buffer_count = 64;
+    EXPECT_TRUE(Configure(w, no).ok());
+    auto st = co_await Serve(addr, {}, Echo, w.stop_token(),
+                             [&bound](const SocketAddress&) { bound.fetch_add(1); });
+    EXPECT_TRUE(st.ok()) << st;
+  });
+  ASSERT_TRUE(rt.ok()) << rt.status();
+  for (int i = 0; i < 500 && bound.load() < 2; ++i) std::this_thread::sleep_for(2ms);
+  ASSERT_EQ(bound.load(), 2);
+  const uint64_t accepted_before = NetMetricTotal("net_accepted");
+  std::vector<int> fds;
+  int good = 0;
+  for (int i = 0; i < clients; ++i) {
+    int fd = testing::BlockingConnect(addr);
+    ASSERT_GE(fd, 0);
+    const std::string msg = "client " + std::to_string(i) + "\n";
+    std::string back(msg.size(), '\0');
+    good += testing::WriteAll(fd, msg) &&
+            testing::ReadAll(fd, reinterpret_cast<uint8_t*>(back.data()), back.size()) &&
+            back == msg;
+    fds.push_back(fd);  // left open: shutdown closes them
+  }
+  EXPECT_EQ(good, clients);
+  EXPECT_EQ(NetMetricTotal("net_accepted") - accepted_before, static_cast<uint64_t>(clients));
+  EXPECT_EQ(NetMetricTotal("net_active"), static_cast<uint64_t>(clients));
+  (*rt)->Shutdown();
+  (*rt)->Join();
+  // Every connection was closed by the shutdown: each client sees its end.
+  int closed = 0;
+  for (int fd : fds) {
+    std::string rest;
+    closed += testing::ReadToEof(fd, &rest, 5000);
+    ::close(fd);
+  }
+  EXPECT_EQ(closed, clients);
+}
+
+TEST(RuntimeNetTest, TwoWorkersShareATcpPortWithReusePort) {
+  ServeAndCheck(SocketAddress::Loopback4(testing::FreePort()), 64);
+}
+
+TEST(RuntimeNetTest, TwoWorkersShareOneUnixSocket) {
+  const std::string path = "/tmp/ringline-rt-" + std::to_string(getpid()) + ".sock";
+  ServeAndCheck(SocketAddress::Unix(path), 32);
+  EXPECT_NE(::access(path.c_str(), F_OK), 0);
+}
+
+}  // namespace
+}  // namespace ringline::net
