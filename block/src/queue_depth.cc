@@ -15,8 +15,11 @@ QueueDepthLimiter::~QueueDepthLimiter() {
   if (in_flight_ != 0 || head_ != nullptr) {
     // A permit or a waiter would touch freed memory later: a lifetime bug in
     // the caller (tasks using a target must be destroyed before the target).
-    RL_LOG_ERROR("QueueDepthLimiter destroyed with %u places held and %u waiters", in_flight_,
-                 waiting_);
+    RL_LOG_ERROR(
+        "QueueDepthLimiter destroyed with %u places held and %u waiters: a block target was "
+        "destroyed before the tasks using it (destroy or join them first); aborting rather "
+        "than letting them touch freed memory",
+        in_flight_, waiting_);
     std::abort();
   }
 }

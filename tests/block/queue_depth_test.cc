@@ -168,5 +168,15 @@ TEST_F(QueueDepthTest, RaisingTheLimitAdmitsWaiters) {
   }(&limiter));
 }
 
+TEST(QueueDepthDeathTest, DestroyingALimiterWithPlacesHeldAbortsWithAReason) {
+  EXPECT_DEATH(
+      {
+        auto* limiter = new QueueDepthLimiter(2);
+        auto permit = limiter->TryAcquire();
+        delete limiter;
+      },
+      "destroyed before the tasks using it");
+}
+
 }  // namespace
 }  // namespace ringline::block
