@@ -239,7 +239,7 @@ class SServer {
         " -rev -msg " + extra + " >" + msgfile_ + " 2>&1; ";
     // s_server prints ACCEPT once it listens; a wrapper echoes it to our pipe.
     const std::string wrapper =
-        "(tail -F " + msgfile_ + " 2>/dev/null | grep -m1 ACCEPT >&3) & " + cmd;
+        "(timeout 30 tail -F " + msgfile_ + " 2>/dev/null | grep -m1 ACCEPT >&3) & " + cmd;
     pid_ = ::fork();
     if (pid_ == 0) {
       ::setpgid(0, 0);
