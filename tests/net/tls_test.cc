@@ -75,6 +75,9 @@ class Certs {
       return;
     }
     dir_ = tmpl;
+    static std::string to_remove;
+    to_remove = dir_;
+    std::atexit([] { Shell("rm -rf '" + to_remove + "'"); });
     const std::string d = dir_;
     const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
     std::ofstream(d + "/server.ext") << "subjectAltName=DNS:localhost,IP:127.0.0.1\n";
