@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config clang-14 clang libclang-rt-14-dev
   clang-format
   # libraries
-  liburing-dev libnvme-dev libabsl-dev libssl-dev libgtest-dev libgmock-dev
+  liburing-dev libnvme-dev libjson-c-dev libabsl-dev libssl-dev libgtest-dev libgmock-dev
   libbenchmark-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   # peers and real clients used by tests and benchmarks
   fio openssl util-linux procps iproute2 python3 curl

@@ -13,6 +13,7 @@ if(NOT EXISTS ${PREFIX}/include/ringline/task.h OR NOT EXISTS ${PREFIX}/lib/cmak
   message(FATAL_ERROR "install tree lacks headers or the CMake package")
 endif()
 run(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/build -DCMAKE_PREFIX_PATH=${PREFIX}
-    -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_C_COMPILER=${C})
+    -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_C_COMPILER=${C}
+    "-DCMAKE_CXX_FLAGS=${FLAGS}" "-DCMAKE_EXE_LINKER_FLAGS=${FLAGS}")
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 run(${WORK_DIR}/build/consumer)
