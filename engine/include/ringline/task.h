@@ -8,10 +8,14 @@
 // to the engine (see op_slab.h) and cancelled, never left pointing at freed memory.
 // Thread-safety: a Task belongs to one worker thread once started.
 //
-// Compiler note: g++ 12 miscompiles `if (!co_await SomeTask())` (the awaited
-// task never starts; seen in blockserve). Await into a variable first:
-//   const bool ok = co_await SomeTask();
-//   if (!ok) ...
+// Compiler notes (g++ 12; clang 14 is fine):
+//  - `if (!co_await SomeTask())` can be miscompiled (the awaited task never
+//    starts; seen in blockserve). Await into a variable first:
+//      const bool ok = co_await SomeTask();
+//      if (!ok) ...
+//  - A temporary holding a std::string created inside a co_await expression
+//    (`co_await G(Opts{.name = "x"})`) can be copied bitwise and later crash
+//    (seen in the network layer). Build such arguments in a named variable.
 
 #include <coroutine>
 #include <exception>
