@@ -121,7 +121,7 @@ FeatureReport ProbeKernel() {
       ok = io_uring_queue_init_params(8, &t, &p) == 0;
       if (ok) io_uring_queue_exit(&t);
     }
-    r.setup_flags.push_back({f.name, ok, f.needs});
+    r.setup_flags.push_back({f.name, ok, f.needs, FlagRequired(f.name)});
   }
   rlimit rl{};
   getrlimit(RLIMIT_MEMLOCK, &rl);
@@ -133,9 +133,9 @@ FeatureReport ProbeKernel() {
 
 std::vector<std::string> FeatureReport::Problems() const {
   std::vector<std::string> out;
-  if (!kernel.AtLeast(6, 1)) {
-    out.push_back(absl::StrCat("kernel ", kernel.release,
-                               " is too old: ringline needs Linux 6.1 or newer"));
+  if (!kernel.AtLeast(kMinKernelMajor, kMinKernelMinor)) {
+    out.push_back(absl::StrCat("kernel ", kernel.release, " is too old: ringline needs Linux ",
+                               kMinKernelMajor, ".", kMinKernelMinor, " or newer"));
   }
   if (io_uring_disabled == 2) {
     out.push_back(
@@ -155,7 +155,7 @@ std::vector<std::string> FeatureReport::Problems() const {
     return out;
   }
   for (const auto& f : setup_flags) {
-    if (!f.supported && FlagRequired(f.name)) {
+    if (!f.supported && f.required) {
       out.push_back(absl::StrCat("io_uring setup flag ", f.name, " is not supported (needs ",
                                  f.needs, ")"));
     }
@@ -174,6 +174,32 @@ absl::Status FeatureReport::Verdict() const {
   if (problems.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(
       absl::StrCat("ringline cannot run here: ", absl::StrJoin(problems, "; ")));
+}
+
+absl::Status FeatureReport::CheckRegisteredBuffers(uint64_t bytes) const {
+  if (cap_ipc_lock || memlock_soft == UINT64_MAX) return absl::OkStatus();
+  // io_uring pins (and charges) whole pages.
+  constexpr uint64_t kPage = 4096;
+  const uint64_t pages = bytes / kPage + (bytes % kPage != 0 ? 1 : 0);
+  if (pages <= memlock_soft / kPage) return absl::OkStatus();
+  std::string raise;
+  if (memlock_hard == UINT64_MAX || pages <= memlock_hard / kPage) {
+    raise = absl::StrCat(
+        "raise the soft limit (the hard limit allows it): `ulimit -l ",
+        memlock_hard == UINT64_MAX ? std::string("unlimited") : absl::StrCat(memlock_hard / 1024),
+        "`, or LimitMEMLOCK= in the systemd unit");
+  } else {
+    raise =
+        "raise the hard limit (LimitMEMLOCK=infinity in the systemd unit, memlock in "
+        "/etc/security/limits.conf, or docker --ulimit memlock=-1) or grant CAP_IPC_LOCK";
+  }
+  return absl::ResourceExhaustedError(
+      absl::StrCat("registering ", bytes,
+                   " bytes of I/O buffers needs more locked memory than "
+                   "RLIMIT_MEMLOCK allows (",
+                   memlock_soft, " bytes) and the process lacks CAP_IPC_LOCK: ", raise,
+                   "; otherwise the buffers are not registered (plain READ/WRITE instead of the "
+                   "_FIXED opcodes)"));
 }
 
 absl::Status CheckKernelSupport() {

@@ -1,6 +1,6 @@
 // The subcommands of nvme-probe and how they are registered.
 //
-// Adding a subcommand (e.g. `uring`, `check TARGET`): write cmd_<name>.cc
+// Adding a subcommand: write cmd_<name>.cc
 // with a Register<Name>Command(CommandRegistry&) that calls Add() with the
 // subcommand's name, description and a run function returning an ExitCode
 // (output.h), declare it below, and call it from main.cc. Each subcommand
@@ -53,5 +53,7 @@ class CommandRegistry {
 void RegisterListCommand(CommandRegistry& registry);
 void RegisterInfoCommand(CommandRegistry& registry);
 void RegisterHealthCommand(CommandRegistry& registry);
+void RegisterUringCommand(CommandRegistry& registry);
+void RegisterCheckCommand(CommandRegistry& registry);
 
 }  // namespace ringline::nvme_probe

@@ -1,5 +1,6 @@
-// nvme-probe: what NVMe devices (and, later, io_uring features) this host
-// has. See README.md for the subcommands, JSON schema and exit codes.
+// nvme-probe: what NVMe devices and io_uring features this host has, and
+// whether ringline's I/O path works on a device or file. See README.md for
+// the subcommands, JSON schema and exit codes.
 #include <algorithm>
 #include <iostream>
 #include <string>
@@ -26,6 +27,8 @@ int main(int argc, char** argv) {
   ringline::nvme_probe::RegisterListCommand(registry);
   ringline::nvme_probe::RegisterInfoCommand(registry);
   ringline::nvme_probe::RegisterHealthCommand(registry);
+  ringline::nvme_probe::RegisterUringCommand(registry);
+  ringline::nvme_probe::RegisterCheckCommand(registry);
 
   // CLI11 reports an unknown word in the subcommand position as "A subcommand
   // is required"; name the problem instead.

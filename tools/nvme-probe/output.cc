@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <utility>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
@@ -78,12 +79,16 @@ std::string_view ErrorKindFor(const absl::Status& status) {
 
 int ReportFailure(OutputFormat format, std::string_view command, const absl::Status& status,
                   Json doc) {
+  return ReportFailure(format, command, status, std::move(doc), ErrorKindFor(status));
+}
+
+int ReportFailure(OutputFormat format, std::string_view command, const absl::Status& status,
+                  Json doc, std::string_view kind) {
   const int code = ExitCodeFor(status);
   if (format == OutputFormat::kJson) {
     if (!doc.is_object()) doc = JsonDocument(command);
     doc["ok"] = false;
-    doc["error"] = {{"kind", std::string(ErrorKindFor(status))},
-                    {"message", std::string(status.message())}};
+    doc["error"] = {{"kind", std::string(kind)}, {"message", std::string(status.message())}};
     PrintJson(doc);
     return code;
   }

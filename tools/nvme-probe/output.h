@@ -62,6 +62,14 @@ inline constexpr std::string_view kErrorNotNvme = "not_nvme";
 inline constexpr std::string_view kErrorPermission = "permission_denied";
 inline constexpr std::string_view kErrorNvmeStatus = "nvme_status";
 inline constexpr std::string_view kErrorSystem = "system_error";
+// `uring`: the verdict is that ringline cannot run on this host.
+inline constexpr std::string_view kErrorCannotRun = "cannot_run";
+// `check`: a path that is neither an NVMe namespace, a block device nor a
+// regular file (a directory, a controller, /dev/null, a metadata format).
+inline constexpr std::string_view kErrorUnsupportedTarget = "unsupported_target";
+// `check`: an I/O request failed, or read back what was not written.
+inline constexpr std::string_view kErrorIo = "io_error";
+inline constexpr std::string_view kErrorVerifyMismatch = "verify_mismatch";
 
 // The exit code for a failed operation: 3 for kPermissionDenied, else 1.
 int ExitCodeFor(const absl::Status& status);
@@ -75,6 +83,9 @@ std::string_view ErrorKindFor(const absl::Status& status);
 // "error": {"kind", "message"}, merged into `doc` when given.
 int ReportFailure(OutputFormat format, std::string_view command, const absl::Status& status,
                   Json doc = nullptr);
+// The same with an error kind chosen by the caller instead of ErrorKindFor().
+int ReportFailure(OutputFormat format, std::string_view command, const absl::Status& status,
+                  Json doc, std::string_view kind);
 
 // ---- text output ---------------------------------------------------------
 

@@ -15,6 +15,10 @@
 
 namespace ringline {
 
+// The oldest kernel the engine runs on (DESIGN.md "Kernel floor").
+inline constexpr int kMinKernelMajor = 6;
+inline constexpr int kMinKernelMinor = 1;
+
 struct KernelVersion {
   int major = 0, minor = 0, patch = 0;
   std::string release;  // uname -r
@@ -30,6 +34,7 @@ struct FeatureReport {
     std::string name;
     bool supported;
     std::string needs;  // kernel version that introduced it
+    bool required;      // false for the optional modes (SQPOLL, IOPOLL)
   };
   std::vector<Flag> setup_flags;  // SQE128, CQE32, SINGLE_ISSUER, DEFER_TASKRUN, SQPOLL, IOPOLL
   struct Opcode {
@@ -48,6 +53,15 @@ struct FeatureReport {
   absl::Status Verdict() const;
   // Every problem found (empty when Verdict() is OK).
   std::vector<std::string> Problems() const;
+
+  // Whether registering `bytes` of I/O buffers (all of a process's pools on
+  // all its rings) fits the locked-memory budget: always with CAP_IPC_LOCK or
+  // an unlimited RLIMIT_MEMLOCK, else when the page-rounded size is within
+  // the soft limit. Not part of Verdict(): a BufferPool whose registration is
+  // refused falls back to unregistered buffers with a warning. The error
+  // (ResourceExhausted) names the limit and how to raise it. The kernel
+  // charges registrations per user, so other processes' rings count too.
+  absl::Status CheckRegisteredBuffers(uint64_t bytes) const;
 };
 
 // Probes this kernel. Never fails; problems are in the report.
