@@ -30,8 +30,10 @@ Buffer Buffer::Allocate(std::size_t capacity, std::size_t alignment) {
 
 void Buffer::Reset() noexcept {
   if (!data_) return;
-  if (pool_) pool_->Return(data_);
-  else std::free(data_);
+  if (pool_)
+    pool_->Return(data_);
+  else
+    std::free(data_);
   pool_ = nullptr;
   data_ = nullptr;
   capacity_ = size_ = 0;
@@ -41,8 +43,7 @@ void Buffer::Reset() noexcept {
 BufferPool::BufferPool(Worker& worker, std::size_t buffer_size, uint32_t count)
     : worker_(&worker), buffer_size_(buffer_size), count_(count) {}
 
-absl::StatusOr<std::unique_ptr<BufferPool>> BufferPool::Create(Worker& worker,
-                                                               const Options& o) {
+absl::StatusOr<std::unique_ptr<BufferPool>> BufferPool::Create(Worker& worker, const Options& o) {
   if (o.count == 0 || o.buffer_size == 0) {
     return absl::InvalidArgumentError("BufferPool: count and buffer_size must be positive");
   }
@@ -69,16 +70,19 @@ absl::StatusOr<std::unique_ptr<BufferPool>> BufferPool::Create(Worker& worker,
       const uint32_t n = std::min(pool->per_registration_, o.count - first);
       auto idx = worker.ring().RegisterBuffer(pool->base_ + std::size_t{first} * size,
                                               std::size_t{n} * size);
-      if (idx.ok()) pool->reg_indexes_.push_back(*idx);
-      else failed = idx.status();
+      if (idx.ok())
+        pool->reg_indexes_.push_back(*idx);
+      else
+        failed = idx.status();
     }
     if (!failed.ok()) {
       for (int idx : pool->reg_indexes_) worker.ring().UnregisterBuffer(idx);
       pool->reg_indexes_.clear();
       if (!g_memlock_warned.exchange(true)) {
-        RL_LOG_WARN("%s; using unregistered buffers (plain READ/WRITE instead of the _FIXED "
-                    "opcodes)",
-                    failed.message());
+        RL_LOG_WARN(
+            "%s; using unregistered buffers (plain READ/WRITE instead of the _FIXED "
+            "opcodes)",
+            failed.message());
       }
     }
   }
@@ -129,18 +133,24 @@ void BufferPool::Enqueue(AcquireAwaiter* a) {
   a->queued_ = true;
   a->next_ = nullptr;
   a->prev_ = tail_;
-  if (tail_) tail_->next_ = a;
-  else head_ = a;
+  if (tail_)
+    tail_->next_ = a;
+  else
+    head_ = a;
   tail_ = a;
   ++waiting_;
 }
 
 void BufferPool::Unlink(AcquireAwaiter* a) {
   if (!a->queued_) return;
-  if (a->prev_) a->prev_->next_ = a->next_;
-  else head_ = a->next_;
-  if (a->next_) a->next_->prev_ = a->prev_;
-  else tail_ = a->prev_;
+  if (a->prev_)
+    a->prev_->next_ = a->next_;
+  else
+    head_ = a->next_;
+  if (a->next_)
+    a->next_->prev_ = a->prev_;
+  else
+    tail_ = a->prev_;
   a->next_ = a->prev_ = nullptr;
   a->queued_ = false;
   --waiting_;

@@ -17,12 +17,18 @@ void SetLogLevel(LogLevel level) { g_level.store(static_cast<int>(level)); }
 LogLevel GetLogLevel() { return static_cast<LogLevel>(g_level.load(std::memory_order_relaxed)); }
 
 bool ParseLogLevel(std::string_view t, LogLevel* out) {
-  if (t == "debug") *out = LogLevel::kDebug;
-  else if (t == "info") *out = LogLevel::kInfo;
-  else if (t == "warn" || t == "warning") *out = LogLevel::kWarning;
-  else if (t == "error") *out = LogLevel::kError;
-  else if (t == "off") *out = LogLevel::kOff;
-  else return false;
+  if (t == "debug")
+    *out = LogLevel::kDebug;
+  else if (t == "info")
+    *out = LogLevel::kInfo;
+  else if (t == "warn" || t == "warning")
+    *out = LogLevel::kWarning;
+  else if (t == "error")
+    *out = LogLevel::kError;
+  else if (t == "off")
+    *out = LogLevel::kOff;
+  else
+    return false;
   return true;
 }
 
@@ -30,7 +36,8 @@ void LogLine(LogLevel level, std::string_view message) {
   if (level < GetLogLevel() || level >= LogLevel::kOff) return;
   const auto now = std::chrono::system_clock::now();
   const std::time_t t = std::chrono::system_clock::to_time_t(now);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
   std::tm tm{};
   gmtime_r(&t, &tm);
   char stamp[32];

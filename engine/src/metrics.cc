@@ -56,18 +56,12 @@ uint64_t Histogram::Snapshot::Quantile(double q) const {
 
 std::vector<std::pair<std::string, uint64_t>> WorkerMetrics::Counters() const {
   return {
-      {"loop_iterations", loop_iterations.Get()},
-      {"submit_calls", submit_calls.Get()},
-      {"sqes_submitted", sqes_submitted.Get()},
-      {"cqes", cqes.Get()},
-      {"stale_cqes", stale_cqes.Get()},
-      {"tasks_polled", tasks_polled.Get()},
-      {"tasks_spawned", tasks_spawned.Get()},
-      {"timers_armed", timers_armed.Get()},
-      {"timers_fired", timers_fired.Get()},
-      {"messages", messages.Get()},
-      {"backpressure", backpressure.Get()},
-      {"ops_in_flight", ops_in_flight.Get()},
+      {"loop_iterations", loop_iterations.Get()}, {"submit_calls", submit_calls.Get()},
+      {"sqes_submitted", sqes_submitted.Get()},   {"cqes", cqes.Get()},
+      {"stale_cqes", stale_cqes.Get()},           {"tasks_polled", tasks_polled.Get()},
+      {"tasks_spawned", tasks_spawned.Get()},     {"timers_armed", timers_armed.Get()},
+      {"timers_fired", timers_fired.Get()},       {"messages", messages.Get()},
+      {"backpressure", backpressure.Get()},       {"ops_in_flight", ops_in_flight.Get()},
   };
 }
 

@@ -7,8 +7,7 @@
 
 namespace ringline {
 
-OpSlab::OpSlab(Ring& ring, ReadyQueue& ready, uint32_t initial_slots)
-    : ring_(ring), ready_(ready) {
+OpSlab::OpSlab(Ring& ring, ReadyQueue& ready, uint32_t initial_slots) : ring_(ring), ready_(ready) {
   while (capacity() < initial_slots) Grow();
 }
 

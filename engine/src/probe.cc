@@ -156,8 +156,8 @@ std::vector<std::string> FeatureReport::Problems() const {
   }
   for (const auto& f : setup_flags) {
     if (!f.supported && f.required) {
-      out.push_back(absl::StrCat("io_uring setup flag ", f.name, " is not supported (needs ",
-                                 f.needs, ")"));
+      out.push_back(
+          absl::StrCat("io_uring setup flag ", f.name, " is not supported (needs ", f.needs, ")"));
     }
   }
   for (const auto& op : opcodes) {

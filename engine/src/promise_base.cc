@@ -16,8 +16,10 @@ void ReadyQueue::Push(PromiseBase* p) {
   p->queue_ = this;
   p->next_ = nullptr;
   p->prev_ = tail_;
-  if (tail_) tail_->next_ = p;
-  else head_ = p;
+  if (tail_)
+    tail_->next_ = p;
+  else
+    head_ = p;
   tail_ = p;
   ++size_;
 }
@@ -29,10 +31,14 @@ PromiseBase* ReadyQueue::Pop() {
 }
 
 void ReadyQueue::Remove(PromiseBase* p) {
-  if (p->prev_) p->prev_->next_ = p->next_;
-  else head_ = p->next_;
-  if (p->next_) p->next_->prev_ = p->prev_;
-  else tail_ = p->prev_;
+  if (p->prev_)
+    p->prev_->next_ = p->next_;
+  else
+    head_ = p->next_;
+  if (p->next_)
+    p->next_->prev_ = p->prev_;
+  else
+    tail_ = p->prev_;
   p->next_ = p->prev_ = nullptr;
   p->queue_ = nullptr;
   --size_;

@@ -14,8 +14,8 @@ namespace ringline {
 absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(const RingOptions& o) {
   std::unique_ptr<Ring> ring(new Ring(o));
   io_uring_params p{};
-  p.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQE32 | IORING_SETUP_CQSIZE |
-            IORING_SETUP_SUBMIT_ALL;
+  p.flags =
+      IORING_SETUP_SQE128 | IORING_SETUP_CQE32 | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
   p.cq_entries = o.cq_entries;
   if (o.sqpoll) {
     // DEFER_TASKRUN requires the submitting task to run completions itself,
@@ -31,8 +31,8 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(const RingOptions& o) {
   }
   int ret = io_uring_queue_init_params(o.sq_entries, &ring->ring_, &p);
   if (ret < 0) {
-    return ErrnoToStatus(ret, absl::StrCat("io_uring_setup(entries=", o.sq_entries,
-                                           ", flags=0x", absl::Hex(p.flags), ")"));
+    return ErrnoToStatus(ret, absl::StrCat("io_uring_setup(entries=", o.sq_entries, ", flags=0x",
+                                           absl::Hex(p.flags), ")"));
   }
   ring->initialized_ = true;
 
@@ -59,8 +59,8 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(const RingOptions& o) {
   if (o.registered_buffers > 0) {
     ret = io_uring_register_buffers_sparse(&ring->ring_, o.registered_buffers);
     if (ret < 0) {
-      return ErrnoToStatus(ret, absl::StrCat("registering a sparse table of ",
-                                             o.registered_buffers, " buffers (Linux 5.19)"));
+      return ErrnoToStatus(ret, absl::StrCat("registering a sparse table of ", o.registered_buffers,
+                                             " buffers (Linux 5.19)"));
     }
     ring->buf_used_.assign(o.registered_buffers, 0);
   }
@@ -77,8 +77,8 @@ void Ring::Stash() {
   unsigned head;
   unsigned n = 0;
   io_uring_for_each_cqe(&ring_, head, cqe) {
-    stash_.push_back(Completion{cqe->user_data, cqe->res, cqe->flags,
-                                {cqe->big_cqe[0], cqe->big_cqe[1]}});
+    stash_.push_back(
+        Completion{cqe->user_data, cqe->res, cqe->flags, {cqe->big_cqe[0], cqe->big_cqe[1]}});
     ++n;
   }
   io_uring_cq_advance(&ring_, n);
@@ -158,8 +158,8 @@ std::size_t Ring::Reap(std::vector<Completion>& out) {
   unsigned head;
   unsigned count = 0;
   io_uring_for_each_cqe(&ring_, head, cqe) {
-    out.push_back(Completion{cqe->user_data, cqe->res, cqe->flags,
-                             {cqe->big_cqe[0], cqe->big_cqe[1]}});
+    out.push_back(
+        Completion{cqe->user_data, cqe->res, cqe->flags, {cqe->big_cqe[0], cqe->big_cqe[1]}});
     ++count;
   }
   io_uring_cq_advance(&ring_, count);
@@ -197,16 +197,16 @@ absl::StatusOr<int> Ring::RegisterBuffer(void* addr, std::size_t len) {
   for (std::size_t i = 0; i < buf_used_.size(); ++i) {
     if (buf_used_[i]) continue;
     iovec iov{addr, len};
-    int ret = io_uring_register_buffers_update_tag(&ring_, static_cast<unsigned>(i), &iov,
-                                                   nullptr, 1);
+    int ret =
+        io_uring_register_buffers_update_tag(&ring_, static_cast<unsigned>(i), &iov, nullptr, 1);
     if (ret < 0) {
       if (ret == -ENOMEM || ret == -EPERM || ret == -EFAULT) {
         rlimit rl{};
         getrlimit(RLIMIT_MEMLOCK, &rl);
         return absl::ResourceExhaustedError(absl::StrCat(
             "registering ", len, " bytes of buffers failed (", ErrnoName(-ret),
-            "): RLIMIT_MEMLOCK is ", rl.rlim_cur == RLIM_INFINITY ? std::string("unlimited")
-                                                                  : absl::StrCat(rl.rlim_cur),
+            "): RLIMIT_MEMLOCK is ",
+            rl.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : absl::StrCat(rl.rlim_cur),
             " bytes; raise it with `ulimit -l unlimited` or LimitMEMLOCK=infinity"));
       }
       return ErrnoToStatus(ret, "io_uring_register_buffers_update_tag");
@@ -214,8 +214,9 @@ absl::StatusOr<int> Ring::RegisterBuffer(void* addr, std::size_t len) {
     buf_used_[i] = 1;
     return static_cast<int>(i);
   }
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "registered buffer table full (", buf_used_.size(), " entries; raise ring.registered_buffers)"));
+  return absl::ResourceExhaustedError(absl::StrCat("registered buffer table full (",
+                                                   buf_used_.size(),
+                                                   " entries; raise ring.registered_buffers)"));
 }
 
 void Ring::UnregisterBuffer(int index) {

@@ -57,8 +57,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Config& config, Wo
   for (uint32_t i = 0; i < n; ++i) shared->metrics.push_back(std::make_unique<WorkerMetrics>());
 
   for (uint32_t i = 0; i < n; ++i) {
-    const int cpu = config.cpus.empty() ? static_cast<int>(i % online)
-                                        : config.cpus[i % config.cpus.size()];
+    const int cpu =
+        config.cpus.empty() ? static_cast<int>(i % online) : config.cpus[i % config.cpus.size()];
     rt->threads_.emplace_back([shared, config, main, i, cpu] {
       absl::Status st;
       if (config.pin_workers) {
@@ -72,13 +72,16 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Config& config, Wo
       std::unique_ptr<Worker> worker;
       if (st.ok()) {
         auto w = Worker::Create(config, i, shared->metrics[i].get());
-        if (w.ok()) worker = std::move(*w);
-        else st = w.status();
+        if (w.ok())
+          worker = std::move(*w);
+        else
+          st = w.status();
       }
       {
         std::lock_guard<std::mutex> lock(shared->mu);
         if (!st.ok() && shared->first_error.ok()) {
-          shared->first_error = absl::Status(st.code(), absl::StrCat("worker ", i, ": ", st.message()));
+          shared->first_error =
+              absl::Status(st.code(), absl::StrCat("worker ", i, ": ", st.message()));
         }
         if (worker) shared->workers[i] = worker.get();
         ++shared->started;

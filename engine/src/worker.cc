@@ -216,8 +216,10 @@ void Worker::AdoptRoot(detail::RootPromiseBase* root) {
 }
 
 void Worker::ForgetRoot(detail::RootPromiseBase* root) {
-  if (root->prev_root_) root->prev_root_->next_root_ = root->next_root_;
-  else if (roots_ == root) roots_ = root->next_root_;
+  if (root->prev_root_)
+    root->prev_root_->next_root_ = root->next_root_;
+  else if (roots_ == root)
+    roots_ = root->next_root_;
   if (root->next_root_) root->next_root_->prev_root_ = root->prev_root_;
   root->next_root_ = root->prev_root_ = nullptr;
   root->listed_ = false;
@@ -270,8 +272,8 @@ void Worker::DrainRing() {
     }
   }
   if (slab_->in_flight() > 0) {
-    RL_LOG_ERROR("worker %u: %u operations still in flight after %ds; leaking their memory",
-                 index_, slab_->in_flight(), static_cast<int>(kDrainLimit.count()));
+    RL_LOG_ERROR("worker %u: %u operations still in flight after %ds; leaking their memory", index_,
+                 slab_->in_flight(), static_cast<int>(kDrainLimit.count()));
     (void)slab_.release();  // never free memory the kernel may still write
   }
 }

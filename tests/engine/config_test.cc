@@ -1,7 +1,7 @@
 // Config validation: a bad value fails naming the field, the value and the range.
-#include <gtest/gtest.h>
-
 #include "ringline/config.h"
+
+#include <gtest/gtest.h>
 
 namespace ringline {
 namespace {
@@ -38,7 +38,8 @@ TEST(ConfigTest, BadValuesNameFieldValueAndRange) {
 
   c = Config{};
   c.message_queue_capacity = 0;
-  EXPECT_EQ(ErrorOf(c), "config.message_queue_capacity = 0 is invalid: allowed range is [1, 1048576]");
+  EXPECT_EQ(ErrorOf(c),
+            "config.message_queue_capacity = 0 is invalid: allowed range is [1, 1048576]");
   EXPECT_EQ(c.Validate().code(), absl::StatusCode::kInvalidArgument);
 }
 

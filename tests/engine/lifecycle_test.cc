@@ -53,9 +53,7 @@ class LifecycleTest : public ::testing::Test {
     baseline_ = worker_->slab().in_flight();  // the armed eventfd read
   }
   // Runs the loop a little so cancellations complete.
-  void Settle() {
-    worker_->BlockOn(SleepTask(std::chrono::milliseconds(20)));
-  }
+  void Settle() { worker_->BlockOn(SleepTask(std::chrono::milliseconds(20))); }
   // Declared in this order so the pool is destroyed first (normal case).
   std::unique_ptr<Worker> worker_;
   std::unique_ptr<BufferPool> pool_;
@@ -136,7 +134,8 @@ TEST_F(LifecycleTest, DestroyingTheWorkerWithOperationsInFlightIsSafe) {
       Spawn([](BufferPool* pool, int fd) -> Task<> {
         Buffer b = co_await pool->Acquire();
         co_await ReadInto(fd, std::move(b));
-      }(pool, fd)).Detach();
+      }(pool, fd))
+          .Detach();
     }
     co_await Sleep(std::chrono::milliseconds(2));
   }(pool_.get(), p.rd()));
@@ -168,7 +167,8 @@ TEST_F(LifecycleTest, ZeroCopyStyleCompletionWakesOnlyOnNotification) {
   // A SEND_ZC completes twice: the result with F_MORE, then F_NOTIF. The waiter
   // must see the first result and run only after the notification.
   OpSlab& slab = worker_->slab();
-  struct P : PromiseBase {} promise;  // unlinks itself from the ready queue when destroyed
+  struct P : PromiseBase {
+  } promise;  // unlinks itself from the ready queue when destroyed
   OpSlot& s = slab.Allocate(OpTag::kSendZc);
   slab.SetWaiter(s, &promise);
   const uint64_t ud = s.user_data().raw();
@@ -224,8 +224,8 @@ TEST(BufferPoolTest, RegistersInGroupsNoLargerThanTheLimit) {
   auto w = Worker::Create(Config{});
   ASSERT_TRUE(w.ok()) << w.status();
   // 10 buffers of 128 KiB with at most 3 per registration: 4 registrations.
-  auto p = BufferPool::Create(**w, {.buffer_size = 128 * 1024, .count = 10,
-                                    .max_registration_bytes = 3 * 128 * 1024});
+  auto p = BufferPool::Create(
+      **w, {.buffer_size = 128 * 1024, .count = 10, .max_registration_bytes = 3 * 128 * 1024});
   ASSERT_TRUE(p.ok()) << p.status();
   ASSERT_TRUE((*p)->registered());
   std::vector<Buffer> all;

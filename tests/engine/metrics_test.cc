@@ -1,9 +1,9 @@
 // Metrics: log-bucketed histograms and lock-free snapshots across threads.
+#include "ringline/metrics.h"
+
 #include <gtest/gtest.h>
 
 #include <thread>
-
-#include "ringline/metrics.h"
 
 namespace ringline {
 namespace {

@@ -29,7 +29,8 @@ TEST(RuntimeTest, EveryWorkerRunsItsMain) {
     }(w, &ran, &seen_mask);
   });
   ASSERT_TRUE(rt.ok()) << rt.status();
-  for (int i = 0; i < 200 && ran.load() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  for (int i = 0; i < 200 && ran.load() < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(ran.load(), 2);
   EXPECT_EQ(seen_mask.load(), 3u);
   (*rt)->Shutdown();
@@ -40,7 +41,7 @@ TEST(RuntimeTest, EveryWorkerRunsItsMain) {
 TEST(RuntimeTest, CrossThreadMessagesArriveInOrder) {
   Config c;
   c.workers = 2;
-  c.message_queue_capacity = 64;  // small, so producers meet backpressure
+  c.message_queue_capacity = 64;              // small, so producers meet backpressure
   std::vector<std::vector<int>> received(2);  // per producer, appended on worker 0 only
   auto rt = Runtime::Start(c, [](Worker& w) -> Task<> {
     return [](Worker& w) -> Task<> { co_await w.stop_token().Cancelled(); }(w);
@@ -83,7 +84,8 @@ TEST(RuntimeTest, ShutdownWithOperationsInFlightReturnsPromptly) {
           co_await Submit(OpTag::kGeneric, [fd](io_uring_sqe* sqe, OpSlot& slot) {
             io_uring_prep_read(sqe, fd, slot.storage.bytes, sizeof slot.storage.bytes, 0);
           });
-        }(fd)).Detach();
+        }(fd))
+            .Detach();
       }
       Spawn(SleepTask(std::chrono::hours(1))).Detach();
       armed->fetch_add(1);
@@ -91,7 +93,8 @@ TEST(RuntimeTest, ShutdownWithOperationsInFlightReturnsPromptly) {
     }(fds[0], &armed);
   });
   ASSERT_TRUE(rt.ok()) << rt.status();
-  for (int i = 0; i < 200 && armed.load() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  for (int i = 0; i < 200 && armed.load() < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   ASSERT_EQ(armed.load(), 2);
   const auto t0 = std::chrono::steady_clock::now();
   (*rt)->Shutdown();

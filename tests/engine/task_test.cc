@@ -108,7 +108,8 @@ TEST(TaskTest, DetachedTaskRunsToCompletion) {
     Spawn([](int* c) -> Task<> {
       co_await Sleep(std::chrono::milliseconds(1));
       ++*c;
-    }(c)).Detach();
+    }(c))
+        .Detach();
     co_await Sleep(std::chrono::milliseconds(20));
   }(&counter));
   EXPECT_EQ(counter, 1);

@@ -43,8 +43,10 @@ TEST(TimerTest, HundredThousandConcurrentSleepsAllFireNoneEarly) {
   EXPECT_EQ(*r, kSleeps);
   int early = 0, missing = 0;
   for (const auto& rec : records) {
-    if (!rec.fired) ++missing;
-    else if (rec.woke < rec.deadline) ++early;
+    if (!rec.fired)
+      ++missing;
+    else if (rec.woke < rec.deadline)
+      ++early;
   }
   EXPECT_EQ(missing, 0);
   EXPECT_EQ(early, 0);

@@ -21,8 +21,9 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   app.add_option("--listen,-b", listen, "address to listen on (default 127.0.0.1)");
   app.add_option("--port,-p", port, "TCP port (default 10809)")->check(CLI::Range(1, 65535));
-  app.add_option("--export,-e", exports, "NAME=PATH[,ro]: export a file, block device or /dev/ngXnY "
-                                         "(repeatable)");
+  app.add_option("--export,-e", exports,
+                 "NAME=PATH[,ro]: export a file, block device or /dev/ngXnY "
+                 "(repeatable)");
   app.add_option("--workers,-w", workers, "worker threads, one per CPU (default 2)")
       ->check(CLI::Range(1, 256));
   app.add_option("--tls", tls, "off | on | require (default off)")
@@ -35,8 +36,10 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
       ->check(CLI::Range(1, 65535));
   app.add_option("--log-level", log_level, "debug | info | warn | error | off (default info)")
       ->check(CLI::IsMember({"debug", "info", "warn", "warning", "error", "off"}));
-  app.add_option("--data-dir", data_dir, "where the embedded default export lives (default var/blockserve)");
-  app.add_option("--default-size", default_size, "size of the embedded default export (default 1G)");
+  app.add_option("--data-dir", data_dir,
+                 "where the embedded default export lives (default var/blockserve)");
+  app.add_option("--default-size", default_size,
+                 "size of the embedded default export (default 1G)");
   app.add_option("--max-connections", max_connections, "connections per worker (default 4096)")
       ->check(CLI::Range(1, 1 << 20));
   try {
@@ -66,7 +69,9 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
   if (!data_dir.empty()) c.data_dir = data_dir;
   if (!default_size.empty()) {
     auto v = ParseSize(default_size);
-    if (!v.ok()) return fail(absl::InvalidArgumentError("--default-size " + std::string(v.status().message())));
+    if (!v.ok())
+      return fail(
+          absl::InvalidArgumentError("--default-size " + std::string(v.status().message())));
     c.default_size = *v;
   }
   if (!tls.empty()) {

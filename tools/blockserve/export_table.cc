@@ -48,9 +48,8 @@ absl::StatusOr<std::unique_ptr<ExportTable>> ExportTable::Open(ringline::Worker&
     opts.latency_histograms = false;  // the session times whole requests itself
     auto target = ringline::block::OpenTarget(worker, e.path, opts);
     if (!target.ok()) {
-      return absl::Status(target.status().code(),
-                          absl::StrCat("export '", e.name, "' (", e.path, "): ",
-                                       target.status().message()));
+      return absl::Status(target.status().code(), absl::StrCat("export '", e.name, "' (", e.path,
+                                                               "): ", target.status().message()));
     }
     auto served = std::make_unique<ServedExport>();
     served->config = e;
@@ -90,9 +89,9 @@ absl::Status AddEmbeddedDefault(ServerConfig* config) {
   std::error_code ec;
   std::filesystem::create_directories(config->data_dir, ec);
   if (ec) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "data_dir ", config->data_dir, ": cannot create it (", ec.message(),
-        "); choose another with --data-dir"));
+    return absl::FailedPreconditionError(absl::StrCat("data_dir ", config->data_dir,
+                                                      ": cannot create it (", ec.message(),
+                                                      "); choose another with --data-dir"));
   }
   const std::string path = config->data_dir + "/default.img";
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);

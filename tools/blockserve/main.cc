@@ -126,8 +126,7 @@ Task<> WorkerMain(ringline::Worker& worker, Shared& shared) {
   }
   if (worker.index() == 0) {
     RL_LOG_INFO("blockserve listening on %s:%u with %u workers; exports: %s", shared.config.listen,
-                shared.config.port, shared.config.workers,
-                [&] {
+                shared.config.port, shared.config.workers, [&] {
                   std::string s;
                   for (const auto& e : shared.config.exports) {
                     absl::StrAppend(&s, s.empty() ? "" : ", ", e.name, "=", e.path,
@@ -148,8 +147,9 @@ Task<> WorkerMain(ringline::Worker& worker, Shared& shared) {
   for (auto& e : ctx.exports->exports()) {
     if (e->config.read_only) continue;
     auto r = co_await e->target->Flush();
-    if (!r.ok()) RL_LOG_ERROR("flushing export '%s' at shutdown failed: %s", e->config.name,
-                              std::string(r.status.message()));
+    if (!r.ok())
+      RL_LOG_ERROR("flushing export '%s' at shutdown failed: %s", e->config.name,
+                   std::string(r.status.message()));
   }
 }
 

@@ -26,8 +26,8 @@ ringline::Task<> Answer(net::Connection conn, std::function<std::string()> rende
     const std::string body = get ? render() : "only GET is served here\n";
     const std::string reply =
         absl::StrCat("HTTP/1.1 ", get ? "200 OK" : "405 Method Not Allowed",
-                     "\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: ",
-                     body.size(), "\r\nConnection: close\r\n\r\n", body);
+                     "\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: ", body.size(),
+                     "\r\nConnection: close\r\n\r\n", body);
     co_await conn.send(std::string_view(reply));
   }
   co_await conn.close();
@@ -35,8 +35,7 @@ ringline::Task<> Answer(net::Connection conn, std::function<std::string()> rende
 
 }  // namespace
 
-ringline::Task<> ServeMetrics(net::Listener listener,
-                              std::function<std::string()> render) {
+ringline::Task<> ServeMetrics(net::Listener listener, std::function<std::string()> render) {
   for (;;) {
     auto conn = co_await listener.Accept();
     if (!conn.ok()) {

@@ -1,9 +1,9 @@
 #include "blockserve/server_config.h"
 
 #include <arpa/inet.h>
+#include <toml++/toml.h>
 
 #include <set>
-#include <toml++/toml.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -49,24 +49,31 @@ absl::StatusOr<uint64_t> ParseSize(const std::string& text) {
   }
   std::string suffix = text.substr(pos);
   uint64_t mult = 1;
-  if (suffix == "" || suffix == "B") mult = 1;
-  else if (suffix == "K" || suffix == "KiB" || suffix == "k") mult = 1ull << 10;
-  else if (suffix == "M" || suffix == "MiB") mult = 1ull << 20;
-  else if (suffix == "G" || suffix == "GiB") mult = 1ull << 30;
-  else if (suffix == "T" || suffix == "TiB") mult = 1ull << 40;
+  if (suffix == "" || suffix == "B")
+    mult = 1;
+  else if (suffix == "K" || suffix == "KiB" || suffix == "k")
+    mult = 1ull << 10;
+  else if (suffix == "M" || suffix == "MiB")
+    mult = 1ull << 20;
+  else if (suffix == "G" || suffix == "GiB")
+    mult = 1ull << 30;
+  else if (suffix == "T" || suffix == "TiB")
+    mult = 1ull << 40;
   else {
     return absl::InvalidArgumentError(
         absl::StrCat("'", text, "' has an unknown size suffix '", suffix, "' (use K, M, G or T)"));
   }
-  if (v > UINT64_MAX / mult) return absl::InvalidArgumentError(absl::StrCat("'", text, "' is too large"));
+  if (v > UINT64_MAX / mult)
+    return absl::InvalidArgumentError(absl::StrCat("'", text, "' is too large"));
   return v * mult;
 }
 
 absl::StatusOr<ExportConfig> ParseExportSpec(const std::string& spec) {
   const auto eq = spec.find('=');
   if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--export '", spec, "': expected NAME=PATH[,ro] (e.g. --export disk=/var/lib/disk.img,ro)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--export '", spec,
+                     "': expected NAME=PATH[,ro] (e.g. --export disk=/var/lib/disk.img,ro)"));
   }
   ExportConfig e;
   e.name = spec.substr(0, eq);
@@ -80,8 +87,8 @@ absl::StatusOr<ExportConfig> ParseExportSpec(const std::string& spec) {
     } else if (opt == "rw") {
       rest = rest.substr(0, comma);
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--export '", spec, "': unknown option '", opt, "' (the only options are ro and rw)"));
+      return absl::InvalidArgumentError(absl::StrCat("--export '", spec, "': unknown option '", opt,
+                                                     "' (the only options are ro and rw)"));
     }
   }
   e.path = rest;
@@ -91,8 +98,8 @@ absl::StatusOr<ExportConfig> ParseExportSpec(const std::string& spec) {
 absl::Status ServerConfig::Validate() const {
   in6_addr a6;
   in_addr a4;
-  if (inet_pton(AF_INET, listen.c_str(), &a4) != 1 && inet_pton(AF_INET6, listen.c_str(), &a6) != 1 &&
-      listen.rfind("unix:", 0) != 0) {
+  if (inet_pton(AF_INET, listen.c_str(), &a4) != 1 &&
+      inet_pton(AF_INET6, listen.c_str(), &a6) != 1 && listen.rfind("unix:", 0) != 0) {
     return FieldError("listen", absl::StrCat("'", listen,
                                              "' is not an IPv4 or IPv6 address (or unix:PATH); "
                                              "e.g. --listen 127.0.0.1"));
@@ -113,7 +120,8 @@ absl::Status ServerConfig::Validate() const {
     }
     if (e.path.empty()) return FieldError(where + ".path", "missing: give a file or device path");
     if (e.queue_depth == 0 || e.queue_depth > 4096) {
-      return FieldError(where + ".queue_depth", absl::StrCat(e.queue_depth, " is out of range: use 1..4096"));
+      return FieldError(where + ".queue_depth",
+                        absl::StrCat(e.queue_depth, " is out of range: use 1..4096"));
     }
   }
   if (tls != TlsMode::kOff && (tls_cert.empty() || tls_key.empty())) {
@@ -121,10 +129,12 @@ absl::Status ServerConfig::Validate() const {
                                           " needs --tls-cert and --tls-key (PEM files)"));
   }
   if (metrics_port != 0 && metrics_port == port) {
-    return FieldError("metrics_port", absl::StrCat(metrics_port, " is the NBD port too: pick another"));
+    return FieldError("metrics_port",
+                      absl::StrCat(metrics_port, " is the NBD port too: pick another"));
   }
   if (default_size < 4096 || default_size % 4096 != 0) {
-    return FieldError("default_size", absl::StrCat(default_size, " must be a multiple of 4096, at least 4096"));
+    return FieldError("default_size",
+                      absl::StrCat(default_size, " must be a multiple of 4096, at least 4096"));
   }
   if (max_connections == 0) return FieldError("max_connections", "must be at least 1");
   return absl::OkStatus();
@@ -135,18 +145,18 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
   try {
     t = toml::parse_file(path);
   } catch (const toml::parse_error& err) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config file ", path, ":", err.source().begin.line, ":", err.source().begin.column, ": ",
-        std::string(err.description())));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config file ", path, ":", err.source().begin.line, ":",
+                     err.source().begin.column, ": ", std::string(err.description())));
   }
   static const std::set<std::string> kTop = {
-      "listen",     "port",         "workers",          "log_level",        "metrics_port",
-      "data_dir",   "default_size", "max_connections",  "shutdown_grace_ms", "tls",
+      "listen",   "port",         "workers",         "log_level",         "metrics_port",
+      "data_dir", "default_size", "max_connections", "shutdown_grace_ms", "tls",
       "export"};
   for (const auto& [k, v] : t) {
     if (!kTop.count(std::string(k.str()))) {
-      return absl::InvalidArgumentError(absl::StrCat("config file ", path, ": unknown key '",
-                                                     std::string(k.str()), "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("config file ", path, ": unknown key '", std::string(k.str()), "'"));
     }
   }
   auto err = [&](const std::string& key, const std::string& want) {
@@ -178,8 +188,11 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
   if (!(st = get_str(t["log_level"], "log_level", &c->log_level)).ok()) return st;
   if (!(st = get_uint(t["metrics_port"], "metrics_port", 65535, &c->metrics_port)).ok()) return st;
   if (!(st = get_str(t["data_dir"], "data_dir", &c->data_dir)).ok()) return st;
-  if (!(st = get_uint(t["max_connections"], "max_connections", 1u << 20, &c->max_connections)).ok()) return st;
-  if (!(st = get_uint(t["shutdown_grace_ms"], "shutdown_grace_ms", 3600000, &c->shutdown_grace_ms)).ok()) return st;
+  if (!(st = get_uint(t["max_connections"], "max_connections", 1u << 20, &c->max_connections)).ok())
+    return st;
+  if (!(st = get_uint(t["shutdown_grace_ms"], "shutdown_grace_ms", 3600000, &c->shutdown_grace_ms))
+           .ok())
+    return st;
   if (auto n = t["default_size"]) {
     if (auto s = n.value<std::string>()) {
       auto v = ParseSize(*s);
@@ -193,16 +206,21 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
     for (const auto& [k, v] : *tls) {
       const std::string key(k.str());
       if (key != "mode" && key != "cert" && key != "key" && key != "ca") {
-        return absl::InvalidArgumentError(absl::StrCat("config file ", path, ": unknown key 'tls.", key, "'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("config file ", path, ": unknown key 'tls.", key, "'"));
       }
     }
     std::string mode;
     if (!(st = get_str((*tls)["mode"], "tls.mode", &mode)).ok()) return st;
     if (!mode.empty()) {
-      if (mode == "off") c->tls = TlsMode::kOff;
-      else if (mode == "on") c->tls = TlsMode::kOn;
-      else if (mode == "require") c->tls = TlsMode::kRequire;
-      else return err("tls.mode", "one of \"off\", \"on\", \"require\"");
+      if (mode == "off")
+        c->tls = TlsMode::kOff;
+      else if (mode == "on")
+        c->tls = TlsMode::kOn;
+      else if (mode == "require")
+        c->tls = TlsMode::kRequire;
+      else
+        return err("tls.mode", "one of \"off\", \"on\", \"require\"");
     }
     if (!(st = get_str((*tls)["cert"], "tls.cert", &c->tls_cert)).ok()) return st;
     if (!(st = get_str((*tls)["key"], "tls.key", &c->tls_key)).ok()) return st;
@@ -228,8 +246,10 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
       ExportConfig ex;
       if (!(st = get_str((*e)["name"], where + ".name", &ex.name)).ok()) return st;
       if (!(st = get_str((*e)["path"], where + ".path", &ex.path)).ok()) return st;
-      if (!(st = get_str((*e)["description"], where + ".description", &ex.description)).ok()) return st;
-      if (!(st = get_uint((*e)["queue_depth"], where + ".queue_depth", 4096, &ex.queue_depth)).ok()) return st;
+      if (!(st = get_str((*e)["description"], where + ".description", &ex.description)).ok())
+        return st;
+      if (!(st = get_uint((*e)["queue_depth"], where + ".queue_depth", 4096, &ex.queue_depth)).ok())
+        return st;
       if (auto ro = (*e)["read_only"]) {
         auto b = ro.value<bool>();
         if (!b) return err(where + ".read_only", "true or false");

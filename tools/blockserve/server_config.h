@@ -32,7 +32,7 @@ struct ServerConfig {
   TlsMode tls = TlsMode::kOff;
   std::string tls_cert;
   std::string tls_key;
-  std::string tls_ca;  // when set, client certificates are verified against it
+  std::string tls_ca;         // when set, client certificates are verified against it
   uint16_t metrics_port = 0;  // 0: no metrics endpoint
   std::string log_level = "info";
   // Where the embedded default export lives when no export is given.

@@ -17,8 +17,8 @@
 #include <memory>
 #include <vector>
 
-#include "blockserve/nbd/request.h"
 #include "blockserve/export_table.h"
+#include "blockserve/nbd/request.h"
 #include "ringline/net/connection.h"
 #include "ringline/spawn.h"
 #include "ringline/task.h"

@@ -59,7 +59,8 @@ std::string RenderPrometheus(const std::vector<std::string>& names,
   header("blockserve_connections_active", "gauge", "NBD connections open now.");
   absl::StrAppend(&out, "blockserve_connections_active ",
                   sum([](const WorkerStats& w) { return w.connections_active.Get(); }), "\n");
-  header("blockserve_handshakes_failed_total", "counter", "Handshakes that ended without transmission.");
+  header("blockserve_handshakes_failed_total", "counter",
+         "Handshakes that ended without transmission.");
   absl::StrAppend(&out, "blockserve_handshakes_failed_total ",
                   sum([](const WorkerStats& w) { return w.handshakes_failed.Get(); }), "\n");
   header("blockserve_protocol_errors_total", "counter", "Connections closed for a protocol error.");

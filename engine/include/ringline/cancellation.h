@@ -44,8 +44,10 @@ class CancelAwaiter : public CancelWaiter {
   void await_resume() const noexcept {}
   ~CancelAwaiter() {
     if (!waiter || !state_) return;
-    if (prev) prev->next = next;
-    else if (state_->head == this) state_->head = next;
+    if (prev)
+      prev->next = next;
+    else if (state_->head == this)
+      state_->head = next;
     if (next) next->prev = prev;
   }
 

@@ -192,10 +192,10 @@ Task<std::variant<NonVoid<Ts>...>> WhenAny(Task<Ts>... tasks) {
   for (auto& c : children) c = detail::ChildTask();  // cancel the losers now
   std::optional<std::variant<NonVoid<Ts>...>> out;
   [&]<std::size_t... I>(std::index_sequence<I...>) {
-    ((I == winner ? (out.emplace(std::in_place_index<I>, std::move(*std::get<I>(results))), 0)
-                  : 0),
+    ((I == winner ? (out.emplace(std::in_place_index<I>, std::move(*std::get<I>(results))), 0) : 0),
      ...);
-  }(std::index_sequence_for<Ts...>{});
+  }
+  (std::index_sequence_for<Ts...>{});
   co_return std::move(*out);
 }
 
@@ -228,14 +228,14 @@ Task<T> AsTask(Task<T> task) {
 // destroyed and its operations cancelled).
 template <typename T, typename Rep, typename Period>
 Task<std::optional<NonVoid<T>>> Timeout(std::chrono::duration<Rep, Period> d, Task<T> task) {
-  auto r = co_await WhenAny(std::move(task),
-                            SleepTask(std::chrono::duration_cast<Clock::duration>(d)));
+  auto r =
+      co_await WhenAny(std::move(task), SleepTask(std::chrono::duration_cast<Clock::duration>(d)));
   if (r.index() == 0) co_return std::move(std::get<0>(r));
   co_return std::nullopt;
 }
 template <typename A, typename Rep, typename Period>
-  requires(!requires { typename A::promise_type; })
-auto Timeout(std::chrono::duration<Rep, Period> d, A awaitable) {
+requires(!requires { typename A::promise_type; }) auto Timeout(std::chrono::duration<Rep, Period> d,
+                                                               A awaitable) {
   return Timeout(d, AsTask(std::move(awaitable)));
 }
 

@@ -16,7 +16,9 @@ namespace ringline {
 
 class Counter {
  public:
-  void Add(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void Add(uint64_t n = 1) {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
   void Set(uint64_t n) { v_.store(n, std::memory_order_relaxed); }
   uint64_t Get() const { return v_.load(std::memory_order_relaxed); }
 
@@ -65,7 +67,7 @@ struct WorkerMetrics {
   Counter timers_fired;
   Counter messages;
   Counter backpressure;
-  Counter ops_in_flight;  // gauge
+  Counter ops_in_flight;    // gauge
   Histogram op_latency_ns;  // submit-to-completion of awaited operations
 
   // Name/value pairs of every counter, in a stable order.

@@ -49,8 +49,8 @@ class [[nodiscard]] OpAwaiter {
     worker_ = &Worker::Current();
     OpSlot& slot = worker_->slab().Allocate(tag_);
     // Commands that use the SQE128 command area get the whole entry cleared.
-    io_uring_sqe* sqe = tag_ == OpTag::kNvmeCmd ? worker_->ring().GetSqe128()
-                                                : worker_->ring().GetSqe();
+    io_uring_sqe* sqe =
+        tag_ == OpTag::kNvmeCmd ? worker_->ring().GetSqe128() : worker_->ring().GetSqe();
     prep_(sqe, slot);
     io_uring_sqe_set_data64(sqe, slot.user_data().raw());
     worker_->slab().SetWaiter(slot, &h.promise());

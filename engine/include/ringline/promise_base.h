@@ -26,9 +26,7 @@ class PromiseBase {
   bool scheduled() const { return queue_ != nullptr; }
 
   static void* operator new(std::size_t size) { return FrameAllocator::Allocate(size); }
-  static void operator delete(void* p, std::size_t size) noexcept {
-    FrameAllocator::Free(p, size);
-  }
+  static void operator delete(void* p, std::size_t size) noexcept { FrameAllocator::Free(p, size); }
 
  protected:
   std::coroutine_handle<> self_;

@@ -75,7 +75,6 @@ class Ring {
   }
 
  public:
-
   // Submits queued SQEs and, in the same io_uring_enter, waits until at least
   // `wait_nr` completions are ready or `timeout_ns` (< 0: none) has passed.
   // Returns the number of SQEs submitted or a negated errno (-ETIME is normal).

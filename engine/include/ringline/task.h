@@ -57,10 +57,8 @@ class TaskPromise : public TaskPromiseCommon {
  public:
   Task<T> get_return_object() noexcept;
   template <typename U>
-    requires std::is_convertible_v<U&&, T>
-  void return_value(U&& v) {
-    value_.emplace(std::forward<U>(v));
-  }
+  requires std::is_convertible_v<U&&, T>
+  void return_value(U&& v) { value_.emplace(std::forward<U>(v)); }
   T take() { return std::move(*value_); }
 
  private:

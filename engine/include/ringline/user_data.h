@@ -10,7 +10,7 @@ namespace ringline {
 enum class OpTag : uint8_t {
   kNone = 0,
   // engine (1..31)
-  kCancel = 1,     // async-cancel SQEs; their CQEs carry no slot
+  kCancel = 1,  // async-cancel SQEs; their CQEs carry no slot
   kNop = 2,
   kEventfdRead = 3,
   kTimeout = 4,
