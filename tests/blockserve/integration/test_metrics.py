@@ -1,0 +1,160 @@
+#!/usr/bin/python3
+"""Prometheus metrics over HTTP (--metrics-port): after some I/O, /metrics
+returns Prometheus text with blockserve_requests_total for the export."""
+
+import os
+import re
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bshelper import (MiB, Runner, Server, check, import_nbd, log, make_sparse,  # noqa: E402
+                      nbd_errno, nbd_handle, pattern, run)
+
+R = Runner(__doc__, budget=180)
+
+SIZE = 32 * MiB
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})? (-?[0-9.eE+-]+|NaN|[+-]Inf)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def setup(ctx):
+    import_nbd()
+    make_sparse(ctx.path("m1.img"), SIZE)
+    make_sparse(ctx.path("m2.img"), SIZE)
+    ctx.srv = Server(ctx, exports=[("m1", ctx.path("m1.img"), False),
+                                   ("m2", ctx.path("m2.img"), True)], metrics=True).start()
+
+
+def scrape(ctx, path="/metrics"):
+    url = "http://127.0.0.1:%d%s" % (ctx.srv.metrics_port, path)
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+
+
+def parse(text):
+    """{(name, frozenset(labels)): value}; checks every line's syntax."""
+    samples = {}
+    types = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line:
+            continue
+        if line.startswith("#"):
+            parts = line.split(None, 3)
+            if len(parts) >= 4 and parts[1] == "TYPE":
+                types[parts[2]] = parts[3]
+            continue
+        m = SAMPLE.match(line)
+        check(m, "line %d is not Prometheus text: %r" % (n, line))
+        labels = frozenset(LABEL.findall(m.group(3) or ""))
+        samples[(m.group(1), labels)] = float(m.group(4))
+    return samples, types
+
+
+def value(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())))
+
+
+@R.case
+def requests_total_after_io(ctx):
+    h = nbd_handle(ctx.srv, "m1", strict=False)
+    for i in range(10):
+        h.pwrite(pattern(i, 4096), i * 4096)
+    for i in range(20):
+        h.pread(4096, i * 4096)
+    h.pread(1 * MiB, 4 * MiB)
+    h.flush()
+    h.trim(65536, 8 * MiB)
+    h.zero(65536, 9 * MiB)
+    for _ in range(3):
+        nbd_errno(lambda: h.pread(4096, SIZE))  # past the end: errors
+    h.shutdown()
+    want = {"read": 21, "write": 10, "flush": 1, "trim": 1, "write_zeroes": 1}
+    deadline = time.monotonic() + 5
+    while True:
+        status, ctype, text = scrape(ctx)
+        samples, types = parse(text)
+        got = {c: value(samples, "blockserve_requests_total", export="m1", command=c)
+               for c in want}
+        if all(got[c] is not None and got[c] >= want[c] for c in want) \
+                or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    log("HTTP %d, %s, %d bytes, %d samples" % (status, ctype, len(text), len(samples)))
+    log("blockserve_requests_total{export=m1}: %s" % got)
+    check(status == 200, "HTTP status %d" % status)
+    check(ctype.startswith("text/plain"), "Content-Type %r" % ctype)
+    check(types.get("blockserve_requests_total") == "counter",
+          "no '# TYPE blockserve_requests_total counter'")
+    for c, n in want.items():
+        check(got[c] is not None, "no blockserve_requests_total{export=\"m1\",command=\"%s\"}" % c)
+        check(got[c] >= n, "blockserve_requests_total m1/%s = %s, want >= %d" % (c, got[c], n))
+    rb = value(samples, "blockserve_request_bytes_total", export="m1", command="read")
+    wb = value(samples, "blockserve_request_bytes_total", export="m1", command="write")
+    log("bytes: read %s write %s" % (rb, wb))
+    check(rb is not None and rb >= 20 * 4096 + MiB, "read bytes %s" % rb)
+    check(wb is not None and wb >= 10 * 4096, "write bytes %s" % wb)
+    errs = value(samples, "blockserve_request_errors_total", export="m1", command="read")
+    log("read errors: %s" % errs)
+    check(errs is not None and errs >= 3, "read errors %s, want >= 3" % errs)
+    m2 = value(samples, "blockserve_requests_total", export="m2", command="read")
+    check(m2 == 0, "export m2 saw no I/O but reports %s reads" % m2)
+    conns = value(samples, "blockserve_connections_total")
+    check(conns is not None and conns >= 1, "blockserve_connections_total %s" % conns)
+    hist = [k for k in samples if k[0] == "blockserve_request_duration_seconds_count"]
+    check(hist, "no latency histogram (blockserve_request_duration_seconds)")
+
+
+@R.case
+def curl_scrape(ctx):
+    if not shutil.which("curl"):
+        from bshelper import Skip
+        raise Skip("curl is not installed")
+    _, out, _ = run(["curl", "-sS", "--max-time", "10", "-f",
+                     "http://127.0.0.1:%d/metrics" % ctx.srv.metrics_port], timeout=20)
+    check('blockserve_requests_total{export="m1",command="read"}' in out
+          or re.search(r'blockserve_requests_total\{[^}]*export="m1"', out),
+          "curl output lacks blockserve_requests_total for m1")
+
+
+@R.case
+def metrics_counts_grow(ctx):
+    _, _, t1 = scrape(ctx)
+    s1, _ = parse(t1)
+    h = nbd_handle(ctx.srv, "m2")
+    for i in range(5):
+        h.pread(4096, i * 4096)
+    h.shutdown()
+    deadline = time.monotonic() + 5
+    while True:
+        s2, _ = parse(scrape(ctx)[2])
+        v = value(s2, "blockserve_requests_total", export="m2", command="read")
+        if (v or 0) >= 5 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    before = value(s1, "blockserve_requests_total", export="m2", command="read") or 0
+    check(v is not None and v - before >= 5, "m2 reads went from %s to %s" % (before, v))
+
+
+@R.case
+def metrics_endpoint_survives_junk(ctx):
+    import socket
+    for junk in (b"\r\n\r\n", b"POST /metrics HTTP/1.1\r\n\r\n", b"GARBAGE" * 100):
+        s = socket.create_connection(("127.0.0.1", ctx.srv.metrics_port), timeout=5)
+        s.sendall(junk)
+        s.close()
+    status, _, _ = scrape(ctx)
+    check(status == 200, "scrape after junk: %d" % status)
+    check(ctx.srv.alive(), "server died")
+    try:
+        scrape(ctx, "/nonexistent")
+    except urllib.error.HTTPError as e:
+        log("GET /nonexistent -> %d" % e.code)
+
+
+if __name__ == "__main__":
+    sys.exit(R.main(setup))
