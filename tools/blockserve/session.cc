@@ -81,6 +81,12 @@ Session::~Session() {
 
 void Session::BeginShutdown() {
   stopping_ = true;
+  // A client still negotiating has nothing in flight: close it now (the spec
+  // lets a server that is shutting down drop a connection in the handshake).
+  if (in_handshake_) {
+    conn_.abort();
+    return;
+  }
   // A reader waiting for the next header is cut short (nothing is consumed);
   // one in the middle of a write payload finishes it first.
   if (reading_header_) reader_.Abort();
@@ -142,8 +148,10 @@ Task<> Session::Run() {
   ctx_.stats->connections_total.Add();
   ctx_.stats->connections_active.Add();
   RL_LOG_INFO("%s: connected", peer_);
+  in_handshake_ = true;
   const bool entered = co_await Handshake();
-  if (!entered) {
+  in_handshake_ = false;
+  if (!entered || stopping_) {
     ctx_.stats->handshakes_failed.Add();
   } else {
     reader_ = ringline::Spawn(ReadLoop());

@@ -92,6 +92,7 @@ class Session {
   bool structured_ = false;
   bool stopping_ = false;
   bool reading_header_ = false;
+  bool in_handshake_ = false;
   bool wrote_ = false;
 
   ringline::JoinHandle<void> reader_;
