@@ -25,6 +25,7 @@
 # children and io-wq workers inherit it); blockserve runs with --workers 1 and
 # pins its one worker to CPU 0 itself (the engine pins worker i to CPU i). fio
 # runs under `taskset -c 1`: server and client each own one of the 2 vCPUs.
+# Latency: fio's lat percentiles (submission to completion, --lat_percentiles=1).
 # Server CPU: utime+stime (+cutime+cstime of reaped children, for nbd-server's
 # per-connection processes) of the server process from /proc/PID/stat, all
 # threads included, sampled right before fio starts and after it exits.
@@ -216,7 +217,7 @@ run_point() {
   local tag=$target-$rw-$bs-qd$qd-j$jobs-$srv
   local out=$OUT_DIR/$tag.json args=() c0 c1 load cpu_s rc=0 res
   args=(--name=bench --rw="$rw" --bs="$bs" --iodepth="$qd" --numjobs="$jobs" --group_reporting
-        --runtime="$RUNTIME" --time_based --norandommap --randrepeat=0
+        --runtime="$RUNTIME" --time_based --norandommap --randrepeat=0 --lat_percentiles=1
         --output-format=json --output="$out")
   if [[ $rw == read || $rw == write ]]; then # sequential: one slice of the file per job
     local slice=$(($(stat -c %s "$file") / jobs))
