@@ -79,6 +79,7 @@ int main(int argc, char** argv) {
     ServeOptions so;
     so.listen.connection.zero_copy = s.zero_copy;
     so.listen.connection.zero_copy_threshold = 0;
+    so.listen.connection.zero_copy_local = true;  // the benchmark runs over loopback
     auto st = co_await Serve(
         listen, so,
         [s](Connection c) -> Task<> {

@@ -69,6 +69,7 @@ Worker::~Worker() {
   }
   // Services go after the drain (nothing in flight references them) and while
   // the ring exists (they unregister what they registered), newest first.
+  before_submit_.clear();
   while (!services_.empty()) {
     auto s = std::move(services_.back().second);
     services_.pop_back();
@@ -144,8 +145,19 @@ void Worker::RunOnce() {
   WaitAndDispatch(true);
 }
 
+void Worker::RunBeforeSubmit() {
+  // A service that asks again while it runs is called in the next iteration.
+  before_submit_running_.swap(before_submit_);
+  for (WorkerService* s : before_submit_running_) {
+    s->before_submit_requested_ = false;
+    s->BeforeSubmit();
+  }
+  before_submit_running_.clear();
+}
+
 void Worker::WaitAndDispatch(bool may_block) {
   metrics_->loop_iterations.Add();
+  RunBeforeSubmit();
 
   unsigned wait_nr = 0;
   int64_t timeout_ns = -1;
@@ -246,6 +258,7 @@ WorkerService* Worker::Service(const void* key) const {
 void Worker::SetService(const void* key, std::unique_ptr<WorkerService> service) {
   for (auto& [k, s] : services_) {
     if (k == key) {
+      std::erase(before_submit_, s.get());
       s = std::move(service);
       return;
     }

@@ -2,6 +2,9 @@
 // operation in flight at a time, MSG_WAITALL plus explicit continuation of short
 // sends (rule 5), zero-copy items released only after their notification
 // (rule 1), and a byte limit that makes senders wait (backpressure).
+// Sends are started at the end of the worker's iteration (NetWorker::
+// BeforeSubmit), so everything the connection's tasks queued in one iteration
+// leaves in one operation: many small replies make one TCP send, not one each.
 #include <liburing.h>
 
 #include <cerrno>
@@ -34,7 +37,7 @@ int ConnState::SendBlockedError() const {
   return 0;
 }
 
-SendItem* ConnState::NewItem() { return new SendItem(); }
+SendItem* ConnState::NewItem() { return nw_.AllocItem(); }
 
 void ConnState::EnqueueItem(SendItem* it) {
   it->in_queue = true;
@@ -128,10 +131,8 @@ bool ConnState::Admit(SendWaiter* w) {
     a->done_ = true;
     return true;
   }
-  const bool zc = opts_.zero_copy && zc_supported_ && !tls_ && payload > 0 &&
-                  payload >= opts_.zero_copy_threshold && a->header_.size() <= nw_.chunk_size();
-  if (!zc) {
-    // Copied: the Buffers stay with the sender and come back at once.
+  if (tls_ || a->header_.size() > nw_.chunk_size()) {
+    // Copied (TLS encrypts into the queue): the Buffers come back at once.
     if (payload) nw_.metrics().copy_fallbacks.Add();
     if (!a->header_.empty()) AppendPlain(a->header_.data(), a->header_.size());
     for (const Buffer& b : a->buffers_) {
@@ -142,10 +143,15 @@ bool ConnState::Admit(SendWaiter* w) {
     a->done_ = true;
     return true;
   }
+  // Sent from the caller's Buffers: zero-copy from the threshold up (they come
+  // back after the notification), below it by reference with a copying send
+  // (they come back when the send completes). No copy in user space either way.
   SendItem* it = NewItem();
   it->owned = true;
+  it->zc = opts_.zero_copy && zc_supported_ && (!peer_is_local_ || opts_.zero_copy_local) &&
+           payload > 0 && payload >= opts_.zero_copy_threshold;
   if (!a->header_.empty()) {
-    it->chunk = nw_.AllocChunk();
+    it->chunk = a->header_.size() <= SendItem::kInlineHeader ? it->header : nw_.AllocChunk();
     std::memcpy(it->chunk, a->header_.data(), a->header_.size());
     it->chunk_len = a->header_.size();
   }
@@ -264,51 +270,96 @@ void ConnState::WakeFlush() {
 }
 
 void ConnState::KickSend() {
+  if (send_in_flight_ || send_requested_ || !sq_head_ || send_error_ || fixed_ < 0) return;
+  if (phase_ != Phase::kOpen && phase_ != Phase::kDraining) return;
+  if (!CanSubmit()) return;
+  send_requested_ = true;
+  Ref();  // released by the NetWorker after FlushSend()
+  nw_.RequestSend(this);
+}
+
+void ConnState::FlushSend() {
+  send_requested_ = false;
   if (send_in_flight_ || !sq_head_ || send_error_ || fixed_ < 0) return;
   if (phase_ != Phase::kOpen && phase_ != Phase::kDraining) return;
   if (!CanSubmit()) return;
   SubmitSend();
 }
 
+namespace {
+// The iovecs an item still needs (what the kernel has not confirmed).
+std::size_t IovecsOf(const SendItem& it) {
+  std::size_t n = 0, skip = it.sent;
+  if (it.chunk_len > skip) {
+    ++n;
+    skip = 0;
+  } else {
+    skip -= it.chunk_len;
+  }
+  for (const Buffer& b : it.buffers) {
+    if (b.size() > skip) {
+      ++n;
+      skip = 0;
+    } else {
+      skip -= b.size();
+    }
+  }
+  return n;
+}
+}  // namespace
+
+// One operation for as much of the queue as kMaxIov iovecs cover, in order.
+// With a zero-copy item among them it is a zero-copy send, and every item it
+// covers (copy chunks too) stays until its notification.
 void ConnState::SubmitSend() {
   send_iov_.reserve(kMaxIov);
   send_iov_.clear();
   op_items_.clear();
-  SendItem* it = sq_head_;
   std::size_t bytes = 0;
-  io_uring_sqe* sqe = nullptr;
-  OpSlot* slot = nullptr;
-  if (it->owned) {
-    // Header remainder, then each buffer's remainder: one SENDMSG_ZC.
+  bool zc = false;
+  const Buffer* last_buffer = nullptr;
+  for (SendItem* it = sq_head_; it && op_items_.size() < ZcGroup::kMaxItems; it = it->next) {
+    const std::size_t need = IovecsOf(*it);
+    if (need == 0) continue;
+    if (send_iov_.size() + need > kMaxIov && !op_items_.empty()) break;
     std::size_t skip = it->sent;
     if (it->chunk_len > skip) {
       send_iov_.push_back({it->chunk + skip, it->chunk_len - skip});
+      last_buffer = nullptr;
       skip = 0;
     } else {
       skip -= it->chunk_len;
     }
-    const Buffer* only = nullptr;
     for (const Buffer& b : it->buffers) {
       if (b.size() > skip) {
-        send_iov_.push_back({b.data() + skip, b.size() - skip});
-        only = &b;
+        send_iov_.push_back({const_cast<uint8_t*>(b.data()) + skip, b.size() - skip});
+        last_buffer = &b;
         skip = 0;
       } else {
         skip -= b.size();
       }
     }
-    bytes = it->total - it->sent;
-    it->in_flight = bytes;
-    ++it->notifs;
+    it->in_flight = it->total - it->sent;
+    bytes += it->in_flight;
+    zc |= it->zc;
     op_items_.push_back(it);
+  }
+  io_uring_sqe* sqe = nullptr;
+  OpSlot* slot = nullptr;
+  if (zc) {
+    ZcGroup* group = nw_.AllocGroup();
+    for (SendItem* it : op_items_) {
+      ++it->notifs;
+      group->items[group->n++] = it;
+    }
     const unsigned zc_flags = nw_.zc_report_usage() ? IORING_SEND_ZC_REPORT_USAGE : 0;
-    if (send_iov_.size() == 1 && only && only->registered()) {
+    if (send_iov_.size() == 1 && last_buffer && last_buffer->registered()) {
       // A registered buffer on its own: SEND_ZC with the fixed buffer, no page pinning.
       slot = &NewOp(OpTag::kSendZc, &ConnState::OnSend);
       sqe = nw_.worker().ring().GetSqe();
       io_uring_prep_send_zc_fixed(sqe, fixed_, send_iov_[0].iov_base, send_iov_[0].iov_len,
                                   kStreamFlags, zc_flags,
-                                  static_cast<unsigned>(only->registered_index()));
+                                  static_cast<unsigned>(last_buffer->registered_index()));
     } else {
       slot = &NewOp(OpTag::kSendMsgZc, &ConnState::OnSend);
       sqe = nw_.worker().ring().GetSqe();
@@ -318,18 +369,10 @@ void ConnState::SubmitSend() {
       io_uring_prep_sendmsg_zc(sqe, fixed_, &send_msg_, kStreamFlags);
       sqe->ioprio |= zc_flags;
     }
-    // The notification names its item through the slot.
-    std::memcpy(slot->storage.bytes, &it, sizeof it);
+    // The notification names its items through the slot.
+    std::memcpy(slot->storage.bytes, &group, sizeof group);
     nw_.metrics().zc_sends.Add();
   } else {
-    for (SendItem* c = it; c && !c->owned && send_iov_.size() < kMaxIov; c = c->next) {
-      const std::size_t len = c->chunk_len - c->sent;
-      if (len == 0) continue;
-      send_iov_.push_back({c->chunk + c->sent, len});
-      c->in_flight = len;
-      op_items_.push_back(c);
-      bytes += len;
-    }
     slot = &NewOp(OpTag::kSend, &ConnState::OnSend);
     sqe = nw_.worker().ring().GetSqe();
     if (send_iov_.size() == 1) {
@@ -354,15 +397,15 @@ void ConnState::OnSend(void* owner, OpSlot& slot, int32_t res, uint32_t flags) {
   self->Ref();
   const bool final = !(flags & IORING_CQE_F_MORE);
   const bool zc = slot.tag == OpTag::kSendZc || slot.tag == OpTag::kSendMsgZc;
-  SendItem* item = nullptr;
-  if (zc) std::memcpy(&item, slot.storage.bytes, sizeof item);
+  ZcGroup* group = nullptr;
+  if (zc) std::memcpy(&group, slot.storage.bytes, sizeof group);
   if (flags & IORING_CQE_F_NOTIF) {
-    // The kernel no longer reads that operation's buffers.
+    // The kernel no longer reads that operation's memory.
     if (self->nw_.zc_report_usage() &&
         (static_cast<uint32_t>(res) & IORING_NOTIF_USAGE_ZC_COPIED)) {
       self->nw_.metrics().zc_copied.Add();
     }
-    --item->notifs;
+    for (uint32_t i = 0; i < group->n; ++i) --group->items[i]->notifs;
     --self->notif_only_;
   } else {
     if (zc && !final) ++self->notif_only_;  // the send is done; its notification follows
@@ -371,8 +414,11 @@ void ConnState::OnSend(void* owner, OpSlot& slot, int32_t res, uint32_t flags) {
       self->send_in_flight_ = false;
       self->OnSendResult(res);
     }
-    if (zc && final) --item->notifs;  // failed before any byte: no notification follows
+    if (zc && final) {  // failed before any byte: no notification follows
+      for (uint32_t i = 0; i < group->n; ++i) --group->items[i]->notifs;
+    }
   }
+  if (zc && final) self->nw_.FreeGroup(group);
   self->ReapItems();
   if (final) self->OpDone();
   self->KickSend();
@@ -415,13 +461,16 @@ void ConnState::FinishItem(SendItem* it) {
   if (!sq_head_) sq_tail_ = nullptr;
   it->next = nullptr;
   it->in_queue = false;
-  if (!it->owned) {
-    queued_bytes_ -= it->total;
-    nw_.FreeChunk(it->chunk);
-    delete it;
-    return;
+  if (it->in_flight || it->notifs) {
+    zc_waiting_.push_back(it);  // completes when its notifications are in
+  } else {
+    CompleteItem(it);
   }
-  zc_waiting_.push_back(it);  // completes when its notifications are in
+}
+
+void ConnState::ReleaseItem(SendItem* it) {
+  if (it->chunk && it->chunk != it->header) nw_.FreeChunk(it->chunk);
+  nw_.FreeItem(it);
 }
 
 // Frees detached items the kernel is done with and completes their senders.
@@ -434,17 +483,21 @@ void ConnState::ReapItems() {
     }
     zc_waiting_[i] = zc_waiting_.back();
     zc_waiting_.pop_back();
-    queued_bytes_ -= it->total;
-    if (SendOwned* a = it->waiter) {
-      a->res_ = it->error ? -it->error : static_cast<int32_t>(it->total);
-      a->buffers_ = std::move(it->buffers);
-      a->item_ = nullptr;
-      a->done_ = true;
-      if (PromiseBase* p = std::exchange(a->promise_, nullptr)) nw_.worker().Schedule(p);
-    }
-    if (it->chunk) nw_.FreeChunk(it->chunk);
-    delete it;
+    CompleteItem(it);
   }
+}
+
+// The kernel is done with the item: its sender gets the result and its Buffers.
+void ConnState::CompleteItem(SendItem* it) {
+  queued_bytes_ -= it->total;
+  if (SendOwned* a = it->waiter) {
+    a->res_ = it->error ? -it->error : static_cast<int32_t>(it->total);
+    a->buffers_ = std::move(it->buffers);
+    a->item_ = nullptr;
+    a->done_ = true;
+    if (PromiseBase* p = std::exchange(a->promise_, nullptr)) nw_.worker().Schedule(p);
+  }
+  ReleaseItem(it);
 }
 
 void ConnState::FailSends(int err) {

@@ -19,16 +19,12 @@ ConnState::ConnState(NetWorker& nw, uint32_t index, uint32_t generation)
 ConnState::~ConnState() {
   // Only reached with no operation left (NetWorker frees a state once ops_ is
   // 0, or leaks it), so nothing here is still seen by the kernel.
-  auto free_item = [this](SendItem* it) {
-    if (it->chunk) nw_.FreeChunk(it->chunk);
-    delete it;
-  };
   while (sq_head_) {
     SendItem* it = sq_head_;
     sq_head_ = it->next;
-    free_item(it);
+    ReleaseItem(it);
   }
-  for (SendItem* it : zc_waiting_) free_item(it);
+  for (SendItem* it : zc_waiting_) ReleaseItem(it);
   if (pending_fd_ >= 0) ::close(pending_fd_);
 }
 

@@ -20,11 +20,13 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "accumulator.h"
 #include "ringline/buffer.h"
 #include "ringline/net/connection.h"
@@ -40,13 +42,17 @@ class TlsSession;
 class ListenerState;
 
 // A run of bytes in the send queue. Copy items own one send chunk; owned items
-// hold a copied header (in a chunk) and the caller's Buffers for zero-copy.
+// hold a copied header (inline, or in a chunk when larger) and the caller's
+// Buffers for zero-copy. Items come from and go back to the NetWorker's pool.
 struct SendItem {
+  static constexpr std::size_t kInlineHeader = 64;
+
   SendItem* next = nullptr;
-  uint8_t* chunk = nullptr;   // NetWorker send chunk, or null
+  uint8_t* chunk = nullptr;   // NetWorker send chunk, `header`, or null
   std::size_t chunk_len = 0;  // bytes used in the chunk
-  std::vector<Buffer> buffers;
+  absl::InlinedVector<Buffer, 2> buffers;
   bool owned = false;
+  bool zc = false;  // owned and sent zero-copy: held until the notification
   bool in_queue = false;
   std::size_t total = 0;      // bytes of this item
   std::size_t sent = 0;       // confirmed by the kernel
@@ -54,6 +60,18 @@ struct SendItem {
   uint32_t notifs = 0;        // zero-copy operations whose notification is pending
   SendOwned* waiter = nullptr;
   int error = 0;
+  // A small header of an owned item; the kernel may read it until the item's
+  // last notification, and the item lives until then.
+  uint8_t header[kInlineHeader];
+};
+
+// The items one zero-copy send operation covers: its notification releases
+// them all. Pooled by the NetWorker; the operation's slot names it, and it goes
+// back to the pool with the operation's last CQE.
+struct ZcGroup {
+  static constexpr std::size_t kMaxItems = 64;
+  std::array<SendItem*, kMaxItems> items;
+  uint32_t n = 0;
 };
 
 class ConnState {
@@ -86,6 +104,9 @@ class ConnState {
     peer_ = peer;
     // Zero-copy sends exist for TCP only (AF_UNIX rejects them with EOPNOTSUPP).
     zc_supported_ = local.is_ip() || peer.is_ip();
+    // A peer on this host receives a copy anyway (the kernel copies zero-copy
+    // pages on local delivery), after pinning and a notification for nothing.
+    peer_is_local_ = peer.is_loopback() || peer.SameHost(local);
   }
   const SocketAddress& local() const { return local_; }
   const SocketAddress& peer() const { return peer_; }
@@ -98,6 +119,11 @@ class ConnState {
   int install_error() const { return install_error_; }
   // Resumes `p` when the install is done (Connect waits this way).
   void ParkInstall(PromiseBase* p) { install_waiter_ = p; }
+
+  // Called by the NetWorker before the worker's next submit after KickSend():
+  // one send operation for everything queued since (the NetWorker holds a
+  // reference until it returns).
+  void FlushSend();
   void UnparkInstall(PromiseBase* p) {
     if (install_waiter_ == p) install_waiter_ = nullptr;
   }
@@ -213,10 +239,12 @@ class ConnState {
   void DrainTlsOutput();
   SendItem* NewItem();
   void EnqueueItem(SendItem* item);
-  void KickSend();
+  void KickSend();  // asks the NetWorker to send what is queued before the next submit
   void SubmitSend();
   void OnSendResult(int32_t res);
   void FinishItem(SendItem* item);
+  void CompleteItem(SendItem* item);
+  void ReleaseItem(SendItem* item);  // back to the NetWorker (chunk included)
   void ReapItems();
   void FailSends(int err);
   void PumpSendWaiters();
@@ -242,6 +270,7 @@ class ConnState {
   int fixed_ = -1;
   bool outbound_ = false;
   bool zc_supported_ = false;
+  bool peer_is_local_ = false;
   bool established_ = false;  // counted in accepted/active
   SocketAddress local_;
   SocketAddress peer_;
@@ -284,6 +313,7 @@ class ConnState {
   SendItem* sq_tail_ = nullptr;
   std::size_t queued_bytes_ = 0;
   bool send_in_flight_ = false;
+  bool send_requested_ = false;        // KickSend() asked the NetWorker for a FlushSend()
   OpSlot* send_slot_ = nullptr;        // the data operation in flight
   std::vector<SendItem*> zc_waiting_;  // sent, waiting for notifications
   int send_error_ = 0;

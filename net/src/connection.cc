@@ -81,7 +81,7 @@ IoResult SendCopy::await_resume() {
 
 // ---- SendOwned -----------------------------------------------------------------
 
-SendOwned::SendOwned(ConnState* s, std::span<const uint8_t> header, std::vector<Buffer> buffers)
+SendOwned::SendOwned(ConnState* s, std::span<const uint8_t> header, Buffers buffers)
     : SendWaiter(Kind::kOwned), s_(s), header_(header), buffers_(std::move(buffers)) {
   if (s_) s_->Ref();
 }
@@ -111,9 +111,41 @@ bool SendOwned::await_ready() {
 
 void SendOwned::Park(PromiseBase* p) { s_->ParkSend(this, p); }
 
-SendVecResult SendOwned::await_resume() {
+IoResult SendOwned::TakeResult(Buffers& out) {
   promise_ = nullptr;
-  return SendVecResult{IoResult{res_, 0}, std::move(buffers_)};
+  out = std::move(buffers_);
+  return IoResult{res_, 0};
+}
+
+namespace {
+SendOwned::Buffers One(Buffer b) {
+  SendOwned::Buffers v;
+  v.push_back(std::move(b));
+  return v;
+}
+}  // namespace
+
+SendOwnedOne::SendOwnedOne(ConnState* s, std::span<const uint8_t> header, Buffer buffer)
+    : SendOwned(s, header, One(std::move(buffer))) {}
+
+SendResult SendOwnedOne::await_resume() {
+  Buffers b;
+  SendResult r{TakeResult(b), {}};
+  if (!b.empty()) r.buffer = std::move(b.front());
+  return r;
+}
+
+SendOwnedVec::SendOwnedVec(ConnState* s, std::span<const uint8_t> header,
+                           std::vector<Buffer> buffers)
+    : SendOwned(s, header,
+                Buffers(std::make_move_iterator(buffers.begin()),
+                        std::make_move_iterator(buffers.end()))) {}
+
+SendVecResult SendOwnedVec::await_resume() {
+  Buffers b;
+  SendVecResult r{TakeResult(b), {}};
+  r.buffers.assign(std::make_move_iterator(b.begin()), std::make_move_iterator(b.end()));
+  return r;
 }
 
 // ---- one-shot awaiters -------------------------------------------------------------
@@ -318,24 +350,6 @@ Task<IoResult> Connection::read_exact(std::span<uint8_t> dst) {
   ConnState* s = s_;
   if (!s) co_return IoResult{-ENOTCONN, 0};
   co_return co_await detail::ReadExact(s, dst.data(), dst.size(), nullptr);
-}
-
-Task<SendResult> Connection::send(Buffer buf) {
-  std::vector<Buffer> v;
-  v.push_back(std::move(buf));
-  SendVecResult r = co_await detail::SendOwned(s_, {}, std::move(v));
-  SendResult out{r.result, {}};
-  if (!r.buffers.empty()) out.buffer = std::move(r.buffers.front());
-  co_return out;
-}
-
-Task<SendResult> Connection::send_zc(std::span<const uint8_t> header, Buffer payload) {
-  std::vector<Buffer> v;
-  v.push_back(std::move(payload));
-  SendVecResult r = co_await detail::SendOwned(s_, header, std::move(v));
-  SendResult out{r.result, {}};
-  if (!r.buffers.empty()) out.buffer = std::move(r.buffers.front());
-  co_return out;
 }
 
 Task<IoResult> Connection::flush() {

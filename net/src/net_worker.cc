@@ -106,8 +106,6 @@ absl::Status NetWorker::Init() {
   if (!ring.ok()) return ring.status();
   recv_ring_ = std::move(*ring);
   scratch_ = std::make_unique<uint8_t[]>(kScratch);
-  flusher_ = FlushLoop(this);
-  flusher_.Start();  // parks at its first suspension
   RegisterMetrics(metrics_);
   return absl::OkStatus();
 }
@@ -149,37 +147,73 @@ NetWorker::~NetWorker() {
   RetireMetrics(metrics_);
 }
 
-ServiceCoro NetWorker::FlushLoop(NetWorker* self) {
-  for (;;) {
-    co_await std::suspend_always{};
-    self->Flush();
-  }
-}
-
-void NetWorker::ScheduleFlush() {
-  if (flush_scheduled_) return;
-  flush_scheduled_ = true;
-  worker_.Schedule(&flusher_.promise());
-}
-
-void NetWorker::Flush() {
-  flush_scheduled_ = false;
+void NetWorker::BeforeSubmit() {
   for (BufferRing* r : dirty_rings_) r->Publish();
   dirty_rings_.clear();
-  if (!can_submit()) return;
-  // Re-arm what ran dry, now that buffers are back. A receive that finds the
-  // ring empty again ends with ENOBUFS and waits for the next publish: at most
-  // one re-arm per starved receive per loop iteration.
-  if (!starved_conns_.empty()) {
-    std::vector<ConnState*> conns;
-    conns.swap(starved_conns_);
-    for (ConnState* c : conns) c->OnBuffersPublished();
+  sending_.swap(pending_sends_);
+  if (can_submit()) {
+    // Re-arm what ran dry, now that buffers are back. A receive that finds the
+    // ring empty again ends with ENOBUFS and waits for the next publish: at most
+    // one re-arm per starved receive per loop iteration.
+    if (!starved_conns_.empty()) {
+      std::vector<ConnState*> conns;
+      conns.swap(starved_conns_);
+      for (ConnState* c : conns) c->OnBuffersPublished();
+    }
+    if (!starved_udp_.empty()) {
+      std::vector<UdpState*> udps;
+      udps.swap(starved_udp_);
+      for (UdpState* u : udps) u->OnBuffersPublished();
+    }
+    for (ConnState* c : sending_) c->FlushSend();
   }
-  if (!starved_udp_.empty()) {
-    std::vector<UdpState*> udps;
-    udps.swap(starved_udp_);
-    for (UdpState* u : udps) u->OnBuffersPublished();
+  for (ConnState* c : sending_) c->Unref();  // may free c
+  sending_.clear();
+}
+
+void NetWorker::RequestSend(ConnState* s) {
+  pending_sends_.push_back(s);
+  ScheduleFlush();
+}
+
+SendItem* NetWorker::AllocItem() {
+  if (free_items_.empty()) return new SendItem();
+  SendItem* it = free_items_.back().release();
+  free_items_.pop_back();
+  return it;
+}
+
+void NetWorker::FreeItem(SendItem* it) {
+  it->buffers.clear();  // Buffers go back to their pools now
+  if (free_items_.size() >= options_.send_chunk_cache) {
+    delete it;
+    return;
   }
+  it->next = nullptr;
+  it->chunk = nullptr;
+  it->chunk_len = 0;
+  it->owned = it->zc = it->in_queue = false;
+  it->total = it->sent = it->in_flight = 0;
+  it->notifs = 0;
+  it->waiter = nullptr;
+  it->error = 0;
+  free_items_.emplace_back(it);
+}
+
+ZcGroup* NetWorker::AllocGroup() {
+  if (free_groups_.empty()) return new ZcGroup();
+  ZcGroup* g = free_groups_.back().release();
+  free_groups_.pop_back();
+  g->n = 0;
+  return g;
+}
+
+void NetWorker::FreeGroup(ZcGroup* g) {
+  if (free_groups_.size() >= options_.send_chunk_cache) {
+    delete g;
+    return;
+  }
+  free_groups_.emplace_back(g);
 }
 
 void NetWorker::ReturnBuffer(BufferRing& ring, uint16_t bid) {

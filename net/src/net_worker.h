@@ -5,10 +5,12 @@
 //
 // It owns the generation-checked connection table (ConnState objects), the
 // listener and UDP socket states, the provided buffer ring all TCP connections
-// receive into, the cache of send chunks, and the end-of-batch service that
-// publishes returned receive buffers in one step and re-arms receives that ran
-// out of buffers (ENOBUFS, DESIGN.md rule 6: re-armed once buffers are back,
-// never in a loop).
+// receive into, the caches of send chunks, send items and zero-copy groups,
+// and the end-of-batch work (BeforeSubmit, right before the worker's
+// io_uring_enter): publish returned receive buffers in one step, re-arm
+// receives that ran out of buffers (ENOBUFS, DESIGN.md rule 6: re-armed once
+// buffers are back, never in a loop), and start one send per connection for
+// everything its tasks queued during the iteration.
 // Thread-safety: worker-local; everything here runs on the worker's thread.
 
 #include <cstdint>
@@ -21,12 +23,13 @@
 #include "ringline/net/net_metrics.h"
 #include "ringline/net/options.h"
 #include "ringline/worker.h"
-#include "service_coro.h"
 
 namespace ringline::net::detail {
 
 class ConnState;
 class ListenerState;
+struct SendItem;
+struct ZcGroup;
 class UdpState;
 
 class NetWorker : public WorkerService {
@@ -64,12 +67,22 @@ class NetWorker : public WorkerService {
   void AddStarved(UdpState* u);
   void RemoveStarved(UdpState* u);
   uint16_t NextBufferGroup() { return next_group_++; }
-  void ScheduleFlush();
+  void ScheduleFlush() { worker_.RequestBeforeSubmit(this); }
+  void BeforeSubmit() override;
+
+  // ---- sends ------------------------------------------------------------------------
+  // `s` (referenced by the caller for us) gets FlushSend() before the next submit.
+  void RequestSend(ConnState* s);
 
   // ---- send chunks ----------------------------------------------------------------
   std::size_t chunk_size() const { return options_.send_chunk_size; }
   uint8_t* AllocChunk();
   void FreeChunk(uint8_t* chunk);
+  // Pooled: no allocation per send in steady state.
+  SendItem* AllocItem();
+  void FreeItem(SendItem* item);
+  ZcGroup* AllocGroup();
+  void FreeGroup(ZcGroup* group);
 
   // ---- other owned states ------------------------------------------------------------
   ListenerState* Adopt(std::unique_ptr<ListenerState> l);
@@ -84,8 +97,6 @@ class NetWorker : public WorkerService {
  private:
   NetWorker(Worker& worker, const NetOptions& options);
   absl::Status Init();
-  static ServiceCoro FlushLoop(NetWorker* self);
-  void Flush();
 
   Worker& worker_;
   NetOptions options_;
@@ -103,10 +114,12 @@ class NetWorker : public WorkerService {
   std::vector<ConnState*> starved_conns_;
   std::vector<UdpState*> starved_udp_;
   uint16_t next_group_ = 0;
-  ServiceCoro flusher_;
-  bool flush_scheduled_ = false;
+  std::vector<ConnState*> pending_sends_;  // each holds a reference
+  std::vector<ConnState*> sending_;
 
   std::vector<uint8_t*> free_chunks_;
+  std::vector<std::unique_ptr<SendItem>> free_items_;
+  std::vector<std::unique_ptr<ZcGroup>> free_groups_;
   std::vector<std::unique_ptr<ListenerState>> listeners_;
   std::vector<std::unique_ptr<UdpState>> udps_;
   std::unique_ptr<uint8_t[]> scratch_;

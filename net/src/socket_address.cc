@@ -129,6 +129,32 @@ absl::StatusOr<SocketAddress> SocketAddress::Parse(std::string_view text) {
   return a;
 }
 
+bool SocketAddress::is_loopback() const {
+  if (family() == AF_INET) {
+    const auto* sin = reinterpret_cast<const sockaddr_in*>(&storage_);
+    return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+  }
+  if (family() == AF_INET6) {
+    const in6_addr& a = reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(&a) || (IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127);
+  }
+  return false;
+}
+
+bool SocketAddress::SameHost(const SocketAddress& other) const {
+  if (family() != other.family()) return false;
+  if (family() == AF_INET) {
+    return reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr.s_addr ==
+           reinterpret_cast<const sockaddr_in*>(&other.storage_)->sin_addr.s_addr;
+  }
+  if (family() == AF_INET6) {
+    return std::memcmp(&reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr,
+                       &reinterpret_cast<const sockaddr_in6*>(&other.storage_)->sin6_addr,
+                       sizeof(in6_addr)) == 0;
+  }
+  return false;
+}
+
 uint16_t SocketAddress::port() const {
   switch (family()) {
     case AF_INET:

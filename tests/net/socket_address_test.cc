@@ -52,5 +52,18 @@ TEST(SocketAddress, EqualityAndPort) {
   EXPECT_EQ(SocketAddress().ToString(), "(none)");
 }
 
+TEST(SocketAddress, LoopbackAndSameHost) {
+  EXPECT_TRUE(SocketAddress::Loopback4(1).is_loopback());
+  EXPECT_TRUE(SocketAddress::Loopback6(1).is_loopback());
+  EXPECT_TRUE(SocketAddress::Parse("127.5.6.7:1")->is_loopback());
+  EXPECT_TRUE(SocketAddress::Parse("[::ffff:127.0.0.1]:1")->is_loopback());
+  EXPECT_FALSE(SocketAddress::Parse("10.0.0.1:1")->is_loopback());
+  EXPECT_FALSE(SocketAddress::Parse("[::ffff:10.0.0.1]:1")->is_loopback());
+  EXPECT_FALSE(SocketAddress::Unix("/tmp/x").is_loopback());
+  EXPECT_TRUE(SocketAddress::Parse("10.0.0.1:1")->SameHost(*SocketAddress::Parse("10.0.0.1:2")));
+  EXPECT_FALSE(SocketAddress::Parse("10.0.0.1:1")->SameHost(*SocketAddress::Parse("10.0.0.2:1")));
+  EXPECT_FALSE(SocketAddress::Loopback4(1).SameHost(SocketAddress::Loopback6(1)));
+}
+
 }  // namespace
 }  // namespace ringline::net

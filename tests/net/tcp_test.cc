@@ -173,7 +173,9 @@ TEST_F(TcpTest, BulkTransferEachWayWithChecksum) {
   if (testing::kAsan)
     std::printf("note: ASan build, transferring 256 MiB each way instead of 1 GiB\n");
   constexpr std::size_t kChunk = 1 << 20;
-  auto l = Listener::Bind(SocketAddress::Loopback4(0));
+  ListenOptions lo;
+  lo.connection.zero_copy_local = true;  // zero-copy even though the peer is local
+  auto l = Listener::Bind(SocketAddress::Loopback4(0), lo);
   ASSERT_TRUE(l.ok());
   const SocketAddress addr = l->local_address();
   std::atomic<uint64_t> peer_rx_sum{0};
@@ -435,7 +437,9 @@ TEST_F(TcpTest, ReadExactIntoAlignedBuffers) {
 TEST_F(TcpTest, ZeroCopyBufferNotReusedBeforeNotification) {
   constexpr std::size_t kSize = 1 << 20;
   constexpr int kSends = 64;
-  auto l = Listener::Bind(SocketAddress::Loopback4(0));
+  ListenOptions lo;
+  lo.connection.zero_copy_local = true;  // zero-copy even though the peer is local
+  auto l = Listener::Bind(SocketAddress::Loopback4(0), lo);
   ASSERT_TRUE(l.ok());
   const SocketAddress addr = l->local_address();
   std::atomic<int> good_chunks{0};
@@ -479,7 +483,7 @@ TEST_F(TcpTest, ZeroCopyBufferNotReusedBeforeNotification) {
   EXPECT_GE(metrics().zc_sends.Get(), static_cast<uint64_t>(kSends));
 }
 
-TEST_F(TcpTest, SmallOwnedSendsAreCopiedAndCounted) {
+TEST_F(TcpTest, SmallOwnedSendsGoByReferenceWithoutCopies) {
   auto l = Listener::Bind(SocketAddress::Loopback4(0));
   ASSERT_TRUE(l.ok());
   const SocketAddress addr = l->local_address();
@@ -515,7 +519,57 @@ TEST_F(TcpTest, SmallOwnedSendsAreCopiedAndCounted) {
       30s);
   peer.join();
   EXPECT_EQ(got, "header:payload|abcdef");
-  EXPECT_EQ(metrics().copy_fallbacks.Get(), 2u);
+  EXPECT_EQ(metrics().copy_fallbacks.Get(), 0u) << "no user-space copy below the threshold";
+  EXPECT_EQ(metrics().zc_sends.Get(), 0u) << "below the zero-copy threshold";
+  EXPECT_GT(metrics().send_copies.Get(), 0u);
+}
+
+TEST_F(TcpTest, LocalPeerGetsByReferenceSendsAndRepliesShareOneSend) {
+  // A loopback peer: large owned sends skip zero-copy (the kernel would copy on
+  // delivery anyway), and sends queued in one loop iteration leave together.
+  constexpr int kReplies = 32;
+  constexpr std::size_t kSize = 64 * 1024;
+  auto l = Listener::Bind(SocketAddress::Loopback4(0));
+  ASSERT_TRUE(l.ok());
+  const SocketAddress addr = l->local_address();
+  std::string got;
+  std::thread peer([&] {
+    int fd = BlockingConnect(addr);
+    testing::ReadToEof(fd, &got);
+    ::close(fd);
+  });
+  RunFor(
+      *worker_,
+      [](Listener& l) -> Task<> {
+        auto c = co_await l.Accept();
+        if (!c) co_return;
+        auto reply = [](Connection& c, int i) -> Task<> {
+          Buffer b = Buffer::Allocate(kSize);
+          std::memset(b.data(), 'a' + i % 26, kSize);
+          b.set_size(kSize);
+          const uint8_t hdr[1] = {static_cast<uint8_t>('A' + i % 26)};
+          auto r = co_await c.send_zc(std::span<const uint8_t>(hdr), std::move(b));
+          EXPECT_EQ(r.result.res, static_cast<int32_t>(kSize + 1));
+          EXPECT_TRUE(r.buffer);
+        };
+        std::vector<Task<>> all;
+        for (int i = 0; i < kReplies; ++i) all.push_back(reply(*c, i));
+        co_await WhenAll(std::move(all));
+        co_await c->close();
+      }(*l),
+      30s);
+  peer.join();
+  ASSERT_EQ(got.size(), kReplies * (kSize + 1));
+  for (int i = 0; i < kReplies; ++i) {
+    const std::size_t at = i * (kSize + 1);
+    ASSERT_EQ(got[at], 'A' + i % 26) << "reply " << i << " in order";
+    ASSERT_EQ(got.find_first_not_of(static_cast<char>('a' + i % 26), at + 1),
+              i + 1 == kReplies ? std::string::npos : at + 1 + kSize);
+  }
+  EXPECT_EQ(metrics().zc_sends.Get(), 0u) << "no zero-copy to a local peer";
+  EXPECT_EQ(metrics().copy_fallbacks.Get(), 0u) << "and no user-space copy either";
+  EXPECT_LT(metrics().send_copies.Get(), static_cast<uint64_t>(kReplies))
+      << "replies queued together share send operations";
 }
 
 // ---- provided ring exhaustion ------------------------------------------------------------

@@ -55,6 +55,17 @@ class WorkerService {
   WorkerService(const WorkerService&) = delete;
   WorkerService& operator=(const WorkerService&) = delete;
   virtual ~WorkerService() = default;
+
+  // Runs on the worker's thread after the ready tasks of a loop iteration and
+  // right before its io_uring_enter, when requested with
+  // Worker::RequestBeforeSubmit(): the place to turn what the tasks queued
+  // during the iteration into as few SQEs as possible (e.g. one send for many
+  // replies).
+  virtual void BeforeSubmit() {}
+
+ private:
+  friend class Worker;
+  bool before_submit_requested_ = false;
 };
 
 class Worker {
@@ -95,6 +106,13 @@ class Worker {
   void SetTickHook(absl::AnyInvocable<void()> hook) { tick_hook_ = std::move(hook); }
 
   void Schedule(PromiseBase* p) { ready_.Push(p); }
+  // `service` (owned by this worker) gets one BeforeSubmit() call before the
+  // next io_uring_enter; repeated requests before then are one request.
+  void RequestBeforeSubmit(WorkerService* service) {
+    if (service->before_submit_requested_) return;
+    service->before_submit_requested_ = true;
+    before_submit_.push_back(service);
+  }
   // Yields: the task is resumed after the others that are ready, in a later
   // iteration (after the ring was submitted and reaped).
   class YieldAwaiter {
@@ -150,6 +168,7 @@ class Worker {
   // Submits, waits (unless `may_block` is false or work is ready) and
   // dispatches completions, timers, messages and the tick.
   void WaitAndDispatch(bool may_block);
+  void RunBeforeSubmit();
   void ArmEventfd();
   static void OnEventfd(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
   void DrainMessages();
@@ -163,7 +182,9 @@ class Worker {
   WorkerMetrics* metrics_;
   std::unique_ptr<Ring> ring_;
   ReadyQueue ready_;
-  std::vector<PromiseBase*> deferred_;  // yielded tasks, scheduled next iteration
+  std::vector<PromiseBase*> deferred_;         // yielded tasks, scheduled next iteration
+  std::vector<WorkerService*> before_submit_;  // services owned by services_
+  std::vector<WorkerService*> before_submit_running_;
   std::unique_ptr<OpSlab> slab_;
   TimerQueue timers_;
   std::vector<Completion> completions_;

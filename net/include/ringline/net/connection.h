@@ -55,6 +55,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "ringline/buffer.h"
 #include "ringline/io_result.h"
 #include "ringline/net/result.h"
@@ -207,10 +208,12 @@ class SendCopy : public SendWaiter {
 };
 
 // Queues header (copied) + owned Buffers and completes after the zero-copy
-// notification (or at once when the payload is copied instead).
+// notification (or at once when the payload is copied instead). Holds up to
+// two Buffers without allocating.
 class SendOwned : public SendWaiter {
  public:
-  SendOwned(ConnState* s, std::span<const uint8_t> header, std::vector<Buffer> buffers);
+  using Buffers = absl::InlinedVector<Buffer, 2>;
+  SendOwned(ConnState* s, std::span<const uint8_t> header, Buffers buffers);
   SendOwned(SendOwned&& o) noexcept;
   ~SendOwned();
   bool await_ready();
@@ -218,18 +221,36 @@ class SendOwned : public SendWaiter {
   void await_suspend(std::coroutine_handle<P> h) {
     Park(&h.promise());
   }
-  SendVecResult await_resume();
+
+ protected:
+  IoResult TakeResult(Buffers& out);
 
  private:
   friend class ConnState;
   void Park(PromiseBase* p);
   ConnState* s_;
   std::span<const uint8_t> header_;
-  std::vector<Buffer> buffers_;
+  Buffers buffers_;
   SendItem* item_ = nullptr;  // while the kernel has the buffers
   int32_t res_ = 0;
   bool admitted_ = false;
   bool done_ = false;
+};
+
+// send(Buffer) and send_zc(header, Buffer): the Buffer comes back in the result.
+class SendOwnedOne : public SendOwned {
+ public:
+  SendOwnedOne(ConnState* s, std::span<const uint8_t> header, Buffer buffer);
+  SendOwnedOne(SendOwnedOne&& o) noexcept : SendOwned(std::move(o)) {}
+  SendResult await_resume();
+};
+
+// send_zc(header, vector of Buffers).
+class SendOwnedVec : public SendOwned {
+ public:
+  SendOwnedVec(ConnState* s, std::span<const uint8_t> header, std::vector<Buffer> buffers);
+  SendOwnedVec(SendOwnedVec&& o) noexcept : SendOwned(std::move(o)) {}
+  SendVecResult await_resume();
 };
 
 }  // namespace detail
@@ -301,12 +322,14 @@ class Connection {
   // Sends buf.span() (its size() bytes). Large payloads go out zero-copy and
   // the Buffer comes back after the kernel's notification; small ones (or on
   // TLS) are copied and the Buffer comes back at once.
-  Task<SendResult> send(Buffer buf);
+  detail::SendOwnedOne send(Buffer buf) { return detail::SendOwnedOne(s_, {}, std::move(buf)); }
   // `header` (copied) followed by `payload.span()`, as one ordered unit.
-  Task<SendResult> send_zc(std::span<const uint8_t> header, Buffer payload);
+  detail::SendOwnedOne send_zc(std::span<const uint8_t> header, Buffer payload) {
+    return detail::SendOwnedOne(s_, header, std::move(payload));
+  }
   // Scatter/gather: header then every buffer's span(), one SENDMSG_ZC.
-  detail::SendOwned send_zc(std::span<const uint8_t> header, std::vector<Buffer> payloads) {
-    return detail::SendOwned(s_, header, std::move(payloads));
+  detail::SendOwnedVec send_zc(std::span<const uint8_t> header, std::vector<Buffer> payloads) {
+    return detail::SendOwnedVec(s_, header, std::move(payloads));
   }
   // Waits until every byte queued so far has been taken by the kernel. Returns 0
   // or the first send error.

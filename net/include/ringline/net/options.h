@@ -54,10 +54,18 @@ struct ConnectionOptions {
   // Bytes queued for sending (copied or zero-copy, not yet confirmed by the
   // kernel) above which send() waits (backpressure).
   std::size_t send_queue_limit = 4 << 20;
-  // send(Buffer)/send_zc: payloads at least this large go out with SENDMSG_ZC;
-  // smaller ones are copied (counted as copy fallbacks).
+  // send(Buffer)/send_zc: payloads at least this large go out with SENDMSG_ZC
+  // (the Buffers come back after the kernel's notification); smaller ones are
+  // sent from the Buffers by a copying send (back when the send completes).
+  // Neither copies in user space; only TLS does (counted as copy fallbacks).
+  // MSG_ZEROCOPY generally pays off only from about 10 KB up (the kernel's
+  // msg_zerocopy.rst): page pinning and a notification per operation.
   bool zero_copy = true;
   std::size_t zero_copy_threshold = 16 * 1024;
+  // Peers on this host (loopback, or the connection's own address) get the
+  // data copied by the kernel on delivery whatever the sender does, so they
+  // get by-reference sends unless this is set (tests of the zero-copy path).
+  bool zero_copy_local = false;
   // read_exact(Buffer&): when at least this many bytes remain after the
   // accumulated ones, receiving switches to a plain RECV straight into the
   // buffer (no copy); below it bytes are copied from the provided buffers.

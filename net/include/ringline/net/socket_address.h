@@ -36,6 +36,10 @@ class SocketAddress {
   bool empty() const { return len_ == 0; }
   bool is_unix() const { return family() == AF_UNIX; }
   bool is_ip() const { return family() == AF_INET || family() == AF_INET6; }
+  // True when both are IP addresses of the same host (ports ignored).
+  bool SameHost(const SocketAddress& other) const;
+  // 127.0.0.0/8, ::1 or an IPv4-mapped 127.x address.
+  bool is_loopback() const;
   // The port of an IP address (host order); 0 otherwise.
   uint16_t port() const;
   void set_port(uint16_t port);
