@@ -54,8 +54,9 @@ absl::StatusOr<std::unique_ptr<BufferPool>> BufferPool::Create(Worker& worker, c
   }
   std::unique_ptr<BufferPool> pool(new BufferPool(worker, size, o.count));
   pool->mapped_ = size * o.count;
-  void* mem = mmap(nullptr, pool->mapped_, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  void* mem = mmap(
+      nullptr, pool->mapped_, PROT_READ | PROT_WRITE,
+      MAP_PRIVATE | MAP_ANONYMOUS | (o.populate || o.register_with_ring ? MAP_POPULATE : 0), -1, 0);
   if (mem == MAP_FAILED) {
     return ErrnoToStatus(-errno, absl::StrCat("mmap of ", pool->mapped_, " bytes of I/O buffers"));
   }

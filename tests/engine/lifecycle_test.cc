@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <liburing.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -241,6 +242,35 @@ TEST(BufferPoolTest, RegistersInGroupsNoLargerThanTheLimit) {
   EXPECT_FALSE((*p)->TryAcquire()) << "empty pool";
   all.clear();
   EXPECT_EQ((*p)->available(), 10u);
+}
+
+// Resident pages of [p, p + n) (page-aligned p), by mincore().
+std::size_t ResidentPages(const uint8_t* p, std::size_t n) {
+  std::vector<unsigned char> v(n / 4096);
+  if (mincore(const_cast<uint8_t*>(p), n, v.data()) != 0) return SIZE_MAX;
+  std::size_t r = 0;
+  for (unsigned char c : v) r += c & 1;
+  return r;
+}
+
+TEST(BufferPoolTest, UnpopulatedPoolBecomesResidentOnlyWhenUsed) {
+  auto w = Worker::Create(Config{});
+  ASSERT_TRUE(w.ok()) << w.status();
+  constexpr std::size_t kSize = 1 << 20;
+  auto lazy = BufferPool::Create(
+      **w, {.buffer_size = kSize, .count = 2, .register_with_ring = false, .populate = false});
+  ASSERT_TRUE(lazy.ok()) << lazy.status();
+  Buffer b = (*lazy)->TryAcquire();
+  ASSERT_TRUE(b);
+  EXPECT_EQ(ResidentPages(b.data(), kSize), 0u) << "nothing faulted in at creation";
+  std::memset(b.data(), 1, 8192);
+  EXPECT_EQ(ResidentPages(b.data(), kSize), 2u) << "only the pages written";
+  // The default populates; a registered pool always does (registration pins).
+  auto eager = BufferPool::Create(**w, {.buffer_size = kSize, .count = 1, .populate = false});
+  ASSERT_TRUE(eager.ok()) << eager.status();
+  Buffer e = (*eager)->TryAcquire();
+  ASSERT_TRUE(e);
+  EXPECT_EQ(ResidentPages(e.data(), kSize), kSize / 4096);
 }
 
 TEST(BufferPoolTest, AcquireWaitsInFifoOrder) {

@@ -85,11 +85,17 @@ absl::Status SetUp(WorkerContext& ctx, Shared& shared) {
   if (!table.ok()) return table.status();
   ctx.exports = std::move(*table);
   ctx.tls = shared.tls;
-  auto small = ringline::BufferPool::Create(ctx.worker, {.buffer_size = 256 * 1024, .count = 256});
+  // Registered (pinned, resident) buffers for requests up to 256 KiB: 128 per
+  // worker, as many as one connection keeps in flight; beyond that requests
+  // wait for a buffer in FIFO order. Larger requests (up to 32 MiB) are rare:
+  // unregistered, and resident only once used.
+  auto small = ringline::BufferPool::Create(ctx.worker, {.buffer_size = 256 * 1024, .count = 128});
   if (!small.ok()) return small.status();
   ctx.small = std::move(*small);
-  auto large = ringline::BufferPool::Create(
-      ctx.worker, {.buffer_size = nbd::kMaxPayloadLength, .count = 4, .register_with_ring = false});
+  auto large = ringline::BufferPool::Create(ctx.worker, {.buffer_size = nbd::kMaxPayloadLength,
+                                                         .count = 4,
+                                                         .register_with_ring = false,
+                                                         .populate = false});
   if (!large.ok()) return large.status();
   ctx.large = std::move(*large);
   return absl::OkStatus();

@@ -32,6 +32,11 @@ class BufferPool {
     std::size_t buffer_size = 128 * 1024;  // rounded up to a page
     uint32_t count = 64;
     bool register_with_ring = true;
+    // Fault every page in at creation (no page fault on the I/O path). An
+    // unregistered pool may leave it off: its memory becomes resident only as
+    // buffers are first used (registration pins, so registered pools always
+    // populate).
+    bool populate = true;
     // Largest single registration. Linux 6.1 fails an NVMe passthrough command
     // with IORING_URING_CMD_FIXED when the registration it points into spans
     // more pages than the device's max_segments (127 in QEMU), so buffers are

@@ -29,10 +29,14 @@
 //
 // Sending. Every send goes through one ordered queue per connection (DESIGN.md
 // rule 2); one send operation is in flight at a time, short sends are continued
-// (rule 5). A send completes when the caller's memory is free again:
+// (rule 5), and what the connection's tasks queue during one loop iteration
+// leaves in one operation at the end of it. A send completes when the caller's
+// memory is free again:
 //   send(bytes)            copies the bytes into the queue: done when copied.
-//   send(Buffer), send_zc  keep the Buffer(s) until the kernel's zero-copy
-//                          notification, then hand them back in the result.
+//   send(Buffer), send_zc  keep the Buffer(s) until the kernel is done with them
+//                          (zero-copy: its notification; below the zero-copy
+//                          threshold or to a peer on this host: the send's
+//                          completion), then hand them back in the result.
 // When more than ConnectionOptions::send_queue_limit bytes are queued, sends wait
 // (in FIFO order) until the kernel has taken enough. Errors of bytes already
 // handed over surface on later sends, flush() and close().
@@ -319,9 +323,9 @@ class Connection {
     return detail::SendCopy(
         s_, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
   }
-  // Sends buf.span() (its size() bytes). Large payloads go out zero-copy and
-  // the Buffer comes back after the kernel's notification; small ones (or on
-  // TLS) are copied and the Buffer comes back at once.
+  // Sends buf.span() (its size() bytes) from the Buffer itself: zero-copy from
+  // ConnectionOptions::zero_copy_threshold up (to a remote peer), else by a
+  // copying send; on TLS the bytes are encrypted into the queue instead.
   detail::SendOwnedOne send(Buffer buf) { return detail::SendOwnedOne(s_, {}, std::move(buf)); }
   // `header` (copied) followed by `payload.span()`, as one ordered unit.
   detail::SendOwnedOne send_zc(std::span<const uint8_t> header, Buffer payload) {
