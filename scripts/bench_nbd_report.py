@@ -114,7 +114,11 @@ def table(path):
         for line in f:
             if not line.strip() or line.startswith("#"):
                 continue
-            t, wl, conns, srv, iops, mib, p50, p99, ios, ccpu, cpu, load = line.split()
+            fields = line.split()
+            if len(fields) != 12:  # a results file from another version of the script
+                sys.exit(f"{path}: expected 12 columns (see the docstring), got {len(fields)}: "
+                         f"{line.strip()!r}")
+            t, wl, conns, srv, iops, mib, p50, p99, ios, ccpu, cpu, load = fields
             rows.append(dict(target=t, wl=wl.replace("_", " "), conns=int(conns), srv=srv,
                              iops=float(iops), mib=float(mib), p50=float(p50), p99=float(p99),
                              ios=int(ios), ccpu=float(ccpu),
