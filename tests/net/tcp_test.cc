@@ -483,16 +483,20 @@ TEST_F(TcpTest, ZeroCopyBufferNotReusedBeforeNotification) {
   EXPECT_GE(metrics().zc_sends.Get(), static_cast<uint64_t>(kSends));
 }
 
+// A blocking peer that connects to `addr` and reads everything into *got.
+std::thread PeerReadingToEof(const SocketAddress& addr, std::string* got) {
+  return std::thread([addr, got] {
+    int fd = BlockingConnect(addr);
+    testing::ReadToEof(fd, got);
+    ::close(fd);
+  });
+}
+
 TEST_F(TcpTest, SmallOwnedSendsGoByReferenceWithoutCopies) {
   auto l = Listener::Bind(SocketAddress::Loopback4(0));
   ASSERT_TRUE(l.ok());
-  const SocketAddress addr = l->local_address();
   std::string got;
-  std::thread peer([&] {
-    int fd = BlockingConnect(addr);
-    testing::ReadToEof(fd, &got);
-    ::close(fd);
-  });
+  std::thread peer = PeerReadingToEof(l->local_address(), &got);
   RunFor(
       *worker_,
       [](Listener& l) -> Task<> {
@@ -531,13 +535,8 @@ TEST_F(TcpTest, LocalPeerGetsByReferenceSendsAndRepliesShareOneSend) {
   constexpr std::size_t kSize = 64 * 1024;
   auto l = Listener::Bind(SocketAddress::Loopback4(0));
   ASSERT_TRUE(l.ok());
-  const SocketAddress addr = l->local_address();
   std::string got;
-  std::thread peer([&] {
-    int fd = BlockingConnect(addr);
-    testing::ReadToEof(fd, &got);
-    ::close(fd);
-  });
+  std::thread peer = PeerReadingToEof(l->local_address(), &got);
   RunFor(
       *worker_,
       [](Listener& l) -> Task<> {
