@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "ringline/net/net_metrics.h"
 
 namespace blockserve {
 
@@ -115,6 +116,12 @@ std::string RenderPrometheus(const std::vector<std::string>& names,
   header("ringline_engine_counter", "counter", "Engine counters summed over workers.");
   for (const auto& [name, value] : engine.totals) {
     absl::StrAppend(&out, "ringline_engine_counter{name=\"", name, "\"} ", value, "\n");
+  }
+  // The network layer's own counters (bytes, send operations, zero-copy, direct
+  // receives, refusals, TLS), summed over workers; "active" is a gauge.
+  header("ringline_net_counter", "counter", "Network layer counters summed over workers.");
+  for (const auto& [name, value] : ringline::net::NetMetricsTotals()) {
+    absl::StrAppend(&out, "ringline_net_counter{name=\"", name, "\"} ", value, "\n");
   }
   return out;
 }

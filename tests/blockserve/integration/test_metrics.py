@@ -55,8 +55,8 @@ def parse(text):
     return samples, types
 
 
-def value(samples, name, **labels):
-    return samples.get((name, frozenset(labels.items())))
+def value(samples, metric, **labels):
+    return samples.get((metric, frozenset(labels.items())))
 
 
 @R.case
@@ -107,6 +107,11 @@ def requests_total_after_io(ctx):
     check(conns is not None and conns >= 1, "blockserve_connections_total %s" % conns)
     hist = [k for k in samples if k[0] == "blockserve_request_duration_seconds_count"]
     check(hist, "no latency histogram (blockserve_request_duration_seconds)")
+    out = value(samples, "ringline_net_counter", name="net_bytes_out")
+    check(out is not None and out > 0, "ringline_net_counter net_bytes_out %s" % out)
+    sends = ((value(samples, "ringline_net_counter", name="net_send_copies") or 0)
+             + (value(samples, "ringline_net_counter", name="net_zc_sends") or 0))
+    check(sends > 0, "no send operations counted")
 
 
 @R.case
