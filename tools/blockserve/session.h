@@ -2,11 +2,17 @@
 // Session: one NBD client connection, from the handshake to the close.
 //
 // The handshake runs the pure Negotiator over the connection. In transmission
-// a reader reads request headers (and write payloads, straight into aligned
-// block buffers) in stream order and starts one task per request, so pipelined
-// requests are served concurrently and answered by cookie as they finish;
-// replies are whole units in the connection's ordered send queue. Read data
-// goes from the device into a registered buffer that is then sent zero-copy.
+// a reader reads request headers and write payloads in stream order and starts
+// one task per request, so pipelined requests are served concurrently and
+// answered by cookie as they finish; replies are whole units in the
+// connection's ordered send queue, and the replies finished in one loop
+// iteration leave in one send. Read data goes from the device into a
+// registered buffer that is sent from there (zero-copy to remote peers from
+// 16 KiB; by reference, copied only by the kernel, below that and to peers on
+// this host). A write payload goes into an aligned block buffer: the part not
+// yet received when its header is parsed is received straight into it; the
+// part that arrived together with the header (for pipelined 4 KiB writes, most
+// of it) is copied from the receive buffers.
 //
 // Ownership: a Session is owned by its worker's WorkerContext (worker_context.h)
 // and owns its request tasks; destroying it destroys them first.
