@@ -146,6 +146,7 @@ void Worker::RunOnce() {
 }
 
 void Worker::RunBeforeSubmit() {
+  if (before_submit_.empty()) return;
   // A service that asks again while it runs is called in the next iteration.
   before_submit_running_.swap(before_submit_);
   for (WorkerService* s : before_submit_running_) {
