@@ -31,7 +31,8 @@ struct NetOptions {
   uint32_t recv_buffer_size = 16 * 1024;
   uint32_t recv_buffer_count = 512;
   // Small sends are copied into chunks of this size from a per-worker cache that
-  // keeps at most `send_chunk_cache` free chunks.
+  // keeps at most `send_chunk_cache` free chunks (and as many free send-queue
+  // items and zero-copy groups).
   uint32_t send_chunk_size = 16 * 1024;
   uint32_t send_chunk_cache = 1024;
   // First buffer group id the layer uses (TCP ring; UDP sockets take the next ones).
