@@ -37,7 +37,7 @@ constexpr uint8_t kOpRead = 0x02;
 constexpr uint8_t kOpWriteZeroes = 0x08;
 constexpr uint8_t kOpDatasetManagement = 0x09;
 
-constexpr uint32_t kCdw12Fua = 1u << 30;       // Read/Write/Write Zeroes: Force Unit Access
+constexpr uint32_t kCdw12Fua = 1u << 30;        // Read/Write/Write Zeroes: Force Unit Access
 constexpr uint32_t kCdw11Deallocate = 1u << 2;  // Dataset Management: Attribute Deallocate
 // NLB is a 0-based 16-bit field: one command moves at most 65536 LBAs.
 constexpr uint64_t kMaxNlb = 65536;
@@ -303,10 +303,10 @@ struct NvmeNamespace::Plan {
       SlotData& d = SlotDataOf(slot);
       uint32_t r = 0;
       for (uint64_t done = 0; done < n; done += dsm_range_lbas, ++r) {
-        d.ranges[r] = DsmRange{.context_attributes = 0,
-                               .nlb = static_cast<uint32_t>(std::min<uint64_t>(dsm_range_lbas,
-                                                                               n - done)),
-                               .slba = lba + done};
+        d.ranges[r] =
+            DsmRange{.context_attributes = 0,
+                     .nlb = static_cast<uint32_t>(std::min<uint64_t>(dsm_range_lbas, n - done)),
+                     .slba = lba + done};
       }
       // The range list is in the slot: it lives until the final CQE.
       cmd.addr = reinterpret_cast<uint64_t>(d.ranges);
@@ -393,8 +393,9 @@ absl::StatusOr<std::unique_ptr<NvmeNamespace>> NvmeNamespace::Open(
     }
     if (resolved->generic_name.empty()) {
       return absl::FailedPreconditionError(
-          absl::StrCat(path, ": the kernel offers no generic char device (/dev/ngXnY) for this "
-                             "namespace; NVMe passthrough needs one (Linux 5.13+)"));
+          absl::StrCat(path,
+                       ": the kernel offers no generic char device (/dev/ngXnY) for this "
+                       "namespace; NVMe passthrough needs one (Linux 5.13+)"));
     }
     dev_path = resolved->generic_path();
     block_name = resolved->block_name;
@@ -422,9 +423,9 @@ absl::StatusOr<std::unique_ptr<NvmeNamespace>> NvmeNamespace::Open(
   if (!ctrl.ok()) return ctrl.status();
 
   if (ns->lba_size < 512 || !std::has_single_bit(ns->lba_size) || ns->size_lbas == 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        dev_path, ": namespace ", *nsid, " reports ", ns->size_lbas, " LBAs of ", ns->lba_size,
-        " bytes; not usable (is it formatted?)"));
+    return absl::FailedPreconditionError(absl::StrCat(dev_path, ": namespace ", *nsid, " reports ",
+                                                      ns->size_lbas, " LBAs of ", ns->lba_size,
+                                                      " bytes; not usable (is it formatted?)"));
   }
   if (ns->metadata_size != 0) {
     return absl::UnimplementedError(absl::StrCat(
@@ -460,8 +461,8 @@ absl::StatusOr<std::unique_ptr<NvmeNamespace>> NvmeNamespace::Open(
   if (max_transfer == 0) max_transfer = kFallbackMaxTransfer;
   max_transfer = std::min(max_transfer, kMaxNlb * lba) / lba * lba;
   if (max_transfer == 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        dev_path, ": the maximum transfer is smaller than one ", lba, "-byte LBA"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(dev_path, ": the maximum transfer is smaller than one ", lba, "-byte LBA"));
   }
   const uint64_t device_max_transfer = max_transfer;
   if (options.max_transfer_bytes != 0) {
@@ -476,8 +477,8 @@ absl::StatusOr<std::unique_ptr<NvmeNamespace>> NvmeNamespace::Open(
   // Write Zeroes: the kernel's limit (WZSL, else as cautious as the kernel
   // itself: the maximum transfer) within the NLB field.
   uint64_t zeroes_lbas = kMaxNlb;
-  if (auto z = block_name.empty() ? std::nullopt
-                                  : ReadSysfsUint(queue_dir + "write_zeroes_max_bytes");
+  if (auto z =
+          block_name.empty() ? std::nullopt : ReadSysfsUint(queue_dir + "write_zeroes_max_bytes");
       z && *z >= lba) {
     zeroes_lbas = std::min<uint64_t>(zeroes_lbas, *z / lba);
   } else {
@@ -486,8 +487,8 @@ absl::StatusOr<std::unique_ptr<NvmeNamespace>> NvmeNamespace::Open(
   // Dataset Management: one range's NLB is 32 bits; the kernel's discard
   // limit reflects the controller's DMRSL.
   uint64_t dsm_lbas = UINT32_MAX;
-  if (auto d = block_name.empty() ? std::nullopt
-                                  : ReadSysfsUint(queue_dir + "discard_max_hw_bytes");
+  if (auto d =
+          block_name.empty() ? std::nullopt : ReadSysfsUint(queue_dir + "discard_max_hw_bytes");
       d && *d >= lba) {
     dsm_lbas = std::min<uint64_t>(dsm_lbas, *d / lba);
   }
@@ -508,17 +509,16 @@ absl::StatusOr<std::unique_ptr<NvmeNamespace>> NvmeNamespace::Open(
   g.size_bytes = ns->size_bytes();
   g.logical_block_size = lba;
   g.physical_block_size = lba;
-  if (auto p = block_name.empty() ? std::nullopt
-                                  : ReadSysfsUint(queue_dir + "physical_block_size");
+  if (auto p = block_name.empty() ? std::nullopt : ReadSysfsUint(queue_dir + "physical_block_size");
       p && *p >= lba && std::has_single_bit(*p)) {
     g.physical_block_size = static_cast<uint32_t>(*p);
   }
   g.memory_alignment = kMemoryAlignment;
   g.max_transfer_bytes = static_cast<uint32_t>(max_transfer);
   g.read_only = options.read_only;
-  if (auto ro = block_name.empty() ? std::nullopt
-                                   : ReadSysfsUint(absl::StrCat("/sys/class/block/", block_name,
-                                                                "/ro"));
+  if (auto ro = block_name.empty()
+                    ? std::nullopt
+                    : ReadSysfsUint(absl::StrCat("/sys/class/block/", block_name, "/ro"));
       ro && *ro != 0) {
     g.read_only = true;  // write protected (the kernel read the namespace attributes)
   }
@@ -535,8 +535,7 @@ absl::StatusOr<std::unique_ptr<NvmeNamespace>> NvmeNamespace::Open(
 
 // ---- validation (cold) -------------------------------------------------------
 
-Task<BlockResult> NvmeNamespace::Refuse(OpKind kind, int res, std::string message,
-                                        Buffer buffer) {
+Task<BlockResult> NvmeNamespace::Refuse(OpKind kind, int res, std::string message, Buffer buffer) {
   metrics_.Record(kind, false, 0);
   BlockResult r;
   r.res = res;
@@ -732,8 +731,7 @@ Task<BlockResult> NvmeNamespace::Run(Plan plan, Buffer buffer) {
   while (!nothing) {
     if (commands == 1) [[likely]] {
       Permit permit = co_await limiter_.Acquire();
-      res = co_await Submit(OpTag::kNvmeCmd,
-                            OneCommandPrep{&plan, &buffer, nsid_, fixed_file_},
+      res = co_await Submit(OpTag::kNvmeCmd, OneCommandPrep{&plan, &buffer, nsid_, fixed_file_},
                             OneCommandFinish{&buffer});
     } else {
       // Several commands into one buffer: see Fanout for who owns what, when.
@@ -791,26 +789,25 @@ Task<BlockResult> NvmeNamespace::Run(Plan plan, Buffer buffer) {
 
 Task<NvmeCommandResult> NvmeNamespace::Passthrough(NvmeIoCommand command, Buffer buffer) {
   NvmeCommandResult r;
-  const std::string context =
-      absl::StrFormat("NVMe command 0x%02x on %s", command.opcode, path_);
+  const std::string context = absl::StrFormat("NVMe command 0x%02x on %s", command.opcode, path_);
   if ((command.opcode & 1) && geometry_.read_only) {
     r.res = -EPERM;
     r.status = absl::PermissionDeniedError(
         absl::StrCat(context, ": the command writes and ", path_, " is read-only"));
   } else if (command.data_len > buffer.capacity()) {
     r.res = -EINVAL;
-    r.status = absl::InvalidArgumentError(absl::StrCat(
-        context, ": data_len ", command.data_len, " exceeds the buffer's ", buffer.capacity(),
-        " bytes"));
+    r.status = absl::InvalidArgumentError(absl::StrCat(context, ": data_len ", command.data_len,
+                                                       " exceeds the buffer's ", buffer.capacity(),
+                                                       " bytes"));
   } else if (command.data_len > device_max_transfer_) {
     r.res = -EINVAL;
-    r.status = absl::InvalidArgumentError(absl::StrCat(
-        context, ": data_len ", command.data_len, " exceeds the maximum transfer of ",
-        device_max_transfer_, " bytes"));
+    r.status = absl::InvalidArgumentError(absl::StrCat(context, ": data_len ", command.data_len,
+                                                       " exceeds the maximum transfer of ",
+                                                       device_max_transfer_, " bytes"));
   } else if (command.data_len != 0 && !AddressOk(buffer)) {
     r.res = -EINVAL;
-    r.status = absl::InvalidArgumentError(absl::StrCat(
-        context, ": the buffer must be aligned to ", geometry_.memory_alignment, " bytes"));
+    r.status = absl::InvalidArgumentError(absl::StrCat(context, ": the buffer must be aligned to ",
+                                                       geometry_.memory_alignment, " bytes"));
   }
   if (r.res != 0) {
     r.buffer = std::move(buffer);

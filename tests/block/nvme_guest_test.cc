@@ -41,7 +41,9 @@ std::string Env(const char* name) {
 uint64_t EnvU64(const char* name) { return std::strtoull(Env(name).c_str(), nullptr, 10); }
 
 // The host-check pattern of the harness: byte i is (seed + i*131) % 251.
-uint8_t PatternByte(uint64_t seed, uint64_t i) { return static_cast<uint8_t>((seed + i * 131) % 251); }
+uint8_t PatternByte(uint64_t seed, uint64_t i) {
+  return static_cast<uint8_t>((seed + i * 131) % 251);
+}
 void FillPattern(Buffer& b, std::size_t n, uint64_t seed) {
   for (std::size_t i = 0; i < n; ++i) b.data()[i] = PatternByte(seed, i);
   b.set_size(n);
@@ -226,8 +228,7 @@ TEST_F(NvmeGuestTest, WriteAndReadBackWithFixedBuffersOnBothNamespaces) {
     for (const auto& c : cases) {
       WritePattern(*ns, c.offset, c.len, seed);
       const auto got = ReadBytes(*ns, c.offset, c.len);
-      EXPECT_EQ(PatternMismatch(got.data(), c.len, seed), -1)
-          << c.len << " bytes at " << c.offset;
+      EXPECT_EQ(PatternMismatch(got.data(), c.len, seed), -1) << c.len << " bytes at " << c.offset;
       ++seed;
     }
     EXPECT_EQ(ns->fixed_buffer_fallbacks(), 0u) << "the commands went FIXED";

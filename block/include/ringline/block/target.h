@@ -26,14 +26,14 @@ struct Geometry {
   uint64_t size_bytes = 0;
   uint32_t logical_block_size = 512;  // offsets and lengths must be multiples of this
   uint32_t physical_block_size = 512;
-  uint32_t memory_alignment = 512;    // buffer addresses must be multiples of this (statx)
-  uint32_t max_transfer_bytes = 0;    // larger requests are split; 0 = unlimited
+  uint32_t memory_alignment = 512;  // buffer addresses must be multiples of this (statx)
+  uint32_t max_transfer_bytes = 0;  // larger requests are split; 0 = unlimited
   bool read_only = false;
-  bool volatile_write_cache = true;   // flush is needed for durability
+  bool volatile_write_cache = true;  // flush is needed for durability
   bool supports_fua = true;
   bool supports_discard = false;
   bool supports_write_zeroes = false;
-  bool discard_zeroes_data = false;   // reads after discard return zeroes
+  bool discard_zeroes_data = false;  // reads after discard return zeroes
   bool rotational = false;
 };
 
