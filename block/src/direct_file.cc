@@ -20,7 +20,7 @@
 #include "ringline/io_result.h"
 #include "ringline/log.h"
 #include "ringline/operation.h"
-#include "unique_fd.h"
+#include "ringline/unique_fd.h"
 
 namespace ringline::block {
 namespace {

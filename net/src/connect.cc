@@ -13,8 +13,8 @@
 #include "ringline/log.h"
 #include "ringline/net/tls.h"
 #include "ringline/operation.h"
+#include "ringline/unique_fd.h"
 #include "tls_session.h"
-#include "unique_fd.h"
 
 namespace ringline::net {
 namespace detail {
@@ -67,7 +67,7 @@ Task<Result<Connection>> ConnectImpl(SocketAddress address, std::chrono::millise
   }
   detail::NetWorker& nw = **nwor;
   if (!address.is_ip() && !address.is_unix()) co_return Result<Connection>::Error(EAFNOSUPPORT);
-  detail::UniqueFd fd(::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd fd(::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) co_return Result<Connection>::Error(errno);
   if (options.nodelay && address.is_ip()) {
     const int one = 1;

@@ -19,12 +19,10 @@
 #include "ringline/log.h"
 #include "ringline/net/tls.h"
 #include "ringline/spawn.h"
-#include "unique_fd.h"
+#include "ringline/unique_fd.h"
 
 namespace ringline::net {
 namespace {
-
-using detail::UniqueFd;
 
 // A Unix path is bound once per process; every worker accepts on that socket.
 struct UnixRegistry {

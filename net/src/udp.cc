@@ -229,7 +229,7 @@ absl::StatusOr<UdpSocket> UdpSocket::Bind(const SocketAddress& address, const Ud
     return absl::InvalidArgumentError(
         absl::StrCat("UDP needs an IP address, not ", address.ToString()));
   }
-  detail::UniqueFd fd(::socket(address.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  UniqueFd fd(::socket(address.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return ErrnoToStatus(-errno, "UDP socket");
   const int one = 1;
   if (o.reuse_port) setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);

@@ -18,7 +18,7 @@
 #include "ringline/net/udp.h"
 #include "ringline/op_slab.h"
 #include "ringline/promise_base.h"
-#include "unique_fd.h"
+#include "ringline/unique_fd.h"
 
 namespace ringline::net::detail {
 
