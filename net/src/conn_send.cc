@@ -286,28 +286,6 @@ void ConnState::FlushSend() {
   SubmitSend();
 }
 
-namespace {
-// The iovecs an item still needs (what the kernel has not confirmed).
-std::size_t IovecsOf(const SendItem& it) {
-  std::size_t n = 0, skip = it.sent;
-  if (it.chunk_len > skip) {
-    ++n;
-    skip = 0;
-  } else {
-    skip -= it.chunk_len;
-  }
-  for (const Buffer& b : it.buffers) {
-    if (b.size() > skip) {
-      ++n;
-      skip = 0;
-    } else {
-      skip -= b.size();
-    }
-  }
-  return n;
-}
-}  // namespace
-
 // One operation for as much of the queue as kMaxIov iovecs cover, in order.
 // With a zero-copy item among them it is a zero-copy send, and every item it
 // covers (copy chunks too) stays until its notification.
@@ -319,9 +297,9 @@ void ConnState::SubmitSend() {
   bool zc = false;
   const Buffer* last_buffer = nullptr;
   for (SendItem* it = sq_head_; it && op_items_.size() < ZcGroup::kMaxItems; it = it->next) {
-    const std::size_t need = IovecsOf(*it);
-    if (need == 0) continue;
-    if (send_iov_.size() + need > kMaxIov && !op_items_.empty()) break;
+    // The item's unsent remainder: header chunk, then each Buffer.
+    const std::size_t iov_before = send_iov_.size();
+    const Buffer* last_before = last_buffer;
     std::size_t skip = it->sent;
     if (it->chunk_len > skip) {
       send_iov_.push_back({it->chunk + skip, it->chunk_len - skip});
@@ -338,6 +316,12 @@ void ConnState::SubmitSend() {
       } else {
         skip -= b.size();
       }
+    }
+    if (send_iov_.size() == iov_before) continue;  // nothing left to send of it
+    if (send_iov_.size() > kMaxIov && !op_items_.empty()) {
+      send_iov_.resize(iov_before);  // does not fit: the next operation takes it
+      last_buffer = last_before;
+      break;
     }
     it->in_flight = it->total - it->sent;
     bytes += it->in_flight;
@@ -461,7 +445,7 @@ void ConnState::FinishItem(SendItem* it) {
   if (!sq_head_) sq_tail_ = nullptr;
   it->next = nullptr;
   it->in_queue = false;
-  if (it->in_flight || it->notifs) {
+  if (it->notifs) {
     zc_waiting_.push_back(it);  // completes when its notifications are in
   } else {
     CompleteItem(it);
