@@ -15,7 +15,11 @@
 #include <array>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -554,12 +558,30 @@ TEST(DirectFileOpenTest, ErrorsNameThePathAndTheCause) {
   ASSERT_FALSE(chr.ok());
 }
 
-// tmpfs reports no STATX_DIOALIGN: the fallback alignment applies.
-TEST(DirectFileOpenTest, TmpfsFallsBackToPageAlignment) {
+// Thread ids of this process's io-wq workers ("iou-wrk-N").
+std::set<std::string> IoWqThreads() {
+  std::set<std::string> ids;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(e.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name.rfind("iou-wrk", 0) == 0) ids.insert(e.path().filename());
+  }
+  return ids;
+}
+
+// tmpfs reports no STATX_DIOALIGN: the fallback alignment applies. Reads and
+// writes are copied on the worker's thread (copy_memory_inline) or, when that
+// is off, go through the ring to io-wq; the data is the same either way.
+class TmpfsTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(TmpfsTest, FallsBackToPageAlignmentAndRoundTrips) {
+  const bool inline_copy = GetParam();
   auto w = Worker::Create(Config{});
   ASSERT_TRUE(w.ok()) << w.status();
   const std::string path = "/dev/shm/ringline_direct_file_test." + std::to_string(getpid());
-  auto f = DirectFile::Open(**w, path, {.create = true, .create_size = 1 << 20});
+  auto f = DirectFile::Open(
+      **w, path, {.copy_memory_inline = inline_copy, .create = true, .create_size = 1 << 20});
   if (!f.ok()) {
     unlink(path.c_str());
     std::printf("SKIPPED: O_DIRECT on tmpfs is not supported by this kernel: %s\n",
@@ -569,23 +591,50 @@ TEST(DirectFileOpenTest, TmpfsFallsBackToPageAlignment) {
   EXPECT_EQ((*f)->geometry().size_bytes, 1u << 20);
   EXPECT_EQ((*f)->geometry().logical_block_size, 4096u);
   EXPECT_EQ((*f)->geometry().memory_alignment, 4096u);
-  // Reads and writes go to io-wq directly there (IOSQE_ASYNC): round trip.
-  (*w)->BlockOn([](DirectFile* f) -> Task<> {
+  auto pool = BufferPool::Create(**w, {.buffer_size = 4096, .count = 2});
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  const std::set<std::string> before = IoWqThreads();
+  std::set<std::string> after_rw;
+  (*w)->BlockOn([](DirectFile* f, BufferPool* pool, std::set<std::string>* after) -> Task<> {
     Buffer b = Buffer::Allocate(8192);
     Fill(b, 8192, 21);
-    BlockResult wr = co_await f->Write(4096, std::move(b));
+    BlockResult wr = co_await f->Write(4096, std::move(b), {.fua = true});
     EXPECT_EQ(wr.res, 8192) << wr.status;
     std::memset(wr.buffer.data(), 0, 8192);
     BlockResult r = co_await f->Read(4096, 8192, std::move(wr.buffer));
     EXPECT_EQ(r.res, 8192) << r.status;
     EXPECT_TRUE(Matches(r.buffer, 8192, 21));
+    // A registered buffer (READ_FIXED through the ring when not inline).
+    Buffer reg = co_await pool->Acquire();
+    BlockResult rr = co_await f->Read(8192, 4096, std::move(reg));
+    EXPECT_EQ(rr.res, 4096) << rr.status;
+    EXPECT_EQ(std::memcmp(rr.buffer.data(), r.buffer.data() + 4096, 4096), 0);
+    // A hole reads as zeroes; the last block of the file reads in full.
+    BlockResult hole = co_await f->Read((1 << 20) - 4096, 4096, std::move(rr.buffer));
+    EXPECT_EQ(hole.res, 4096) << hole.status;
+    EXPECT_TRUE(AllZero(hole.buffer, 4096));
+    *after = IoWqThreads();
     EXPECT_EQ((co_await f->WriteZeroes(4096, 4096)).res, 0) << "PUNCH_HOLE fallback";
     r = co_await f->Read(4096, 4096, std::move(r.buffer));
     EXPECT_TRUE(AllZero(r.buffer, 4096));
-  }(f->get()));
+  }(f->get(), pool->get(), &after_rw));
+  std::vector<std::string> started;
+  std::set_difference(after_rw.begin(), after_rw.end(), before.begin(), before.end(),
+                      std::back_inserter(started));
+  if (inline_copy) {
+    EXPECT_TRUE(started.empty()) << "reads and writes on tmpfs started " << started.size()
+                                 << " io-wq thread(s)";
+  } else {
+    EXPECT_FALSE(started.empty()) << "tmpfs I/O through the ring is expected on io-wq";
+  }
   (*f).reset();
+  (*pool).reset();
   unlink(path.c_str());
 }
+
+INSTANTIATE_TEST_SUITE_P(CopyMemoryInline, TmpfsTest, ::testing::Bool(), [](const auto& info) {
+  return info.param ? std::string("Inline") : std::string("ThroughTheRing");
+});
 
 }  // namespace
 }  // namespace ringline::block

@@ -12,7 +12,10 @@
 // IORING_OP_FALLOCATE (PUNCH_HOLE|KEEP_SIZE, ZERO_RANGE|KEEP_SIZE) on files and
 // ZERO_RANGE (blkdev_issue_zeroout, as BLKZEROOUT) for write-zeroes on block
 // devices; discard on a block device is BLKDISCARD, which has no async form,
-// run on a helper thread (see direct_file.cc for why).
+// run on a helper thread (see direct_file.cc for why). On tmpfs, where the
+// kernel would hand every read and write to an io-wq thread, reads and writes
+// are copied on the worker's thread with preadv2/pwritev2 instead
+// (DirectFileOptions::copy_memory_inline).
 //
 // Every request is validated before any kernel round trip: offsets and lengths
 // must be multiples of geometry().logical_block_size, buffer addresses of
@@ -57,6 +60,10 @@ struct DirectFileOptions {
   // Record the per-kind latency histograms of metrics() (two clock reads per
   // operation). Load generators that time requests themselves turn this off.
   bool latency_histograms = true;
+  // On tmpfs, copy reads and writes to and from the page cache on the worker's
+  // thread (preadv2/pwritev2) instead of through the ring, where the kernel
+  // hands every one to an io-wq thread. A tmpfs copy never waits for a device.
+  bool copy_memory_inline = true;
   // Create a regular file of `create_size` bytes if `path` does not exist.
   bool create = false;
   uint64_t create_size = 0;
@@ -92,6 +99,8 @@ class DirectFile final : public Target {
   DirectFile(Worker& worker, std::string path, int fd, int fixed_file, const Geometry& geometry,
              bool block_device, const DirectFileOptions& options);
 
+  // One read or write on a memory-backed file, done on this thread: bytes or -errno.
+  int32_t CopyInline(bool write, uint64_t offset, uint8_t* data, uint32_t len, int rw_flags);
   // Read and write share one coroutine (one frame per request).
   Task<BlockResult> Transfer(OpKind kind, uint64_t offset, uint32_t length, Buffer buffer,
                              int rw_flags);
@@ -123,7 +132,7 @@ class DirectFile final : public Target {
   bool latency_;
   bool zero_range_supported_ = true;  // files: ZERO_RANGE, else PUNCH_HOLE
   uint32_t max_chunk_;
-  uint8_t rw_sqe_flags_;  // SQE flags of reads and writes (see the constructor)
+  bool memory_backed_ = false;  // tmpfs: reads and writes copied inline (see the constructor)
   QueueDepthLimiter limiter_;
   TargetMetrics metrics_;
   std::unique_ptr<BlockingHelper> helper_;  // started on the first block-device discard
