@@ -2,8 +2,10 @@
 // accumulator, read_exact sinks and direct receives).
 #include <liburing.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 #include "conn_state.h"
 #include "net_worker.h"
@@ -70,11 +72,27 @@ int ConnState::OverflowClose() {
   return EMSGSIZE;
 }
 
-// Arms, keeps or pauses the multishot receive to match what is wanted.
+// Arms, keeps or pauses the multishot receive to match what is wanted; in
+// bounded mode, submits the single receive a waiting reader needs.
 void ConnState::UpdateRecv() {
   const bool sink_wants = sink_ && sink_got_ < sink_want_;
   const bool want = phase_ == Phase::kOpen && !eof_ && !recv_error_ && !direct_ &&
                     (acc_.size() < opts_.accumulator_cap || sink_wants);
+  if (bounded()) {
+    if (recv_slot_) {
+      // Switching from multishot: its final completion follows the cancellation
+      // (and may still deliver bytes, in order, before any bounded receive).
+      if (recv_multishot_ && !recv_cancel_sent_) {
+        nw_.worker().slab().Cancel(*recv_slot_);
+        recv_cancel_sent_ = true;
+      }
+      return;
+    }
+    if (want && CanSubmit()) {
+      if (const std::size_t n = BoundedWant()) SubmitBounded(n);
+    }
+    return;
+  }
   if (want) {
     if (!recv_slot_ && !starved_ && CanSubmit()) ArmRecv();
   } else if (recv_slot_ && !recv_cancel_sent_) {
@@ -95,7 +113,72 @@ void ConnState::ArmRecv() {
   sqe->buf_group = nw_.recv_ring().group();
   io_uring_sqe_set_data64(sqe, slot.user_data().raw());
   recv_slot_ = &slot;
+  recv_multishot_ = true;
   recv_cancel_sent_ = false;
+}
+
+// ---- bounded mode ------------------------------------------------------------
+//
+// Nothing is received unless a reader waits, and then no more than it needs:
+// recv(parse) gets up to max(its need, read_ahead_) bytes, read_exact its
+// remaining bytes plus read_ahead_ (the next message's header). So bytes that
+// follow a header stay in the socket until read_exact receives them straight
+// into its Buffer.
+
+std::size_t ConnState::BoundedWant() const {
+  const std::size_t have = acc_.size();
+  const std::size_t ahead = read_ahead_ > have ? read_ahead_ - have : 0;
+  if (sink_ && sink_got_ < sink_want_) return sink_want_ - sink_got_ + ahead;
+  if (!recv_waiter_) return 0;
+  const std::size_t goal = std::max(recv_waiter_->want_, read_ahead_);
+  return goal > have ? goal - have : 0;
+}
+
+void ConnState::SubmitBounded(std::size_t n) {
+  if (!stage_) {
+    stage_cap_ = std::max<std::size_t>(4096, read_ahead_);
+    stage_ = std::make_unique<uint8_t[]>(stage_cap_);
+  }
+  OpSlot& slot = NewOp(OpTag::kRecvBounded, &ConnState::OnBoundedRecv);
+  io_uring_sqe* sqe = nw_.worker().ring().GetSqe();
+  io_uring_prep_recv(sqe, fixed_, stage_.get(), std::min(n, stage_cap_), 0);
+  sqe->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(sqe, slot.user_data().raw());
+  recv_slot_ = &slot;
+  recv_multishot_ = false;
+  recv_cancel_sent_ = false;
+  nw_.metrics().bounded_recvs.Add();
+}
+
+void ConnState::OnBoundedRecv(void* owner, OpSlot&, int32_t res, uint32_t) {
+  auto* self = static_cast<ConnState*>(owner);
+  self->Ref();
+  self->OpDone();
+  self->recv_slot_ = nullptr;
+  self->recv_cancel_sent_ = false;
+  NetWorker& nw = self->nw_;
+  if (res > 0) {
+    nw.metrics().bytes_in.Add(static_cast<uint64_t>(res));
+    self->last_activity_ = nw.worker().now();
+    if (self->tls_) {
+      self->OnCipher(self->stage_.get(), static_cast<std::size_t>(res));
+    } else {
+      self->Deliver(self->stage_.get(), static_cast<std::size_t>(res));
+    }
+  } else if (res == 0) {
+    self->eof_ = true;
+  } else if (res != -ECANCELED) {  // cancelled: closing, or the payload before it fell short
+    self->SetRecvError(-res);
+  }
+  self->WakeRecv();
+  self->UpdateRecv();
+  self->AfterQuiesceCheck();
+  self->Unref();
+}
+
+void ConnState::SetReadAhead(std::size_t bytes) {
+  read_ahead_ = bytes;
+  UpdateRecv();
 }
 
 void ConnState::OnRecv(void* owner, OpSlot&, int32_t res, uint32_t flags) {
@@ -137,6 +220,7 @@ void ConnState::OnRecv(void* owner, OpSlot&, int32_t res, uint32_t flags) {
   }
   if (final) {
     self->recv_slot_ = nullptr;
+    self->recv_multishot_ = false;
     self->recv_cancel_sent_ = false;
     self->OpDone();
   }
@@ -155,6 +239,7 @@ void ConnState::Deliver(const uint8_t* p, std::size_t n) {
   if (sink_ && sink_got_ < sink_want_) {
     const std::size_t k = std::min(n, sink_want_ - sink_got_);
     std::memcpy(sink_ + sink_got_, p, k);
+    nw_.metrics().read_copied_bytes.Add(k);
     sink_got_ += k;
     p += k;
     n -= k;
@@ -166,6 +251,7 @@ void ConnState::Deliver(const uint8_t* p, std::size_t n) {
 
 std::size_t ConnState::TakeAccumulated(uint8_t* dst, std::size_t n) {
   const std::size_t k = acc_.Take(dst, n);
+  nw_.metrics().read_copied_bytes.Add(k);
   UpdateRecv();
   return k;
 }
@@ -203,12 +289,19 @@ void ConnState::SubmitDirect(Buffer* lent) {
     direct_lent_ = true;
     nw_.metrics().direct_reads.Add();
   }
+  // Bounded mode: the next header is received in the same submission, linked
+  // so that it starts only once the payload is complete (a short payload
+  // receive cancels it). Both SQEs must go in one submission, or the header
+  // receive could run first.
+  Ring& ring = nw_.worker().ring();
+  const bool read_ahead = bounded() && !recv_slot_ && acc_.empty() && ring.sq_space() >= 2;
   OpSlot& slot = NewOp(OpTag::kRecvDirect, &ConnState::OnDirect);
-  io_uring_sqe* sqe = nw_.worker().ring().GetSqe();
+  io_uring_sqe* sqe = ring.GetSqe();
   io_uring_prep_recv(sqe, fixed_, sink_ + sink_got_, sink_want_ - sink_got_, MSG_WAITALL);
-  sqe->flags |= IOSQE_FIXED_FILE;
+  sqe->flags |= IOSQE_FIXED_FILE | (read_ahead ? IOSQE_IO_LINK : 0);
   io_uring_sqe_set_data64(sqe, slot.user_data().raw());
   direct_slot_ = &slot;
+  if (read_ahead) SubmitBounded(read_ahead_);
 }
 
 void ConnState::OnDirect(void* owner, OpSlot&, int32_t res, uint32_t) {

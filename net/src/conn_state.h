@@ -110,7 +110,10 @@ class ConnState {
   }
   const SocketAddress& local() const { return local_; }
   const SocketAddress& peer() const { return peer_; }
-  void SetOptions(const ConnectionOptions& o) { opts_ = o; }
+  void SetOptions(const ConnectionOptions& o) {
+    opts_ = o;
+    read_ahead_ = o.read_ahead;
+  }
   const ConnectionOptions& options() const { return opts_; }
   // Installs plain socket `fd` (ownership taken) as a direct descriptor;
   // `on_ready` runs when that is done (ok or not): see InstallResult().
@@ -167,6 +170,8 @@ class ConnState {
   void EndDirect(Buffer* lent);
   // The reader went away in the middle of a read: the stream is out of sync.
   void BreakRecv();
+  // Bounded receiving (Connection::set_read_ahead): 0 turns it off.
+  void SetReadAhead(std::size_t bytes);
 
   // ---- send -------------------------------------------------------------------
   // Admission: true when the send is done (copied / queued or failed); false
@@ -213,6 +218,7 @@ class ConnState {
   static void OnInstalled(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
   static void OnRecv(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
   static void OnDirect(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
+  static void OnBoundedRecv(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
   static void OnSend(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
   static void OnTimer(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
   static void OnShutdown(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
@@ -227,6 +233,10 @@ class ConnState {
   void UpdateRecv();
   void DriveTls();
   void ArmRecv();
+  // Bounded mode: receives are single RECVs into stage_, sized by the reader.
+  bool bounded() const { return read_ahead_ != 0 && !tls_; }
+  std::size_t BoundedWant() const;  // bytes the next bounded receive asks for (0: none)
+  void SubmitBounded(std::size_t n);
   void Deliver(const uint8_t* p, std::size_t n);   // plaintext into sink/accumulator
   void OnCipher(const uint8_t* p, std::size_t n);  // TLS: ciphertext in
   void WakeRecv();
@@ -292,7 +302,14 @@ class ConnState {
 
   // receive
   Accumulator acc_;
-  OpSlot* recv_slot_ = nullptr;
+  OpSlot* recv_slot_ = nullptr;  // the multishot recv, or in bounded mode the single RECV
+  bool recv_multishot_ = false;  // recv_slot_ is the multishot recv
+  std::size_t read_ahead_ = 0;   // bounded mode: header bytes read ahead after a payload
+  // Bounded receives land here (never in the accumulator, whose memory moves
+  // when it compacts or grows). Written by the kernel until the receive's
+  // completion; lives with this object, which outlives its operations.
+  std::unique_ptr<uint8_t[]> stage_;
+  std::size_t stage_cap_ = 0;
   bool recv_cancel_sent_ = false;
   bool armed_once_ = false;
   bool starved_ = false;

@@ -262,10 +262,12 @@ Task<IoResult> ReadExact(ConnState* s, uint8_t* dst, std::size_t n, Buffer* lent
     guard.Finish();
     co_return IoResult{static_cast<int32_t>(n), 0};
   }
-  s->SetSink(dst + got, n - got);
-  guard.Touch();
+  // Direct mode first: setting the sink must not start a receive into the
+  // accumulator's staging (bounded mode) that the direct receive should make.
   const bool direct = lent != nullptr && !s->tls() && n - got >= s->options().direct_read_threshold;
   if (direct) s->BeginDirect();
+  s->SetSink(dst + got, n - got);
+  guard.Touch();
   int err = 0;
   for (;;) {
     if (s->sink_filled() == n - got) break;
@@ -344,6 +346,10 @@ Task<IoResult> Connection::read_exact(Buffer& buf, std::size_t offset, std::size
   IoResult r = co_await detail::ReadExact(s, buf.data() + offset, n, &buf);
   if (r.ok()) buf.set_size(offset + n);
   co_return r;
+}
+
+void Connection::set_read_ahead(std::size_t header_bytes) {
+  if (s_) s_->SetReadAhead(header_bytes);
 }
 
 Task<IoResult> Connection::read_exact(std::span<uint8_t> dst) {

@@ -432,6 +432,137 @@ TEST_F(TcpTest, ReadExactIntoAlignedBuffers) {
   EXPECT_GE(metrics().direct_reads.Get(), 3u);
 }
 
+// Pipelined messages of a 16-byte header ([u32 length][u32 sequence][8 spare])
+// and `length` payload bytes, all written before the server reads anything:
+// the case where the multishot receive takes payloads in with their headers.
+enum class ReadAhead { kOff, kOn, kSwitchAfterThree };
+
+struct Header16 {
+  uint32_t length;
+  uint32_t seq;
+};
+
+ParseResult<Header16> ParseHeader16(std::span<const uint8_t> b) {
+  if (b.size() < 16) return ParseResult<Header16>::NeedMore(16);
+  Header16 h;
+  std::memcpy(&h.length, b.data(), 4);
+  std::memcpy(&h.seq, b.data() + 4, 4);
+  return ParseResult<Header16>::Done(h, 16);
+}
+
+class BoundedReceiveTest : public TcpTest, public ::testing::WithParamInterface<ReadAhead> {};
+
+TEST_P(BoundedReceiveTest, PipelinedPayloadsArriveIntactAndInOrder) {
+  const ReadAhead mode = GetParam();
+  ListenOptions lo;
+  lo.connection.direct_read_threshold = 4096;
+  if (mode == ReadAhead::kOn) lo.connection.read_ahead = 16;
+  auto l = Listener::Bind(SocketAddress::Loopback4(0), lo);
+  ASSERT_TRUE(l.ok());
+  const SocketAddress addr = l->local_address();
+  const std::vector<uint32_t> cycle = {0, 4096, 512, 4096, 8192, 0, 65536, 4096, 100};
+  constexpr int kMessages = 270;
+  std::vector<uint32_t> lengths;
+  std::size_t small_bytes = 0;  // payloads below the direct threshold: always copied
+  std::size_t large = 0;
+  for (int i = 0; i < kMessages; ++i) {
+    lengths.push_back(cycle[i % cycle.size()]);
+    if (lengths.back() < 4096) small_bytes += lengths.back();
+    if (lengths.back() >= 4096) ++large;
+  }
+  std::vector<uint8_t> stream;
+  for (int i = 0; i < kMessages; ++i) {
+    uint8_t hdr[16] = {};
+    const uint32_t seq = static_cast<uint32_t>(i);
+    std::memcpy(hdr, &lengths[i], 4);
+    std::memcpy(hdr + 4, &seq, 4);
+    stream.insert(stream.end(), hdr, hdr + 16);
+    const std::size_t at = stream.size();
+    stream.resize(at + lengths[i]);
+    FillPattern(1000 + i, 0, stream.data() + at, lengths[i]);
+  }
+  std::thread peer([&] {
+    int fd = BlockingConnect(addr);
+    ASSERT_GE(fd, 0);
+    WriteAll(fd, stream.data(), stream.size());  // everything at once, then FIN
+    ::shutdown(fd, SHUT_WR);
+    uint8_t ack[1];
+    ReadAll(fd, ack, 1);
+    ::close(fd);
+  });
+  auto pool = BufferPool::Create(*worker_, {.buffer_size = 64 * 1024, .count = 2});
+  ASSERT_TRUE(pool.ok());
+  const uint64_t copied0 = metrics().read_copied_bytes.Get();
+  const uint64_t direct0 = metrics().direct_reads.Get();
+  int received = 0;
+  RunFor(
+      *worker_,
+      [](Listener& l, BufferPool& pool, const std::vector<uint32_t>& lengths, ReadAhead mode,
+         int& received) -> Task<> {
+        auto c = co_await l.Accept();
+        if (!c) co_return;
+        // Let the whole stream reach the socket first.
+        co_await Sleep(50ms);
+        for (;;) {
+          auto h = co_await c->recv(ParseHeader16);
+          if (!h) {
+            EXPECT_TRUE(h.eof()) << h.ErrorString();
+            break;
+          }
+          EXPECT_EQ(h->seq, static_cast<uint32_t>(received));
+          EXPECT_EQ(h->length, lengths[received]);
+          if (h->length > 0) {
+            Buffer b = co_await pool.Acquire();
+            IoResult r = co_await c->read_exact(b, h->length);
+            EXPECT_EQ(r.res, static_cast<int32_t>(h->length));
+            EXPECT_TRUE(testing::MatchesPattern(1000 + h->seq, 0, b.data(), h->length))
+                << "message " << h->seq;
+          }
+          ++received;
+          if (mode == ReadAhead::kSwitchAfterThree && received == 3) c->set_read_ahead(16);
+        }
+        co_await c->send(std::string_view("k"));
+        co_await c->close();
+      }(*l, **pool, lengths, mode, received),
+      60s);
+  peer.join();
+  EXPECT_EQ(received, kMessages);
+  const uint64_t copied = metrics().read_copied_bytes.Get() - copied0;
+  const uint64_t direct = metrics().direct_reads.Get() - direct0;
+  switch (mode) {
+    case ReadAhead::kOn:
+      // Only the payloads below the threshold were copied; every other one was
+      // received straight into its buffer.
+      EXPECT_EQ(copied, small_bytes);
+      EXPECT_EQ(direct, large);
+      break;
+    case ReadAhead::kOff:
+      // The multishot receive took payloads in with their headers.
+      EXPECT_GT(copied, small_bytes);
+      break;
+    case ReadAhead::kSwitchAfterThree:
+      // What was accumulated before the switch is copied once; after that,
+      // payloads from the threshold up go direct.
+      EXPECT_GT(direct, 0u);
+      EXPECT_LT(direct, large);
+      break;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(ReadAhead, BoundedReceiveTest,
+                         ::testing::Values(ReadAhead::kOff, ReadAhead::kOn,
+                                           ReadAhead::kSwitchAfterThree),
+                         [](const auto& info) {
+                           switch (info.param) {
+                             case ReadAhead::kOff:
+                               return std::string("Multishot");
+                             case ReadAhead::kOn:
+                               return std::string("Bounded");
+                             default:
+                               return std::string("SwitchedMidStream");
+                           }
+                         });
+
 // ---- zero-copy -------------------------------------------------------------------------
 
 TEST_F(TcpTest, ZeroCopyBufferNotReusedBeforeNotification) {
@@ -992,12 +1123,18 @@ TEST_F(TcpTest, PeerDroppingMidSendIsClean) {
   peer.join();
 }
 
-TEST(TcpTeardownTest, DestroyingTasksAndWorkerMidFlightIsClean) {
+// Parameter: ConnectionOptions::read_ahead (0: multishot receive; 16: bounded,
+// so a header receive is linked behind the direct payload receive).
+class TcpTeardownTest : public ::testing::TestWithParam<std::size_t> {};
+
+TEST_P(TcpTeardownTest, DestroyingTasksAndWorkerMidFlightIsClean) {
   // Tasks blocked in read_exact (direct), send_zc and send are destroyed with
   // their operations in flight; then the worker goes. ASan checks the rest.
   auto w = NewWorker();
   ASSERT_NE(w, nullptr);
-  auto l = Listener::Bind(SocketAddress::Loopback4(0));
+  ListenOptions lo;
+  lo.connection.read_ahead = GetParam();
+  auto l = Listener::Bind(SocketAddress::Loopback4(0), lo);
   ASSERT_TRUE(l.ok());
   const SocketAddress addr = l->local_address();
   int peer_fd = -1;
@@ -1040,6 +1177,11 @@ TEST(TcpTeardownTest, DestroyingTasksAndWorkerMidFlightIsClean) {
   w.reset();  // the send tasks are still running: destroyed with the worker
   closer.join();
 }
+
+INSTANTIATE_TEST_SUITE_P(ReadAhead, TcpTeardownTest, ::testing::Values(0, 16),
+                         [](const auto& info) {
+                           return info.param ? std::string("Bounded") : std::string("Multishot");
+                         });
 
 }  // namespace
 }  // namespace ringline::net

@@ -154,6 +154,10 @@ Task<> Session::Run() {
   if (!entered || stopping_) {
     ctx_.stats->handshakes_failed.Add();
   } else {
+    // From here the client sends only request headers and write payloads:
+    // receive a header at a time, so that a payload stays in the socket until
+    // read_exact receives it straight into its block buffer.
+    conn_.set_read_ahead(nbd::kRequestHeaderSize);
     reader_ = ringline::Spawn(ReadLoop());
     co_await reader_;
     // Finish every request in flight (their replies go out), then close.

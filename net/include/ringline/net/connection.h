@@ -24,7 +24,9 @@
 // runs the parser over the accumulated bytes. read_exact(Buffer&) takes the
 // accumulated bytes first and, for a large remainder, receives the rest straight
 // into the buffer with a plain RECV (MSG_WAITALL) while the multishot recv is
-// paused, so bulk payloads are never copied in user space.
+// paused, so bulk payloads are never copied in user space. Payloads that arrived
+// together with their header are copied, unless set_read_ahead() bounds the
+// receives to what the reader asks for.
 // One task receives at a time (a second gets EBUSY).
 //
 // Sending. Every send goes through one ordered queue per connection (DESIGN.md
@@ -314,6 +316,20 @@ class Connection {
   // The same into caller memory, always by copy (it must stay valid until the
   // call completes or is destroyed).
   Task<IoResult> read_exact(std::span<uint8_t> dst);
+
+  // Bounded receiving, for streams of headers and payloads (NBD). From this
+  // call on the connection receives only for a waiting reader and no more than
+  // it needs, with single RECVs instead of the multishot receive: recv(parse)
+  // gets up to max(the parser's NeedMore total, header_bytes), read_exact its
+  // bytes and then the next header_bytes (linked behind the payload's receive,
+  // in the same submission). A payload behind a header so stays in the socket
+  // until read_exact receives it straight into its Buffer (from
+  // direct_read_threshold up), where the multishot receive would have taken it
+  // into the accumulator with its header and read_exact would have copied it
+  // out. Costs a receive operation per header, and one more per payload (the
+  // two go in one submission). 0 returns to the multishot receive. TLS connections keep the
+  // multishot receive (records are decrypted, and so copied, anyway).
+  void set_read_ahead(std::size_t header_bytes);
 
   // ---- send ---------------------------------------------------------------
   // Copies `bytes` into the ordered send queue; completes once copied (waiting

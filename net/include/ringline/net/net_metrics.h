@@ -29,6 +29,8 @@ struct NetMetrics {
   Counter partial_sends;          // short sends continued (DESIGN.md rule 5)
   Counter send_waits;             // sends that waited for queue space (backpressure)
   Counter direct_reads;           // read_exact payloads received straight into the buffer
+  Counter read_copied_bytes;      // bytes read_exact copied from received data (not direct)
+  Counter bounded_recvs;          // single receives sized by the reader (set_read_ahead)
   Counter accumulator_overflows;  // connections closed for exceeding the accumulator cap
   Counter idle_timeouts;          // connections closed for being idle
   Counter tls_handshakes;         // completed TLS handshakes

@@ -71,6 +71,9 @@ struct ConnectionOptions {
   // accumulated ones, receiving switches to a plain RECV straight into the
   // buffer (no copy); below it bytes are copied from the provided buffers.
   std::size_t direct_read_threshold = 64 * 1024;
+  // Bounded receiving from the start (see Connection::set_read_ahead): the
+  // size of the protocol's message header, or 0 for the multishot receive.
+  std::size_t read_ahead = 0;
   // Closes a connection with no bytes in or out for this long (0: never).
   std::chrono::milliseconds idle_timeout{0};
   // How long a graceful close waits for queued bytes to leave before it aborts.
