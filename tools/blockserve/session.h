@@ -68,6 +68,9 @@ class Session {
   // Requests served concurrently per connection; the reader waits for a free
   // place beyond it (backpressure onto the client).
   static constexpr uint32_t kMaxInFlight = 128;
+  // Write payloads from this size up are received straight into their block
+  // buffer (the listener's direct_read_threshold; see AdaptReceive).
+  static constexpr uint32_t kDirectPayloadBytes = 4096;
 
   Session(WorkerContext& ctx, ringline::net::Connection conn);
   Session(const Session&) = delete;
@@ -88,6 +91,8 @@ class Session {
   ringline::Task<ringline::Buffer> AcquireBuffer(uint32_t length);
   ringline::Task<> SendPending(std::vector<uint8_t> bytes);
   void Finish(uint32_t slot);
+  // Chooses how the connection receives, from the request just parsed.
+  void AdaptReceive(const nbd::Request& req);
 
   WorkerContext& ctx_;
   ringline::net::Connection conn_;
@@ -100,6 +105,8 @@ class Session {
   bool reading_header_ = false;
   bool in_handshake_ = false;
   bool wrote_ = false;
+  bool bounded_ = false;               // receiving a header at a time (see AdaptReceive)
+  uint32_t requests_since_write_ = 0;  // while bounded_
 
   ringline::JoinHandle<void> reader_;
   std::array<ringline::JoinHandle<void>, kMaxInFlight> requests_;

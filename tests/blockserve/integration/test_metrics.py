@@ -114,6 +114,38 @@ def requests_total_after_io(ctx):
     check(sends > 0, "no send operations counted")
 
 
+def net_counter(ctx, name):
+    samples, _ = parse(scrape(ctx)[2])
+    return value(samples, "ringline_net_counter", name=name) or 0
+
+
+@R.case
+def pipelined_write_payloads_are_not_copied(ctx):
+    """Once a connection has seen a 4 KiB write, it receives a header at a
+    time: 256 pipelined 4 KiB writes land straight in their block buffers."""
+    nbd = import_nbd()
+    h = nbd_handle(ctx.srv, "m1")
+    h.pwrite(pattern(500, 4096), 0)  # switches the connection to bounded receives
+    direct0 = net_counter(ctx, "net_direct_reads")
+    copied0 = net_counter(ctx, "net_read_copied_bytes")
+    n = 256
+    for i in range(n):
+        h.aio_pwrite(nbd.Buffer.from_bytearray(pattern(600 + i, 4096)), (16 + i) * 4096)
+    while h.aio_in_flight() > 0:
+        h.poll(-1)
+    direct = net_counter(ctx, "net_direct_reads") - direct0
+    copied = net_counter(ctx, "net_read_copied_bytes") - copied0
+    log("%d pipelined 4 KiB writes: %d received straight into block buffers, %d bytes copied"
+        % (n, direct, copied))
+    for i in range(n):
+        check(h.pread(4096, (16 + i) * 4096) == pattern(600 + i, 4096),
+              "write %d reads back different bytes" % i)
+    h.shutdown()
+    check(direct >= n, "only %d of %d write payloads went straight into their buffer"
+          % (direct, n))
+    check(copied == 0, "%d payload bytes were copied" % copied)
+
+
 @R.case
 def curl_scrape(ctx):
     if not shutil.which("curl"):
