@@ -122,7 +122,8 @@ def net_counter(ctx, name):
 @R.case
 def pipelined_write_payloads_are_not_copied(ctx):
     """Once a connection has seen a 4 KiB write, it receives a header at a
-    time: 256 pipelined 4 KiB writes land straight in their block buffers."""
+    time: 256 pipelined 4 KiB writes land straight in their block buffers; after
+    64 requests without a write it goes back to the multishot receive."""
     nbd = import_nbd()
     h = nbd_handle(ctx.srv, "m1")
     h.pwrite(pattern(500, 4096), 0)  # switches the connection to bounded receives
@@ -137,13 +138,22 @@ def pipelined_write_payloads_are_not_copied(ctx):
     copied = net_counter(ctx, "net_read_copied_bytes") - copied0
     log("%d pipelined 4 KiB writes: %d received straight into block buffers, %d bytes copied"
         % (n, direct, copied))
+    # 256 reads: after 64 requests without a write the connection goes back to
+    # the multishot receive, so later reads need no receive of their own.
     for i in range(n):
         check(h.pread(4096, (16 + i) * 4096) == pattern(600 + i, 4096),
               "write %d reads back different bytes" % i)
+    bounded0 = net_counter(ctx, "net_bounded_recvs")
+    for i in range(50):
+        h.pread(4096, i * 4096)
+    bounded_reads = net_counter(ctx, "net_bounded_recvs") - bounded0
+    log("50 reads after 256: %d bounded receives" % bounded_reads)
     h.shutdown()
     check(direct >= n, "only %d of %d write payloads went straight into their buffer"
           % (direct, n))
     check(copied == 0, "%d payload bytes were copied" % copied)
+    check(bounded_reads == 0, "reads still received a header at a time (%d bounded receives)"
+          % bounded_reads)
 
 
 @R.case
