@@ -43,13 +43,12 @@ struct RwPrep {
   int fixed_file;
   int rw_flags;
   uint8_t opcode;
-  uint8_t sqe_flags;  // IOSQE_FIXED_FILE
 
   void operator()(io_uring_sqe* sqe, OpSlot& slot) const {
     slot.held[0] = std::move(*buffer);
     const Buffer& b = slot.held[0];
     sqe->opcode = opcode;
-    sqe->flags = sqe_flags;
+    sqe->flags = IOSQE_FIXED_FILE;
     sqe->fd = fixed_file;
     sqe->off = offset;
     sqe->addr = reinterpret_cast<uint64_t>(b.data() + pos);
@@ -270,8 +269,7 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
       .fixed_file = fixed_file_,
       .rw_flags = rw_flags,
       .opcode = static_cast<uint8_t>(write ? (fixed ? IORING_OP_WRITE_FIXED : IORING_OP_WRITE)
-                                           : (fixed ? IORING_OP_READ_FIXED : IORING_OP_READ)),
-      .sqe_flags = IOSQE_FIXED_FILE};
+                                           : (fixed ? IORING_OP_READ_FIXED : IORING_OP_READ))};
   int32_t res = 0;
   uint32_t done = 0;
   // One chunk normally; more when split at max_chunk_ or continued after a

@@ -327,8 +327,9 @@ class Connection {
   // direct_read_threshold up), where the multishot receive would have taken it
   // into the accumulator with its header and read_exact would have copied it
   // out. Costs a receive operation per header, and one more per payload (the
-  // two go in one submission). 0 returns to the multishot receive. TLS connections keep the
-  // multishot receive (records are decrypted, and so copied, anyway).
+  // two go in one submission). 0 returns to the multishot receive. TLS
+  // connections keep the multishot receive (records are decrypted, and so
+  // copied, anyway).
   void set_read_ahead(std::size_t header_bytes);
 
   // ---- send ---------------------------------------------------------------
