@@ -9,10 +9,11 @@
 // iteration leave in one send. Read data goes from the device into a
 // registered buffer that is sent from there (zero-copy to remote peers from
 // 16 KiB; by reference, copied only by the kernel, below that and to peers on
-// this host). A write payload goes into an aligned block buffer: the part not
-// yet received when its header is parsed is received straight into it; the
-// part that arrived together with the header (for pipelined 4 KiB writes, most
-// of it) is copied from the receive buffers.
+// this host). A write payload of 4 KiB and up is received straight into an
+// aligned block buffer: while such writes flow the connection receives a header
+// at a time (AdaptReceive), so payloads stay in the socket until read_exact
+// takes them; only payloads that had already arrived with their header when the
+// connection switched are copied from the receive buffers.
 //
 // Ownership: a Session is owned by its worker's WorkerContext (worker_context.h)
 // and owns its request tasks; destroying it destroys them first.
