@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "ringline/buffer.h"
@@ -52,6 +53,28 @@ struct BlockResult {
   bool ok() const { return res >= 0; }
 };
 
+// One run of bytes with the same allocation state, as an extent query reports
+// it. Flags are those of NBD's base:allocation context, because that is what
+// every consumer of them speaks: a hole is unallocated (a write there may need
+// space), zero means reads return zeroes.
+inline constexpr uint32_t kExtentHole = 1;
+inline constexpr uint32_t kExtentZero = 2;
+struct Extent {
+  uint64_t length = 0;
+  uint32_t flags = 0;  // kExtentHole | kExtentZero, or 0 for data
+};
+
+// The result of an extent query: `res` is 0 or a negated errno, `status` the
+// reason on failure. `extents` are contiguous from the queried offset; they
+// cover at least one byte and at most the queried range (a target may stop
+// early, e.g. after max_extents).
+struct ExtentResult {
+  int32_t res = 0;
+  absl::Status status;
+  std::vector<Extent> extents;
+  bool ok() const { return res >= 0; }
+};
+
 struct WriteOptions {
   bool fua = false;  // durable when the result arrives
 };
@@ -75,6 +98,12 @@ class Target {
   virtual Task<BlockResult> Discard(uint64_t offset, uint64_t length) = 0;
   virtual Task<BlockResult> WriteZeroes(uint64_t offset, uint64_t length,
                                         WriteOptions options = {}) = 0;
+
+  // Reports the allocation state of [offset, offset + length) as at most
+  // `max_extents` contiguous extents starting at `offset` (length > 0, the
+  // range inside the device). The default says "all data" in one extent, which
+  // is always true; targets that know their holes override it.
+  virtual Task<ExtentResult> Extents(uint64_t offset, uint64_t length, uint32_t max_extents);
 
   // Per-operation metrics and the queue-depth limiter, owned by the target and
   // readable from any thread (see queue_depth.h); null when an implementation
