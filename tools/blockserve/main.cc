@@ -41,6 +41,7 @@ struct Shared {
   // The NBD listening sockets; every worker accepts on each. Set before the
   // workers start, read-only afterwards.
   std::vector<net::ListenSocket> sockets;
+  net::ListenSocket metrics_socket;  // --metrics-port; worker 0 serves it
   // NBD connections open now, all workers together (--max-connections).
   std::atomic<uint32_t> open_connections{0};
   std::vector<std::unique_ptr<WorkerStats>> stats;  // one per worker, outlive them
@@ -237,7 +238,7 @@ Task<> WorkerMain(ringline::Worker& worker, Shared& shared) {
   }
   ringline::JoinHandle<void> metrics;
   if (worker.index() == 0 && shared.config.metrics_port != 0) {
-    auto m = net::Listener::Bind(ListenAddress(shared.config, shared.config.metrics_port));
+    auto m = net::Listener::Bind(shared.metrics_socket);
     if (!m.ok()) {
       shared.Fail(m.status());
     } else {
@@ -246,7 +247,14 @@ Task<> WorkerMain(ringline::Worker& worker, Shared& shared) {
         for (const auto& e : shared.config.exports) names.push_back(e.name);
         std::vector<const WorkerStats*> ws;
         for (const auto& s : shared.stats) ws.push_back(s.get());
-        return RenderPrometheus(names, ws, shared.runtime->Metrics());
+        // The metrics socket listens before Runtime::Start returns: a scrape
+        // that early has no engine metrics yet.
+        ringline::Runtime* rt = nullptr;
+        {
+          std::lock_guard<std::mutex> lock(shared.mu);
+          rt = shared.runtime;
+        }
+        return RenderPrometheus(names, ws, rt ? rt->Metrics() : ringline::MetricsSnapshot{});
       }));
     }
   }
@@ -312,6 +320,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   shared.sockets = std::move(*sockets);  // never empty: Validate() asked for TCP or Unix
+  if (shared.config.metrics_port != 0) {
+    auto m =
+        ringline::net::ListenSocket::Open(ListenAddress(shared.config, shared.config.metrics_port));
+    if (!m.ok()) {
+      std::fprintf(stderr, "blockserve: metrics_port: %s\n",
+                   std::string(m.status().message()).c_str());
+      return 1;
+    }
+    shared.metrics_socket = std::move(*m);
+  }
   if (shared.config.tls != TlsMode::kOff) {
     ringline::net::TlsServerOptions to;
     to.cert_file = shared.config.tls_cert;
