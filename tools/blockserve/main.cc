@@ -313,23 +313,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "blockserve: %s\n", std::string(st.message()).c_str());
     return 1;
   }
-  // Before any thread starts: socket activation edits the environment.
-  auto sockets = OpenSockets(shared.config);
-  if (!sockets.ok()) {
-    std::fprintf(stderr, "blockserve: %s\n", std::string(sockets.status().message()).c_str());
-    return 1;
-  }
-  shared.sockets = std::move(*sockets);  // never empty: Validate() asked for TCP or Unix
-  if (shared.config.metrics_port != 0) {
-    auto m =
-        ringline::net::ListenSocket::Open(ListenAddress(shared.config, shared.config.metrics_port));
-    if (!m.ok()) {
-      std::fprintf(stderr, "blockserve: metrics_port: %s\n",
-                   std::string(m.status().message()).c_str());
-      return 1;
-    }
-    shared.metrics_socket = std::move(*m);
-  }
   if (shared.config.tls != TlsMode::kOff) {
     ringline::net::TlsServerOptions to;
     to.cert_file = shared.config.tls_cert;
@@ -348,6 +331,24 @@ int main(int argc, char** argv) {
                   shared.config.tls_psk);
     }
   }
+  // Before any thread starts: socket activation edits the environment.
+  auto sockets = OpenSockets(shared.config);
+  if (!sockets.ok()) {
+    std::fprintf(stderr, "blockserve: %s\n", std::string(sockets.status().message()).c_str());
+    return 1;
+  }
+  shared.sockets = std::move(*sockets);  // never empty: Validate() asked for TCP or Unix
+  if (shared.config.metrics_port != 0) {
+    auto m =
+        ringline::net::ListenSocket::Open(ListenAddress(shared.config, shared.config.metrics_port));
+    if (!m.ok()) {
+      std::fprintf(stderr, "blockserve: metrics_port: %s\n",
+                   std::string(m.status().message()).c_str());
+      return 1;
+    }
+    shared.metrics_socket = std::move(*m);
+  }
+
   for (uint32_t i = 0; i < shared.config.workers; ++i) {
     shared.stats.push_back(std::make_unique<WorkerStats>(shared.config.exports.size()));
   }
