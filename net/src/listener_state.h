@@ -1,6 +1,7 @@
 #pragma once
-// ListenerState: one worker's listening socket, its multishot accept and the
-// queue of accepted connections not yet taken by Accept(). Owned by NetWorker;
+// ListenerState: one worker's accept on a listening socket (possibly shared with
+// other workers: see listener.h), re-armed single-shot after each connection,
+// and the queue of accepted connections not yet taken by Accept(). Owned by NetWorker;
 // freed once no handle references it and its accept has finally completed.
 // Thread-safety: worker-local.
 
@@ -65,7 +66,7 @@ class ListenerState {
   static void OnConnReady(void* ctx, ConnState* c);
   void Accepted(int fd);
   void Refuse(int fd, const char* why);
-  void Update();  // arm or pause the multishot accept
+  void Update();  // arm or pause the accept
   void WakeOne();
   void MaybeFree();
 
