@@ -19,7 +19,8 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bshelper import (  # noqa: E402
-    MiB, RawNbd, Runner, Server, Skip, check, free_port, log, make_sparse, require_tool, run)
+    MiB, RawNbd, Runner, Server, Skip, check, log, make_sparse, run)
+from opshelper import wait_until  # noqa: E402
 
 R = Runner(__doc__, budget=240)
 
@@ -103,7 +104,10 @@ def version_agrees_with_the_cmake_project_version(ctx):
         check(out == "blockserve %s\n" % want, "%s printed %r, want 'blockserve %s'"
               % (flag, out, want))
     srv = Server(ctx, exports=[("s", ctx.path("s.img"), False)], name="ver").start()
-    check("blockserve %s listening" % want in srv.log_text(), "start-up line lacks the version")
+    # Worker 0 logs the start-up line once its exports are open; another worker
+    # may already have greeted the readiness probe.
+    wait_until(lambda: "blockserve %s listening" % want in srv.log_text(), 10,
+               "the start-up line with the version")
 
 
 @R.case
