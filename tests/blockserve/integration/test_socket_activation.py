@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """systemd socket activation (LISTEN_PID/LISTEN_FDS) through
-systemd-socket-activate: blockserve serves on the passed TCP or Unix socket
-and opens no other (not its default port 10809, not --port); nbdinfo and a
+systemd-socket-activate: blockserve serves on the passed TCP or Unix
+socket(s) and opens no other (not its default port 10809, not --port); nbdinfo and a
 64 MiB nbdcopy round trip (sha256); SIGTERM ends it with exit 0."""
 
 import json
@@ -27,12 +27,15 @@ def setup(ctx):
     make_sparse(ctx.path("sa.img"), SIZE)
 
 
-def activated(ctx, listen, probe, name, extra=()):
+def activated(ctx, listen, probe, name, extra=(), more=()):
     # systemd-socket-activate binds `listen`, and on the first connection execs
     # blockserve in its own process with the socket as descriptor 3. --port
     # names a port blockserve must NOT open: the passed socket replaces it.
     decoy = free_port()
-    argv = ["systemd-socket-activate", "-l", listen, ctx.blockserve, "--port", str(decoy),
+    argv = ["systemd-socket-activate", "-l", listen]
+    for m in more:
+        argv += ["-l", m]
+    argv += [ctx.blockserve, "--port", str(decoy),
             "--export", "sa=%s" % ctx.path("sa.img")] + list(extra)
     p = Proc(ctx, argv, name).start(probe)
     p.decoy = decoy
@@ -70,6 +73,22 @@ def unix_socket_passed(ctx):
     check(out.strip() == str(SIZE), "size %s" % out.strip())
     socks = listening_sockets(srv.pid)
     check(socks == [sock], "listening on %s, want only %s" % (socks, sock))
+    check(srv.stop() == 0, "exit status after SIGTERM")
+
+
+@R.case
+def two_sockets_passed_both_served(ctx):
+    p1, p2 = free_port(), free_port()
+    while p2 == p1:
+        p2 = free_port()
+    srv = activated(ctx, "127.0.0.1:%d" % p1, tcp_probe(p1), "sa-two",
+                    more=["127.0.0.1:%d" % p2])
+    for port in (p1, p2):
+        _, out, _ = run(["nbdinfo", "--size", "nbd://127.0.0.1:%d/sa" % port], timeout=60)
+        check(out.strip() == str(SIZE), "port %d: size %s" % (port, out.strip()))
+    socks = sorted(listening_sockets(srv.pid))
+    want = sorted(["127.0.0.1:%d" % p1, "127.0.0.1:%d" % p2])
+    check(socks == want, "listening on %s, want %s" % (socks, want))
     check(srv.stop() == 0, "exit status after SIGTERM")
 
 
