@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "net/src/net_worker.h"
@@ -1329,6 +1330,32 @@ TEST(TcpKeepaliveTest, ValidateNamesTheBadValue) {
   EXPECT_NE(k.Validate().message().find("probe"), std::string_view::npos);
   k.enabled = false;
   EXPECT_TRUE(k.Validate().ok());
+}
+
+// sd_listen_fds's rules; the descriptors themselves are tested end to end with
+// systemd-socket-activate (blockserve_it_socket_activation).
+TEST(SocketActivationTest, VariablesForAnotherProcessAreIgnoredBadOnesRefused) {
+  ::setenv("LISTEN_PID", "1", 1);
+  ::setenv("LISTEN_FDS", "2", 1);
+  auto none = ListenSocket::FromSocketActivation();
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty()) << "sockets meant for pid 1 were taken";
+  EXPECT_EQ(std::getenv("LISTEN_PID"), nullptr) << "the variables are not cleared";
+  EXPECT_EQ(std::getenv("LISTEN_FDS"), nullptr);
+  auto absent = ListenSocket::FromSocketActivation();
+  ASSERT_TRUE(absent.ok());
+  EXPECT_TRUE(absent->empty());
+  ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+  ::setenv("LISTEN_FDS", "two", 1);
+  auto bad = ListenSocket::FromSocketActivation();
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("LISTEN_FDS 'two'"), std::string_view::npos)
+      << bad.status();
+  ::setenv("LISTEN_PID", "me", 1);
+  ::setenv("LISTEN_FDS", "1", 1);
+  bad = ListenSocket::FromSocketActivation();
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("LISTEN_PID 'me'"), std::string_view::npos) << bad.status();
 }
 
 }  // namespace
