@@ -15,6 +15,8 @@ PACKAGES=(
   libnbd-bin python3-libnbd nbdkit qemu-utils nbd-server nvme-cli
   # QEMU NVMe passthrough harness
   qemu-system-x86 busybox-static cpio
+  # scale-out recipes: qemu-storage-daemon (quorum over several blockserve nodes)
+  qemu-system-common
 )
 
 missing=()
