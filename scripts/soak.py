@@ -110,7 +110,8 @@ class SliceModel:
 
     durable[b]: digest of block b as last acknowledged durable (FLUSH or FUA).
     since[b]: digests written to b after that (they may or may not be on disk
-    after a crash). current[b]: what a READ must return while serving.
+    after a power loss). current[b]: the last acknowledged write, what a READ
+    must return while serving. inflight[b]: a write sent but not yet answered.
     Only the owning worker thread touches it while it runs.
     """
 
@@ -120,16 +121,19 @@ class SliceModel:
         self.durable = [ZERO_DIGEST] * self.nblocks
         self.current = [ZERO_DIGEST] * self.nblocks
         self.since = {}
+        self.inflight = {}
 
     def will_write(self, first, digests):
         # Recorded before the request is sent: a write in flight at the kill
         # may land or not.
         for i, d in enumerate(digests):
             self.since.setdefault(first + i, []).append(d)
+            self.inflight[first + i] = d
 
     def written(self, first, digests, fua):
         for i, d in enumerate(digests):
             self.current[first + i] = d
+            self.inflight.pop(first + i, None)
             if fua:
                 self.durable[first + i] = d
                 self.since.pop(first + i, None)
@@ -140,10 +144,20 @@ class SliceModel:
         self.since.clear()
 
     def allowed(self, b):
+        """What a power loss may leave: the durable data or any later write."""
         return [self.durable[b]] + self.since.get(b, [])
+
+    def acknowledged(self, b):
+        """What a process crash may leave: the last acknowledged write, or the
+        write in flight at the kill. blockserve keeps no write-back cache of its
+        own (a WRITE is answered after the kernel completed it), so killing the
+        process must not lose an acknowledged write even without a FLUSH."""
+        return [self.current[b]] + ([self.inflight[b]] if b in self.inflight else [])
 
     def reset_to(self, b, d):
         self.durable[b] = self.current[b] = d
+        self.since.pop(b, None)
+        self.inflight.pop(b, None)
 
 
 class Worker(threading.Thread):
@@ -355,21 +369,32 @@ class Soak:
 
     def inject_loss(self):
         """Self-test of the checker: while the server is down, overwrite one
-        acknowledged-durable block of each export in its file. Each must be
-        reported as an error after the restart."""
+        acknowledged-durable block of each export in its file, and roll one
+        acknowledged unflushed block of the model export back to zeros. Each
+        must be reported as an error after the restart."""
         targets = []
         m = self.rng.choice(self.models)
         singles = [b for b in range(m.nblocks) if b not in m.since]
         b = self.rng.choice(singles)
-        targets.append(("model.img", m.base + b * BLOCK))
+        targets.append(("model.img", m.base + b * BLOCK, self.rng.randbytes(BLOCK)))
+        # An acknowledged but unflushed write rolled back to the zeros it
+        # replaced: allowed after a power loss, not after a process kill.
+        unflushed = [(m, b) for m in self.models for b in m.since
+                     if m.durable[b] == ZERO_DIGEST and m.current[b] != ZERO_DIGEST
+                     and b not in m.inflight]
+        if unflushed:
+            m, b = self.rng.choice(unflushed)
+            targets.append(("model.img", m.base + b * BLOCK, bytes(BLOCK)))
         if self.fio_expect is not None:
-            targets.append(("fio.img", self.rng.randrange(len(self.fio_expect)) * BLOCK))
+            targets.append(("fio.img", self.rng.randrange(len(self.fio_expect)) * BLOCK,
+                            self.rng.randbytes(BLOCK)))
         if self.copy_expect is not None:
-            targets.append(("copy.img", self.rng.randrange(COPY_SIZE // BLOCK) * BLOCK))
-        for name, off in targets:
+            targets.append(("copy.img", self.rng.randrange(COPY_SIZE // BLOCK) * BLOCK,
+                            self.rng.randbytes(BLOCK)))
+        for name, off, data in targets:
             fd = os.open(self.ctx.path(name), os.O_WRONLY)
             try:
-                os.pwrite(fd, self.rng.randbytes(BLOCK), off)
+                os.pwrite(fd, data, off)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -379,6 +404,9 @@ class Soak:
     def verify_after_restart(self, it):
         checked = durable = 0
         h = self.handle("model")
+        # What is read now becomes the durable baseline of the next iteration:
+        # flush first so that it is durable, not just what the kernel holds.
+        h.flush()
         for w, m in enumerate(self.models):
             got = self.read_digests(h, m.base, MODEL_SLICE)
             for b, d in enumerate(got):
@@ -391,10 +419,14 @@ class Soak:
                                              "zeros" if d == ZERO_DIGEST else "non-zero",
                                              len(allowed), "zeros" if allowed[0] == ZERO_DIGEST
                                              else "non-zero"))
+                elif d not in m.acknowledged(b):
+                    self.stats.error(
+                        "after restart %d: model export offset %d (worker %d block %d) lost an "
+                        "acknowledged write: it holds an older version although only the "
+                        "process was killed" % (it, m.base + b * BLOCK, w, b))
                 if len(allowed) == 1:
                     durable += BLOCK
                 m.reset_to(b, d)
-            m.since.clear()
             checked += MODEL_SLICE
         h.shutdown()
         if self.fio_expect is not None:
