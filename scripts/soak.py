@@ -241,6 +241,7 @@ class Soak:
         self.have_fio = self.have_nbdcopy = True
         self.fio_expect = None  # per-block digests of the fio export after its FLUSH
         self.copy_expect = None  # sha256 of the copy export after nbdcopy --flush
+        self.worker_events = ()
         self.injected = 0  # --inject-loss: corruptions made behind the server's back
 
     def log(self, msg):
@@ -455,6 +456,7 @@ class Soak:
 
     def iteration(self, it, deadline):
         stop, killing = threading.Event(), threading.Event()
+        self.worker_events = (stop, killing)  # an interrupt stops them quietly
         workers = [Worker(self.nbd, self.port, m, self.stats, stop, killing,
                           self.rng.randrange(1 << 62)) for m in self.models]
         for w in workers:
@@ -499,12 +501,17 @@ class Soak:
                                                   FIO_JOBS * FIO_REGION // MiB, COPY_SIZE // MiB,
                                                   self.ctx.tmp))
         it = 0
+        interrupted = None
         try:
             while time.monotonic() < deadline:
                 it += 1
                 self.iteration(it, deadline)
                 if self.stats.errors and not self.args.keep_going:
                     break
+        except KeyboardInterrupt as e:  # SIGINT/SIGTERM: report what was done
+            interrupted = str(e) or "SIGINT"
+            for event in self.worker_events:
+                event.set()
         except Exception as e:  # a client or the harness itself failed
             self.stats.error("iteration %d aborted: %r" % (it, e))
             if self.srv and os.path.exists(self.srv.log_path):
@@ -534,6 +541,9 @@ class Soak:
             s["seed"] = self.args.seed
             with open(self.args.summary, "w") as f:
                 json.dump(s, f, indent=1)
+        if interrupted:
+            print("soak: interrupted by %s during iteration %d: not a pass" % (interrupted, it))
+            return 1
         if self.args.inject_loss:
             ok = s["iterations"] > 0 and s["errors"] == self.injected
             print("inject-loss: %d corruptions made, %d errors reported: %s"
