@@ -513,6 +513,11 @@ class Soak:
             for event in self.worker_events:
                 event.set()
         except Exception as e:  # a client or the harness itself failed
+            for event in self.worker_events:
+                event.set()  # their errors from here on are the abort's, not theirs
+            if not os.path.isdir(self.ctx.tmp):
+                self.stats.error("the temp dir %s was removed by another process (set "
+                                 "BLOCKSERVE_TEST_TMPDIR to a private directory)" % self.ctx.tmp)
             self.stats.error("iteration %d aborted: %r" % (it, e))
             if self.srv and os.path.exists(self.srv.log_path):
                 print(self.srv.log_tail(25), flush=True)
