@@ -17,6 +17,8 @@ PACKAGES=(
   systemd
   # QEMU NVMe passthrough harness
   qemu-system-x86 busybox-static cpio
+  # scale-out recipes: qemu-storage-daemon (quorum over several blockserve nodes)
+  qemu-system-common
 )
 
 missing=()
