@@ -10,14 +10,12 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
-#include <fstream>
 #include <optional>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "absl/strings/strip.h"
 #include "ringline/io_result.h"
+#include "sysfs.h"
 
 // glibc takes struct statx from <linux/stat.h> when the kernel headers are new
 // enough; older headers lack the DIO alignment fields, so read them at their
@@ -50,21 +48,6 @@ uint32_t DioOffsetAlign(const struct statx& st) {
 #else
   return st.stx_dio_offset_align;
 #endif
-}
-
-std::optional<std::string> ReadSysfs(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::string s;
-  std::getline(in, s);
-  return std::string(absl::StripAsciiWhitespace(s));
-}
-
-std::optional<uint64_t> ReadSysfsU64(const std::string& path) {
-  auto s = ReadSysfs(path);
-  uint64_t v;
-  if (!s || !absl::SimpleAtoi(absl::string_view(*s), &v)) return std::nullopt;
-  return v;
 }
 
 // The request-queue directory of a block device: its own for a whole disk, the
@@ -120,8 +103,8 @@ absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path) {
     const std::string q = QueueDir(st.stx_rdev_major, st.stx_rdev_minor);
     if (!q.empty()) {
       if (auto v = ReadSysfs(q + "/write_cache")) g.volatile_write_cache = (*v == "write back");
-      if (auto v = ReadSysfsU64(q + "/rotational")) g.rotational = *v != 0;
-      if (auto v = ReadSysfsU64(q + "/discard_max_bytes")) g.supports_discard = *v != 0;
+      if (auto v = ReadSysfsUint(q + "/rotational")) g.rotational = *v != 0;
+      if (auto v = ReadSysfsUint(q + "/discard_max_bytes")) g.supports_discard = *v != 0;
     }
     // FUA: RWF_DSYNC on an O_DIRECT write becomes REQ_FUA, or a write plus a
     // cache flush where the device has no FUA; either way it is durable.
@@ -139,7 +122,7 @@ absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path) {
       offset_align = DioOffsetAlign(st);
       mem_align = DioMemAlign(st);
     } else {
-      auto lbs = q.empty() ? std::nullopt : ReadSysfsU64(q + "/logical_block_size");
+      auto lbs = q.empty() ? std::nullopt : ReadSysfsUint(q + "/logical_block_size");
       offset_align = lbs ? static_cast<uint32_t>(*lbs) : kFallbackAlignment;
       mem_align = offset_align;
     }
@@ -154,7 +137,7 @@ absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path) {
     // as a whole block; the target ends at the last whole block.
     g.size_bytes = st.stx_size / offset_align * offset_align;
     if (!q.empty()) {
-      if (auto v = ReadSysfsU64(q + "/rotational")) g.rotational = *v != 0;
+      if (auto v = ReadSysfsUint(q + "/rotational")) g.rotational = *v != 0;
     }
     g.volatile_write_cache = true;  // page-cache metadata and the disk's cache
     g.supports_fua = true;

@@ -26,15 +26,13 @@
 namespace ringline::block {
 namespace {
 
-using Clock = QueueDepthLimiter::Clock;
-
 // The kernel caps one read/write at MAX_RW_COUNT (INT_MAX & PAGE_MASK); a
 // larger request comes back short and is continued.
 constexpr uint32_t kMaxRwCount = 0x7ffff000u;
 
 // Fills the SQE of one read or write chunk. The buffer moves into the op slot
 // (slot.held[0]) and stays there until the final completion, so the kernel
-// never writes into memory the awaiting frame could free (DESIGN.md rule 1).
+// never writes into memory the awaiting frame could free (docs/io_uring-rules.md R1).
 struct RwPrep {
   Buffer* buffer;  // the request's buffer, moved into the slot here
   uint64_t offset;
@@ -92,27 +90,15 @@ auto FallocateOp(int fixed_file, int mode, uint64_t offset, uint64_t length) {
       ResFinish{});
 }
 
-Task<BlockResult> Finished(BlockResult r) { co_return r; }
-
-std::string Describe(OpKind kind, uint64_t offset, uint64_t length, const std::string& path) {
-  return absl::StrCat(OpKindName(kind), " of ", length, " bytes at offset ", offset, " on ", path);
-}
-
 }  // namespace
 
-DirectFile::DirectFile(Worker& worker, std::string path, int fd, int fixed_file,
-                       const Geometry& geometry, bool block_device,
-                       const DirectFileOptions& options)
-    : worker_(&worker),
-      path_(std::move(path)),
-      fd_(fd),
-      fixed_file_(fixed_file),
-      geometry_(geometry),
-      block_device_(block_device),
-      latency_(options.latency_histograms),
-      limiter_(options.queue_depth) {
-  const uint32_t unit = std::max(geometry_.logical_block_size, geometry_.memory_alignment);
-  const uint32_t cap = geometry_.max_transfer_bytes ? geometry_.max_transfer_bytes : kMaxRwCount;
+DirectFile::DirectFile(Worker& worker, std::string path, UniqueFd fd, int fixed_file,
+                       const Geometry& geometry, bool block_device, const TargetOptions& options)
+    : TargetBase(worker, std::move(path), std::move(fd), fixed_file, geometry, options),
+      block_device_(block_device) {
+  const Geometry& g = this->geometry();
+  const uint32_t unit = std::max(g.logical_block_size, g.memory_alignment);
+  const uint32_t cap = g.max_transfer_bytes ? g.max_transfer_bytes : kMaxRwCount;
   max_chunk_ = std::max(unit, cap / unit * unit);
   // tmpfs files do not support non-blocking reads and writes (no FMODE_NOWAIT):
   // io_uring's inline attempt always fails with EAGAIN and hands the request
@@ -121,27 +107,18 @@ DirectFile::DirectFile(Worker& worker, std::string path, int fd, int fixed_file,
   // A tmpfs read or write is a copy to or from the page cache that never waits
   // for a device, so it is done here, on the worker, with preadv2/pwritev2.
   struct statfs fs;
-  memory_backed_ = !block_device_ && ::fstatfs(fd_, &fs) == 0 && fs.f_type == TMPFS_MAGIC &&
+  memory_backed_ = !block_device_ && ::fstatfs(this->fd(), &fs) == 0 && fs.f_type == TMPFS_MAGIC &&
                    options.copy_memory_inline;
 }
 
 DirectFile::~DirectFile() {
-  helper_.reset();  // waits for a discard still running on the helper thread
-  // Operations of destroyed tasks may still be in flight: the kernel holds its
-  // own reference to the file for them, so the slot can go now.
-  if (auto st = worker_->ring().RemoveFixedFile(fixed_file_); !st.ok()) {
-    RL_LOG_WARN("%s: %s", path_, st.message());
-  }
-  ::close(fd_);
+  helper_.reset();  // waits for a discard still running on the helper thread (it uses fd())
 }
 
 absl::StatusOr<std::unique_ptr<DirectFile>> DirectFile::Open(Worker& worker,
                                                              const std::string& path,
-                                                             const DirectFileOptions& options) {
-  if (Worker::CurrentOrNull() != &worker) {
-    return absl::FailedPreconditionError(
-        "DirectFile::Open must be called on the thread of the worker it is opened on");
-  }
+                                                             const TargetOptions& options) {
+  if (auto st = CheckOnWorkerThread(worker); !st.ok()) return st;
   int flags = (options.read_only ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC;
   bool created = false;
   if (options.create && !options.read_only) {
@@ -171,92 +148,31 @@ absl::StatusOr<std::unique_ptr<DirectFile>> DirectFile::Open(Worker& worker,
   if (!probed.ok()) return probed.status();
   Geometry g = probed->geometry;
   g.read_only = g.read_only || options.read_only;
-  if (options.max_transfer_bytes != 0) {
-    const uint32_t unit = std::max(g.logical_block_size, g.memory_alignment);
-    if (options.max_transfer_bytes < unit) {
-      return absl::InvalidArgumentError(absl::StrCat("max_transfer_bytes ",
-                                                     options.max_transfer_bytes, " is below the ",
-                                                     unit, "-byte alignment of ", path));
-    }
-    g.max_transfer_bytes = options.max_transfer_bytes / unit * unit;
-  }
-  auto fixed = worker.ring().InstallFixedFile(fd.get());
+  auto max_transfer = MaxTransferFor(options.max_transfer_bytes,
+                                     std::max(g.logical_block_size, g.memory_alignment), 0, path);
+  if (!max_transfer.ok()) return max_transfer.status();
+  g.max_transfer_bytes = *max_transfer;
+  auto fixed = InstallFixed(worker, fd.get());
   if (!fixed.ok()) return fixed.status();
-  const int raw_fd = fd.Release();
   return std::unique_ptr<DirectFile>(
-      new DirectFile(worker, path, raw_fd, *fixed, g, probed->block_device, options));
-}
-
-// ---- validation (cold) -------------------------------------------------------
-
-Task<BlockResult> DirectFile::Refuse(OpKind kind, int res, std::string message, Buffer buffer) {
-  metrics_.Record(kind, false, 0);
-  BlockResult r;
-  r.res = res;
-  r.status =
-      res == -EPERM ? absl::PermissionDeniedError(message) : absl::InvalidArgumentError(message);
-  r.buffer = std::move(buffer);
-  return Finished(std::move(r));
-}
-
-Task<BlockResult> DirectFile::RefuseRequest(OpKind kind, uint64_t offset, uint64_t length,
-                                            const uint8_t* address, Buffer buffer) {
-  const uint32_t lbs = geometry_.logical_block_size;
-  std::string msg;
-  if (offset % lbs != 0) {
-    msg = absl::StrCat(OpKindName(kind), ": offset ", offset,
-                       " is misaligned: offsets must be multiples of ", lbs,
-                       " bytes (the logical block size of ", path_, ")");
-  } else if (length % lbs != 0) {
-    msg = absl::StrCat(OpKindName(kind), ": length ", length,
-                       " is misaligned: lengths must be multiples of ", lbs,
-                       " bytes (the logical block size of ", path_, ")");
-  } else if (address != nullptr && !AddressOk(address)) {
-    msg = absl::StrFormat(
-        "%s: buffer address %p is misaligned: buffers must be aligned to %u bytes (the O_DIRECT "
-        "memory alignment of %s)",
-        OpKindName(kind), static_cast<const void*>(address), geometry_.memory_alignment, path_);
-  } else {
-    msg = absl::StrCat(OpKindName(kind), ": ", length, " bytes at offset ", offset,
-                       " extend beyond the end of ", path_, " (size ", geometry_.size_bytes,
-                       " bytes)");
-  }
-  return Refuse(kind, -EINVAL, std::move(msg), std::move(buffer));
+      new DirectFile(worker, path, std::move(fd), *fixed, g, probed->block_device, options));
 }
 
 // ---- read and write ------------------------------------------------------------
 
-Task<BlockResult> DirectFile::Read(uint64_t offset, uint32_t length, Buffer buffer) {
-  if (!buffer || buffer.capacity() < length) [[unlikely]] {
-    return Refuse(OpKind::kRead, -EINVAL,
-                  absl::StrCat("read: buffer capacity ", buffer.capacity(),
-                               " is smaller than the length ", length),
-                  std::move(buffer));
-  }
-  if (!RangeOk(offset, length) || !AddressOk(buffer.data())) [[unlikely]] {
-    const uint8_t* address = buffer.data();  // before the buffer moves
-    return RefuseRequest(OpKind::kRead, offset, length, address, std::move(buffer));
-  }
+Task<BlockResult> DirectFile::SubmitRead(uint64_t offset, uint32_t length, Buffer buffer) {
   return Transfer(OpKind::kRead, offset, length, std::move(buffer), 0);
 }
 
-Task<BlockResult> DirectFile::Write(uint64_t offset, Buffer buffer, WriteOptions options) {
-  const uint32_t length = static_cast<uint32_t>(buffer.size());
-  if (geometry_.read_only) [[unlikely]] {
-    return Refuse(OpKind::kWrite, -EPERM, absl::StrCat("write: ", path_, " is read-only"),
-                  std::move(buffer));
-  }
-  if (!RangeOk(offset, length) || (length != 0 && !AddressOk(buffer.data()))) [[unlikely]] {
-    const uint8_t* address = length != 0 ? buffer.data() : nullptr;  // before the buffer moves
-    return RefuseRequest(OpKind::kWrite, offset, length, address, std::move(buffer));
-  }
-  return Transfer(OpKind::kWrite, offset, length, std::move(buffer), options.fua ? RWF_DSYNC : 0);
+Task<BlockResult> DirectFile::SubmitWrite(uint64_t offset, Buffer buffer, bool fua) {
+  const auto length = static_cast<uint32_t>(buffer.size());
+  return Transfer(OpKind::kWrite, offset, length, std::move(buffer), fua ? RWF_DSYNC : 0);
 }
 
 Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t length, Buffer buffer,
                                        int rw_flags) {
-  const Clock::time_point start = latency_ ? Clock::now() : Clock::time_point();
-  QueueDepthLimiter::Permit permit = co_await limiter_.Acquire();
+  const Clock::time_point start = StartTimer();
+  QueueDepthLimiter::Permit permit = co_await limiter().Acquire();
 
   const bool write = kind == OpKind::kWrite;
   const bool fixed = buffer.registered();
@@ -266,7 +182,7 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
       .offset = offset,
       .pos = 0,
       .len = 0,
-      .fixed_file = fixed_file_,
+      .fixed_file = fixed_file(),
       .rw_flags = rw_flags,
       .opcode = static_cast<uint8_t>(write ? (fixed ? IORING_OP_WRITE_FIXED : IORING_OP_WRITE)
                                            : (fixed ? IORING_OP_READ_FIXED : IORING_OP_READ))};
@@ -287,7 +203,7 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
       break;
     done += static_cast<uint32_t>(res);
     if (done < length &&
-        (done & (std::max(geometry_.logical_block_size, geometry_.memory_alignment) - 1)) != 0)
+        (done & (std::max(geometry().logical_block_size, geometry().memory_alignment) - 1)) != 0)
         [[unlikely]] {
       res = -EIO;  // the rest could not be issued aligned
       break;
@@ -299,69 +215,51 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
   if (done == length) [[likely]] {
     r.res = static_cast<int32_t>(length);
     if (!write) buffer.set_size(length);
+    r.buffer = std::move(buffer);
   } else if (res == 0) {
-    r.res = -EIO;
-    r.status = absl::DataLossError(absl::StrCat(Describe(kind, offset, length, path_),
-                                                ": unexpected end of file after ", done,
-                                                " bytes (did the file shrink?)"));
+    r = Failure(-EIO,
+                absl::StrCat(Describe(kind, offset, length), ": unexpected end of file after ",
+                             done, " bytes (did the file shrink?)"),
+                std::move(buffer));
   } else if (res == -EIO && done > 0 && done < length) {
-    r.res = -EIO;
-    r.status = absl::DataLossError(absl::StrCat(Describe(kind, offset, length, path_),
-                                                ": short transfer of ", done,
-                                                " bytes that cannot be continued aligned"));
+    r = Failure(-EIO,
+                absl::StrCat(Describe(kind, offset, length), ": short transfer of ", done,
+                             " bytes that cannot be continued aligned"),
+                std::move(buffer));
   } else {
-    r.res = res;
-    r.status = ErrnoToStatus(res, Describe(kind, offset, length, path_));
+    r = Failure(res, Describe(kind, offset, length), std::move(buffer));
   }
-  r.buffer = std::move(buffer);
-  metrics_.Record(kind, r.res >= 0, length);
-  if (latency_) metrics_.RecordLatency(kind, start);
+  Record(kind, r.ok(), length, start);
   co_return r;
 }
 
 int32_t DirectFile::CopyInline(bool write, uint64_t offset, uint8_t* data, uint32_t len,
                                int rw_flags) {
   iovec iov{data, len};
-  const ssize_t n = write ? ::pwritev2(fd_, &iov, 1, static_cast<off_t>(offset), rw_flags)
-                          : ::preadv2(fd_, &iov, 1, static_cast<off_t>(offset), 0);
+  const ssize_t n = write ? ::pwritev2(fd(), &iov, 1, static_cast<off_t>(offset), rw_flags)
+                          : ::preadv2(fd(), &iov, 1, static_cast<off_t>(offset), 0);
   return n < 0 ? -errno : static_cast<int32_t>(n);
 }
 
 // ---- flush, discard, write-zeroes ------------------------------------------------
 
-Task<BlockResult> DirectFile::Flush() {
-  const Clock::time_point start = latency_ ? Clock::now() : Clock::time_point();
-  QueueDepthLimiter::Permit permit = co_await limiter_.Acquire();
-  const int32_t res = co_await DatasyncOp(fixed_file_);
+Task<BlockResult> DirectFile::SubmitFlush() {
+  const Clock::time_point start = StartTimer();
+  QueueDepthLimiter::Permit permit = co_await limiter().Acquire();
+  const int32_t res = co_await DatasyncOp(fixed_file());
   permit.Release();
   BlockResult r;
-  r.res = res;
-  if (res < 0) r.status = ErrnoToStatus(res, absl::StrCat("flush (fdatasync) of ", path_));
-  metrics_.Record(OpKind::kFlush, res >= 0, 0);
-  if (latency_) metrics_.RecordLatency(OpKind::kFlush, start);
+  if (res < 0) r = Failure(res, absl::StrCat(Describe(OpKind::kFlush, 0, 0), " (fdatasync)"));
+  Record(OpKind::kFlush, r.ok(), 0, start);
   co_return r;
 }
 
-Task<BlockResult> DirectFile::Discard(uint64_t offset, uint64_t length) {
-  if (geometry_.read_only) [[unlikely]] {
-    return Refuse(OpKind::kDiscard, -EPERM, absl::StrCat("discard: ", path_, " is read-only"),
-                  Buffer());
-  }
-  if (!RangeOk(offset, length)) [[unlikely]] {
-    return RefuseRequest(OpKind::kDiscard, offset, length, nullptr, Buffer());
-  }
+Task<BlockResult> DirectFile::SubmitDiscard(uint64_t offset, uint64_t length) {
   return Allocate(OpKind::kDiscard, offset, length, false);
 }
 
-Task<BlockResult> DirectFile::WriteZeroes(uint64_t offset, uint64_t length, WriteOptions options) {
-  if (geometry_.read_only) [[unlikely]] {
-    return Refuse(OpKind::kWriteZeroes, -EPERM,
-                  absl::StrCat("write_zeroes: ", path_, " is read-only"), Buffer());
-  }
-  if (!RangeOk(offset, length)) [[unlikely]] {
-    return RefuseRequest(OpKind::kWriteZeroes, offset, length, nullptr, Buffer());
-  }
-  return Allocate(OpKind::kWriteZeroes, offset, length, options.fua);
+Task<BlockResult> DirectFile::SubmitWriteZeroes(uint64_t offset, uint64_t length, bool fua) {
+  return Allocate(OpKind::kWriteZeroes, offset, length, fua);
 }
 
 // How each step is issued, and why:
@@ -384,38 +282,36 @@ Task<BlockResult> DirectFile::WriteZeroes(uint64_t offset, uint64_t length, Writ
 //    a thread hop is cheap next to them.
 //  - FUA on write-zeroes: an fdatasync after the zeroing succeeded.
 Task<BlockResult> DirectFile::Allocate(OpKind kind, uint64_t offset, uint64_t length, bool fua) {
-  const Clock::time_point start = latency_ ? Clock::now() : Clock::time_point();
+  const Clock::time_point start = StartTimer();
   int32_t res = 0;
   if (length != 0) {
-    QueueDepthLimiter::Permit permit = co_await limiter_.Acquire();
+    QueueDepthLimiter::Permit permit = co_await limiter().Acquire();
     if (block_device_ && kind == OpKind::kDiscard) {
       if (!helper_) helper_ = std::make_unique<BlockingHelper>();
-      const int fd = fd_;  // valid until the helper is joined in ~DirectFile
-      res = co_await helper_->Run(*worker_, [fd, offset, length] {
+      const int fd = this->fd();  // valid until the helper is joined in ~DirectFile
+      res = co_await helper_->Run(worker(), [fd, offset, length] {
         uint64_t range[2] = {offset, length};
         return ::ioctl(fd, BLKDISCARD, range) == 0 ? 0 : -errno;
       });
     } else if (block_device_) {
-      res = co_await FallocateOp(fixed_file_, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset,
+      res = co_await FallocateOp(fixed_file(), FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset,
                                  length);
     } else {
       const bool punch = kind == OpKind::kDiscard || !zero_range_supported_;
       res = co_await FallocateOp(
-          fixed_file_, (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE,
+          fixed_file(), (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE,
           offset, length);
       if (res == -EOPNOTSUPP && !punch) {
         zero_range_supported_ = false;
-        res = co_await FallocateOp(fixed_file_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset,
+        res = co_await FallocateOp(fixed_file(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset,
                                    length);
       }
     }
-    if (res >= 0 && fua) res = co_await DatasyncOp(fixed_file_);
+    if (res >= 0 && fua) res = co_await DatasyncOp(fixed_file());
   }
   BlockResult r;
-  r.res = res;
-  if (res < 0) r.status = ErrnoToStatus(res, Describe(kind, offset, length, path_));
-  metrics_.Record(kind, res >= 0, length);
-  if (latency_) metrics_.RecordLatency(kind, start);
+  if (res < 0) r = Failure(res, Describe(kind, offset, length));
+  Record(kind, r.ok(), length, start);
   co_return r;
 }
 

@@ -12,9 +12,8 @@ Task<ExtentResult> Target::Extents(uint64_t offset, uint64_t length, uint32_t ma
   const uint64_t size = geometry().size_bytes;
   if (length == 0 || max_extents == 0 || offset >= size) {
     result.res = -EINVAL;
-    result.status = absl::InvalidArgumentError(
-        absl::StrCat("extent query of ", length, " bytes at ", offset, " outside a device of ",
-                     size, " bytes"));
+    result.status = absl::InvalidArgumentError(absl::StrCat(
+        "extent query of ", length, " bytes at ", offset, " outside a device of ", size, " bytes"));
     co_return result;
   }
   result.extents.push_back(Extent{std::min(length, size - offset), 0});

@@ -121,7 +121,7 @@ class DirectFileTest : public ::testing::TestWithParam<Backend> {
     return r;
   }
 
-  std::unique_ptr<DirectFile> OpenFile(DirectFileOptions o = {}) {
+  std::unique_ptr<DirectFile> OpenFile(TargetOptions o = {}) {
     auto f = DirectFile::Open(*worker_, path_, o);
     EXPECT_TRUE(f.ok()) << f.status();
     return f.ok() ? std::move(*f) : nullptr;

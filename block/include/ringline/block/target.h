@@ -79,6 +79,33 @@ struct WriteOptions {
   bool fua = false;  // durable when the result arrives
 };
 
+// How a target is opened: one set of options for every kind of target
+// (OpenTarget, DirectFile::Open, NvmeNamespace::Open). Fields marked "files"
+// are used by DirectFile only and ignored by NVMe passthrough.
+struct TargetOptions {
+  // Open read-only; writes, discards and write-zeroes then fail with -EPERM.
+  bool read_only = false;
+  // Requests (NVMe: commands) admitted to the kernel at once; more wait in
+  // FIFO order.
+  uint32_t queue_depth = 128;
+  // Split requests above this many bytes (rounded down to the alignment unit).
+  // 0: the implementation's own limit (files: never split here, the kernel
+  // splits O_DIRECT bios itself; NVMe: MDTS and the kernel's queue limits).
+  uint32_t max_transfer_bytes = 0;
+  // Record the per-kind latency histograms of metrics() (two clock reads per
+  // request). Load generators that time requests themselves turn this off.
+  bool latency_histograms = true;
+  // Files on tmpfs: copy reads and writes to and from the page cache on the
+  // worker's thread (preadv2/pwritev2) instead of through the ring, where the
+  // kernel hands every one to an io-wq thread. A tmpfs copy never waits for a
+  // device.
+  bool copy_memory_inline = true;
+  // Files: create a regular file of `create_size` bytes if `path` does not
+  // exist.
+  bool create = false;
+  uint64_t create_size = 0;
+};
+
 class Target {
  public:
   virtual ~Target() = default;
