@@ -63,7 +63,7 @@ bool IsPowerOfTwo(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
 }  // namespace
 
-absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path) {
+absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path, bool direct) {
   struct statx st;
   std::memset(&st, 0, sizeof st);
   if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_DIOALIGN, &st) != 0) {
@@ -73,10 +73,8 @@ absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path) {
   Geometry& g = out.geometry;
   const bool has_dio = (st.stx_mask & STATX_DIOALIGN) != 0;
   if (has_dio && DioOffsetAlign(st) == 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(path,
-                     ": the filesystem does not support O_DIRECT (statx reports no DIO "
-                     "alignment)"));
+    out.no_direct_io = "the filesystem does not support O_DIRECT (statx reports no DIO alignment)";
+    direct = false;
   }
 
   if (S_ISBLK(st.stx_mode)) {
@@ -99,6 +97,10 @@ absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path) {
       g.memory_alignment = DioMemAlign(st) ? DioMemAlign(st) : g.memory_alignment;
     }
     g.size_bytes = size / g.logical_block_size * g.logical_block_size;
+    // Through the page cache any buffer address works, but offsets and
+    // lengths keep the device's sector size: discard (BLKDISCARD) and
+    // write-zeroes (blkdev_issue_zeroout) take whole sectors only.
+    if (!direct) g.memory_alignment = 1;
     g.read_only = ro != 0;
     const std::string q = QueueDir(st.stx_rdev_major, st.stx_rdev_minor);
     if (!q.empty()) {
@@ -118,7 +120,10 @@ absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path) {
     uint32_t mem_align = 0;
     std::string q;
     if (st.stx_dev_major != 0) q = QueueDir(st.stx_dev_major, st.stx_dev_minor);
-    if (has_dio) {
+    if (!direct) {
+      offset_align = 1;  // the page cache takes any offset, length and address
+      mem_align = 1;
+    } else if (has_dio) {
       offset_align = DioOffsetAlign(st);
       mem_align = DioMemAlign(st);
     } else {
@@ -133,6 +138,7 @@ absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path) {
     g.logical_block_size = offset_align;
     g.memory_alignment = mem_align;
     g.physical_block_size = std::max<uint32_t>(offset_align, st.stx_blksize);
+    if (!IsPowerOfTwo(g.physical_block_size)) g.physical_block_size = 4096;
     // The tail of a file that is not a whole block cannot be read with O_DIRECT
     // as a whole block; the target ends at the last whole block.
     g.size_bytes = st.stx_size / offset_align * offset_align;

@@ -93,9 +93,11 @@ auto FallocateOp(int fixed_file, int mode, uint64_t offset, uint64_t length) {
 }  // namespace
 
 DirectFile::DirectFile(Worker& worker, std::string path, UniqueFd fd, int fixed_file,
-                       const Geometry& geometry, bool block_device, const TargetOptions& options)
+                       const Geometry& geometry, bool block_device, bool direct,
+                       const TargetOptions& options)
     : TargetBase(worker, std::move(path), std::move(fd), fixed_file, geometry, options),
-      block_device_(block_device) {
+      block_device_(block_device),
+      direct_(direct) {
   const Geometry& g = this->geometry();
   const uint32_t unit = std::max(g.logical_block_size, g.memory_alignment);
   const uint32_t cap = g.max_transfer_bytes ? g.max_transfer_bytes : kMaxRwCount;
@@ -107,7 +109,9 @@ DirectFile::DirectFile(Worker& worker, std::string path, UniqueFd fd, int fixed_
   // A tmpfs read or write is a copy to or from the page cache that never waits
   // for a device, so it is done here, on the worker, with preadv2/pwritev2.
   struct statfs fs;
-  memory_backed_ = !block_device_ && ::fstatfs(this->fd(), &fs) == 0 && fs.f_type == TMPFS_MAGIC &&
+  // ramfs is the same page-cache-only file system without O_DIRECT.
+  memory_backed_ = !block_device_ && ::fstatfs(this->fd(), &fs) == 0 &&
+                   (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC) &&
                    options.copy_memory_inline;
 }
 
@@ -115,47 +119,92 @@ DirectFile::~DirectFile() {
   helper_.reset();  // waits for a discard still running on the helper thread (it uses fd())
 }
 
-absl::StatusOr<std::unique_ptr<DirectFile>> DirectFile::Open(Worker& worker,
-                                                             const std::string& path,
-                                                             const TargetOptions& options) {
-  if (auto st = CheckOnWorkerThread(worker); !st.ok()) return st;
-  int flags = (options.read_only ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC;
+namespace {
+
+// The descriptor of a file or block device, opened for the cache mode asked.
+struct OpenedFile {
+  UniqueFd fd;
   bool created = false;
+  bool direct = false;
+  std::string why_buffered;  // cache=auto fell back to the page cache: why
+};
+
+absl::StatusOr<OpenedFile> OpenForCacheMode(const std::string& path, const TargetOptions& options) {
+  OpenedFile out;
+  int flags = (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
   if (options.create && !options.read_only) {
     struct stat st;
     if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
       flags |= O_CREAT | O_EXCL;
-      created = true;
+      out.created = true;
     }
   }
-  UniqueFd fd(::open(path.c_str(), flags, 0644));
-  if (!fd) {
-    const int e = errno;
-    if (e == EINVAL) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("open ", path,
-                       ": O_DIRECT is not supported there (EINVAL); use a file on a "
-                       "filesystem that supports direct I/O, or a block device"));
+  out.direct = options.cache != CacheMode::kWriteback;
+  out.fd.Reset(::open(path.c_str(), flags | (out.direct ? O_DIRECT : 0), 0644));
+  if (!out.fd && errno == EINVAL && out.direct) {
+    // The filesystem refuses O_DIRECT (the kernel checks it after creating a
+    // file, so an O_EXCL retry would find the file: drop O_EXCL).
+    if (options.cache == CacheMode::kDirect) {
+      if (out.created) ::unlink(path.c_str());  // leave nothing behind
+      return absl::InvalidArgumentError(absl::StrCat(
+          "open ", path,
+          ": O_DIRECT is not supported there (EINVAL); use cache=writeback (or auto) to serve it "
+          "through the page cache, or a file on a filesystem that supports direct I/O"));
     }
-    return ErrnoToStatus(
-        -e, absl::StrCat("open ", path, options.read_only ? " read-only" : "", " with O_DIRECT"));
+    out.direct = false;
+    out.why_buffered = "the filesystem refuses O_DIRECT (open returned EINVAL)";
+    out.fd.Reset(::open(path.c_str(), flags & ~O_EXCL, 0644));
   }
-  if (created && options.create_size > 0 &&
-      ::ftruncate(fd.get(), static_cast<off_t>(options.create_size)) != 0) {
+  if (!out.fd) {
+    return ErrnoToStatus(-errno, absl::StrCat("open ", path, options.read_only ? " read-only" : "",
+                                              out.direct ? " with O_DIRECT" : ""));
+  }
+  if (out.created && options.create_size > 0 &&
+      ::ftruncate(out.fd.get(), static_cast<off_t>(options.create_size)) != 0) {
     return ErrnoToStatus(-errno, absl::StrCat("ftruncate ", path, " to ", options.create_size));
   }
-  auto probed = ProbeDevice(fd.get(), path);
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DirectFile>> DirectFile::Open(Worker& worker,
+                                                             const std::string& path,
+                                                             const TargetOptions& options) {
+  if (auto st = CheckOnWorkerThread(worker); !st.ok()) return st;
+  auto opened = OpenForCacheMode(path, options);
+  if (!opened.ok()) return opened.status();
+  auto probed = ProbeDevice(opened->fd.get(), path, opened->direct);
   if (!probed.ok()) return probed.status();
+  if (opened->direct && !probed->no_direct_io.empty()) {
+    // Open took O_DIRECT but statx says direct I/O cannot work here.
+    if (options.cache == CacheMode::kDirect) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, ": ", probed->no_direct_io,
+                       "; use cache=writeback (or auto) to serve it through "
+                       "the page cache"));
+    }
+    const int fl = ::fcntl(opened->fd.get(), F_GETFL);
+    if (fl < 0 || ::fcntl(opened->fd.get(), F_SETFL, fl & ~O_DIRECT) != 0) {
+      return ErrnoToStatus(-errno, absl::StrCat("clearing O_DIRECT on ", path));
+    }
+    opened->direct = false;
+    opened->why_buffered = probed->no_direct_io;
+  }
+  if (!opened->why_buffered.empty()) {
+    RL_LOG_WARN("%s: serving through the page cache (cache=auto) because %s", path,
+                opened->why_buffered);
+  }
   Geometry g = probed->geometry;
   g.read_only = g.read_only || options.read_only;
   auto max_transfer = MaxTransferFor(options.max_transfer_bytes,
                                      std::max(g.logical_block_size, g.memory_alignment), 0, path);
   if (!max_transfer.ok()) return max_transfer.status();
   g.max_transfer_bytes = *max_transfer;
-  auto fixed = InstallFixed(worker, fd.get());
+  auto fixed = InstallFixed(worker, opened->fd.get());
   if (!fixed.ok()) return fixed.status();
-  return std::unique_ptr<DirectFile>(
-      new DirectFile(worker, path, std::move(fd), *fixed, g, probed->block_device, options));
+  return std::unique_ptr<DirectFile>(new DirectFile(worker, path, std::move(opened->fd), *fixed, g,
+                                                    probed->block_device, opened->direct, options));
 }
 
 // ---- read and write ------------------------------------------------------------

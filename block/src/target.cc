@@ -20,6 +20,28 @@ Task<ExtentResult> Target::Extents(uint64_t offset, uint64_t length, uint32_t ma
   co_return result;
 }
 
+const char* CacheModeName(CacheMode mode) {
+  switch (mode) {
+    case CacheMode::kAuto:
+      return "auto";
+    case CacheMode::kDirect:
+      return "direct";
+    case CacheMode::kWriteback:
+      return "writeback";
+  }
+  return "unknown";
+}
+
+bool ParseCacheMode(std::string_view text, CacheMode* mode) {
+  for (CacheMode m : {CacheMode::kAuto, CacheMode::kDirect, CacheMode::kWriteback}) {
+    if (text == CacheModeName(m)) {
+      *mode = m;
+      return true;
+    }
+  }
+  return false;
+}
+
 const char* OpKindName(OpKind kind) {
   switch (kind) {
     case OpKind::kRead:

@@ -1,5 +1,6 @@
 #pragma once
-// DirectFile: a regular file or a block device opened O_DIRECT, as a Target.
+// DirectFile: a regular file or a block device, opened O_DIRECT or buffered
+// (TargetOptions::cache), as a Target.
 //
 //   auto file = DirectFile::Open(worker, "/var/lib/disk.img", {.queue_depth = 64});
 //   Buffer buf = co_await pool.Acquire();
@@ -16,6 +17,17 @@
 // kernel would hand every read and write to an io-wq thread, reads and writes
 // are copied on the worker's thread with preadv2/pwritev2 instead
 // (TargetOptions::copy_memory_inline).
+//
+// Cache modes (TargetOptions::cache): kDirect opens O_DIRECT and fails where
+// the filesystem refuses it; kWriteback goes through the page cache; kAuto
+// (the default) is O_DIRECT where the filesystem takes it (open succeeds and
+// statx does not deny a DIO alignment), else the page cache with one warning
+// naming the reason. Both modes have the same durability: FUA is RWF_DSYNC on
+// the write (with the page cache, the written range is written back and the
+// device cache flushed before the result), flush is fdatasync. Buffered
+// files have no alignment constraints (logical block size and memory
+// alignment 1); buffered block devices take any buffer address but keep
+// whole sectors, which their discard and write-zeroes need.
 //
 // Validation, refusals, queue depth and metrics are TargetBase's (see
 // target_base.h). Short transfers are continued; requests larger than
@@ -52,10 +64,14 @@ class DirectFile final : public TargetBase {
   ~DirectFile() override;
 
   bool is_block_device() const { return block_device_; }
+  // How the file is served: kDirect (O_DIRECT) or kWriteback (the page
+  // cache), which TargetOptions::cache = kAuto resolves to at open.
+  CacheMode cache_mode() const { return direct_ ? CacheMode::kDirect : CacheMode::kWriteback; }
 
  private:
   DirectFile(Worker& worker, std::string path, UniqueFd fd, int fixed_file,
-             const Geometry& geometry, bool block_device, const TargetOptions& options);
+             const Geometry& geometry, bool block_device, bool direct,
+             const TargetOptions& options);
 
   Task<BlockResult> SubmitRead(uint64_t offset, uint32_t length, Buffer buffer) override;
   Task<BlockResult> SubmitWrite(uint64_t offset, Buffer buffer, bool fua) override;
@@ -72,6 +88,7 @@ class DirectFile final : public TargetBase {
   Task<BlockResult> Allocate(OpKind kind, uint64_t offset, uint64_t length, bool fua);
 
   bool block_device_;
+  bool direct_;                       // O_DIRECT; else buffered (the page cache)
   bool zero_range_supported_ = true;  // files: ZERO_RANGE, else PUNCH_HOLE
   bool memory_backed_ = false;        // tmpfs: reads and writes copied inline (see the constructor)
   uint32_t max_chunk_;

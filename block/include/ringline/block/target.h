@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -79,6 +80,23 @@ struct WriteOptions {
   bool fua = false;  // durable when the result arrives
 };
 
+// How a file or block device target uses the page cache (DirectFile; NVMe
+// passthrough never does).
+enum class CacheMode : uint8_t {
+  // O_DIRECT where the filesystem takes it, else kWriteback with one warning
+  // naming the reason.
+  kAuto,
+  // O_DIRECT or nothing: opening fails where the filesystem refuses it.
+  kDirect,
+  // Buffered I/O through the page cache, with the same durability: FUA is
+  // RWF_DSYNC on the write, flush is fdatasync. No alignment constraints.
+  kWriteback,
+};
+// "auto", "direct", "writeback".
+const char* CacheModeName(CacheMode mode);
+// Parses CacheModeName's spellings; false for anything else.
+bool ParseCacheMode(std::string_view text, CacheMode* mode);
+
 // How a target is opened: one set of options for every kind of target
 // (OpenTarget, DirectFile::Open, NvmeNamespace::Open). Fields marked "files"
 // are used by DirectFile only and ignored by NVMe passthrough.
@@ -104,6 +122,8 @@ struct TargetOptions {
   // exist.
   bool create = false;
   uint64_t create_size = 0;
+  // Files and block devices: O_DIRECT or the page cache (see CacheMode).
+  CacheMode cache = CacheMode::kAuto;
 };
 
 class Target {
