@@ -139,9 +139,9 @@ absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path, bool d
     g.memory_alignment = mem_align;
     g.physical_block_size = std::max<uint32_t>(offset_align, st.stx_blksize);
     if (!IsPowerOfTwo(g.physical_block_size)) g.physical_block_size = 4096;
-    // The tail of a file that is not a whole block cannot be read with O_DIRECT
-    // as a whole block; the target ends at the last whole block.
-    g.size_bytes = st.stx_size / offset_align * offset_align;
+    // Every byte, including a tail shorter than a block (DirectFile reaches
+    // it through the page cache when it uses O_DIRECT).
+    g.size_bytes = st.stx_size;
     if (!q.empty()) {
       if (auto v = ReadSysfsUint(q + "/rotational")) g.rotational = *v != 0;
     }

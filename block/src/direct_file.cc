@@ -117,6 +117,38 @@ DirectFile::DirectFile(Worker& worker, std::string path, UniqueFd fd, int fixed_
 
 DirectFile::~DirectFile() {
   helper_.reset();  // waits for a discard still running on the helper thread (it uses fd())
+  if (tail_fixed_file_ >= 0) {
+    if (auto st = worker().ring().RemoveFixedFile(tail_fixed_file_); !st.ok()) {
+      RL_LOG_WARN("%s: %s", name(), st.message());
+    }
+  }
+}
+
+// The tail of an O_DIRECT file that ends mid-block. O_DIRECT moves whole
+// blocks, so reading or writing the last partial block that way would need a
+// whole block past the end (a write would grow the file). Those bytes go
+// through a second descriptor without O_DIRECT instead, exactly up to the end.
+// Why the two descriptors stay coherent: the page cache is per file, not per
+// descriptor, and the kernel keeps O_DIRECT coherent with it page by page:
+// before an O_DIRECT read or write it writes back dirty cached pages in its
+// range, and after an O_DIRECT write it invalidates them. The one page shared
+// by the last whole blocks and the tail (when blocks are smaller than a page)
+// is therefore written back before O_DIRECT touches those blocks and re-read
+// after an O_DIRECT write; the tail itself is only ever accessed buffered.
+// Durability is the same as elsewhere: FUA is RWF_DSYNC on the buffered write,
+// and fdatasync on the main descriptor writes back the file's dirty pages
+// whichever descriptor dirtied them. As with any device, overlapping requests
+// in flight at once are not ordered against each other.
+absl::Status DirectFile::OpenTail(const std::string& path, bool read_only) {
+  tail_fd_.Reset(::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
+  if (!tail_fd_) {
+    return ErrnoToStatus(-errno, absl::StrCat("open ", path, " (buffered, for its last ",
+                                              geometry().size_bytes - tail_start_, " bytes)"));
+  }
+  auto fixed = InstallFixed(worker(), tail_fd_.get());
+  if (!fixed.ok()) return fixed.status();
+  tail_fixed_file_ = *fixed;
+  return absl::OkStatus();
 }
 
 namespace {
@@ -203,8 +235,14 @@ absl::StatusOr<std::unique_ptr<DirectFile>> DirectFile::Open(Worker& worker,
   g.max_transfer_bytes = *max_transfer;
   auto fixed = InstallFixed(worker, opened->fd.get());
   if (!fixed.ok()) return fixed.status();
-  return std::unique_ptr<DirectFile>(new DirectFile(worker, path, std::move(opened->fd), *fixed, g,
-                                                    probed->block_device, opened->direct, options));
+  std::unique_ptr<DirectFile> f(new DirectFile(worker, path, std::move(opened->fd), *fixed, g,
+                                               probed->block_device, opened->direct, options));
+  const uint32_t unit = std::max(g.logical_block_size, g.memory_alignment);
+  if (opened->direct && g.size_bytes % unit != 0) {
+    f->tail_start_ = g.size_bytes / unit * unit;
+    if (auto st = f->OpenTail(path, g.read_only); !st.ok()) return st;
+  }
+  return f;
 }
 
 // ---- read and write ------------------------------------------------------------
@@ -243,8 +281,15 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
     prep.pos = done;
     prep.offset = offset + done;
     prep.len = std::min(length - done, max_chunk_);
+    // The O_DIRECT part ends at tail_start_; the rest goes buffered (OpenTail).
+    const bool tail = prep.offset >= tail_start_;
+    if (!tail && prep.offset + prep.len > tail_start_) [[unlikely]] {
+      prep.len = static_cast<uint32_t>(tail_start_ - prep.offset);
+    }
+    prep.fixed_file = tail ? tail_fixed_file_ : fixed_file();
     if (memory_backed_) {
-      res = CopyInline(write, prep.offset, buffer.data() + prep.pos, prep.len, rw_flags);
+      res = CopyInline(tail ? tail_fd_.get() : fd(), write, prep.offset, buffer.data() + prep.pos,
+                       prep.len, rw_flags);
     } else {
       res = co_await Submit(tag, prep, RwFinish{&buffer});
     }
@@ -282,11 +327,11 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
   co_return r;
 }
 
-int32_t DirectFile::CopyInline(bool write, uint64_t offset, uint8_t* data, uint32_t len,
+int32_t DirectFile::CopyInline(int fd, bool write, uint64_t offset, uint8_t* data, uint32_t len,
                                int rw_flags) {
   iovec iov{data, len};
-  const ssize_t n = write ? ::pwritev2(fd(), &iov, 1, static_cast<off_t>(offset), rw_flags)
-                          : ::preadv2(fd(), &iov, 1, static_cast<off_t>(offset), 0);
+  const ssize_t n = write ? ::pwritev2(fd, &iov, 1, static_cast<off_t>(offset), rw_flags)
+                          : ::preadv2(fd, &iov, 1, static_cast<off_t>(offset), 0);
   return n < 0 ? -errno : static_cast<int32_t>(n);
 }
 

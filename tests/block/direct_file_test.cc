@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <linux/magic.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
@@ -751,6 +752,80 @@ TEST(CacheModeTest, AutoFallsBackToThePageCacheWhereODirectIsRefused) {
   Fill(expect, 5000, 31);
   EXPECT_EQ(std::memcmp(bytes.data() + 777, expect.data(), 5000), 0);
   unlink(path.c_str());
+}
+
+// A 5,000-byte file is exported whole in both cache modes: the size is exact,
+// requests that end at the end may end mid-block, writes there never grow the
+// file, and the bytes read back (through the target and with plain I/O).
+TEST(ExactSizeTest, FileEndingMidBlockIsServedWhole) {
+  constexpr uint32_t kFileSize = 5000;
+  for (CacheMode mode : {CacheMode::kDirect, CacheMode::kWriteback}) {
+    SCOPED_TRACE(CacheModeName(mode));
+    auto w = Worker::Create(Config{});
+    ASSERT_TRUE(w.ok()) << w.status();
+    const std::string path =
+        DiskDir() + "/ringline_exact_size_test." + std::to_string(getpid()) + ".img";
+    {
+      std::ofstream out(path, std::ios::binary | std::ios::trunc);
+      Buffer init = Buffer::Allocate(kFileSize);
+      Fill(init, kFileSize, 1);
+      out.write(reinterpret_cast<const char*>(init.data()), kFileSize);
+    }
+    auto f = DirectFile::Open(**w, path, {.cache = mode});
+    ASSERT_TRUE(f.ok()) << f.status();
+    ASSERT_EQ((*f)->cache_mode(), mode);
+    const Geometry& g = (*f)->geometry();
+    EXPECT_EQ(g.size_bytes, kFileSize) << "every byte is exported";
+    // The target's block (O_DIRECT: 512 or 4096), or 512 where it has none.
+    const uint32_t unit = std::max({g.logical_block_size, g.memory_alignment, 512u});
+    const uint64_t last_block = kFileSize / unit * unit;  // 4096 or 4608
+    (*w)->BlockOn([](DirectFile* f, uint32_t unit, uint64_t last_block, bool direct) -> Task<> {
+      // The whole file, in one read that crosses into the tail.
+      BlockResult r = co_await f->Read(0, kFileSize, Buffer::Allocate(8192));
+      EXPECT_EQ(r.res, static_cast<int32_t>(kFileSize)) << r.status;
+      EXPECT_TRUE(Matches(r.buffer, kFileSize, 1));
+      // Overwrite from the last whole block to the end, with FUA.
+      const auto tail_len = static_cast<uint32_t>(kFileSize - last_block);
+      Buffer b = Buffer::Allocate(8192);
+      Fill(b, tail_len, 2);
+      BlockResult wr = co_await f->Write(last_block, std::move(b), {.fua = true});
+      EXPECT_EQ(wr.res, static_cast<int32_t>(tail_len)) << wr.status;
+      // A write of the block before, across the tail, through O_DIRECT too.
+      {
+        Buffer c = Buffer::Allocate(8192);
+        Fill(c, unit + tail_len, 3);
+        wr = co_await f->Write(last_block - unit, std::move(c));
+        EXPECT_EQ(wr.res, static_cast<int32_t>(unit + tail_len)) << wr.status;
+        r = co_await f->Read(last_block - unit, unit + tail_len, std::move(r.buffer));
+        EXPECT_EQ(r.res, static_cast<int32_t>(unit + tail_len)) << r.status;
+        EXPECT_TRUE(Matches(r.buffer, unit + tail_len, 3));
+      }
+      EXPECT_EQ((co_await f->Flush()).res, 0);
+      // Past the end, or a misaligned length that does not end at the end.
+      EXPECT_EQ((co_await f->Read(last_block, tail_len + 1, Buffer::Allocate(8192))).res, -EINVAL);
+      if (direct) {
+        EXPECT_EQ((co_await f->Read(0, 1000, Buffer::Allocate(8192))).res, -EINVAL);
+      }
+      // Zeroing the tail keeps the size.
+      EXPECT_EQ((co_await f->WriteZeroes(last_block, tail_len)).res, 0);
+    }(f->get(), unit, last_block, mode == CacheMode::kDirect));
+    (*f).reset();
+    struct stat st;
+    ASSERT_EQ(stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_size, kFileSize) << "the file grew";
+    std::ifstream in(path, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ASSERT_EQ(bytes.size(), kFileSize);
+    // The block before the tail holds pattern 3; the tail was zeroed.
+    Buffer expect = Buffer::Allocate(8192);
+    Fill(expect, unit, 3);
+    EXPECT_EQ(std::memcmp(bytes.data() + last_block - unit, expect.data(), unit), 0);
+    EXPECT_TRUE(std::all_of(bytes.begin() + static_cast<std::ptrdiff_t>(last_block), bytes.end(),
+                            [](char c) { return c == 0; }));
+    Fill(expect, kFileSize, 1);
+    EXPECT_EQ(std::memcmp(bytes.data(), expect.data(), last_block - unit), 0);
+    unlink(path.c_str());
+  }
 }
 
 TEST(CacheModeTest, NamesParseAndRoundTrip) {

@@ -29,6 +29,12 @@
 // alignment 1); buffered block devices take any buffer address but keep
 // whole sectors, which their discard and write-zeroes need.
 //
+// Size: every byte of a file is served, also a tail shorter than a block
+// (geometry().size_bytes is exact; a request that ends at the end of the file
+// may end mid-block). With O_DIRECT, the bytes past the last whole block go
+// through a second, buffered descriptor, so the file never grows to a whole
+// block (see direct_file.cc for why that is coherent).
+//
 // Validation, refusals, queue depth and metrics are TargetBase's (see
 // target_base.h). Short transfers are continued; requests larger than
 // max_transfer_bytes (when set) are split into consecutive chunks.
@@ -72,6 +78,8 @@ class DirectFile final : public TargetBase {
   DirectFile(Worker& worker, std::string path, UniqueFd fd, int fixed_file,
              const Geometry& geometry, bool block_device, bool direct,
              const TargetOptions& options);
+  // With O_DIRECT on a file that ends mid-block: opens and installs tail_fd_.
+  absl::Status OpenTail(const std::string& path, bool read_only);
 
   Task<BlockResult> SubmitRead(uint64_t offset, uint32_t length, Buffer buffer) override;
   Task<BlockResult> SubmitWrite(uint64_t offset, Buffer buffer, bool fua) override;
@@ -79,8 +87,10 @@ class DirectFile final : public TargetBase {
   Task<BlockResult> SubmitDiscard(uint64_t offset, uint64_t length) override;
   Task<BlockResult> SubmitWriteZeroes(uint64_t offset, uint64_t length, bool fua) override;
 
-  // One read or write on a memory-backed file, done on this thread: bytes or -errno.
-  int32_t CopyInline(bool write, uint64_t offset, uint8_t* data, uint32_t len, int rw_flags);
+  // One read or write on a memory-backed file through `fd`, done on this
+  // thread: bytes or -errno.
+  static int32_t CopyInline(int fd, bool write, uint64_t offset, uint8_t* data, uint32_t len,
+                            int rw_flags);
   // Read and write share one coroutine (one frame per request).
   Task<BlockResult> Transfer(OpKind kind, uint64_t offset, uint32_t length, Buffer buffer,
                              int rw_flags);
@@ -92,6 +102,12 @@ class DirectFile final : public TargetBase {
   bool zero_range_supported_ = true;  // files: ZERO_RANGE, else PUNCH_HOLE
   bool memory_backed_ = false;        // tmpfs: reads and writes copied inline (see the constructor)
   uint32_t max_chunk_;
+  // O_DIRECT files whose size is not a whole number of blocks: the bytes from
+  // tail_start_ to the end go through tail_fd_ (buffered, in the fixed file
+  // table at tail_fixed_file_). Otherwise tail_start_ is UINT64_MAX.
+  uint64_t tail_start_ = UINT64_MAX;
+  UniqueFd tail_fd_;
+  int tail_fixed_file_ = -1;
   std::unique_ptr<BlockingHelper> helper_;  // started on the first block-device discard
 };
 
