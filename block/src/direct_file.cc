@@ -65,6 +65,8 @@ struct RwFinish {
   }
 };
 
+Task<ExtentResult> ReadyExtents(ExtentResult r) { co_return r; }
+
 struct ResFinish {
   int32_t operator()(OpSlot& slot) const { return slot.res; }
 };
@@ -93,7 +95,7 @@ auto FallocateOp(int fixed_file, int mode, uint64_t offset, uint64_t length) {
 }  // namespace
 
 DirectFile::DirectFile(Worker& worker, std::string path, UniqueFd fd, int fixed_file,
-                       const Geometry& geometry, bool block_device, bool direct,
+                       const Geometry& geometry, bool block_device, bool direct, bool memory_fs,
                        const TargetOptions& options)
     : TargetBase(worker, std::move(path), std::move(fd), fixed_file, geometry, options),
       block_device_(block_device),
@@ -108,11 +110,7 @@ DirectFile::DirectFile(Worker& worker, std::string path, UniqueFd fd, int fixed_
   // of this worker per completion (a third of the CPU of a 4 KiB tmpfs read).
   // A tmpfs read or write is a copy to or from the page cache that never waits
   // for a device, so it is done here, on the worker, with preadv2/pwritev2.
-  struct statfs fs;
-  // ramfs is the same page-cache-only file system without O_DIRECT.
-  memory_backed_ = !block_device_ && ::fstatfs(this->fd(), &fs) == 0 &&
-                   (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC) &&
-                   options.copy_memory_inline;
+  memory_backed_ = memory_fs && options.copy_memory_inline;
 }
 
 DirectFile::~DirectFile() {
@@ -229,6 +227,13 @@ absl::StatusOr<std::unique_ptr<DirectFile>> DirectFile::Open(Worker& worker,
   }
   Geometry g = probed->geometry;
   g.read_only = g.read_only || options.read_only;
+  // tmpfs and ramfs (the same page-cache-only file system without O_DIRECT).
+  struct statfs fs;
+  const bool memory_fs = !probed->block_device && ::fstatfs(opened->fd.get(), &fs) == 0 &&
+                         (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
+  // A prefetch means something only where reads go through a page cache that
+  // is filled from a device.
+  g.supports_cache = !opened->direct && !memory_fs;
   auto max_transfer = MaxTransferFor(options.max_transfer_bytes,
                                      std::max(g.logical_block_size, g.memory_alignment), 0, path);
   if (!max_transfer.ok()) return max_transfer.status();
@@ -236,7 +241,8 @@ absl::StatusOr<std::unique_ptr<DirectFile>> DirectFile::Open(Worker& worker,
   auto fixed = InstallFixed(worker, opened->fd.get());
   if (!fixed.ok()) return fixed.status();
   std::unique_ptr<DirectFile> f(new DirectFile(worker, path, std::move(opened->fd), *fixed, g,
-                                               probed->block_device, opened->direct, options));
+                                               probed->block_device, opened->direct, memory_fs,
+                                               options));
   const uint32_t unit = std::max(g.logical_block_size, g.memory_alignment);
   if (opened->direct && g.size_bytes % unit != 0) {
     f->tail_start_ = g.size_bytes / unit * unit;
@@ -333,6 +339,78 @@ int32_t DirectFile::CopyInline(int fd, bool write, uint64_t offset, uint8_t* dat
   const ssize_t n = write ? ::pwritev2(fd, &iov, 1, static_cast<off_t>(offset), rw_flags)
                           : ::preadv2(fd, &iov, 1, static_cast<off_t>(offset), 0);
   return n < 0 ? -errno : static_cast<int32_t>(n);
+}
+
+// ---- cache and extents -----------------------------------------------------------
+
+// Prefetch: IORING_OP_FADVISE(WILLNEED) starts readahead of the range into the
+// page cache without blocking the worker (io-wq runs it where it would block).
+Task<BlockResult> DirectFile::SubmitCache(uint64_t offset, uint64_t length) {
+  QueueDepthLimiter::Permit permit = co_await limiter().Acquire();
+  const int32_t res = co_await Submit(
+      OpTag::kBlockAux,
+      [fixed = fixed_file(), offset, length](io_uring_sqe* sqe, OpSlot&) {
+        io_uring_prep_fadvise(sqe, fixed, offset, static_cast<off_t>(length), POSIX_FADV_WILLNEED);
+        sqe->flags |= IOSQE_FIXED_FILE;
+      },
+      ResFinish{});
+  permit.Release();
+  BlockResult r;
+  if (res < 0)
+    r = Failure(res, absl::StrCat("cache (fadvise WILLNEED) of ", length, " bytes at offset ",
+                                  offset, " on ", name()));
+  co_return r;
+}
+
+// Holes of a regular file from SEEK_DATA/SEEK_HOLE. Each extent costs one or
+// two lseek calls on the worker's thread (no I/O: the file system answers from
+// its extent tree or page cache), so a query is bounded by max_extents.
+// lseek has no io_uring form; it does not wait for a device.
+Task<ExtentResult> DirectFile::Extents(uint64_t offset, uint64_t length, uint32_t max_extents) {
+  const uint64_t size = geometry().size_bytes;
+  if (block_device_ || length == 0 || max_extents == 0 || offset >= size) {
+    return Target::Extents(offset, length, max_extents);  // data, or the refusal
+  }
+  return ReadyExtents(FileExtents(offset, length, max_extents));
+}
+
+ExtentResult DirectFile::FileExtents(uint64_t offset, uint64_t length, uint32_t max_extents) {
+  const uint64_t size = geometry().size_bytes;
+  ExtentResult r;
+  const uint64_t end = offset + std::min(length, size - offset);
+  uint64_t pos = offset;
+  const int file = fd();
+  while (pos < end && r.extents.size() < max_extents) {
+    off_t data = ::lseek(file, static_cast<off_t>(pos), SEEK_DATA);
+    if (data < 0 && errno == ENXIO) data = static_cast<off_t>(end);  // a hole to the end
+    if (data < 0) {
+      r.res = -errno;
+      r.status = ErrnoToStatus(
+          r.res, absl::StrCat("extents of ", name(), " at ", pos, " (lseek SEEK_DATA)"));
+      break;
+    }
+    if (static_cast<uint64_t>(data) > pos) {
+      const uint64_t hole_end = std::min<uint64_t>(data, end);
+      r.extents.push_back(Extent{hole_end - pos, kExtentHole | kExtentZero});
+      pos = hole_end;
+      continue;
+    }
+    const off_t hole = ::lseek(file, static_cast<off_t>(pos), SEEK_HOLE);
+    if (hole < 0) {
+      r.res = -errno;
+      r.status = ErrnoToStatus(
+          r.res, absl::StrCat("extents of ", name(), " at ", pos, " (lseek SEEK_HOLE)"));
+      break;
+    }
+    const uint64_t data_end = std::min<uint64_t>(std::max<uint64_t>(hole, pos + 1), end);
+    r.extents.push_back(Extent{data_end - pos, 0});
+    pos = data_end;
+  }
+  if (r.res < 0 && !r.extents.empty()) {
+    r.res = 0;  // report what was found; the next query meets the error again
+    r.status = absl::OkStatus();
+  }
+  return r;
 }
 
 // ---- flush, discard, write-zeroes ------------------------------------------------

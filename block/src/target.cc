@@ -20,6 +20,8 @@ Task<ExtentResult> Target::Extents(uint64_t offset, uint64_t length, uint32_t ma
   co_return result;
 }
 
+Task<BlockResult> Target::Cache(uint64_t, uint64_t) { co_return BlockResult{}; }
+
 const char* CacheModeName(CacheMode mode) {
   switch (mode) {
     case CacheMode::kAuto:

@@ -123,6 +123,18 @@ Task<BlockResult> TargetBase::WriteZeroes(uint64_t offset, uint64_t length, Writ
   return SubmitWriteZeroes(offset, length, options.fua);
 }
 
+Task<BlockResult> TargetBase::Cache(uint64_t offset, uint64_t length) {
+  if (!geometry_.supports_cache || length == 0) return Finished(BlockResult{});
+  if (length > geometry_.size_bytes || offset > geometry_.size_bytes - length) [[unlikely]] {
+    return Finished(Failure(-EINVAL, absl::StrCat("cache: ", length, " bytes at offset ", offset,
+                                                  " extend beyond the end of ", path_, " (size ",
+                                                  geometry_.size_bytes, " bytes)")));
+  }
+  return SubmitCache(offset, length);
+}
+
+Task<BlockResult> TargetBase::SubmitCache(uint64_t, uint64_t) { return Finished(BlockResult{}); }
+
 // ---- refusals (cold) ---------------------------------------------------------------
 
 Task<BlockResult> TargetBase::Refuse(OpKind kind, int res, std::string message, Buffer buffer) {

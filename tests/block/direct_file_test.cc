@@ -34,6 +34,7 @@
 #include "ringline/operation.h"
 #include "ringline/sleep.h"
 #include "ringline/spawn.h"
+#include "ringline/unique_fd.h"
 #include "ringline/worker.h"
 
 namespace ringline::block {
@@ -826,6 +827,86 @@ TEST(ExactSizeTest, FileEndingMidBlockIsServedWhole) {
     EXPECT_EQ(std::memcmp(bytes.data(), expect.data(), last_block - unit), 0);
     unlink(path.c_str());
   }
+}
+
+// Extents of a real sparse file: holes (kExtentHole | kExtentZero) and data
+// where SEEK_DATA/SEEK_HOLE put them, contiguous from the queried offset, at
+// most max_extents; Cache() prefetches only where it means something.
+constexpr uint64_t kSparseSize = 16 << 20;
+constexpr uint64_t kData1 = 1 << 20, kData2 = 8 << 20, kDataLen = 64 << 10;
+
+TEST(ExtentsTest, SparseFileReportsItsHoles) {
+  const std::string path =
+      DiskDir() + "/ringline_extents_test." + std::to_string(getpid()) + ".img";
+  {
+    UniqueFd fd(open(path.c_str(), O_CREAT | O_RDWR | O_TRUNC | O_CLOEXEC, 0644));
+    ASSERT_TRUE(fd) << strerror(errno);
+    ASSERT_EQ(ftruncate(fd.get(), kSparseSize), 0);
+    std::string data(kDataLen, 'x');
+    ASSERT_EQ(pwrite(fd.get(), data.data(), kDataLen, kData1), static_cast<ssize_t>(kDataLen));
+    ASSERT_EQ(pwrite(fd.get(), data.data(), kDataLen, kData2), static_cast<ssize_t>(kDataLen));
+    ASSERT_EQ(fsync(fd.get()), 0);
+    if (lseek(fd.get(), 0, SEEK_DATA) != static_cast<off_t>(kData1)) {
+      unlink(path.c_str());
+      std::printf("SKIPPED: %s does not report holes through SEEK_DATA\n", DiskDir().c_str());
+      GTEST_SKIP() << DiskDir() << " does not report holes";
+    }
+  }
+  for (CacheMode mode : {CacheMode::kDirect, CacheMode::kWriteback}) {
+    SCOPED_TRACE(CacheModeName(mode));
+    auto w = Worker::Create(Config{});
+    ASSERT_TRUE(w.ok()) << w.status();
+    auto f = DirectFile::Open(**w, path, {.cache = mode});
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_EQ((*f)->geometry().supports_cache, mode == CacheMode::kWriteback);
+    (*w)->BlockOn([](DirectFile* f) -> Task<> {
+      constexpr uint32_t kHoleZero = kExtentHole | kExtentZero;
+      ExtentResult all = co_await f->Extents(0, kSparseSize, 100);
+      EXPECT_TRUE(all.ok()) << all.status;
+      const std::vector<std::pair<uint64_t, uint32_t>> want = {
+          {kData1, kHoleZero},
+          {kDataLen, 0},
+          {kData2 - kData1 - kDataLen, kHoleZero},
+          {kDataLen, 0},
+          {kSparseSize - kData2 - kDataLen, kHoleZero}};
+      std::vector<std::pair<uint64_t, uint32_t>> got;
+      for (const Extent& e : all.extents) got.emplace_back(e.length, e.flags);
+      EXPECT_EQ(got, want);
+      // Bounded: two extents from inside the first hole.
+      ExtentResult two = co_await f->Extents(4096, kSparseSize - 4096, 2);
+      EXPECT_EQ(two.extents.size(), 2u);
+      if (two.extents.size() != 2u) co_return;
+      EXPECT_EQ(two.extents[0].length, kData1 - 4096);
+      EXPECT_EQ(two.extents[0].flags, kHoleZero);
+      EXPECT_EQ(two.extents[1].length, kDataLen);
+      EXPECT_EQ(two.extents[1].flags, 0u);
+      // Clipped to the query, and to the end of the file.
+      ExtentResult in_data = co_await f->Extents(kData1 + 100, 50, 10);
+      EXPECT_EQ(in_data.extents.size(), 1u);
+      if (in_data.extents.size() != 1u) co_return;
+      EXPECT_EQ(in_data.extents[0].length, 50u);
+      EXPECT_EQ(in_data.extents[0].flags, 0u);
+      EXPECT_EQ((co_await f->Extents(kSparseSize, 4096, 10)).res, -EINVAL);
+      // A write fills a hole; a discard makes one.
+      Buffer b = Buffer::Allocate(4096);
+      Fill(b, 4096, 8);
+      EXPECT_EQ((co_await f->Write(4 << 20, std::move(b))).res, 4096);
+      ExtentResult filled = co_await f->Extents(4 << 20, 4096, 1);
+      EXPECT_EQ(filled.extents.size(), 1u);
+      if (filled.extents.size() != 1u) co_return;
+      EXPECT_EQ(filled.extents[0].flags, 0u) << "the written block is data";
+      EXPECT_EQ((co_await f->Discard(4 << 20, 4096)).res, 0);
+      ExtentResult punched = co_await f->Extents(4 << 20, 4096, 1);
+      EXPECT_EQ(punched.extents.size(), 1u);
+      if (punched.extents.size() != 1u) co_return;
+      EXPECT_EQ(punched.extents[0].flags, kHoleZero) << "the discarded block is a hole";
+      // Prefetch: accepted in both modes (a no-op where it means nothing).
+      EXPECT_EQ((co_await f->Cache(kData1, kDataLen)).res, 0);
+      EXPECT_EQ((co_await f->Cache(kSparseSize - 4096, 8192)).res,
+                f->geometry().supports_cache ? -EINVAL : 0);
+    }(f->get()));
+  }
+  unlink(path.c_str());
 }
 
 TEST(CacheModeTest, NamesParseAndRoundTrip) {

@@ -69,6 +69,11 @@ class DirectFile final : public TargetBase {
   // Waits for a discard still running on the helper thread.
   ~DirectFile() override;
 
+  // Regular files: holes from SEEK_DATA/SEEK_HOLE (kExtentHole |
+  // kExtentZero), at most max_extents of them, each costing one or two lseek
+  // calls on the worker's thread. Block devices: data (Target's default).
+  Task<ExtentResult> Extents(uint64_t offset, uint64_t length, uint32_t max_extents) override;
+
   bool is_block_device() const { return block_device_; }
   // How the file is served: kDirect (O_DIRECT) or kWriteback (the page
   // cache), which TargetOptions::cache = kAuto resolves to at open.
@@ -76,7 +81,7 @@ class DirectFile final : public TargetBase {
 
  private:
   DirectFile(Worker& worker, std::string path, UniqueFd fd, int fixed_file,
-             const Geometry& geometry, bool block_device, bool direct,
+             const Geometry& geometry, bool block_device, bool direct, bool memory_fs,
              const TargetOptions& options);
   // With O_DIRECT on a file that ends mid-block: opens and installs tail_fd_.
   absl::Status OpenTail(const std::string& path, bool read_only);
@@ -86,6 +91,10 @@ class DirectFile final : public TargetBase {
   Task<BlockResult> SubmitFlush() override;
   Task<BlockResult> SubmitDiscard(uint64_t offset, uint64_t length) override;
   Task<BlockResult> SubmitWriteZeroes(uint64_t offset, uint64_t length, bool fua) override;
+  // The work of Extents() for a regular file (synchronous lseek calls).
+  ExtentResult FileExtents(uint64_t offset, uint64_t length, uint32_t max_extents);
+  // Buffered, device-backed files and block devices: fadvise WILLNEED.
+  Task<BlockResult> SubmitCache(uint64_t offset, uint64_t length) override;
 
   // One read or write on a memory-backed file through `fd`, done on this
   // thread: bytes or -errno.

@@ -37,6 +37,11 @@ struct Geometry {
   bool supports_write_zeroes = false;
   bool discard_zeroes_data = false;  // reads after discard return zeroes
   bool rotational = false;
+  // Cache() prefetches into a cache that later reads hit (buffered files and
+  // block devices: the page cache). False where it would mean nothing
+  // (O_DIRECT, memory file systems, NVMe passthrough); NBD servers advertise
+  // NBD_CMD_CACHE only when this is true.
+  bool supports_cache = false;
 };
 
 enum class OpKind : uint8_t { kRead, kWrite, kFlush, kDiscard, kWriteZeroes };
@@ -146,10 +151,22 @@ class Target {
   virtual Task<BlockResult> WriteZeroes(uint64_t offset, uint64_t length,
                                         WriteOptions options = {}) = 0;
 
+  // Starts reading [offset, offset + length) into the target's cache so that
+  // later reads hit it (NBD_CMD_CACHE); advisory: the result says the request
+  // was accepted, not that the data is cached. A no-op success where
+  // geometry().supports_cache is false (the default).
+  virtual Task<BlockResult> Cache(uint64_t offset, uint64_t length);
+
   // Reports the allocation state of [offset, offset + length) as at most
   // `max_extents` contiguous extents starting at `offset` (length > 0, the
   // range inside the device). The default says "all data" in one extent, which
-  // is always true; targets that know their holes override it.
+  // is always true; targets that know their holes override it: regular files
+  // (DirectFile) report holes from SEEK_DATA/SEEK_HOLE as kExtentHole |
+  // kExtentZero. Block devices and NVMe namespaces report data (the default).
+  // An NVMe namespace could later report deallocated blocks: Get LBA Status
+  // (log of potentially unrecoverable or deallocated LBAs) or, per block, a
+  // read with DLFEAT telling that deallocated blocks read as zeroes
+  // (kExtentZero; kExtentHole for deallocated ones).
   virtual Task<ExtentResult> Extents(uint64_t offset, uint64_t length, uint32_t max_extents);
 
   // Per-operation metrics and the queue-depth limiter, owned by the target and

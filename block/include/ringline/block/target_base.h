@@ -57,6 +57,10 @@ class TargetBase : public Target {
   Task<BlockResult> Flush() final;
   Task<BlockResult> Discard(uint64_t offset, uint64_t length) final;
   Task<BlockResult> WriteZeroes(uint64_t offset, uint64_t length, WriteOptions options = {}) final;
+  // Validated for range only (a prefetch moves no data to the caller); a
+  // no-op success when geometry().supports_cache is false. Not counted in
+  // metrics() (it is advisory and has no OpKind).
+  Task<BlockResult> Cache(uint64_t offset, uint64_t length) final;
 
   const TargetMetrics* metrics() const final { return &metrics_; }
   const QueueDepthLimiter* queue() const final { return &limiter_; }
@@ -91,6 +95,8 @@ class TargetBase : public Target {
   virtual Task<BlockResult> SubmitFlush() = 0;
   virtual Task<BlockResult> SubmitDiscard(uint64_t offset, uint64_t length) = 0;
   virtual Task<BlockResult> SubmitWriteZeroes(uint64_t offset, uint64_t length, bool fua) = 0;
+  // Called only when geometry().supports_cache; the default does nothing.
+  virtual Task<BlockResult> SubmitCache(uint64_t offset, uint64_t length);
 
   // The start of a request's latency (no clock read without histograms).
   Clock::time_point StartTimer() const { return latency_ ? Clock::now() : Clock::time_point(); }
