@@ -66,7 +66,8 @@ class DirectFile final : public TargetBase {
   // Opens `path` on `worker`; must be called on the worker's thread.
   static absl::StatusOr<std::unique_ptr<DirectFile>> Open(Worker& worker, const std::string& path,
                                                           const TargetOptions& options = {});
-  // Waits for a discard still running on the helper thread.
+  // Waits for a discard still running on the helper thread and removes the
+  // tail descriptor (if any) from the fixed file table.
   ~DirectFile() override;
 
   // Regular files: holes from SEEK_DATA/SEEK_HOLE (kExtentHole |
