@@ -563,35 +563,6 @@ TEST_P(DirectFileTest, OpenTargetDispatchesToDirectFile) {
   EXPECT_EQ((*t)->queue()->limit(), 16u);
 }
 
-// A block device that cannot discard (discard_max_bytes set to 0 through
-// sysfs): geometry() says so and Discard is refused before the kernel.
-TEST_P(DirectFileTest, DiscardRefusedWhereTheDeviceCannot) {
-  if (backend() != Backend::kLoop) GTEST_SKIP() << "files always punch holes";
-  const std::string attr = "/sys/block/" + loop_.substr(5) + "/queue/discard_max_bytes";
-  {
-    std::ofstream out(attr);
-    out << "0\n";
-    out.flush();
-    if (!out) {
-      std::printf("SKIPPED: cannot turn discard off through %s\n", attr.c_str());
-      GTEST_SKIP() << "cannot write " << attr;
-    }
-  }
-  auto f = OpenFile();
-  ASSERT_TRUE(f);
-  EXPECT_FALSE(f->geometry().supports_discard);
-  worker_->BlockOn([]() -> Task<> { co_await Nop(); }());
-  const uint64_t sqes_before = worker_->ring().sqes_submitted();
-  worker_->BlockOn([](DirectFile* f) -> Task<> {
-    BlockResult d = co_await f->Discard(0, 4096);
-    EXPECT_EQ(d.res, -EOPNOTSUPP);
-    EXPECT_THAT(std::string(d.status.message()), HasSubstr("does not support discard"));
-  }(f.get()));
-  EXPECT_EQ(worker_->ring().sqes_submitted(), sqes_before)
-      << "the refused discard reached the kernel";
-  EXPECT_EQ(f->metrics()->of(OpKind::kDiscard).errors.Get(), 1u);
-}
-
 // Buffered files (cache=writeback): any offset, length and buffer address, read
 // back byte-exactly, and the bytes around an unaligned write are untouched.
 TEST_P(DirectFileTest, UnalignedRequestsWorkWhenBuffered) {
