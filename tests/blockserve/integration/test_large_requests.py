@@ -4,7 +4,7 @@ request limit (NBD_INFO_BLOCK_SIZE maximum; the default is at least 64 MiB);
 48 MiB and limit-sized writes and reads come back intact, also unaligned from a
 client that never asked for block sizes and several at once on two
 connections; a read one block above the limit is refused with EINVAL and the
-connection stays usable. A raw-socket client is used because libnbd refuses
+connection stays usable; --max-request sets the limit. A raw-socket client is used because libnbd refuses
 requests above 64 MiB itself."""
 
 import os
@@ -83,6 +83,28 @@ def above_the_limit_is_einval_and_the_connection_stays(ctx):
     write_read(c, 420 * MiB, pattern(67, ctx.limit), "the limit after the refusal")
     c.close()
     log("a %d-byte read was refused with EINVAL; the connection served on" % over)
+
+
+@R.case
+def configured_limit(ctx):
+    # --max-request 40M: advertised as the maximum, served, and one block
+    # more is refused with EINVAL on a connection that stays usable.
+    limit = 40 * MiB
+    srv = Server(ctx, exports=[("big", ctx.path("big.img"), False)],
+                 extra=["--max-request", "40M"], name="limit40").start()
+    c = RawNbd(srv.port, timeout=120).go_ok("big")
+    check(c.block_size is not None and c.block_size[2] == limit,
+          "--max-request 40M: advertised block sizes %s, want maximum %d" % (c.block_size, limit))
+    write_read(c, 64 * MiB + 512, pattern(40, limit), "--max-request 40M: a 40 MiB request")
+    over = limit + max(c.block_size[0], 512)
+    c.send_request(CMD_READ, 0, over, cookie=31)
+    err, cookie, _ = c.read_simple_reply()
+    check(cookie == 31 and err == NBD_EINVAL, "--max-request 40M: a %d-byte read answered %s"
+          % (over, err_name(err)))
+    write_read(c, 8 * MiB, pattern(41, 4096), "--max-request 40M: after the refusal")
+    c.close()
+    check(srv.stop() == 0, "blockserve exit status after SIGTERM")
+    log("--max-request 40M: advertised, served, %d bytes refused with EINVAL" % over)
 
 
 @R.case
