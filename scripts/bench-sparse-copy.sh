@@ -122,6 +122,7 @@ copy() { # COPIER URI DST
 RESULTS=$OUT_DIR/results.tsv
 {
   echo "# $(date -u +%FT%TZ) $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) source ${SIZE_MIB} MiB with $DATA_CHUNKS MiB of data in $DISK_DIR"
+  echo "# blockserve: $BLOCKSERVE, built $(date -u -r "$BLOCKSERVE" +%FT%TZ)$(src=$(git -C "$(dirname "$BLOCKSERVE")/../.." rev-parse --short HEAD 2>/dev/null) && echo " in a tree at $src")"
   echo "# $(nproc) CPUs; servers under taskset -c $SERVER_CPU (blockserve --workers 1), copiers under taskset -c $CLIENT_CPU"
   echo "# $(nbdkit --version), $(qemu-nbd --version | head -1), $(nbdcopy --version | head -1), $(qemu-img --version | head -1)"
   printf 'server\tcopier\trep\tseconds\tdevice_read_bytes\tnbd_read_bytes\tcopy_allocated_bytes\n'
