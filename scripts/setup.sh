@@ -15,8 +15,12 @@ PACKAGES=(
   libnbd-bin python3-libnbd nbdkit qemu-utils nbd-server nvme-cli
   # the kernel's NBD client and ext4 tools, run in the QEMU guest from the host's root
   nbd-client e2fsprogs
+  # systemd-socket-activate and systemd-analyze (socket activation, unit checks)
+  systemd
   # QEMU NVMe passthrough harness
   qemu-system-x86 busybox-static cpio
+  # scale-out recipes: qemu-storage-daemon (quorum over several blockserve nodes)
+  qemu-system-common
 )
 
 missing=()
