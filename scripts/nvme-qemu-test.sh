@@ -22,7 +22,8 @@
 #                                  (default <build-dir>/nvme-qemu-results)
 #   RINGLINE_QEMU_MEM              guest memory in MiB (default 1024)
 #   RINGLINE_QEMU_NVME_POLL_QUEUES nvme.poll_queues for the guest (default 2; 0 = none)
-#   RINGLINE_QEMU_EXTRA_MODULES    more guest kernel modules to load (space-separated)
+#   RINGLINE_QEMU_EXTRA_MODULES    more guest kernel modules to load (space-separated;
+#                                  nbd, crc32c_generic and ext4 are always loaded)
 #   RINGLINE_QEMU_APPEND           extra guest kernel arguments
 #   RINGLINE_QEMU_KERNEL_PKG       kernel package to use instead of the one
 #                                  linux-image-amd64 depends on (must be linux-image-6.1.*-amd64)
@@ -33,6 +34,11 @@ NS1_BYTES=268435456 NS1_LBA=512
 NS2_BYTES=67108864 NS2_LBA=4096
 SERIAL=RINGLINE0001
 BASE_MODULES=(nvme virtio_pci 9pnet_virtio 9p)
+# What the guest scripts need besides NVMe: the kernel's NBD client and ext4
+# (tests/nvme/guest.d/40-nbd-kernel-client.sh). crc32c_generic is listed
+# because ext4 asks the crypto API for "crc32c" by name, which busybox insmod
+# cannot resolve on demand.
+GUEST_TEST_MODULES=(nbd crc32c_generic ext4)
 HOST_PACKAGES=(qemu-system-x86 busybox-static cpio python3 nvme-cli fio)
 NVME_WAIT_SECONDS=60
 KEEP_RESULT_RUNS=20
@@ -221,7 +227,8 @@ cp /bin/busybox "$IRD/bin/busybox"
 cp "$REPO/scripts/qemu/init.sh" "$IRD/init"
 chmod 755 "$IRD/init" "$IRD/bin/busybox"
 read -r -a extra_modules <<<"${RINGLINE_QEMU_EXTRA_MODULES:-}"
-python3 "$REPO/scripts/qemu/kmod-order.py" "$MODDIR" "${BASE_MODULES[@]}" "${extra_modules[@]}" \
+python3 "$REPO/scripts/qemu/kmod-order.py" "$MODDIR" "${BASE_MODULES[@]}" "${GUEST_TEST_MODULES[@]}" \
+  "${extra_modules[@]}" \
   >"$TMP/modules.order" || fail_early "could not resolve the guest kernel modules in $MODDIR"
 while IFS=$'\t' read -r name rel; do
   mkdir -p "$IRD/lib/modules/$(dirname "$rel")"

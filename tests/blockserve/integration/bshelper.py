@@ -654,3 +654,188 @@ class Runner:
         if results and nskip == len(results):
             return 77
         return 0
+
+
+# ---- Loop devices (root only) ----------------------------------------------------
+LOOP_CTL_GET_FREE = 0x4C82
+LOOP_CONFIGURE = 0x4C0A
+LO_FLAGS_AUTOCLEAR = 4
+LO_FLAGS_DIRECT_IO = 16
+
+
+class LoopDevice:
+    """A loop block device over `backing` with `block_size`-byte logical
+    blocks (LOOP_CONFIGURE, Linux 5.8+). It is configured with AUTOCLEAR and
+    this object holds it open, so the kernel detaches it when the last opener
+    (this test, the server) is gone, even if the test is killed. Raises Skip
+    when the machine cannot provide one (not root, no loop driver)."""
+
+    def __init__(self, backing, block_size=4096, direct_io=True):
+        import fcntl
+        self.fd = None
+        self.path = None
+        if os.geteuid() != 0:
+            raise Skip("loop devices need root (euid %d)" % os.geteuid())
+        try:
+            ctl = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
+        except OSError as e:
+            raise Skip("no loop driver: /dev/loop-control: %s" % e.strerror)
+        last = None
+        try:
+            for _ in range(8):  # another process may take the free device first
+                n = fcntl.ioctl(ctl, LOOP_CTL_GET_FREE)
+                path = "/dev/loop%d" % n
+                if not os.path.exists(path):
+                    os.mknod(path, 0o660 | 0o060000, os.makedev(7, n))
+                bfd = os.open(backing, os.O_RDWR | os.O_CLOEXEC)
+                lfd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+                flags = LO_FLAGS_AUTOCLEAR | (LO_FLAGS_DIRECT_IO if direct_io else 0)
+                # struct loop_config { u32 fd; u32 block_size; struct loop_info64 info (232
+                # bytes, lo_flags at offset 52); u64 reserved[8]; }
+                info = bytearray(232)
+                struct.pack_into("=I", info, 52, flags)
+                name = os.path.basename(backing).encode()[:63]
+                info[56:56 + len(name)] = name
+                cfg = struct.pack("=II", bfd, block_size) + bytes(info) + bytes(64)
+                try:
+                    fcntl.ioctl(lfd, LOOP_CONFIGURE, cfg)
+                except OSError as e:
+                    os.close(lfd)
+                    last = e
+                    if e.errno == errno.EBUSY:
+                        continue
+                    if direct_io and e.errno == errno.EINVAL:
+                        direct_io = False  # backing fs without O_DIRECT: buffered loop
+                        continue
+                    raise Skip("LOOP_CONFIGURE on %s failed: %s" % (path, e.strerror))
+                finally:
+                    os.close(bfd)
+                self.fd, self.path = lfd, path
+                return
+        finally:
+            os.close(ctl)
+        raise Skip("no free loop device (%s)" % last)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def logical_block_size(path):
+    """BLKSSZGET of a block device."""
+    import fcntl
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return struct.unpack("=i", fcntl.ioctl(fd, 0x1268, b"\0" * 4))[0]
+    finally:
+        os.close(fd)
+
+
+def nbd_handle_any_alignment(server, export=""):
+    """A libnbd handle that behaves like a client that never asked for block
+    sizes (the kernel's nbd-client, NBD_OPT_EXPORT_NAME clients): no
+    NBD_INFO_BLOCK_SIZE in NBD_OPT_GO and no client-side checks at all, so
+    unaligned requests reach the server."""
+    nbd = import_nbd()
+    h = nbd.NBD()
+    h.set_request_block_size(False)
+    h.set_strict_mode(0)
+    h.set_export_name(export)
+    h.connect_tcp("127.0.0.1", str(server.port))
+    return h
+
+
+def aio_wait_all(handles_cookies, timeout=120):
+    """Drive several libnbd handles from one thread (select over their fds)
+    until every cookie in {handle: {cookie: tag}} completed. Returns
+    [(tag, errno)] in completion order; errno 0 = success."""
+    import select
+    nbd = import_nbd()
+    done = []
+    deadline = time.monotonic() + timeout
+    while any(handles_cookies.values()):
+        if time.monotonic() > deadline:
+            raise Failure("%d commands did not complete within %ds"
+                          % (sum(len(c) for c in handles_cookies.values()), timeout))
+        rd, wr, fdmap = [], [], {}
+        for h, cookies in handles_cookies.items():
+            if not cookies:
+                continue
+            fd = h.aio_get_fd()
+            d = h.aio_get_direction()
+            fdmap[fd] = h
+            if d & nbd.AIO_DIRECTION_READ:
+                rd.append(fd)
+            if d & nbd.AIO_DIRECTION_WRITE:
+                wr.append(fd)
+        r, w, _ = select.select(rd, wr, [], 1.0)
+        for fd in r:
+            fdmap[fd].aio_notify_read()
+        for fd in w:
+            if fdmap[fd].aio_get_direction() & nbd.AIO_DIRECTION_WRITE:
+                fdmap[fd].aio_notify_write()
+        for h, cookies in handles_cookies.items():
+            for ck in list(cookies):
+                try:
+                    if not h.aio_command_completed(ck):
+                        continue
+                    err = 0
+                except nbd.Error as e:
+                    err = e.errnum if e.errnum is not None else -1
+                done.append((cookies.pop(ck), err))
+    return done
+
+
+# ---- Page cache state of a file (cachestat, Linux 6.5+) -------------------------
+class CacheStat:
+    def __init__(self, nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted):
+        self.cache, self.dirty, self.writeback = nr_cache, nr_dirty, nr_writeback
+        self.evicted, self.recently_evicted = nr_evicted, nr_recently_evicted
+
+    def __repr__(self):
+        return "pages cached %d dirty %d writeback %d" % (self.cache, self.dirty, self.writeback)
+
+
+def cachestat(path, off, length):
+    """The page cache state of bytes [off, off+length) of `path` (pages). Raises
+    Skip where the kernel has no cachestat (before 6.5)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    rng = (ctypes.c_uint64 * 2)(off, length)
+    out = (ctypes.c_uint64 * 5)()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        rc = libc.syscall(451, fd, ctypes.byref(rng), ctypes.byref(out), 0)  # __NR_cachestat
+        e = ctypes.get_errno()
+    finally:
+        os.close(fd)
+    if rc != 0:
+        if e in (errno.ENOSYS, errno.EPERM):
+            raise Skip("cachestat(2) is not available (%s; Linux 6.5+)" % errno.errorcode.get(e))
+        raise OSError(e, "cachestat(%s): %s" % (path, os.strerror(e)))
+    return CacheStat(*out)
+
+
+# ---- Prometheus metrics ------------------------------------------------------------
+def scrape_metrics(server):
+    """{(name, frozenset(label pairs)): value} from the server's /metrics
+    (start it with metrics=True)."""
+    import re
+    import urllib.request
+    url = "http://127.0.0.1:%d/metrics" % server.metrics_port
+    with urllib.request.urlopen(url, timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)$', line)
+        if not m or line.startswith("#"):
+            continue
+        labels = frozenset(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"',
+                                      m.group(3) or ""))
+        out[(m.group(1), labels)] = float(m.group(4))
+    return out
+
+
+def metric(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())))
