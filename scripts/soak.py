@@ -276,8 +276,9 @@ class Soak:
         self.start_server()
 
     def start_server(self):
+        extra = ["--cache", self.args.cache] if self.args.cache else []
         self.srv = Server(self.ctx, exports=self.exports, port=self.port, name="blockserve",
-                          workers=self.args.server_workers).start()
+                          workers=self.args.server_workers, extra=extra).start()
         self.port = self.srv.port
 
     def handle(self, export):
@@ -568,6 +569,8 @@ def main():
     ap.add_argument("--workers", type=int, default=4, help="libnbd connections (default 4)")
     ap.add_argument("--server-workers", type=int, default=None,
                     help="blockserve --workers (default: its own)")
+    ap.add_argument("--cache", choices=("auto", "direct", "writeback"), default=None,
+                    help="blockserve --cache for every export (default: blockserve's own)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--summary", help="also write the figures as JSON to this file")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")

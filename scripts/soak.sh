@@ -5,7 +5,7 @@
 # each restart. Prints operations, restarts, bytes verified and errors; exits
 # non-zero on any mismatch (77 = SKIPPED: a required client is missing).
 #
-#   scripts/soak.sh DURATION [--blockserve PATH] [--workers N] [--seed N]
+#   scripts/soak.sh DURATION [--blockserve PATH] [--workers N] [--cache MODE] [--seed N]
 #                            [--summary FILE.json] [--keep] [--keep-going]
 #
 # DURATION: seconds, or 90s / 2m / 1h. The binary defaults to $BLOCKSERVE, else
