@@ -12,10 +12,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <set>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "blocking_helper.h"
 #include "device_geometry.h"
 #include "ringline/io_result.h"
@@ -198,6 +201,22 @@ absl::StatusOr<OpenedFile> OpenForCacheMode(const std::string& path, const Targe
 
 }  // namespace
 
+namespace {
+
+// Every worker opens each export on its own, so the fallback would be reported
+// once per worker; an operator needs to read it once per file per process.
+void WarnBufferedOnce(const std::string& path, const std::string& why) {
+  static absl::Mutex mu(absl::kConstInit);
+  static auto* const warned = new std::set<std::string>();  // never freed
+  {
+    absl::MutexLock lock(&mu);
+    if (!warned->insert(path).second) return;
+  }
+  RL_LOG_WARN("%s: serving through the page cache (cache=auto) because %s", path, why);
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<DirectFile>> DirectFile::Open(Worker& worker,
                                                              const std::string& path,
                                                              const TargetOptions& options) {
@@ -221,10 +240,7 @@ absl::StatusOr<std::unique_ptr<DirectFile>> DirectFile::Open(Worker& worker,
     opened->direct = false;
     opened->why_buffered = probed->no_direct_io;
   }
-  if (!opened->why_buffered.empty()) {
-    RL_LOG_WARN("%s: serving through the page cache (cache=auto) because %s", path,
-                opened->why_buffered);
-  }
+  if (!opened->why_buffered.empty()) WarnBufferedOnce(path, opened->why_buffered);
   Geometry g = probed->geometry;
   g.read_only = g.read_only || options.read_only;
   // tmpfs and ramfs (the same page-cache-only file system without O_DIRECT).
