@@ -15,10 +15,7 @@ void ConnState::AttachTls(std::unique_ptr<TlsSession> tls) {
   close_notify_sent_ = false;
   // Bytes the peer sent after its plaintext request (STARTTLS) are the start of
   // its handshake: they are ciphertext from here on, never application data.
-  if (!acc_.empty()) {
-    tls_->Feed(acc_.data().data(), acc_.size());
-    acc_.Clear();
-  }
+  rx_.TakeAllBuffered([this](const uint8_t* p, std::size_t n) { tls_->Feed(p, n); });
   DriveTls();
 }
 
@@ -47,19 +44,19 @@ void ConnState::DriveTls() {
   for (;;) {
     const int k = tls_->Read(scratch, NetWorker::kScratch);
     if (k > 0) {
-      Deliver(scratch, static_cast<std::size_t>(k));
+      rx_.Deliver(scratch, static_cast<std::size_t>(k));
       continue;
     }
     if (k == -1) {
-      eof_ = true;  // close_notify
+      rx_.End();  // close_notify
     } else if (k == -2) {
       RL_LOG_WARN("TLS connection to %s: %s", peer_.ToString(), tls_->reason());
-      SetRecvError(EPROTO);
+      rx_.Fail(EPROTO);
     }
     break;
   }
   DrainTlsOutput();  // post-handshake messages, key updates
-  WakeRecv();
+  rx_.Notify();
 }
 
 void ConnState::FailHandshake(int err, const char* why) {
@@ -68,7 +65,7 @@ void ConnState::FailHandshake(int err, const char* why) {
   nw_.metrics().tls_failures.Add();
   RL_LOG_WARN("TLS handshake with %s failed: %s", peer_.ToString(), why);
   if (PromiseBase* p = std::exchange(hs_waiter_, nullptr)) nw_.worker().Schedule(p);
-  SetRecvError(EPROTO);
+  rx_.Fail(EPROTO);
   // A graceful close still delivers the alert OpenSSL queued.
   BeginClose(true);
 }

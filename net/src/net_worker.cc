@@ -148,6 +148,10 @@ NetWorker::~NetWorker() {
 }
 
 void NetWorker::BeforeSubmit() {
+  // Buffers a reader did not consume within the iteration: their bytes move
+  // into the connections' accumulators and the buffers go back to the ring.
+  for (ConnState* c : holding_conns_) c->receiver().EndOfBatch();
+  holding_conns_.clear();
   for (BufferRing* r : dirty_rings_) r->Publish();
   dirty_rings_.clear();
   sending_.swap(pending_sends_);
@@ -227,6 +231,10 @@ void NetWorker::AddStarved(ConnState* s) {
   ScheduleFlush();
 }
 void NetWorker::RemoveStarved(ConnState* s) { std::erase(starved_conns_, s); }
+void NetWorker::AddHolding(ConnState* s) {
+  holding_conns_.push_back(s);
+  ScheduleFlush();
+}
 void NetWorker::AddStarved(UdpState* u) {
   starved_udp_.push_back(u);
   ScheduleFlush();
@@ -253,6 +261,7 @@ ConnState* NetWorker::NewConn() {
 void NetWorker::FreeConn(ConnState* s) {
   const uint32_t index = s->index();
   if (s->starved()) RemoveStarved(s);
+  if (s->receiver().listed()) std::erase(holding_conns_, s);
   table_[index].reset();
   generations_[index] = (generations_[index] + 1) & UserData::kGenerationMask;
   free_slots_.push_back(index);

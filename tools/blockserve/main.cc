@@ -109,9 +109,6 @@ Task<> WorkerMain(ringline::Worker& worker, Shared& shared) {
   }
   net::ListenOptions lo;
   lo.connection.accumulator_cap = 1 << 20;
-  // Write payloads from 4 KiB up are received straight into their aligned
-  // block buffer (Session::AdaptReceive).
-  lo.connection.direct_read_threshold = Session::kDirectPayloadBytes;
   auto listener = net::Listener::Bind(ListenAddress(shared.config, shared.config.port), lo);
   if (!listener.ok()) {
     shared.Fail(listener.status());
