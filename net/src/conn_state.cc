@@ -210,7 +210,7 @@ void ConnState::Touch() { last_activity_ = nw_.worker().now(); }
 void ConnState::AfterReceive() { AfterQuiesceCheck(); }
 
 void ConnState::OnReceiveEnded(int err) {
-  if (!tls_ || hs_state_ != 0) return;
+  if (!tls_ || hs_ != Handshake::kRunning) return;
   if (err == 0) {
     FailHandshake(ECONNRESET, "the peer closed the connection during the handshake");
   } else {
@@ -250,7 +250,7 @@ void ConnState::BeginClose(bool graceful) {
   // Local close: tasks still waiting to receive learn it.
   rx_.Fail(ENOTCONN);
   if (graceful && !send_error_ && phase_ == Phase::kOpen) {
-    if (tls_ && hs_state_ == 1 && !close_notify_sent_) {
+    if (tls_ && hs_ == Handshake::kDone && !close_notify_sent_) {
       close_notify_sent_ = true;
       tls_->Shutdown();  // close_notify, through the ordered queue
       DrainTlsOutput();
@@ -353,7 +353,7 @@ void ConnState::Closed(int err) {
   if (!send_error_) send_error_ = ENOTCONN;
   rx_.Fail(ENOTCONN);
   FailSends(send_error_);
-  if (hs_state_ == 0) FailHandshake(ENOTCONN, "connection closed during the handshake");
+  if (hs_ == Handshake::kRunning) FailHandshake(ENOTCONN, "connection closed during the handshake");
   for (PromiseBase* p : close_waiters_) nw_.worker().Schedule(p);
   close_waiters_.clear();
 }

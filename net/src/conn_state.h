@@ -150,7 +150,8 @@ class ConnState {
   void Touch();                  // bytes came in: not idle
   void AfterReceive();           // a receive completed: maybe the close can go on
   void OnReceiveEnded(int err);  // end of stream (0) or an errno: TLS handshake fails
-  // Plaintext bytes out of the TLS session go to the Receiver (conn_tls.cc).
+  // TLS: ciphertext the Receiver got; the plaintext goes back to it
+  // (Receiver::Deliver, conn_tls.cc).
   void OnCipher(const uint8_t* p, std::size_t n);
 
   // ---- send -------------------------------------------------------------------
@@ -175,8 +176,10 @@ class ConnState {
   TlsSession* tls() const { return tls_.get(); }
   // Attaches a session; bytes already accumulated become its first input.
   void AttachTls(std::unique_ptr<TlsSession> tls);
-  // 0 while the handshake runs, 1 once done, or an errno on failure.
-  int handshake_state() const { return hs_state_; }
+  // kDone also without TLS; kFailed: handshake_error() says why.
+  enum class Handshake : uint8_t { kRunning, kDone, kFailed };
+  Handshake handshake() const { return hs_; }
+  int handshake_error() const { return hs_error_; }
   void ParkHandshake(PromiseBase* p) { hs_waiter_ = p; }
   void UnparkHandshake(PromiseBase* p) {
     if (hs_waiter_ == p) hs_waiter_ = nullptr;
@@ -293,7 +296,8 @@ class ConnState {
 
   // TLS
   std::unique_ptr<TlsSession> tls_;
-  int hs_state_ = 1;
+  Handshake hs_ = Handshake::kDone;
+  int hs_error_ = 0;  // kFailed
   PromiseBase* hs_waiter_ = nullptr;
   bool close_notify_sent_ = false;
 

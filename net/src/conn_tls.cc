@@ -11,7 +11,7 @@ namespace ringline::net::detail {
 
 void ConnState::AttachTls(std::unique_ptr<TlsSession> tls) {
   tls_ = std::move(tls);
-  hs_state_ = 0;
+  hs_ = Handshake::kRunning;
   close_notify_sent_ = false;
   // Bytes the peer sent after its plaintext request (STARTTLS) are the start of
   // its handshake: they are ciphertext from here on, never application data.
@@ -25,7 +25,7 @@ void ConnState::OnCipher(const uint8_t* p, std::size_t n) {
 }
 
 void ConnState::DriveTls() {
-  if (hs_state_ == 0) {
+  if (hs_ == Handshake::kRunning) {
     const int r = tls_->Handshake();
     DrainTlsOutput();  // handshake messages (or an alert) go out in order
     if (r < 0) {
@@ -33,11 +33,11 @@ void ConnState::DriveTls() {
       return;
     }
     if (r == 0) return;
-    hs_state_ = 1;
+    hs_ = Handshake::kDone;
     nw_.metrics().tls_handshakes.Add();
     if (PromiseBase* p = std::exchange(hs_waiter_, nullptr)) nw_.worker().Schedule(p);
     PumpSendWaiters();
-  } else if (hs_state_ != 1) {
+  } else if (hs_ != Handshake::kDone) {
     return;
   }
   uint8_t* scratch = nw_.scratch();
@@ -60,8 +60,9 @@ void ConnState::DriveTls() {
 }
 
 void ConnState::FailHandshake(int err, const char* why) {
-  if (hs_state_ != 0) return;
-  hs_state_ = err;
+  if (hs_ != Handshake::kRunning) return;
+  hs_ = Handshake::kFailed;
+  hs_error_ = err;
   nw_.metrics().tls_failures.Add();
   RL_LOG_WARN("TLS handshake with %s failed: %s", peer_.ToString(), why);
   if (PromiseBase* p = std::exchange(hs_waiter_, nullptr)) nw_.worker().Schedule(p);

@@ -253,7 +253,7 @@ class HandshakeWait {
   ~HandshakeWait() {
     if (p_) s_->UnparkHandshake(p_);
   }
-  bool await_ready() const { return s_->handshake_state() != 0; }
+  bool await_ready() const { return s_->handshake() != ConnState::Handshake::kRunning; }
   template <EnginePromise P>
   void await_suspend(std::coroutine_handle<P> h) {
     p_ = &h.promise();
@@ -381,8 +381,8 @@ Task<IoResult> WaitHandshake(ConnState* s) {
   const auto timeout = s->options().handshake_timeout;
   auto done = co_await Timeout(timeout, detail::WaitHandshakeTask(s));
   if (!done) s->FailHandshake(ETIMEDOUT, "the handshake timed out");
-  const int st = s->handshake_state();
-  co_return IoResult{st == 1 ? 0 : -st, 0};
+  if (s->handshake() == ConnState::Handshake::kDone) co_return IoResult{0, 0};
+  co_return IoResult{-s->handshake_error(), 0};
 }
 }  // namespace
 
