@@ -115,6 +115,9 @@ NetWorker::~NetWorker() {
   // operation references the states below any more. If the drain gave up (the
   // engine then leaks its slots), the memory those operations point into is
   // leaked too rather than freed under the kernel.
+  // Held receive buffers go back first, while the ring is certainly there.
+  for (ConnState* c : holding_conns_) c->receiver().EndOfBatch();
+  holding_conns_.clear();
   bool leaked = false;
   for (auto& c : table_) {
     if (c && c->ops_ > 0) {

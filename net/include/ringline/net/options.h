@@ -74,7 +74,7 @@ struct ConnectionOptions {
   // once, from the provided receive buffers. The default is the measured
   // crossover (BENCHMARKS.md, "Receiving write payloads: crossover"): below it
   // the extra receive operations cost more CPU than the copy.
-  std::size_t direct_read_threshold = 64 * 1024;
+  std::size_t direct_read_threshold = 32 * 1024;
   // Closes a connection with no bytes in or out for this long (0: never).
   std::chrono::milliseconds idle_timeout{0};
   // How long a graceful close waits for queued bytes to leave before it aborts.
