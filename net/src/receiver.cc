@@ -8,7 +8,6 @@
 #include <cassert>
 #include <cerrno>
 #include <cstring>
-#include <limits>
 
 #include "conn_state.h"
 #include "net_worker.h"
@@ -327,7 +326,7 @@ void Receiver::Deliver(const uint8_t* p, std::size_t n) {
     n -= k;
   }
   if (n == 0) return;
-  AccumulateHeld(std::numeric_limits<std::size_t>::max());  // held bytes come first
+  AccumulateHeld(kAllHeld);  // held bytes come first
   acc_.Append(p, n);
 }
 
@@ -357,7 +356,7 @@ void Receiver::AccumulateHeld(std::size_t up_to) {
 
 void Receiver::EndOfBatch() {
   listed_ = false;
-  AccumulateHeld(std::numeric_limits<std::size_t>::max());
+  AccumulateHeld(kAllHeld);
 }
 
 std::span<const uint8_t> Receiver::Contiguous(std::size_t want) {
@@ -487,9 +486,7 @@ int Receiver::FinishRead(Buffer* lent) {
   int err = 0;
   if (sink_.got < sink_.want) {
     err = state_ == StreamState::kFailed ? error_ : ENODATA;
-    // Part of a payload is gone: the stream is out of sync from here on.
-    state_ = StreamState::kFailed;
-    error_ = ECONNABORTED;
+    Desync();  // part of a payload is gone
   }
   if (lent_) *lent = std::move(lent_);
   sink_ = {};
@@ -497,11 +494,17 @@ int Receiver::FinishRead(Buffer* lent) {
   return err;
 }
 
-void Receiver::AbandonRead() {
+void Receiver::Desync() {
+  // The stream is out of sync from here on: later receives fail (an error
+  // that ended it already stays the reason).
   if (state_ != StreamState::kFailed) {
     state_ = StreamState::kFailed;
     error_ = ECONNABORTED;
   }
+}
+
+void Receiver::AbandonRead() {
+  Desync();
   sink_ = {};
   if (wait_ == Wait::kRead) {
     reader_ = nullptr;

@@ -43,6 +43,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <span>
 
@@ -127,7 +128,7 @@ class Receiver {
   // TLS is attached: every buffered byte goes to `feed` (its first input).
   template <typename Fn>
   void TakeAllBuffered(Fn&& feed) {
-    EndOfBatch();
+    AccumulateHeld(kAllHeld);
     if (!acc_.empty()) feed(acc_.data().data(), acc_.size());
     acc_.Clear();
   }
@@ -141,6 +142,7 @@ class Receiver {
 
  private:
   enum class Wait : uint8_t { kNone, kMessage, kRead };
+  static constexpr std::size_t kAllHeld = std::numeric_limits<std::size_t>::max();
   // read_exact's destination.
   struct Sink {
     uint8_t* dst = nullptr;
@@ -170,6 +172,7 @@ class Receiver {
   void ConsumeBytes(std::size_t n);
   void SetEnded();
   void SetFailed(int err);
+  void Desync();  // a read lost bytes: ECONNABORTED from now on
   void WakeReader();
   void AfterEvent();  // wake, update, let the connection check its close
 
