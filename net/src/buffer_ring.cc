@@ -56,6 +56,7 @@ absl::StatusOr<std::unique_ptr<BufferRing>> BufferRing::Create(Ring& ring, uint1
   }
   io_uring_buf_ring_advance(br->br_, static_cast<int>(count));
   br->available_ = count;
+  br->held_.resize(count);
   return br;
 }
 

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -38,6 +39,20 @@ class BufferRing {
   uint32_t count() const { return count_; }
   uint32_t buffer_size() const { return size_; }
   uint8_t* Addr(uint16_t bid) const { return buffers_ + std::size_t{bid} * size_; }
+
+  // A buffer a connection holds after its completion instead of copying it out
+  // (net/src/receiver.h): its unread bytes and the next buffer the same
+  // connection holds. Each buffer is held by at most one connection at a time,
+  // so one entry per buffer makes every connection's FIFO of held buffers
+  // without memory per connection. Valid from the buffer's completion until
+  // it is returned.
+  static constexpr uint16_t kNoBuffer = 0xFFFF;  // count is at most 32768
+  struct Held {
+    uint32_t off = 0;
+    uint32_t len = 0;
+    uint16_t next = kNoBuffer;
+  };
+  Held& held(uint16_t bid) { return held_[bid]; }
 
   // Gives buffer `bid` back (its bytes have been copied out).
   void Return(uint16_t bid);
@@ -63,6 +78,7 @@ class BufferRing {
   bool registered_ = false;
   uint32_t pending_ = 0;
   uint32_t available_ = 0;
+  std::vector<Held> held_;
 };
 
 }  // namespace ringline::net::detail

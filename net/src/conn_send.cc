@@ -33,7 +33,7 @@ constexpr unsigned kStreamFlags = MSG_WAITALL | MSG_NOSIGNAL;
 int ConnState::SendBlockedError() const {
   if (send_error_) return send_error_;
   if (phase_ != Phase::kOpen) return phase_ == Phase::kInstalling ? EAGAIN : ENOTCONN;
-  if (tls_ && hs_state_ != 1) return hs_state_ == 0 ? EAGAIN : EPROTO;
+  if (tls_ && hs_ != Handshake::kDone) return hs_ == Handshake::kRunning ? EAGAIN : EPROTO;
   return 0;
 }
 

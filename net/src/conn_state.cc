@@ -4,7 +4,9 @@
 #include <liburing.h>
 #include <unistd.h>
 
+#include <cassert>
 #include <cerrno>
+#include <cstring>
 
 #include "net_worker.h"
 #include "ringline/log.h"
@@ -14,7 +16,7 @@
 namespace ringline::net::detail {
 
 ConnState::ConnState(NetWorker& nw, uint32_t index, uint32_t generation)
-    : nw_(nw), index_(index), generation_(generation) {}
+    : nw_(nw), index_(index), generation_(generation), rx_(*this, nw) {}
 
 ConnState::~ConnState() {
   // Only reached with no operation left (NetWorker frees a state once ops_ is
@@ -30,9 +32,39 @@ ConnState::~ConnState() {
 
 bool ConnState::CanSubmit() const { return nw_.can_submit(); }
 
-OpSlot& ConnState::NewOp(OpTag tag, CompletionHandler h) {
+OpSlot& ConnState::NewOp(OpTag tag, CompletionHandler h, void* owner) {
   ++ops_;
-  return nw_.worker().slab().AllocateWithHandler(tag, h, this);
+  return nw_.worker().slab().AllocateWithHandler(tag, h, owner);
+}
+
+void ConnState::SetPhase(Phase next) {
+#ifndef NDEBUG
+  bool legal = false;
+  switch (phase_) {
+    case Phase::kInstalling:
+      legal = next == Phase::kOpen || next == Phase::kClosed;  // installed, or failed
+      break;
+    case Phase::kOpen:
+      legal = next == Phase::kDraining || next == Phase::kCancelling;
+      break;
+    case Phase::kDraining:
+      legal = next == Phase::kShutdown || next == Phase::kCancelling;
+      break;
+    case Phase::kShutdown:
+      legal = next == Phase::kCancelling;
+      break;
+    case Phase::kCancelling:
+      legal = next == Phase::kClosing || next == Phase::kClosed;
+      break;
+    case Phase::kClosing:
+      legal = next == Phase::kClosed;
+      break;
+    case Phase::kClosed:
+      break;
+  }
+  assert(legal && "ConnState: illegal connection phase transition");
+#endif
+  phase_ = next;
 }
 
 namespace {
@@ -63,7 +95,7 @@ void ConnState::BeginInstall(int fd, ReadyFn on_ready, void* ctx, bool outbound)
   on_ready_ = on_ready;
   ready_ctx_ = ctx;
   outbound_ = outbound;
-  phase_ = Phase::kInstalling;
+  assert(phase_ == Phase::kInstalling);
   OpSlot& slot = NewOp(OpTag::kFilesUpdate, &ConnState::OnInstalled);
   // The kernel reads the fd from, and writes the allocated index back into,
   // the slot's storage.
@@ -84,14 +116,14 @@ void ConnState::OnInstalled(void* owner, OpSlot& slot, int32_t res, uint32_t) {
   self->pending_fd_ = -1;
   if (res == 1) {
     self->fixed_ = reinterpret_cast<const int*>(slot.storage.bytes)[0];
-    self->phase_ = Phase::kOpen;
+    self->SetPhase(Phase::kOpen);
     self->established_ = true;
     self->last_activity_ = self->nw_.worker().now();
     self->nw_.CountEstablished();
   } else {
     // ENFILE: the fixed-file table's allocation range is full.
     self->install_error_ = res < 0 ? -res : EIO;
-    self->phase_ = Phase::kClosed;
+    self->SetPhase(Phase::kClosed);
   }
   if (ReadyFn fn = std::exchange(self->on_ready_, nullptr)) fn(self->ready_ctx_, self);
   if (PromiseBase* p = std::exchange(self->install_waiter_, nullptr)) {
@@ -106,7 +138,7 @@ void ConnState::OnInstalled(void* owner, OpSlot& slot, int32_t res, uint32_t) {
 void ConnState::Start() {
   if (phase_ != Phase::kOpen) return;
   ArmIdle();
-  UpdateRecv();
+  rx_.Update();
   KickSend();
 }
 
@@ -157,7 +189,7 @@ void ConnState::OnIdleTimer() {
   nw_.metrics().idle_timeouts.Add();
   RL_LOG_INFO("connection to %s idle for %lld ms: closing", peer_.ToString(),
               static_cast<long long>(opts_.idle_timeout.count()));
-  SetRecvError(ETIMEDOUT);
+  rx_.Fail(ETIMEDOUT);
   if (!send_error_) send_error_ = ETIMEDOUT;
   BeginClose(false);
 }
@@ -169,6 +201,33 @@ void ConnState::OnLinger() {
       "aborting",
       peer_.ToString(), queued_bytes_, static_cast<long long>(opts_.close_linger.count()));
   BeginClose(false);
+}
+
+// ---- receive glue -------------------------------------------------------------
+
+void ConnState::Touch() { last_activity_ = nw_.worker().now(); }
+
+void ConnState::AfterReceive() { AfterQuiesceCheck(); }
+
+void ConnState::OnReceiveEnded(int err) {
+  if (!tls_ || hs_ != Handshake::kRunning) return;
+  if (err == 0) {
+    FailHandshake(ECONNRESET, "the peer closed the connection during the handshake");
+  } else {
+    FailHandshake(err, std::strerror(err));
+  }
+}
+
+int ConnState::OverflowClose() {
+  nw_.metrics().accumulator_overflows.Add();
+  RL_LOG_WARN(
+      "connection to %s: a message needs more than the accumulator cap of %zu bytes; "
+      "closing",
+      peer_.ToString(), opts_.accumulator_cap);
+  rx_.Fail(EMSGSIZE);
+  if (!send_error_) send_error_ = EMSGSIZE;
+  BeginClose(false);
+  return EMSGSIZE;
 }
 
 // ---- close --------------------------------------------------------------------------
@@ -189,22 +248,21 @@ void ConnState::BeginClose(bool graceful) {
       return;  // already cancelling or closed
   }
   // Local close: tasks still waiting to receive learn it.
-  if (!recv_error_ && !eof_) recv_error_ = ENOTCONN;
-  WakeRecv();
+  rx_.Fail(ENOTCONN);
   if (graceful && !send_error_ && phase_ == Phase::kOpen) {
-    if (tls_ && hs_state_ == 1 && !close_notify_sent_) {
+    if (tls_ && hs_ == Handshake::kDone && !close_notify_sent_) {
       close_notify_sent_ = true;
       tls_->Shutdown();  // close_notify, through the ordered queue
       DrainTlsOutput();
     }
-    phase_ = Phase::kDraining;
-    UpdateRecv();       // stop receiving
+    SetPhase(Phase::kDraining);
+    rx_.Update();       // stop receiving
     PumpSendWaiters();  // waiting sends fail: the connection is closing
     if (opts_.close_linger.count() > 0) ArmTimer(linger_slot_, opts_.close_linger);
     AfterDrainCheck();
     return;
   }
-  phase_ = Phase::kCancelling;
+  SetPhase(Phase::kCancelling);
   FailSends(send_error_ ? send_error_ : ECONNABORTED);
   CancelAll();
   AfterQuiesceCheck();
@@ -213,16 +271,16 @@ void ConnState::BeginClose(bool graceful) {
 void ConnState::AfterDrainCheck() {
   if (phase_ != Phase::kDraining) return;
   if (send_error_) {
-    phase_ = Phase::kCancelling;
+    SetPhase(Phase::kCancelling);
     FailSends(send_error_);
     CancelAll();
     AfterQuiesceCheck();
     return;
   }
   if (sq_head_ || send_in_flight_) return;  // bytes still leaving
-  phase_ = Phase::kShutdown;
+  SetPhase(Phase::kShutdown);
   if (!CanSubmit()) {
-    phase_ = Phase::kCancelling;
+    SetPhase(Phase::kCancelling);
     CancelAll();
     AfterQuiesceCheck();
     return;
@@ -245,7 +303,7 @@ void ConnState::OnShutdown(void* owner, OpSlot&, int32_t res, uint32_t) {
     self->close_error_ = -res;
   }
   if (self->phase_ == Phase::kShutdown) {
-    self->phase_ = Phase::kCancelling;
+    self->SetPhase(Phase::kCancelling);
     self->CancelAll();
   }
   self->AfterQuiesceCheck();
@@ -254,25 +312,17 @@ void ConnState::OnShutdown(void* owner, OpSlot&, int32_t res, uint32_t) {
 
 void ConnState::CancelAll() {
   OpSlab& slab = nw_.worker().slab();
-  if (recv_slot_ && !recv_cancel_sent_) {
-    slab.Cancel(*recv_slot_);
-    recv_cancel_sent_ = true;
-  }
-  if (direct_slot_) slab.Cancel(*direct_slot_);
+  rx_.CancelAll();
   if (send_in_flight_ && send_slot_) slab.Cancel(*send_slot_);
   if (idle_slot_) slab.Cancel(*idle_slot_);
   if (linger_slot_) slab.Cancel(*linger_slot_);
-  if (starved_) {
-    nw_.RemoveStarved(this);
-    starved_ = false;
-  }
 }
 
 void ConnState::AfterQuiesceCheck() {
   if (phase_ != Phase::kCancelling || ops_ > notif_only_) return;
   // Every operation has returned: the descriptor can go.
   if (fixed_ >= 0) {
-    phase_ = Phase::kClosing;
+    SetPhase(Phase::kClosing);
     OpSlot& slot = NewOp(OpTag::kNetClose, &ConnState::OnClose);
     io_uring_sqe* sqe = Sqe(nw_, slot);
     io_uring_prep_close_direct(sqe, static_cast<unsigned>(fixed_));
@@ -294,17 +344,16 @@ void ConnState::OnClose(void* owner, OpSlot&, int32_t res, uint32_t) {
 }
 
 void ConnState::Closed(int err) {
-  phase_ = Phase::kClosed;
+  SetPhase(Phase::kClosed);
   if (err && !close_error_) close_error_ = err;
   if (established_) {
     established_ = false;
     nw_.CountGone();
   }
-  if (!recv_error_ && !eof_) recv_error_ = ENOTCONN;
   if (!send_error_) send_error_ = ENOTCONN;
-  WakeRecv();
+  rx_.Fail(ENOTCONN);
   FailSends(send_error_);
-  if (hs_state_ == 0) FailHandshake(ENOTCONN, "connection closed during the handshake");
+  if (hs_ == Handshake::kRunning) FailHandshake(ENOTCONN, "connection closed during the handshake");
   for (PromiseBase* p : close_waiters_) nw_.worker().Schedule(p);
   close_waiters_.clear();
 }

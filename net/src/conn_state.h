@@ -14,7 +14,9 @@
 // Life: kInstalling (a plain fd is being put into the fixed-file table) ->
 // kOpen -> kDraining (graceful close: queued bytes leave) -> kShutdown (FIN) ->
 // kCancelling (every operation cancelled, waiting for their final completions)
-// -> kClosing (close of the direct descriptor) -> kClosed.
+// -> kClosing (close of the direct descriptor) -> kClosed; SetPhase asserts
+// these edges. A ConnState keeps the lifecycle and the send side; its Receiver
+// (receiver.h) owns the receive side.
 // Thread-safety: worker-local.
 
 #include <sys/socket.h>
@@ -27,7 +29,7 @@
 #include <vector>
 
 #include "absl/container/inlined_vector.h"
-#include "accumulator.h"
+#include "receiver.h"
 #include "ringline/buffer.h"
 #include "ringline/net/connection.h"
 #include "ringline/net/options.h"
@@ -110,10 +112,7 @@ class ConnState {
   }
   const SocketAddress& local() const { return local_; }
   const SocketAddress& peer() const { return peer_; }
-  void SetOptions(const ConnectionOptions& o) {
-    opts_ = o;
-    read_ahead_ = o.read_ahead;
-  }
+  void SetOptions(const ConnectionOptions& o) { opts_ = o; }
   const ConnectionOptions& options() const { return opts_; }
   // Installs plain socket `fd` (ownership taken) as a direct descriptor;
   // `on_ready` runs when that is done (ok or not): see InstallResult().
@@ -137,41 +136,23 @@ class ConnState {
   void Ref() { ++refs_; }
   void Unref();  // may close and free this
 
-  // ---- receive --------------------------------------------------------------
-  int ClaimRecv();
-  void ReleaseRecv();
-  std::span<const uint8_t> Peek() const { return acc_.data(); }
-  void Consume(std::size_t n);
-  // Terminal state of the receive side: 0 (more may come), -1 (end of stream),
-  // or an errno.
-  int RecvStatus() const;
-  void ParkRecv(RecvWait* w);
-  void UnparkRecv(RecvWait* w);
+  // ---- receive (the Receiver owns it) ----------------------------------------
+  Receiver& receiver() { return rx_; }
+  const Receiver& receiver() const { return rx_; }
+  // A message needs more than the accumulator cap: logs, counts, aborts the
+  // connection; returns EMSGSIZE.
   int OverflowClose();
-  // read_exact: bytes already accumulated are taken first (TakeAccumulated);
-  // then the sink gets bytes as they arrive, ahead of the accumulator.
-  std::size_t TakeAccumulated(uint8_t* dst, std::size_t n);
-  void SetSink(uint8_t* dst, std::size_t want);
-  std::size_t sink_filled() const { return sink_got_; }
-  void ClearSink();
-  // Something a read_exact waits for happened: the sink is full, the stream
-  // ended or failed, or a direct receive can be submitted.
-  bool ReadProgress() const;
-  // Direct mode: pauses the multishot recv; once it has ended (DirectReady),
-  // SubmitDirect receives the rest of the sink with RECV(MSG_WAITALL). The
-  // Buffer behind the sink is lent to the connection from the first direct
-  // receive until EndDirect, so it outlives the kernel's use even if the reader
-  // goes away.
-  void BeginDirect();
-  bool direct_active() const { return direct_; }
-  bool DirectReady() const { return direct_ && !recv_slot_ && !direct_slot_; }
-  void SubmitDirect(Buffer* lent);
-  bool direct_in_flight() const { return direct_slot_ != nullptr; }
-  void EndDirect(Buffer* lent);
-  // The reader went away in the middle of a read: the stream is out of sync.
-  void BreakRecv();
-  // Bounded receiving (Connection::set_read_ahead): 0 turns it off.
-  void SetReadAhead(std::size_t bytes);
+  // For the Receiver: its operations are the connection's (counted in ops_,
+  // so the connection outlives them), and its events reach the lifecycle.
+  OpSlot& NewOp(OpTag tag, CompletionHandler h, void* owner);
+  void OpDone() { --ops_; }
+  bool CanSubmit() const;
+  void Touch();                  // bytes came in: not idle
+  void AfterReceive();           // a receive completed: maybe the close can go on
+  void OnReceiveEnded(int err);  // end of stream (0) or an errno: TLS handshake fails
+  // TLS: ciphertext the Receiver got; the plaintext goes back to it
+  // (Receiver::Deliver, conn_tls.cc).
+  void OnCipher(const uint8_t* p, std::size_t n);
 
   // ---- send -------------------------------------------------------------------
   // Admission: true when the send is done (copied / queued or failed); false
@@ -195,8 +176,10 @@ class ConnState {
   TlsSession* tls() const { return tls_.get(); }
   // Attaches a session; bytes already accumulated become its first input.
   void AttachTls(std::unique_ptr<TlsSession> tls);
-  // 0 while the handshake runs, 1 once done, or an errno on failure.
-  int handshake_state() const { return hs_state_; }
+  // kDone also without TLS; kFailed: handshake_error() says why.
+  enum class Handshake : uint8_t { kRunning, kDone, kFailed };
+  Handshake handshake() const { return hs_; }
+  int handshake_error() const { return hs_error_; }
   void ParkHandshake(PromiseBase* p) { hs_waiter_ = p; }
   void UnparkHandshake(PromiseBase* p) {
     if (hs_waiter_ == p) hs_waiter_ = nullptr;
@@ -210,37 +193,23 @@ class ConnState {
   int close_error() const { return close_error_; }
 
   // Buffers came back to the ring after an ENOBUFS: arm again.
-  void OnBuffersPublished();
-  bool starved() const { return starved_; }
+  void OnBuffersPublished() { rx_.OnBuffersPublished(); }
+  bool starved() const { return rx_.starved(); }
 
  private:
   friend class NetWorker;
   static void OnInstalled(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
-  static void OnRecv(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
-  static void OnDirect(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
-  static void OnBoundedRecv(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
   static void OnSend(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
   static void OnTimer(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
   static void OnShutdown(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
   static void OnClose(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
 
-  bool CanSubmit() const;
-  OpSlot& NewOp(OpTag tag, CompletionHandler h);
-  void OpDone() { --ops_; }
-  void MaybeFree();  // the last action of every entry point that may free this
+  OpSlot& NewOp(OpTag tag, CompletionHandler h) { return NewOp(tag, h, this); }
+  void SetPhase(Phase next);  // asserts the lifecycle edge
+  void MaybeFree();           // the last action of every entry point that may free this
 
-  // receive
-  void UpdateRecv();
+  // TLS
   void DriveTls();
-  void ArmRecv();
-  // Bounded mode: receives are single RECVs into stage_, sized by the reader.
-  bool bounded() const { return read_ahead_ != 0 && !tls_; }
-  std::size_t BoundedWant() const;  // bytes the next bounded receive asks for (0: none)
-  void SubmitBounded(std::size_t n);
-  void Deliver(const uint8_t* p, std::size_t n);   // plaintext into sink/accumulator
-  void OnCipher(const uint8_t* p, std::size_t n);  // TLS: ciphertext in
-  void WakeRecv();
-  void SetRecvError(int err);
 
   // send
   int SendBlockedError() const;
@@ -300,30 +269,7 @@ class ConnState {
   bool close_requested_ = false;
   bool close_graceful_ = true;
 
-  // receive
-  Accumulator acc_;
-  OpSlot* recv_slot_ = nullptr;  // the multishot recv, or in bounded mode the single RECV
-  bool recv_multishot_ = false;  // recv_slot_ is the multishot recv
-  std::size_t read_ahead_ = 0;   // bounded mode: header bytes read ahead after a payload
-  // Bounded receives land here (never in the accumulator, whose memory moves
-  // when it compacts or grows). Written by the kernel until the receive's
-  // completion; lives with this object, which outlives its operations.
-  std::unique_ptr<uint8_t[]> stage_;
-  std::size_t stage_cap_ = 0;
-  bool recv_cancel_sent_ = false;
-  bool armed_once_ = false;
-  bool starved_ = false;
-  bool eof_ = false;
-  int recv_error_ = 0;
-  bool receiving_ = false;  // a task holds the receive claim
-  RecvWait* recv_waiter_ = nullptr;
-  uint8_t* sink_ = nullptr;
-  std::size_t sink_want_ = 0;
-  std::size_t sink_got_ = 0;
-  bool direct_ = false;
-  OpSlot* direct_slot_ = nullptr;
-  Buffer direct_buf_;  // lent by read_exact while a direct RECV may write into it
-  bool direct_lent_ = false;
+  Receiver rx_;
 
   // send
   SendItem* sq_head_ = nullptr;
@@ -350,7 +296,8 @@ class ConnState {
 
   // TLS
   std::unique_ptr<TlsSession> tls_;
-  int hs_state_ = 1;
+  Handshake hs_ = Handshake::kDone;
+  int hs_error_ = 0;  // kFailed
   PromiseBase* hs_waiter_ = nullptr;
   bool close_notify_sent_ = false;
 

@@ -11,14 +11,11 @@ namespace ringline::net::detail {
 
 void ConnState::AttachTls(std::unique_ptr<TlsSession> tls) {
   tls_ = std::move(tls);
-  hs_state_ = 0;
+  hs_ = Handshake::kRunning;
   close_notify_sent_ = false;
   // Bytes the peer sent after its plaintext request (STARTTLS) are the start of
   // its handshake: they are ciphertext from here on, never application data.
-  if (!acc_.empty()) {
-    tls_->Feed(acc_.data().data(), acc_.size());
-    acc_.Clear();
-  }
+  rx_.TakeAllBuffered([this](const uint8_t* p, std::size_t n) { tls_->Feed(p, n); });
   DriveTls();
 }
 
@@ -28,7 +25,7 @@ void ConnState::OnCipher(const uint8_t* p, std::size_t n) {
 }
 
 void ConnState::DriveTls() {
-  if (hs_state_ == 0) {
+  if (hs_ == Handshake::kRunning) {
     const int r = tls_->Handshake();
     DrainTlsOutput();  // handshake messages (or an alert) go out in order
     if (r < 0) {
@@ -36,7 +33,7 @@ void ConnState::DriveTls() {
       return;
     }
     if (r == 0) return;
-    hs_state_ = 1;
+    hs_ = Handshake::kDone;
     nw_.metrics().tls_handshakes.Add();
     if (!tls_->psk_identity().empty()) {
       RL_LOG_INFO("TLS with %s: %s, PSK identity '%s'", peer_.ToString(), tls_->version(),
@@ -44,35 +41,36 @@ void ConnState::DriveTls() {
     }
     if (PromiseBase* p = std::exchange(hs_waiter_, nullptr)) nw_.worker().Schedule(p);
     PumpSendWaiters();
-  } else if (hs_state_ != 1) {
+  } else if (hs_ != Handshake::kDone) {
     return;
   }
   uint8_t* scratch = nw_.scratch();
   for (;;) {
     const int k = tls_->Read(scratch, NetWorker::kScratch);
     if (k > 0) {
-      Deliver(scratch, static_cast<std::size_t>(k));
+      rx_.Deliver(scratch, static_cast<std::size_t>(k));
       continue;
     }
     if (k == -1) {
-      eof_ = true;  // close_notify
+      rx_.End();  // close_notify
     } else if (k == -2) {
       RL_LOG_WARN("TLS connection to %s: %s", peer_.ToString(), tls_->reason());
-      SetRecvError(EPROTO);
+      rx_.Fail(EPROTO);
     }
     break;
   }
   DrainTlsOutput();  // post-handshake messages, key updates
-  WakeRecv();
+  rx_.Notify();
 }
 
 void ConnState::FailHandshake(int err, const char* why) {
-  if (hs_state_ != 0) return;
-  hs_state_ = err;
+  if (hs_ != Handshake::kRunning) return;
+  hs_ = Handshake::kFailed;
+  hs_error_ = err;
   nw_.metrics().tls_failures.Add();
   RL_LOG_WARN("TLS handshake with %s failed: %s", peer_.ToString(), why);
   if (PromiseBase* p = std::exchange(hs_waiter_, nullptr)) nw_.worker().Schedule(p);
-  SetRecvError(EPROTO);
+  rx_.Fail(EPROTO);
   // A graceful close still delivers the alert OpenSSL queued.
   BeginClose(true);
 }

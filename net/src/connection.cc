@@ -12,36 +12,82 @@
 namespace ringline::net {
 namespace detail {
 
-int ClaimRecv(ConnState* s) { return s->ClaimRecv(); }
-void ReleaseRecv(ConnState* s) { s->ReleaseRecv(); }
-std::span<const uint8_t> Peek(ConnState* s) { return s->Peek(); }
-void Consume(ConnState* s, std::size_t n) { s->Consume(n); }
+int ClaimRecv(ConnState* s) { return s->receiver().Claim(); }
+void ReleaseRecv(ConnState* s) { s->receiver().Release(); }
+std::span<const uint8_t> Contiguous(ConnState* s, std::size_t want) {
+  return s->receiver().Contiguous(want);
+}
+void ConsumeMessage(ConnState* s, std::size_t n) { s->receiver().ConsumeMessage(n); }
 std::size_t AccumulatorCap(ConnState* s) { return s->options().accumulator_cap; }
 int OverflowClose(ConnState* s) { return s->OverflowClose(); }
+int RecvError(ConnState* s) { return s->receiver().error(); }
 
 // ---- RecvWait ----------------------------------------------------------------
 
 RecvWait::~RecvWait() {
-  if (promise_) s_->UnparkRecv(this);
+  if (promise_) s_->receiver().Unpark(promise_);
 }
 
-bool RecvWait::await_ready() {
-  if (want_ == 0) return s_->ReadProgress();
-  return s_->Peek().size() >= want_ || s_->RecvStatus() != 0;
-}
+bool RecvWait::await_ready() { return s_->receiver().MessageReady(want_); }
 
 void RecvWait::Park(PromiseBase* p) {
   promise_ = p;
-  s_->ParkRecv(this);
+  s_->receiver().ParkMessage(p, want_);
 }
 
-int RecvWait::await_resume() {
+StreamState RecvWait::await_resume() {
+  Receiver& rx = s_->receiver();
   if (promise_) {
-    s_->UnparkRecv(this);
+    rx.Unpark(promise_);
     promise_ = nullptr;
   }
-  if (want_ != 0 && s_->Peek().size() >= want_) return 0;
-  return s_->RecvStatus();
+  return rx.buffered() >= want_ ? StreamState::kOpen : rx.state();
+}
+
+// ---- ReadExactWait -------------------------------------------------------------
+
+ReadExactWait::ReadExactWait(ConnState* s, uint8_t* dst, std::size_t n, Buffer* lent)
+    : s_(s), dst_(dst), n_(n), lent_(lent) {
+  s_->Ref();
+}
+
+ReadExactWait::~ReadExactWait() {
+  Receiver& rx = s_->receiver();
+  if (promise_) rx.Unpark(promise_);
+  if (stage_ == Stage::kReading) rx.AbandonRead();  // the task went away mid-read
+  if (claimed_) rx.Release();
+  s_->Unref();
+}
+
+bool ReadExactWait::await_ready() {
+  Receiver& rx = s_->receiver();
+  error_ = rx.Claim();
+  claimed_ = error_ == 0;
+  if (!claimed_ || n_ == 0) {
+    stage_ = Stage::kOver;
+    return true;
+  }
+  stage_ = Stage::kReading;
+  return rx.StartRead(dst_, n_, lent_);
+}
+
+void ReadExactWait::Park(PromiseBase* p) {
+  promise_ = p;
+  s_->receiver().ParkRead(p);
+}
+
+IoResult ReadExactWait::await_resume() {
+  Receiver& rx = s_->receiver();
+  if (promise_) {
+    rx.Unpark(promise_);
+    promise_ = nullptr;
+  }
+  if (stage_ == Stage::kReading) {
+    error_ = rx.FinishRead(lent_);
+    stage_ = Stage::kOver;
+  }
+  if (error_) return IoResult{-error_, 0};
+  return IoResult{static_cast<int32_t>(n_), 0};
 }
 
 // ---- SendCopy ------------------------------------------------------------------
@@ -207,7 +253,7 @@ class HandshakeWait {
   ~HandshakeWait() {
     if (p_) s_->UnparkHandshake(p_);
   }
-  bool await_ready() const { return s_->handshake_state() != 0; }
+  bool await_ready() const { return s_->handshake() != ConnState::Handshake::kRunning; }
   template <EnginePromise P>
   void await_suspend(std::coroutine_handle<P> h) {
     p_ = &h.promise();
@@ -231,60 +277,9 @@ class StateRef {
   ConnState* s_;
 };
 
-// A read that consumed bytes and then went away leaves the stream out of sync.
-class ReadGuard {
- public:
-  explicit ReadGuard(ConnState* s) : s_(s) {}
-  ReadGuard(const ReadGuard&) = delete;
-  ~ReadGuard() {
-    if (touched_ && !finished_) s_->BreakRecv();
-  }
-  void Touch() { touched_ = true; }
-  void Finish() { finished_ = true; }
-
- private:
-  ConnState* s_;
-  bool touched_ = false;
-  bool finished_ = false;
-};
-
 Task<> WaitHandshakeTask(ConnState* s) { co_await HandshakeWait(s); }
 
 }  // namespace
-
-Task<IoResult> ReadExact(ConnState* s, uint8_t* dst, std::size_t n, Buffer* lent) {
-  RecvClaim claim(s);
-  if (claim.error()) co_return IoResult{-claim.error(), 0};
-  ReadGuard guard(s);
-  std::size_t got = s->TakeAccumulated(dst, n);
-  if (got) guard.Touch();
-  if (got == n) {
-    guard.Finish();
-    co_return IoResult{static_cast<int32_t>(n), 0};
-  }
-  // Direct mode first: setting the sink must not start a receive into the
-  // accumulator's staging (bounded mode) that the direct receive should make.
-  const bool direct = lent != nullptr && !s->tls() && n - got >= s->options().direct_read_threshold;
-  if (direct) s->BeginDirect();
-  s->SetSink(dst + got, n - got);
-  guard.Touch();
-  int err = 0;
-  for (;;) {
-    if (s->sink_filled() == n - got) break;
-    const int st = s->RecvStatus();
-    if (st != 0 && !s->direct_in_flight()) {
-      err = st < 0 ? ENODATA : st;
-      break;
-    }
-    if (st == 0 && direct && s->DirectReady()) s->SubmitDirect(lent);
-    co_await RecvWait(s, 0);
-  }
-  if (direct) s->EndDirect(lent);
-  s->ClearSink();
-  if (err) co_return IoResult{-err, 0};  // the guard marks the stream out of sync
-  guard.Finish();
-  co_return IoResult{static_cast<int32_t>(n), 0};
-}
 
 }  // namespace detail
 
@@ -307,7 +302,8 @@ const SocketAddress& Connection::local() const {
 }
 
 bool Connection::is_open() const {
-  return s_ && s_->open() && !s_->send_error() && s_->RecvStatus() == 0;
+  return s_ && s_->open() && !s_->send_error() &&
+         s_->receiver().state() == detail::StreamState::kOpen;
 }
 bool Connection::is_tls() const { return s_ && s_->tls(); }
 std::string Connection::tls_version() const {
@@ -327,11 +323,14 @@ Task<Result<std::size_t>> Connection::read_some(std::span<uint8_t> dst) {
   detail::RecvClaim claim(s);
   if (claim.error()) co_return Result<std::size_t>::Error(claim.error());
   for (;;) {
-    if (!s->Peek().empty())
-      co_return Result<std::size_t>(s->TakeAccumulated(dst.data(), dst.size()));
-    const int st = co_await detail::RecvWait(s, 1);
-    if (st < 0) co_return Result<std::size_t>::Eof();
-    if (st > 0) co_return Result<std::size_t>::Error(st);
+    if (s->receiver().buffered() > 0) {
+      co_return Result<std::size_t>(s->receiver().Take(dst.data(), dst.size()));
+    }
+    const detail::StreamState st = co_await detail::RecvWait(s, 1);
+    if (st == detail::StreamState::kEnded) co_return Result<std::size_t>::Eof();
+    if (st == detail::StreamState::kFailed) {
+      co_return Result<std::size_t>::Error(s->receiver().error());
+    }
   }
 }
 
@@ -343,19 +342,15 @@ Task<IoResult> Connection::read_exact(Buffer& buf, std::size_t offset, std::size
   if (!buf || offset > buf.capacity() || n > buf.capacity() - offset) {
     co_return IoResult{-EINVAL, 0};
   }
-  IoResult r = co_await detail::ReadExact(s, buf.data() + offset, n, &buf);
+  IoResult r = co_await detail::ReadExactWait(s, buf.data() + offset, n, &buf);
   if (r.ok()) buf.set_size(offset + n);
   co_return r;
-}
-
-void Connection::set_read_ahead(std::size_t header_bytes) {
-  if (s_) s_->SetReadAhead(header_bytes);
 }
 
 Task<IoResult> Connection::read_exact(std::span<uint8_t> dst) {
   ConnState* s = s_;
   if (!s) co_return IoResult{-ENOTCONN, 0};
-  co_return co_await detail::ReadExact(s, dst.data(), dst.size(), nullptr);
+  co_return co_await detail::ReadExactWait(s, dst.data(), dst.size(), nullptr);
 }
 
 Task<IoResult> Connection::flush() {
@@ -386,8 +381,8 @@ Task<IoResult> WaitHandshake(ConnState* s) {
   const auto timeout = s->options().handshake_timeout;
   auto done = co_await Timeout(timeout, detail::WaitHandshakeTask(s));
   if (!done) s->FailHandshake(ETIMEDOUT, "the handshake timed out");
-  const int st = s->handshake_state();
-  co_return IoResult{st == 1 ? 0 : -st, 0};
+  if (s->handshake() == ConnState::Handshake::kDone) co_return IoResult{0, 0};
+  co_return IoResult{-s->handshake_error(), 0};
 }
 }  // namespace
 

@@ -28,6 +28,7 @@ std::vector<std::pair<std::string, uint64_t>> NetMetrics::Counters() const {
       {"net_send_waits", send_waits.Get()},
       {"net_direct_reads", direct_reads.Get()},
       {"net_read_copied_bytes", read_copied_bytes.Get()},
+      {"net_read_recopied_bytes", read_recopied_bytes.Get()},
       {"net_bounded_recvs", bounded_recvs.Get()},
       {"net_accumulator_overflows", accumulator_overflows.Get()},
       {"net_idle_timeouts", idle_timeouts.Get()},

@@ -115,6 +115,9 @@ NetWorker::~NetWorker() {
   // operation references the states below any more. If the drain gave up (the
   // engine then leaks its slots), the memory those operations point into is
   // leaked too rather than freed under the kernel.
+  // Held receive buffers go back first, while the ring is certainly there.
+  for (ConnState* c : holding_conns_) c->receiver().EndOfBatch();
+  holding_conns_.clear();
   bool leaked = false;
   for (auto& c : table_) {
     if (c && c->ops_ > 0) {
@@ -148,6 +151,10 @@ NetWorker::~NetWorker() {
 }
 
 void NetWorker::BeforeSubmit() {
+  // Buffers a reader did not consume within the iteration: their bytes move
+  // into the connections' accumulators and the buffers go back to the ring.
+  for (ConnState* c : holding_conns_) c->receiver().EndOfBatch();
+  holding_conns_.clear();
   for (BufferRing* r : dirty_rings_) r->Publish();
   dirty_rings_.clear();
   sending_.swap(pending_sends_);
@@ -227,6 +234,10 @@ void NetWorker::AddStarved(ConnState* s) {
   ScheduleFlush();
 }
 void NetWorker::RemoveStarved(ConnState* s) { std::erase(starved_conns_, s); }
+void NetWorker::AddHolding(ConnState* s) {
+  holding_conns_.push_back(s);
+  ScheduleFlush();
+}
 void NetWorker::AddStarved(UdpState* u) {
   starved_udp_.push_back(u);
   ScheduleFlush();
@@ -253,6 +264,7 @@ ConnState* NetWorker::NewConn() {
 void NetWorker::FreeConn(ConnState* s) {
   const uint32_t index = s->index();
   if (s->starved()) RemoveStarved(s);
+  if (s->receiver().listed()) std::erase(holding_conns_, s);
   table_[index].reset();
   generations_[index] = (generations_[index] + 1) & UserData::kGenerationMask;
   free_slots_.push_back(index);

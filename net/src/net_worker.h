@@ -7,7 +7,8 @@
 // listener and UDP socket states, the provided buffer ring all TCP connections
 // receive into, the caches of send chunks, send items and zero-copy groups,
 // and the end-of-batch work (BeforeSubmit, right before the worker's
-// io_uring_enter): publish returned receive buffers in one step, re-arm
+// io_uring_enter): accumulate the receive buffers connections still hold,
+// publish returned receive buffers in one step, re-arm
 // receives that ran out of buffers (ENOBUFS, DESIGN.md rule 6: re-armed once
 // buffers are back, never in a loop), and start one send per connection for
 // everything its tasks queued during the iteration.
@@ -66,6 +67,10 @@ class NetWorker : public WorkerService {
   void RemoveStarved(ConnState* s);
   void AddStarved(UdpState* u);
   void RemoveStarved(UdpState* u);
+  // `s` holds provided buffers: they are accumulated (Receiver::EndOfBatch)
+  // before the end-of-batch publish, so no buffer stays out of the ring for
+  // longer than one loop iteration.
+  void AddHolding(ConnState* s);
   uint16_t NextBufferGroup() { return next_group_++; }
   void ScheduleFlush() { worker_.RequestBeforeSubmit(this); }
   void BeforeSubmit() override;
@@ -112,6 +117,7 @@ class NetWorker : public WorkerService {
   std::unique_ptr<BufferRing> recv_ring_;
   std::vector<BufferRing*> dirty_rings_;
   std::vector<ConnState*> starved_conns_;
+  std::vector<ConnState*> holding_conns_;
   std::vector<UdpState*> starved_udp_;
   uint16_t next_group_ = 0;
   std::vector<ConnState*> pending_sends_;  // each holds a reference

@@ -436,9 +436,20 @@ TEST_F(TcpTest, ReadExactIntoAlignedBuffers) {
 }
 
 // Pipelined messages of a 16-byte header ([u32 length][u32 sequence][8 spare])
-// and `length` payload bytes, all written before the server reads anything:
-// the case where the multishot receive takes payloads in with their headers.
-enum class ReadAhead { kOff, kOn, kSwitchAfterThree };
+// and `length` payload bytes. How they reach the server:
+//   kPipelined      all written at once while the server reads: payloads that
+//                   arrived behind their header are copied exactly once,
+//                   straight from the receive buffers (never via the
+//                   accumulator), and none goes direct (threshold 1 MiB).
+//   kLateReader     all written at once before the server reads anything
+//                   (threshold 4 KiB): what piled up while nobody read went
+//                   into the accumulator and is copied out of it; once that is
+//                   used up, payloads from the threshold up go direct.
+//   kNotYetArrived  each payload is sent 5 ms after its header (threshold
+//                   4 KiB): the reader asks before the payload is there, so it
+//                   is received straight into the Buffer, and the next header
+//                   is received linked behind it.
+enum class Arrival { kPipelined, kLateReader, kNotYetArrived };
 
 struct Header16 {
   uint32_t length;
@@ -453,41 +464,58 @@ ParseResult<Header16> ParseHeader16(std::span<const uint8_t> b) {
   return ParseResult<Header16>::Done(h, 16);
 }
 
-class BoundedReceiveTest : public TcpTest, public ::testing::WithParamInterface<ReadAhead> {};
+class BoundedReceiveTest : public TcpTest, public ::testing::WithParamInterface<Arrival> {};
 
 TEST_P(BoundedReceiveTest, PipelinedPayloadsArriveIntactAndInOrder) {
-  const ReadAhead mode = GetParam();
+  const Arrival mode = GetParam();
+  constexpr std::size_t kThreshold = 4096;
   ListenOptions lo;
-  lo.connection.direct_read_threshold = 4096;
-  if (mode == ReadAhead::kOn) lo.connection.read_ahead = 16;
+  lo.connection.direct_read_threshold = mode == Arrival::kPipelined ? (1u << 20) : kThreshold;
   auto l = Listener::Bind(SocketAddress::Loopback4(0), lo);
   ASSERT_TRUE(l.ok());
   const SocketAddress addr = l->local_address();
-  const std::vector<uint32_t> cycle = {0, 4096, 512, 4096, 8192, 0, 65536, 4096, 100};
-  constexpr int kMessages = 270;
+  const std::vector<uint32_t> cycle =
+      mode == Arrival::kNotYetArrived
+          ? std::vector<uint32_t>{4096, 65536, 8192, 100, 20000}
+          : std::vector<uint32_t>{0, 4096, 512, 4096, 8192, 0, 65536, 4096, 100};
+  const int messages = mode == Arrival::kNotYetArrived ? 40 : 270;
   std::vector<uint32_t> lengths;
+  std::size_t payload_bytes = 0;
   std::size_t small_bytes = 0;  // payloads below the direct threshold: always copied
   std::size_t large = 0;
-  for (int i = 0; i < kMessages; ++i) {
+  for (int i = 0; i < messages; ++i) {
     lengths.push_back(cycle[i % cycle.size()]);
-    if (lengths.back() < 4096) small_bytes += lengths.back();
-    if (lengths.back() >= 4096) ++large;
+    payload_bytes += lengths.back();
+    if (lengths.back() < kThreshold) small_bytes += lengths.back();
+    if (lengths.back() >= kThreshold) ++large;
   }
   std::vector<uint8_t> stream;
-  for (int i = 0; i < kMessages; ++i) {
+  std::vector<std::size_t> payload_at;  // offset of each payload in the stream
+  for (int i = 0; i < messages; ++i) {
     uint8_t hdr[16] = {};
     const uint32_t seq = static_cast<uint32_t>(i);
     std::memcpy(hdr, &lengths[i], 4);
     std::memcpy(hdr + 4, &seq, 4);
     stream.insert(stream.end(), hdr, hdr + 16);
     const std::size_t at = stream.size();
+    payload_at.push_back(at);
     stream.resize(at + lengths[i]);
     FillPattern(1000 + i, 0, stream.data() + at, lengths[i]);
   }
   std::thread peer([&] {
     int fd = BlockingConnect(addr);
     ASSERT_GE(fd, 0);
-    WriteAll(fd, stream.data(), stream.size());  // everything at once, then FIN
+    if (mode == Arrival::kNotYetArrived) {
+      std::size_t sent = 0;
+      for (int i = 0; i < messages; ++i) {
+        WriteAll(fd, stream.data() + sent, payload_at[i] - sent);  // the header
+        std::this_thread::sleep_for(5ms);
+        WriteAll(fd, stream.data() + payload_at[i], lengths[i]);
+        sent = payload_at[i] + lengths[i];
+      }
+    } else {
+      WriteAll(fd, stream.data(), stream.size());  // everything at once, then FIN
+    }
     ::shutdown(fd, SHUT_WR);
     uint8_t ack[1];
     ReadAll(fd, ack, 1);
@@ -496,16 +524,18 @@ TEST_P(BoundedReceiveTest, PipelinedPayloadsArriveIntactAndInOrder) {
   auto pool = BufferPool::Create(*worker_, {.buffer_size = 64 * 1024, .count = 2});
   ASSERT_TRUE(pool.ok());
   const uint64_t copied0 = metrics().read_copied_bytes.Get();
+  const uint64_t recopied0 = metrics().read_recopied_bytes.Get();
   const uint64_t direct0 = metrics().direct_reads.Get();
+  const uint64_t bounded0 = metrics().bounded_recvs.Get();
   int received = 0;
   RunFor(
       *worker_,
-      [](Listener& l, BufferPool& pool, const std::vector<uint32_t>& lengths, ReadAhead mode,
+      [](Listener& l, BufferPool& pool, const std::vector<uint32_t>& lengths, Arrival mode,
          int& received) -> Task<> {
         auto c = co_await l.Accept();
         if (!c) co_return;
         // Let the whole stream reach the socket first.
-        co_await Sleep(50ms);
+        if (mode == Arrival::kLateReader) co_await Sleep(50ms);
         for (;;) {
           auto h = co_await c->recv(ParseHeader16);
           if (!h) {
@@ -522,47 +552,57 @@ TEST_P(BoundedReceiveTest, PipelinedPayloadsArriveIntactAndInOrder) {
                 << "message " << h->seq;
           }
           ++received;
-          if (mode == ReadAhead::kSwitchAfterThree && received == 3) c->set_read_ahead(16);
         }
         co_await c->send(std::string_view("k"));
         co_await c->close();
       }(*l, **pool, lengths, mode, received),
       60s);
   peer.join();
-  EXPECT_EQ(received, kMessages);
+  EXPECT_EQ(received, messages);
   const uint64_t copied = metrics().read_copied_bytes.Get() - copied0;
+  const uint64_t recopied = metrics().read_recopied_bytes.Get() - recopied0;
   const uint64_t direct = metrics().direct_reads.Get() - direct0;
+  const uint64_t bounded = metrics().bounded_recvs.Get() - bounded0;
   switch (mode) {
-    case ReadAhead::kOn:
-      // Only the payloads below the threshold were copied; every other one was
-      // received straight into its buffer.
-      EXPECT_EQ(copied, small_bytes);
-      EXPECT_EQ(direct, large);
+    case Arrival::kPipelined:
+      // Every payload byte was copied exactly once, from a receive buffer.
+      EXPECT_EQ(direct, 0u);
+      EXPECT_EQ(recopied, 0u);
+      EXPECT_EQ(copied, payload_bytes);
+      EXPECT_EQ(bounded, 0u) << "the multishot receive stays on";
       break;
-    case ReadAhead::kOff:
-      // The multishot receive took payloads in with their headers.
-      EXPECT_GT(copied, small_bytes);
-      break;
-    case ReadAhead::kSwitchAfterThree:
-      // What was accumulated before the switch is copied once; after that,
-      // payloads from the threshold up go direct.
+    case Arrival::kLateReader:
+      // What was accumulated while nobody read is copied out of the
+      // accumulator; after that, payloads from the threshold up go direct.
+      EXPECT_GT(recopied, 0u);
       EXPECT_GT(direct, 0u);
       EXPECT_LT(direct, large);
+      EXPECT_LT(copied + recopied, payload_bytes);
+      break;
+    case Arrival::kNotYetArrived:
+      // Nothing went through the accumulator; a payload that was not there
+      // yet was received straight into its Buffer (one that beat a busy
+      // server's reader is copied once instead). Small payloads are copied.
+      EXPECT_EQ(recopied, 0u);
+      EXPECT_GE(direct, large / 2);
+      EXPECT_LE(direct, large);
+      EXPECT_GE(copied, small_bytes);
+      EXPECT_GT(bounded, 0u) << "headers were received linked behind the payloads";
       break;
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(ReadAhead, BoundedReceiveTest,
-                         ::testing::Values(ReadAhead::kOff, ReadAhead::kOn,
-                                           ReadAhead::kSwitchAfterThree),
+INSTANTIATE_TEST_SUITE_P(Arrival, BoundedReceiveTest,
+                         ::testing::Values(Arrival::kPipelined, Arrival::kLateReader,
+                                           Arrival::kNotYetArrived),
                          [](const auto& info) {
                            switch (info.param) {
-                             case ReadAhead::kOff:
-                               return std::string("Multishot");
-                             case ReadAhead::kOn:
-                               return std::string("Bounded");
+                             case Arrival::kPipelined:
+                               return std::string("CopiedOnce");
+                             case Arrival::kLateReader:
+                               return std::string("LateReader");
                              default:
-                               return std::string("SwitchedMidStream");
+                               return std::string("NotYetArrivedGoesDirect");
                            }
                          });
 
@@ -1126,8 +1166,9 @@ TEST_F(TcpTest, PeerDroppingMidSendIsClean) {
   peer.join();
 }
 
-// Parameter: ConnectionOptions::read_ahead (0: multishot receive; 16: bounded,
-// so a header receive is linked behind the direct payload receive).
+// Parameter: ConnectionOptions::direct_read_threshold (4 KiB: the read_exact
+// below is a direct RECV with the next header's receive linked behind it;
+// 8 MiB: it is filled by copies from the multishot receive).
 class TcpTeardownTest : public ::testing::TestWithParam<std::size_t> {};
 
 TEST_P(TcpTeardownTest, DestroyingTasksAndWorkerMidFlightIsClean) {
@@ -1136,7 +1177,7 @@ TEST_P(TcpTeardownTest, DestroyingTasksAndWorkerMidFlightIsClean) {
   auto w = NewWorker();
   ASSERT_NE(w, nullptr);
   ListenOptions lo;
-  lo.connection.read_ahead = GetParam();
+  lo.connection.direct_read_threshold = GetParam();
   auto l = Listener::Bind(SocketAddress::Loopback4(0), lo);
   ASSERT_TRUE(l.ok());
   const SocketAddress addr = l->local_address();
@@ -1147,11 +1188,13 @@ TEST_P(TcpTeardownTest, DestroyingTasksAndWorkerMidFlightIsClean) {
     peer_fd = BlockingConnect(addr);
     const int small = 4096;
     setsockopt(peer_fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    WriteAll(peer_fd, "12345");  // read_exact wants far more
+    WriteAll(peer_fd, "hdr\n12345");  // a header; read_exact wants far more
     auto c = co_await l.Accept();
     if (!c) co_return;
     auto shared = std::make_shared<Connection>(std::move(*c));
     handles.push_back(Spawn([](std::shared_ptr<Connection> c) -> Task<> {
+      auto line = co_await c->recv(ParseLine);
+      EXPECT_TRUE(line.ok());
       Buffer b = Buffer::Allocate(4 << 20);
       co_await c->read_exact(b, 4 << 20);
     }(shared)));
@@ -1181,9 +1224,10 @@ TEST_P(TcpTeardownTest, DestroyingTasksAndWorkerMidFlightIsClean) {
   closer.join();
 }
 
-INSTANTIATE_TEST_SUITE_P(ReadAhead, TcpTeardownTest, ::testing::Values(0, 16),
+INSTANTIATE_TEST_SUITE_P(Receive, TcpTeardownTest, ::testing::Values(4096, 8 << 20),
                          [](const auto& info) {
-                           return info.param ? std::string("Bounded") : std::string("Multishot");
+                           return info.param < (1u << 20) ? std::string("Direct")
+                                                          : std::string("Copied");
                          });
 
 // ---- listening sockets: one per process and address, adopted, keepalive ----------

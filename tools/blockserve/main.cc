@@ -74,9 +74,6 @@ net::SocketAddress ListenAddress(const ServerConfig& c, uint16_t port) {
 net::ListenOptions SocketOptions(const ServerConfig& c) {
   net::ListenOptions lo;
   lo.connection.accumulator_cap = 1 << 20;
-  // Write payloads from 4 KiB up are received straight into their aligned
-  // block buffer (Session::AdaptReceive).
-  lo.connection.direct_read_threshold = Session::kDirectPayloadBytes;
   lo.keepalive.enabled = c.keepalive;
   lo.keepalive.idle = std::chrono::seconds(c.keepalive_idle_s);
   return lo;

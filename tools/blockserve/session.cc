@@ -210,7 +210,6 @@ Task<> Session::ReadLoop() {
       co_return;
     }
     const nbd::Request req = *hdr;
-    AdaptReceive(req);
     const nbd::RequestCheck check = nbd::ValidateRequest(req, params_);
     if (check.verdict == nbd::Verdict::kDisconnect) co_return;
     while (free_slots_.empty()) co_await slot_freed_.Wait();
@@ -248,28 +247,6 @@ Task<> Session::ReadLoop() {
       co_await Reply(req, nbd::NbdError::kOk, "");
     }
     Finish(slot);
-  }
-}
-
-// The multishot receive takes in whatever has arrived, so a burst of pipelined
-// requests is parsed in one loop iteration; but a write payload that arrived
-// with its header is then copied twice (receive buffer -> accumulator -> block
-// buffer). While writes of kDirectPayloadBytes and up flow, the connection
-// receives a header at a time instead (Connection::set_read_ahead), and each
-// payload goes straight into its block buffer; after kBackToMultishot requests
-// without such a write it returns to the multishot receive, which reads need
-// (one header per iteration cost 4k reads ~10% and 128k reads ~40% here).
-void Session::AdaptReceive(const nbd::Request& req) {
-  constexpr uint32_t kBackToMultishot = 64;
-  if (req.type == nbd::kCmdWrite && req.length >= kDirectPayloadBytes) {
-    requests_since_write_ = 0;
-    if (!bounded_) {
-      bounded_ = true;
-      conn_.set_read_ahead(nbd::kRequestHeaderSize);
-    }
-  } else if (bounded_ && ++requests_since_write_ >= kBackToMultishot) {
-    bounded_ = false;
-    conn_.set_read_ahead(0);
   }
 }
 

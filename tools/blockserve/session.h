@@ -9,11 +9,10 @@
 // iteration leave in one send. Read data goes from the device into a
 // registered buffer that is sent from there (zero-copy to remote peers from
 // 16 KiB; by reference, copied only by the kernel, below that and to peers on
-// this host). A write payload of 4 KiB and up is received straight into an
-// aligned block buffer: while such writes flow the connection receives a header
-// at a time (AdaptReceive), so payloads stay in the socket until read_exact
-// takes them; only payloads that had already arrived with their header when the
-// connection switched are copied from the receive buffers.
+// this host). A write payload is read into an aligned block buffer with
+// read_exact: the connection copies it once from its receive buffers, or for
+// large payloads receives it straight into the block buffer (the network
+// layer chooses, see ringline/net/connection.h).
 //
 // Ownership: a Session is owned by its worker's WorkerContext (worker_context.h)
 // and owns its request tasks; destroying it destroys them first.
@@ -69,9 +68,6 @@ class Session {
   // Requests served concurrently per connection; the reader waits for a free
   // place beyond it (backpressure onto the client).
   static constexpr uint32_t kMaxInFlight = 128;
-  // Write payloads from this size up are received straight into their block
-  // buffer (the listener's direct_read_threshold; see AdaptReceive).
-  static constexpr uint32_t kDirectPayloadBytes = 4096;
 
   Session(WorkerContext& ctx, ringline::net::Connection conn);
   Session(const Session&) = delete;
@@ -92,8 +88,6 @@ class Session {
   ringline::Task<ringline::Buffer> AcquireBuffer(uint32_t length);
   ringline::Task<> SendPending(std::vector<uint8_t> bytes);
   void Finish(uint32_t slot);
-  // Chooses how the connection receives, from the request just parsed.
-  void AdaptReceive(const nbd::Request& req);
 
   WorkerContext& ctx_;
   ringline::net::Connection conn_;
@@ -106,8 +100,6 @@ class Session {
   bool reading_header_ = false;
   bool in_handshake_ = false;
   bool wrote_ = false;
-  bool bounded_ = false;               // receiving a header at a time (see AdaptReceive)
-  uint32_t requests_since_write_ = 0;  // while bounded_
 
   ringline::JoinHandle<void> reader_;
   std::array<ringline::JoinHandle<void>, kMaxInFlight> requests_;

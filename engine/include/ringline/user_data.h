@@ -32,7 +32,7 @@ enum class OpTag : uint8_t {
   kNetTimeout = 44,   // per-connection timers (idle timeout, close linger)
   kFilesUpdate = 45,  // installs a socket into the fixed-file table
   kRecvDirect = 46,   // plain RECV into caller memory (read_exact of a large payload)
-  kRecvBounded = 47,  // single RECV sized by the reader (Connection::set_read_ahead)
+  kRecvBounded = 47,  // single RECV sized by the waiting reader (net Receiver, paced)
   // block (96..159)
   kBlockRead = 96,
   kBlockWrite = 97,

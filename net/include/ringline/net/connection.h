@@ -6,7 +6,8 @@
 //       auto req = co_await conn.recv(ParseRequest);     // parser sees contiguous bytes
 //       if (!req) co_return;                             // peer closed (or error)
 //       Buffer payload = co_await pool.Acquire();
-//       if (!(co_await conn.read_exact(payload, req->length)).ok()) co_return;
+//       IoResult got = co_await conn.read_exact(payload, req->length);
+//       if (!got.ok()) co_return;
 //       auto sent = co_await conn.send_zc(ReplyHeader(*req), std::move(payload));
 //       // sent.buffer is ours again: the kernel no longer reads it.
 //     }
@@ -20,13 +21,16 @@
 // after the kernel's last completion for it (DESIGN.md rule 1).
 //
 // Receiving. Bytes arrive by multishot recv into the worker's provided buffer
-// ring and are copied at once into the connection's accumulator; recv(parse)
-// runs the parser over the accumulated bytes. read_exact(Buffer&) takes the
-// accumulated bytes first and, for a large remainder, receives the rest straight
-// into the buffer with a plain RECV (MSG_WAITALL) while the multishot recv is
-// paused, so bulk payloads are never copied in user space. Payloads that arrived
-// together with their header are copied, unless set_read_ahead() bounds the
-// receives to what the reader asks for.
+// ring; recv(parse) runs the parser over them in place (they are copied into
+// the connection's accumulator only when a message spans two receive buffers
+// or nobody consumed them within the loop iteration). read_exact copies a
+// payload that already arrived straight from the receive buffer into the
+// caller's memory, once; for a Buffer and a remainder of at least
+// ConnectionOptions::direct_read_threshold bytes it receives the rest straight
+// into the Buffer with a plain RECV (MSG_WAITALL), after stopping the multishot
+// recv, and then keeps receiving only what readers ask for (the next header
+// linked behind each payload) until readers stop asking for such payloads.
+// The connection decides all of this from the sizes readers ask for.
 // One task receives at a time (a second gets EBUSY).
 //
 // Sending. Every send goes through one ordered queue per connection (DESIGN.md
@@ -141,16 +145,27 @@ struct SendItem;
 void Ref(ConnState* s);
 void Unref(ConnState* s);  // may start a graceful close and free the state
 
-// recv() machinery (non-template parts).
-int ClaimRecv(ConnState* s);  // 0, or EBUSY / ENOTCONN / ECONNABORTED
+// recv() machinery (non-template parts; the connection's Receiver, in
+// net/src/receiver.h, does the work).
+// What the receive side can still give.
+enum class StreamState : uint8_t {
+  kOpen,    // more bytes may come
+  kEnded,   // the peer closed (FIN, TLS close_notify)
+  kFailed,  // an error (RecvError), or the connection closed locally
+};
+int ClaimRecv(ConnState* s);  // 0, or EBUSY / ENOTCONN
 void ReleaseRecv(ConnState* s);
-std::span<const uint8_t> Peek(ConnState* s);
-void Consume(ConnState* s, std::size_t n);
+// The unconsumed bytes from the front, contiguous, at least `want` of them when
+// that many have been received.
+std::span<const uint8_t> Contiguous(ConnState* s, std::size_t want);
+// recv(parse) consumed a message of `n` bytes.
+void ConsumeMessage(ConnState* s, std::size_t n);
 std::size_t AccumulatorCap(ConnState* s);
 int OverflowClose(ConnState* s);  // logs, counts, aborts the connection; EMSGSIZE
+int RecvError(ConnState* s);      // the errno of a kFailed stream
 
-// Waits until at least `want` bytes are accumulated or the stream can give no
-// more. Resumes with 0 (look again), -1 (end of stream) or an errno.
+// Waits until at least `want` bytes are received or the stream can give no
+// more; resumes with the stream's state (kOpen: look again).
 class RecvWait {
  public:
   RecvWait(ConnState* s, std::size_t want) : s_(s), want_(want) {}
@@ -162,14 +177,43 @@ class RecvWait {
   void await_suspend(std::coroutine_handle<P> h) {
     Park(&h.promise());
   }
-  int await_resume();
+  StreamState await_resume();
 
  private:
-  friend class ConnState;
   void Park(PromiseBase* p);
   ConnState* s_;
   std::size_t want_;
   PromiseBase* promise_ = nullptr;
+};
+
+// read_exact: `n` bytes into `dst` (the memory of *lent when given, which the
+// connection may then receive into directly and keeps while the kernel may
+// write into it). Holds a reference and the receive claim; destroyed mid-read
+// it leaves the stream out of sync (later receives fail with ECONNABORTED).
+class ReadExactWait {
+ public:
+  ReadExactWait(ConnState* s, uint8_t* dst, std::size_t n, Buffer* lent);
+  ReadExactWait(const ReadExactWait&) = delete;
+  ReadExactWait& operator=(const ReadExactWait&) = delete;
+  ~ReadExactWait();
+  bool await_ready();
+  template <EnginePromise P>
+  void await_suspend(std::coroutine_handle<P> h) {
+    Park(&h.promise());
+  }
+  IoResult await_resume();  // n or -errno (-ENODATA: the peer closed first)
+
+ private:
+  enum class Stage : uint8_t { kNew, kReading, kOver };
+  void Park(PromiseBase* p);
+  ConnState* s_;
+  uint8_t* dst_;
+  std::size_t n_;
+  Buffer* lent_;
+  PromiseBase* promise_ = nullptr;
+  int error_ = 0;
+  bool claimed_ = false;
+  Stage stage_ = Stage::kNew;
 };
 
 // A send waiting for room in the connection's send queue (one FIFO for both kinds).
@@ -317,21 +361,6 @@ class Connection {
   // call completes or is destroyed).
   Task<IoResult> read_exact(std::span<uint8_t> dst);
 
-  // Bounded receiving, for streams of headers and payloads (NBD). From this
-  // call on the connection receives only for a waiting reader and no more than
-  // it needs, with single RECVs instead of the multishot receive: recv(parse)
-  // gets up to max(the parser's NeedMore total, header_bytes), read_exact its
-  // bytes and then the next header_bytes (linked behind the payload's receive,
-  // in the same submission). A payload behind a header so stays in the socket
-  // until read_exact receives it straight into its Buffer (from
-  // direct_read_threshold up), where the multishot receive would have taken it
-  // into the accumulator with its header and read_exact would have copied it
-  // out. Costs a receive operation per header, and one more per payload (the
-  // two go in one submission). 0 returns to the multishot receive. TLS
-  // connections keep the multishot receive (records are decrypted, and so
-  // copied, anyway).
-  void set_read_ahead(std::size_t header_bytes);
-
   // ---- send ---------------------------------------------------------------
   // Copies `bytes` into the ordered send queue; completes once copied (waiting
   // while the queue is over its limit). Result: bytes.size() or -errno.
@@ -419,24 +448,22 @@ Task<Result<typename R::value_type>> Connection::recv(Parser parse) {
   if (claim.error()) co_return Result<T>::Error(claim.error());
   std::size_t want = 1;
   for (;;) {
-    std::span<const uint8_t> bytes = detail::Peek(s);
+    std::span<const uint8_t> bytes = detail::Contiguous(s, want);
     if (bytes.size() >= want) {
       R r = parse(bytes);
       if (r.done()) {
-        detail::Consume(s, r.consumed());
+        detail::ConsumeMessage(s, r.consumed());
         co_return Result<T>(r.take());
       }
       if (r.failed()) co_return Result<T>::Error(r.error());
       want = std::max(bytes.size() + 1, r.need());
       if (want > detail::AccumulatorCap(s)) co_return Result<T>::Error(detail::OverflowClose(s));
     }
-    const int st = co_await detail::RecvWait(s, want);
-    if (st == 0) continue;
-    if (st < 0) {
-      if (detail::Peek(s).empty()) co_return Result<T>::Eof();
-      co_return Result<T>::Error(ENODATA);
-    }
-    co_return Result<T>::Error(st);
+    const detail::StreamState st = co_await detail::RecvWait(s, want);
+    if (st == detail::StreamState::kOpen) continue;
+    if (st == detail::StreamState::kFailed) co_return Result<T>::Error(detail::RecvError(s));
+    if (detail::Contiguous(s, 1).empty()) co_return Result<T>::Eof();
+    co_return Result<T>::Error(ENODATA);
   }
 }
 

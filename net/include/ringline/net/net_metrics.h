@@ -12,25 +12,26 @@
 namespace ringline::net {
 
 struct NetMetrics {
-  Counter accepted;               // connections accepted and installed
-  Counter refused;                // accepted then closed at once: table full
-  Counter closed;                 // connections whose close completed
-  Counter active;                 // gauge: connections open now (accepted + outbound)
-  Counter connects;               // outbound connections established
-  Counter connect_failures;       // refused, unreachable, timed out
-  Counter bytes_in;               // TCP payload bytes received (ciphertext for TLS)
-  Counter bytes_out;              // TCP payload bytes sent (ciphertext for TLS)
-  Counter recv_enobufs;           // multishot recv ended because its buffer ring was empty
-  Counter recv_rearms;            // multishot recv armed again after it ended
-  Counter send_copies;            // copying send operations submitted
-  Counter zc_sends;               // SEND_ZC/SENDMSG_ZC operations submitted
-  Counter zc_copied;              // zero-copy sends the kernel reported it copied
-  Counter copy_fallbacks;         // payloads asked to go zero-copy that were copied
-  Counter partial_sends;          // short sends continued (DESIGN.md rule 5)
-  Counter send_waits;             // sends that waited for queue space (backpressure)
-  Counter direct_reads;           // read_exact payloads received straight into the buffer
-  Counter read_copied_bytes;      // bytes read_exact copied from received data (not direct)
-  Counter bounded_recvs;          // single receives sized by the reader (set_read_ahead)
+  Counter accepted;          // connections accepted and installed
+  Counter refused;           // accepted then closed at once: table full
+  Counter closed;            // connections whose close completed
+  Counter active;            // gauge: connections open now (accepted + outbound)
+  Counter connects;          // outbound connections established
+  Counter connect_failures;  // refused, unreachable, timed out
+  Counter bytes_in;          // TCP payload bytes received (ciphertext for TLS)
+  Counter bytes_out;         // TCP payload bytes sent (ciphertext for TLS)
+  Counter recv_enobufs;      // multishot recv ended because its buffer ring was empty
+  Counter recv_rearms;       // multishot recv armed again after it ended
+  Counter send_copies;       // copying send operations submitted
+  Counter zc_sends;          // SEND_ZC/SENDMSG_ZC operations submitted
+  Counter zc_copied;         // zero-copy sends the kernel reported it copied
+  Counter copy_fallbacks;    // payloads asked to go zero-copy that were copied
+  Counter partial_sends;     // short sends continued (DESIGN.md rule 5)
+  Counter send_waits;        // sends that waited for queue space (backpressure)
+  Counter direct_reads;  // read_exact payloads (or their rest) received straight into the buffer
+  Counter read_copied_bytes;      // bytes reads copied once, from a receive buffer to the caller
+  Counter read_recopied_bytes;    // bytes reads copied out of the accumulator (a second copy)
+  Counter bounded_recvs;          // single receives sized by the waiting reader (paced)
   Counter accumulator_overflows;  // connections closed for exceeding the accumulator cap
   Counter idle_timeouts;          // connections closed for being idle
   Counter tls_handshakes;         // completed TLS handshakes

@@ -67,13 +67,14 @@ struct ConnectionOptions {
   // data copied by the kernel on delivery whatever the sender does, so they
   // get by-reference sends unless this is set (tests of the zero-copy path).
   bool zero_copy_local = false;
-  // read_exact(Buffer&): when at least this many bytes remain after the
-  // accumulated ones, receiving switches to a plain RECV straight into the
-  // buffer (no copy); below it bytes are copied from the provided buffers.
-  std::size_t direct_read_threshold = 64 * 1024;
-  // Bounded receiving from the start (see Connection::set_read_ahead): the
-  // size of the protocol's message header, or 0 for the multishot receive.
-  std::size_t read_ahead = 0;
+  // read_exact(Buffer&): when at least this many bytes remain after those
+  // already received, the rest is received straight into the Buffer with a
+  // plain RECV (no copy), and the connection then receives only what readers
+  // ask for while such payloads keep coming; smaller remainders are copied
+  // once, from the provided receive buffers. The default is the measured
+  // crossover (BENCHMARKS.md, "Receiving write payloads: crossover"): below it
+  // the extra receive operations cost more CPU than the copy.
+  std::size_t direct_read_threshold = 32 * 1024;
   // Closes a connection with no bytes in or out for this long (0: never).
   std::chrono::milliseconds idle_timeout{0};
   // How long a graceful close waits for queued bytes to leave before it aborts.
