@@ -137,6 +137,11 @@ absl::Status ServerConfig::Validate() const {
                       absl::StrCat(default_size, " must be a multiple of 4096, at least 4096"));
   }
   if (max_connections == 0) return FieldError("max_connections", "must be at least 1");
+  if (max_request < (64u << 10) || max_request > (1u << 30) || max_request % (64u << 10) != 0) {
+    return FieldError("max_request", absl::StrCat(max_request,
+                                                  " must be a multiple of 64K in [64K, 1G] "
+                                                  "(e.g. 64M, the default)"));
+  }
   return absl::OkStatus();
 }
 
@@ -152,7 +157,7 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
   static const std::set<std::string> kTop = {
       "listen",   "port",         "workers",         "log_level",         "metrics_port",
       "data_dir", "default_size", "max_connections", "shutdown_grace_ms", "tls",
-      "export"};
+      "export",   "max_request"};
   for (const auto& [k, v] : t) {
     if (!kTop.count(std::string(k.str()))) {
       return absl::InvalidArgumentError(
@@ -193,6 +198,18 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
   if (!(st = get_uint(t["shutdown_grace_ms"], "shutdown_grace_ms", 3600000, &c->shutdown_grace_ms))
            .ok())
     return st;
+  if (auto n = t["max_request"]) {
+    uint64_t v = 0;
+    if (auto text = n.value<std::string>()) {
+      auto parsed = ParseSize(*text);
+      if (!parsed.ok()) return err("max_request", std::string(parsed.status().message()));
+      v = *parsed;
+    } else if (!(st = get_uint(n, "max_request", uint64_t{1} << 30, &v)).ok()) {
+      return st;
+    }
+    if (v > (uint64_t{1} << 30)) return err("max_request", "at most 1G");
+    c->max_request = static_cast<uint32_t>(v);
+  }
   if (auto n = t["default_size"]) {
     if (auto s = n.value<std::string>()) {
       auto v = ParseSize(*s);

@@ -26,6 +26,8 @@
 
 #include "blockserve/export_table.h"
 #include "blockserve/nbd/request.h"
+#include "blockserve/request_log.h"
+#include "blockserve/unaligned_io.h"
 #include "ringline/net/connection.h"
 #include "ringline/spawn.h"
 #include "ringline/task.h"
@@ -87,6 +89,21 @@ class Session {
   ringline::Task<bool> Handshake();
   ringline::Task<> ReadLoop();
   ringline::Task<> Execute(nbd::Request req, ringline::Buffer payload, uint32_t slot);
+  // The backend part of Execute: aligned requests go straight to the target
+  // (mutations through the export's WriteOrder free path); unaligned ones
+  // through unaligned_io.h; BLOCK_STATUS answers itself.
+  ringline::Task<ringline::block::BlockResult> Perform(const nbd::Request& req,
+                                                       ringline::Buffer payload);
+  ringline::Task<ringline::block::BlockResult> BlockStatus(const nbd::Request& req);
+  // The covering aligned range of a request (see unaligned_io.h).
+  AlignedSpan SpanOf(const nbd::Request& req) const {
+    return AlignSpan(req.offset, req.length, params_.device_alignment, params_.export_size);
+  }
+  UnalignedIo Unaligned() const;
+  // Counts a refused (validation) or failed (backend) request and logs it
+  // (rate-limited, request_log.h).
+  void RecordRefusal(const nbd::Request& req, const nbd::RequestCheck& check);
+  void RecordFailure(const nbd::Request& req, nbd::NbdError error, const std::string& reason);
   ringline::Task<> Reply(const nbd::Request& req, nbd::NbdError error, const char* message);
   ringline::Task<bool> Discard(uint32_t length);
   ringline::Task<ringline::Buffer> AcquireBuffer(uint32_t length);
@@ -113,7 +130,8 @@ class Session {
   std::array<ringline::JoinHandle<void>, kMaxInFlight> requests_;
   std::vector<uint32_t> free_slots_;
   Wakeup slot_freed_;
-  std::vector<uint8_t> scratch_;  // discarded payloads land here
+  std::vector<uint8_t> scratch_;     // discarded payloads land here
+  std::unique_ptr<RequestLog> log_;  // from the handshake on (needs the export)
 };
 
 }  // namespace blockserve

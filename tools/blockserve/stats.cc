@@ -26,6 +26,11 @@ const char* CmdLabel(Cmd c) {
 
 namespace {
 
+constexpr nbd::NbdError kFailureErrors[kFailureKinds] = {
+    nbd::NbdError::kIo,     nbd::NbdError::kPerm,    nbd::NbdError::kNoMem,
+    nbd::NbdError::kInval,  nbd::NbdError::kNoSpc,   nbd::NbdError::kOverflow,
+    nbd::NbdError::kNotSup, nbd::NbdError::kShutdown};
+
 std::string Escape(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -40,6 +45,15 @@ std::string Escape(const std::string& s) {
 }
 
 }  // namespace
+
+int FailureIndex(nbd::NbdError error) {
+  for (int i = 0; i < kFailureKinds; ++i) {
+    if (kFailureErrors[i] == error) return i;
+  }
+  return 0;  // anything else is counted as EIO, as it is answered
+}
+
+nbd::NbdError FailureError(int index) { return kFailureErrors[index]; }
 
 std::string RenderPrometheus(const std::vector<std::string>& names,
                              const std::vector<const WorkerStats*>& workers,
@@ -112,6 +126,30 @@ std::string RenderPrometheus(const std::vector<std::string>& names,
       absl::StrAppend(&out, "blockserve_request_duration_seconds_count{", labels, "} ", h.count,
                       "\n");
     }
+  }
+  header("blockserve_requests_refused_total", "counter",
+         "Requests refused without touching the backend, by export and reason.");
+  header("blockserve_requests_failed_total", "counter",
+         "Requests the backend failed, by export and the NBD error sent.");
+  header("blockserve_requests_unaligned_total", "counter",
+         "Requests not aligned to the backend, served by bounce buffer or read-modify-write.");
+  for (std::size_t e = 0; e < names.size(); ++e) {
+    const std::string ex = Escape(names[e]);
+    for (int r = 1; r < nbd::kRefusals; ++r) {
+      const uint64_t n =
+          sum([&](const WorkerStats& w) { return w.per_export[e]->refused[r].Get(); });
+      absl::StrAppend(&out, "blockserve_requests_refused_total{export=\"", ex, "\",reason=\"",
+                      nbd::RefusalLabel(static_cast<nbd::Refusal>(r)), "\"} ", n, "\n");
+    }
+    for (int f = 0; f < kFailureKinds; ++f) {
+      const uint64_t n =
+          sum([&](const WorkerStats& w) { return w.per_export[e]->failed[f].Get(); });
+      absl::StrAppend(&out, "blockserve_requests_failed_total{export=\"", ex, "\",error=\"",
+                      nbd::NbdErrorName(FailureError(f)), "\"} ", n, "\n");
+    }
+    absl::StrAppend(&out, "blockserve_requests_unaligned_total{export=\"", ex, "\"} ",
+                    sum([&](const WorkerStats& w) { return w.per_export[e]->unaligned.Get(); }),
+                    "\n");
   }
   header("ringline_engine_counter", "counter", "Engine counters summed over workers.");
   for (const auto& [name, value] : engine.totals) {

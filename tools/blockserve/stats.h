@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "blockserve/nbd/error.h"
+#include "blockserve/nbd/request.h"
 #include "ringline/metrics.h"
 
 namespace blockserve {
@@ -17,12 +19,25 @@ enum class Cmd : uint8_t { kRead, kWrite, kFlush, kTrim, kWriteZeroes, kOther };
 inline constexpr int kCmds = 6;
 const char* CmdLabel(Cmd c);
 
+// Requests the backend failed, counted by the NBD error they were answered
+// with (the order of FailureErrors()).
+inline constexpr int kFailureKinds = 8;
+int FailureIndex(nbd::NbdError error);
+nbd::NbdError FailureError(int index);
+
 struct ExportStats {
   std::array<ringline::Counter, kCmds> ops;
   std::array<ringline::Counter, kCmds> bytes;
   std::array<ringline::Counter, kCmds> errors;
   std::array<ringline::Histogram, kCmds> latency_ns;
   ringline::Counter in_flight;  // gauge: requests being served
+  // Refused without touching the backend, by reason (nbd::Refusal).
+  std::array<ringline::Counter, nbd::kRefusals> refused;
+  // Failed by the backend, by the NBD error sent (FailureIndex).
+  std::array<ringline::Counter, kFailureKinds> failed;
+  // Requests not aligned to the backend, served by bounce buffer or
+  // read-modify-write (unaligned_io.h).
+  ringline::Counter unaligned;
 };
 
 struct WorkerStats {

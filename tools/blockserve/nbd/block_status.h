@@ -1,0 +1,42 @@
+#pragma once
+// NBD_CMD_BLOCK_STATUS for the base:allocation context: turning the extents a
+// backend reports into the descriptors of an NBD_REPLY_TYPE_BLOCK_STATUS chunk.
+//
+// Spec (doc/proto.md, NBD_CMD_BLOCK_STATUS): descriptors are consecutive from
+// the request's offset, their lengths sum to at most the request's length, at
+// least one is sent, and with NBD_CMD_FLAG_REQ_ONE exactly one; consecutive
+// descriptors SHOULD differ in status, so equal neighbours are merged here.
+// Status bits of base:allocation: NBD_STATE_HOLE (1), NBD_STATE_ZERO (2).
+//
+// Thread-safety: pure functions over caller-owned data.
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "blockserve/nbd/reply.h"
+
+namespace blockserve::nbd {
+
+inline constexpr uint32_t kStateHole = 1;
+inline constexpr uint32_t kStateZero = 2;
+// Descriptors sent in one reply without REQ_ONE: enough for a client to map
+// fast, small enough that one query costs a bounded number of seeks.
+inline constexpr uint32_t kMaxBlockStatusDescriptors = 256;
+
+// One extent as a backend reports it (length in bytes, base:allocation flags).
+struct ExtentIn {
+  uint64_t length = 0;
+  uint32_t flags = 0;
+};
+
+// Fills `out` (cleared first) with the descriptors for a request of `length`
+// bytes: extents clipped to the request, empty ones skipped, equal neighbours
+// merged, only the first with `req_one`, at most kMaxBlockStatusDescriptors.
+// Unknown flag bits are dropped. When the extents cover nothing, one
+// descriptor of the whole length with status 0 ("data"), which the spec says
+// is always a safe answer.
+void ToDescriptors(std::span<const ExtentIn> extents, uint32_t length, bool req_one,
+                   std::vector<BlockStatusDescriptor>& out);
+
+}  // namespace blockserve::nbd
