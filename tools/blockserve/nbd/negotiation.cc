@@ -443,8 +443,10 @@ bool Negotiator::OnInfoOrGo(NegotiationEvent& event) {
   StoreBe32(block_size.data() + 8, params->block_size.maximum);
   if (found->info.block_size_required && !want_block_size) {
     // Spec: a server sending BLOCK_SIZE_REQD SHOULD first send the constraints
-    // to save the client a round trip.
-    QueueInfo(kInfoBlockSize, block_size);
+    // to save the client a round trip: the backend's, which it will be held to.
+    std::array<uint8_t, kInfoBlockSizePayload> required = block_size;
+    StoreBe32(required.data(), params->device_alignment);
+    QueueInfo(kInfoBlockSize, required);
     QueueReply(kRepErrBlockSizeReqd,
                absl::StrFormat("export %s requires the client to request NBD_INFO_BLOCK_SIZE",
                                Quoted(found->name)));
