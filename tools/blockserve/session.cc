@@ -340,6 +340,15 @@ Task<ringline::block::BlockResult> Session::Perform(const nbd::Request& req, Buf
                                             fua);
         }
         if (req.type == nbd::kCmdWriteZeroes) {
+          // Partial blocks are zeroed by writing data, which FAST_ZERO
+          // forbids: the spec's answer is ENOTSUP, and the client writes
+          // the zeroes itself.
+          if (req.flags & nbd::kCmdFlagFastZero) {
+            ringline::block::BlockResult r;
+            r.res = -ENOTSUP;
+            r.status = absl::UnimplementedError("fast zero of a range not aligned to the device");
+            co_return r;
+          }
           co_return co_await ZeroUnaligned(Unaligned(), req.offset, req.length, fua);
         }
         auto r = co_await TrimUnaligned(Unaligned(), req.offset, req.length);

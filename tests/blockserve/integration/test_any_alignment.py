@@ -214,6 +214,27 @@ def raw_export_name_client_unaligned(ctx):
 
 
 @R.case
+def unaligned_fast_zero_is_not_supported(ctx):
+    # Zeroing a partial block means writing data, which FAST_ZERO forbids:
+    # ENOTSUP (the client then writes the zeroes itself); aligned is fine.
+    need_loop(ctx)
+    nbd = import_nbd()
+    h = handle(ctx, "disk4k")
+    check(h.can_fast_zero(), "fast zero not advertised")
+    h.pwrite(b"\x11" * 8192, 65536)
+    err = 0
+    try:
+        h.zero(100, 65536 + 10, nbd.CMD_FLAG_FAST_ZERO)
+    except nbd.Error as e:
+        err = e.errnum
+    check(err == 95, "an unaligned fast zero got %s, want ENOTSUP" % err_name(err))
+    check(h.pread(8192, 65536) == b"\x11" * 8192, "the refused fast zero changed data")
+    h.zero(4096, 65536, nbd.CMD_FLAG_FAST_ZERO)
+    check(h.pread(8192, 65536) == bytes(4096) + b"\x11" * 4096, "an aligned fast zero")
+    h.shutdown()
+
+
+@R.case
 def tail_shorter_than_a_block_is_exported(ctx):
     h = handle(ctx, "tail")
     size = h.get_size()
