@@ -15,6 +15,13 @@
 // takes them; only payloads that had already arrived with their header when the
 // connection switched are copied from the receive buffers.
 //
+// A client that did not request block sizes may send any offset and length:
+// such requests go through unaligned_io.h (bounce reads, read-modify-writes
+// ordered across connections and workers by the export's WriteOrder); aligned
+// ones go straight to the target. NBD_CMD_BLOCK_STATUS answers base:allocation
+// from block::Target::Extents (block_status_query.h). Refused and failed
+// requests are counted per reason and logged through a rate-limited RequestLog.
+//
 // Ownership: a Session is owned by its worker's WorkerContext (worker_context.h)
 // and owns its request tasks; destroying it destroys them first.
 // Thread-safety: worker-local.
