@@ -16,11 +16,9 @@ ringline::Task<ringline::block::ExtentResult> QueryBlockStatus(ringline::block::
   // block::kExtentHole/kExtentZero are base:allocation's bits by design.
   static_assert(ringline::block::kExtentHole == nbd::kStateHole &&
                 ringline::block::kExtentZero == nbd::kStateZero);
-  std::vector<nbd::ExtentIn> in;
-  in.reserve(r.extents.size());
-  for (const auto& e : r.extents) in.push_back({e.length, e.flags});
   std::vector<nbd::BlockStatusDescriptor> descriptors;
-  nbd::ToDescriptors(in, length, req_one, descriptors);
+  nbd::ToDescriptors(std::span<const ringline::block::Extent>(r.extents), length, req_one,
+                     descriptors);
   nbd::EncodeBlockStatusChunk(cookie, context_id, descriptors, true, chunk);
   co_return r;
 }

@@ -10,6 +10,7 @@
 //
 // Thread-safety: pure functions over caller-owned data.
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -35,8 +36,34 @@ struct ExtentIn {
 // merged, only the first with `req_one`, at most kMaxBlockStatusDescriptors.
 // Unknown flag bits are dropped. When the extents cover nothing, one
 // descriptor of the whole length with status 0 ("data"), which the spec says
-// is always a safe answer.
-void ToDescriptors(std::span<const ExtentIn> extents, uint32_t length, bool req_one,
-                   std::vector<BlockStatusDescriptor>& out);
+// is always a safe answer. `Extent` is any type with `length` and `flags`
+// (ExtentIn, block::Extent), so a backend's list is used without a copy.
+template <typename Extent>
+void ToDescriptors(std::span<const Extent> extents, uint32_t length, bool req_one,
+                   std::vector<BlockStatusDescriptor>& out) {
+  out.clear();
+  uint64_t left = length;
+  for (const Extent& e : extents) {
+    if (left == 0) break;
+    if (e.length == 0) continue;
+    const auto n = static_cast<uint32_t>(std::min<uint64_t>(e.length, left));
+    const uint32_t flags = e.flags & (kStateHole | kStateZero);
+    left -= n;
+    if (!out.empty() && out.back().flags == flags) {
+      out.back().length += n;  // cannot overflow: the sum is <= length
+      continue;
+    }
+    // REQ_ONE: the first run is complete once a different status follows.
+    if (req_one && !out.empty()) break;
+    if (out.size() == kMaxBlockStatusDescriptors) break;
+    out.push_back({n, flags});
+  }
+  if (out.empty()) out.push_back({length, 0});
+}
+// For braced lists and vectors of ExtentIn (tests, the fuzzer).
+inline void ToDescriptors(std::span<const ExtentIn> extents, uint32_t length, bool req_one,
+                          std::vector<BlockStatusDescriptor>& out) {
+  ToDescriptors<ExtentIn>(extents, length, req_one, out);
+}
 
 }  // namespace blockserve::nbd
