@@ -707,12 +707,17 @@ Bytes LongConversation() {
       .Option(kOptList)
       .Option(kOptInfo, Wire::InfoData("disk", {kInfoName, kInfoDescription}))
       .Option(42, Wire().Str("skip me please"))
-      .Option(kOptGo, Wire::InfoData(std::string(80, 'y')))  // Over the 64-byte cap.
+      .Option(kOptGo, Wire::InfoData(std::string(80, 'y')))  // Streamed past the cap.
       .Option(kOptGo, Wire::InfoData("nope"))
+      // Meta contexts: one over the 64-byte cap (TOO_BIG), a LIST, a SET.
+      .Option(kOptListMetaContext,
+              Wire().U32(4).Str("disk").U32(1).U32(70).Str(std::string(70, 'q')))
+      .Option(kOptListMetaContext, Wire().U32(4).Str("disk").U32(1).U32(5).Str("base:"))
       .Option(kOptStructuredReply)
       .Option(kOptStartTls)
       .Option(kOptStructuredReply)
-      .Option(kOptGo, Wire::InfoData("", {kInfoBlockSize}))
+      .Option(kOptSetMetaContext, Wire().U32(0).U32(1).U32(15).Str("base:allocation"))
+      .Option(kOptGo, Wire::InfoData("", {7, kInfoBlockSize, 9, 1000, kInfoName}))
       .U32(kRequestMagic)
       .Zeroes(24);
 }
