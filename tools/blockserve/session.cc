@@ -316,62 +316,35 @@ Task<ringline::block::BlockResult> Session::BlockStatus(const nbd::Request& req)
   co_return r;
 }
 
-Task<ringline::block::BlockResult> Session::Perform(const nbd::Request& req, Buffer payload) {
+Task<ringline::block::BlockResult> Session::PerformUnaligned(const nbd::Request& req,
+                                                             Buffer payload) {
   ringline::block::Target& t = *export_->target;
   const bool fua = req.flags & nbd::kCmdFlagFua;
   const AlignedSpan span = SpanOf(req);
-  const bool aligned = span.aligned(req.offset, req.length);
-  if (!aligned) stats_->unaligned.Add();
+  stats_->unaligned.Add();
   switch (req.type) {
     case nbd::kCmdRead: {
-      if (aligned) {
-        co_return co_await t.Read(req.offset, req.length, co_await AcquireBuffer(req.length));
-      }
       Buffer bounce = co_await AcquireBuffer(static_cast<uint32_t>(span.length()));
       co_return co_await ReadUnaligned(Unaligned(), req.offset, req.length, std::move(bounce));
     }
     case nbd::kCmdWrite:
-    case nbd::kCmdTrim:
-    case nbd::kCmdWriteZeroes: {
-      wrote_ = true;
-      if (!aligned) {
-        if (req.type == nbd::kCmdWrite) {
-          co_return co_await WriteUnaligned(Unaligned(), req.offset, req.length, std::move(payload),
-                                            fua);
-        }
-        if (req.type == nbd::kCmdWriteZeroes) {
-          // Partial blocks are zeroed by writing data, which FAST_ZERO
-          // forbids: the spec's answer is ENOTSUP, and the client writes
-          // the zeroes itself.
-          if (req.flags & nbd::kCmdFlagFastZero) {
-            ringline::block::BlockResult r;
-            r.res = -ENOTSUP;
-            r.status = absl::UnimplementedError("fast zero of a range not aligned to the device");
-            co_return r;
-          }
-          co_return co_await ZeroUnaligned(Unaligned(), req.offset, req.length, fua);
-        }
-        auto r = co_await TrimUnaligned(Unaligned(), req.offset, req.length);
-        if (r.ok() && fua) r = co_await t.Flush();
+      co_return co_await WriteUnaligned(Unaligned(), req.offset, req.length, std::move(payload),
+                                        fua);
+    case nbd::kCmdWriteZeroes:
+      // Partial blocks are zeroed by writing data, which FAST_ZERO forbids:
+      // the spec's answer is ENOTSUP, and the client writes the zeroes itself.
+      if (req.flags & nbd::kCmdFlagFastZero) {
+        ringline::block::BlockResult r;
+        r.res = -ENOTSUP;
+        r.status = absl::UnimplementedError("fast zero of a range not aligned to the device");
         co_return r;
       }
-      // Aligned: free unless a read-modify-write is pending (write_order.h).
-      WriteOrder::Guard order = export_->order->TryAligned();
-      if (!order) order = co_await export_->order->LockAligned(span.begin, span.end);
-      if (req.type == nbd::kCmdWrite) {
-        co_return co_await t.Write(req.offset, std::move(payload), {.fua = fua});
-      }
-      if (req.type == nbd::kCmdWriteZeroes) {
-        co_return co_await t.WriteZeroes(req.offset, req.length, {.fua = fua});
-      }
-      auto r = co_await t.Discard(req.offset, req.length);
+      co_return co_await ZeroUnaligned(Unaligned(), req.offset, req.length, fua);
+    case nbd::kCmdTrim: {
+      auto r = co_await TrimUnaligned(Unaligned(), req.offset, req.length);
       if (r.ok() && fua) r = co_await t.Flush();
       co_return r;
     }
-    case nbd::kCmdFlush:
-      co_return co_await t.Flush();
-    case nbd::kCmdBlockStatus:
-      co_return co_await BlockStatus(req);
     default: {
       ringline::block::BlockResult r;
       r.res = -EINVAL;
@@ -386,7 +359,49 @@ Task<> Session::Execute(nbd::Request req, Buffer payload, uint32_t slot) {
   ExportStats& st = *stats_;
   st.in_flight.Add();
   const auto start = Clock::now();
-  ringline::block::BlockResult r = co_await Perform(req, std::move(payload));
+  ringline::block::Target& t = *export_->target;
+  const bool fua = req.flags & nbd::kCmdFlagFua;
+  const AlignedSpan span = SpanOf(req);
+  const bool writes =
+      req.type == nbd::kCmdWrite || req.type == nbd::kCmdTrim || req.type == nbd::kCmdWriteZeroes;
+  if (writes) wrote_ = true;
+  // Aligned requests go straight to the target; aligned writes are ordered
+  // against read-modify-writes by the export's WriteOrder, free while none
+  // is pending (write_order.h). The guard is held until the device is done.
+  WriteOrder::Guard order;
+  ringline::block::BlockResult r;
+  if (req.type == nbd::kCmdBlockStatus) {
+    r = co_await BlockStatus(req);
+  } else if (req.type != nbd::kCmdFlush && !span.aligned(req.offset, req.length)) {
+    r = co_await PerformUnaligned(req, std::move(payload));
+  } else {
+    if (writes) {
+      order = export_->order->TryAligned();
+      if (!order) order = co_await export_->order->LockAligned(span.begin, span.end);
+    }
+    switch (req.type) {
+      case nbd::kCmdRead:
+        r = co_await t.Read(req.offset, req.length, co_await AcquireBuffer(req.length));
+        break;
+      case nbd::kCmdWrite:
+        r = co_await t.Write(req.offset, std::move(payload), {.fua = fua});
+        break;
+      case nbd::kCmdFlush:
+        r = co_await t.Flush();
+        break;
+      case nbd::kCmdTrim:
+        r = co_await t.Discard(req.offset, req.length);
+        if (r.ok() && fua) r = co_await t.Flush();
+        break;
+      case nbd::kCmdWriteZeroes:
+        r = co_await t.WriteZeroes(req.offset, req.length, {.fua = fua});
+        break;
+      default:
+        r.res = -EINVAL;
+        break;
+    }
+    order.Release();
+  }
   if (!r.ok()) {
     const nbd::NbdError err = nbd::ErrnoToNbdError(r.res);
     std::string msg(r.status.message());

@@ -96,11 +96,10 @@ class Session {
   ringline::Task<bool> Handshake();
   ringline::Task<> ReadLoop();
   ringline::Task<> Execute(nbd::Request req, ringline::Buffer payload, uint32_t slot);
-  // The backend part of Execute: aligned requests go straight to the target
-  // (mutations through the export's WriteOrder free path); unaligned ones
-  // through unaligned_io.h; BLOCK_STATUS answers itself.
-  ringline::Task<ringline::block::BlockResult> Perform(const nbd::Request& req,
-                                                       ringline::Buffer payload);
+  // Requests not aligned to the backend (unaligned_io.h); Execute serves
+  // aligned ones itself, without this extra coroutine.
+  ringline::Task<ringline::block::BlockResult> PerformUnaligned(const nbd::Request& req,
+                                                                ringline::Buffer payload);
   ringline::Task<ringline::block::BlockResult> BlockStatus(const nbd::Request& req);
   // The covering aligned range of a request (see unaligned_io.h).
   AlignedSpan SpanOf(const nbd::Request& req) const {
