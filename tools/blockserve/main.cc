@@ -147,7 +147,9 @@ Task<> WorkerMain(ringline::Worker& worker, Shared& shared) {
         for (const auto& e : shared.config.exports) names.push_back(e.name);
         std::vector<const WorkerStats*> ws;
         for (const auto& s : shared.stats) ws.push_back(s.get());
-        return RenderPrometheus(names, ws, shared.runtime->Metrics());
+        std::vector<const WriteOrder*> orders;
+        for (const auto& o : shared.orders) orders.push_back(o.get());
+        return RenderPrometheus(names, ws, shared.runtime->Metrics(), orders);
       }));
     }
   }

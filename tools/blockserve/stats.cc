@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "blockserve/write_order.h"
 #include "ringline/net/net_metrics.h"
 
 namespace blockserve {
@@ -57,7 +58,8 @@ nbd::NbdError FailureError(int index) { return kFailureErrors[index]; }
 
 std::string RenderPrometheus(const std::vector<std::string>& names,
                              const std::vector<const WorkerStats*>& workers,
-                             const ringline::MetricsSnapshot& engine) {
+                             const ringline::MetricsSnapshot& engine,
+                             const std::vector<const WriteOrder*>& orders) {
   std::string out;
   auto header = [&](const char* name, const char* type, const char* help) {
     absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
@@ -150,6 +152,22 @@ std::string RenderPrometheus(const std::vector<std::string>& names,
     absl::StrAppend(&out, "blockserve_requests_unaligned_total{export=\"", ex, "\"} ",
                     sum([&](const WorkerStats& w) { return w.per_export[e]->unaligned.Get(); }),
                     "\n");
+  }
+  if (orders.size() == names.size()) {
+    header("blockserve_read_modify_writes_total", "counter",
+           "Unaligned writes and zeroes done by read-modify-write, by export.");
+    header("blockserve_aligned_writes_ordered_total", "counter",
+           "Aligned writes that took the range lock because a read-modify-write was pending.");
+    header("blockserve_write_order_waits_total", "counter",
+           "Writes that waited for an overlapping write or read-modify-write.");
+    for (std::size_t e = 0; e < names.size(); ++e) {
+      const std::string labels = absl::StrCat("{export=\"", Escape(names[e]), "\"} ");
+      absl::StrAppend(&out, "blockserve_read_modify_writes_total", labels,
+                      orders[e]->read_modify_writes(), "\n");
+      absl::StrAppend(&out, "blockserve_aligned_writes_ordered_total", labels,
+                      orders[e]->locked_aligned_writes(), "\n");
+      absl::StrAppend(&out, "blockserve_write_order_waits_total", labels, orders[e]->waits(), "\n");
+    }
   }
   header("ringline_engine_counter", "counter", "Engine counters summed over workers.");
   for (const auto& [name, value] : engine.totals) {

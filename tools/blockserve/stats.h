@@ -14,6 +14,8 @@
 
 namespace blockserve {
 
+class WriteOrder;  // write_order.h
+
 // NBD commands we count separately.
 enum class Cmd : uint8_t { kRead, kWrite, kFlush, kTrim, kWriteZeroes, kOther };
 inline constexpr int kCmds = 6;
@@ -53,8 +55,10 @@ struct WorkerStats {
 };
 
 // Prometheus text for every worker's stats plus the engine's counters.
+// `orders`: each export's WriteOrder, in the same order as the names (or empty).
 std::string RenderPrometheus(const std::vector<std::string>& export_names,
                              const std::vector<const WorkerStats*>& workers,
-                             const ringline::MetricsSnapshot& engine);
+                             const ringline::MetricsSnapshot& engine,
+                             const std::vector<const WriteOrder*>& orders = {});
 
 }  // namespace blockserve

@@ -62,6 +62,7 @@ class WriteOrder::LockAwaiter {
       order_->GrantLocked(wake);
       granted = w_->granted;
     }
+    if (!granted) order_->waits_.fetch_add(1, std::memory_order_relaxed);
     // Granted at once: it goes on without a wake-up. (Granted later by another
     // thread, before await_suspend ran: that wake-up is a message to this
     // worker, which runs only after await_suspend.)
@@ -140,6 +141,7 @@ WriteOrder::Guard WriteOrder::TryAligned() {
 }
 
 Task<WriteOrder::Guard> WriteOrder::LockAligned(uint64_t begin, uint64_t end) {
+  locked_aligned_.fetch_add(1, std::memory_order_relaxed);
   auto w = std::make_shared<Waiter>();
   w->order = this;
   w->begin = begin;
@@ -151,6 +153,7 @@ Task<WriteOrder::Guard> WriteOrder::LockAligned(uint64_t begin, uint64_t end) {
 Task<WriteOrder::Guard> WriteOrder::ReadModifyWrite(uint64_t begin, uint64_t end) {
   // Raised before the counters are looked at (see the header: Dekker).
   rmw_pending_.fetch_add(1, std::memory_order_seq_cst);
+  rmw_total_.fetch_add(1, std::memory_order_relaxed);
   auto w = std::make_shared<Waiter>();
   w->order = this;
   w->begin = begin;

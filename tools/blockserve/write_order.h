@@ -96,6 +96,12 @@ class WriteOrder {
   // For tests and metrics: locks held, requests waiting.
   std::size_t held() const;
   std::size_t waiting() const;
+  // Counters since start, readable from any thread: read-modify-writes,
+  // aligned writes that took the lock (an RMW was pending), and requests of
+  // either kind that had to wait.
+  uint64_t read_modify_writes() const { return rmw_total_.load(std::memory_order_relaxed); }
+  uint64_t locked_aligned_writes() const { return locked_aligned_.load(std::memory_order_relaxed); }
+  uint64_t waits() const { return waits_.load(std::memory_order_relaxed); }
 
  private:
   struct Waiter;
@@ -121,6 +127,9 @@ class WriteOrder {
   const uint32_t workers_;
   std::unique_ptr<PaddedCounter[]> counters_;
   std::atomic<uint32_t> rmw_pending_{0};
+  std::atomic<uint64_t> rmw_total_{0};
+  std::atomic<uint64_t> locked_aligned_{0};
+  std::atomic<uint64_t> waits_{0};
 
   mutable std::mutex mu_;
   uint64_t next_id_ = 1;                          // guarded by mu_

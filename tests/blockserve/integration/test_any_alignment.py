@@ -181,6 +181,13 @@ def concurrent_writers_of_one_block_both_land(ctx):
     for h in conns:
         h.shutdown()
     log("3 rounds x 4 connections x %d blocks: no write lost" % blocks)
+    text = scrape(ctx)
+    rmw = metric(text, "blockserve_read_modify_writes_total", export="disk4k")
+    unaligned = metric(text, "blockserve_requests_unaligned_total", export="disk4k")
+    log("metrics: %s read-modify-writes, %s unaligned requests, %s waits" % (
+        rmw, unaligned, metric(text, "blockserve_write_order_waits_total", export="disk4k")))
+    check(rmw is not None and rmw >= 3 * 4 * blocks, "read-modify-writes counted: %s" % rmw)
+    check(unaligned is not None and unaligned >= rmw, "unaligned requests counted: %s" % unaligned)
 
 
 @R.case
