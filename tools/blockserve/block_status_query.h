@@ -7,21 +7,37 @@
 // SEEK_DATA/SEEK_HOLE pair at most.
 // Thread-safety: worker-local (the target is the worker's).
 
+#include <array>
 #include <cstdint>
+#include <span>
 #include <vector>
 
+#include "blockserve/nbd/reply.h"
 #include "ringline/block/target.h"
 #include "ringline/task.h"
 
 namespace blockserve {
 
+// The encoded reply chunk. REQ_ONE (one descriptor: qemu's pattern) fits in
+// `one` and allocates nothing; longer replies use `many`. `bytes` views
+// whichever holds it. Keep it where it is while `bytes` is used (a coroutine
+// local is fine); not copyable, as `bytes` points into it.
+struct BlockStatusChunk {
+  BlockStatusChunk() = default;
+  BlockStatusChunk(const BlockStatusChunk&) = delete;
+  BlockStatusChunk& operator=(const BlockStatusChunk&) = delete;
+  std::array<uint8_t, nbd::kBlockStatusHeaderSize + nbd::kBlockStatusDescriptorSize> one{};
+  std::vector<uint8_t> many;
+  std::span<const uint8_t> bytes;
+};
+
 // Fills `chunk` with the reply chunk (flag DONE) for the request `cookie`
 // covering [offset, offset + length) (validated: inside the export, length >
-// 0). On a backend error returns its result and leaves `chunk` empty.
+// 0). On a backend error returns its result and leaves `chunk.bytes` empty.
 ringline::Task<ringline::block::ExtentResult> QueryBlockStatus(ringline::block::Target& target,
                                                                uint64_t cookie, uint64_t offset,
                                                                uint32_t length, bool req_one,
                                                                uint32_t context_id,
-                                                               std::vector<uint8_t>& chunk);
+                                                               BlockStatusChunk& chunk);
 
 }  // namespace blockserve

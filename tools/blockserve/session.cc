@@ -305,14 +305,14 @@ UnalignedIo Session::Unaligned() const {
 }
 
 Task<ringline::block::BlockResult> Session::BlockStatus(const nbd::Request& req) {
-  std::vector<uint8_t> chunk;
+  BlockStatusChunk chunk;  // in this frame until sent (send copies it)
   ringline::block::ExtentResult e = co_await QueryBlockStatus(
       *export_->target, req.cookie, req.offset, req.length, (req.flags & nbd::kCmdFlagReqOne) != 0,
       params_.base_allocation_context, chunk);
   ringline::block::BlockResult r;
   r.res = e.res;
   r.status = std::move(e.status);
-  if (r.ok()) co_await conn_.send(std::span<const uint8_t>(chunk));
+  if (r.ok()) co_await conn_.send(chunk.bytes);
   co_return r;
 }
 

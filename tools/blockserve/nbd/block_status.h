@@ -31,39 +31,41 @@ struct ExtentIn {
   uint32_t flags = 0;
 };
 
-// Fills `out` (cleared first) with the descriptors for a request of `length`
-// bytes: extents clipped to the request, empty ones skipped, equal neighbours
-// merged, only the first with `req_one`, at most kMaxBlockStatusDescriptors.
-// Unknown flag bits are dropped. When the extents cover nothing, one
-// descriptor of the whole length with status 0 ("data"), which the spec says
-// is always a safe answer. `Extent` is any type with `length` and `flags`
-// (ExtentIn, block::Extent), so a backend's list is used without a copy.
+// Writes the descriptors for a request of `length` bytes to the front of
+// `out` (at least one place) and returns how many: extents clipped to the
+// request, empty ones skipped, equal neighbours merged, only the first with
+// `req_one`, at most out.size(). Unknown flag bits are dropped. When the
+// extents cover nothing, one descriptor of the whole length with status 0
+// ("data"), which the spec says is always a safe answer. `Extent` is any type
+// with `length` and `flags` (ExtentIn, block::Extent), so a backend's list is
+// used without a copy.
 template <typename Extent>
-void ToDescriptors(std::span<const Extent> extents, uint32_t length, bool req_one,
-                   std::vector<BlockStatusDescriptor>& out) {
-  out.clear();
+size_t ToDescriptors(std::span<const Extent> extents, uint32_t length, bool req_one,
+                     std::span<BlockStatusDescriptor> out) {
+  size_t n = 0;
   uint64_t left = length;
   for (const Extent& e : extents) {
     if (left == 0) break;
     if (e.length == 0) continue;
-    const auto n = static_cast<uint32_t>(std::min<uint64_t>(e.length, left));
+    const auto run = static_cast<uint32_t>(std::min<uint64_t>(e.length, left));
     const uint32_t flags = e.flags & (kStateHole | kStateZero);
-    left -= n;
-    if (!out.empty() && out.back().flags == flags) {
-      out.back().length += n;  // cannot overflow: the sum is <= length
+    left -= run;
+    if (n > 0 && out[n - 1].flags == flags) {
+      out[n - 1].length += run;  // cannot overflow: the sum is <= length
       continue;
     }
     // REQ_ONE: the first run is complete once a different status follows.
-    if (req_one && !out.empty()) break;
-    if (out.size() == kMaxBlockStatusDescriptors) break;
-    out.push_back({n, flags});
+    if ((req_one && n > 0) || n == out.size()) break;
+    out[n++] = {run, flags};
   }
-  if (out.empty()) out.push_back({length, 0});
+  if (n == 0) out[n++] = {length, 0};
+  return n;
 }
-// For braced lists and vectors of ExtentIn (tests, the fuzzer).
+// The same into a vector, at most kMaxBlockStatusDescriptors (tests, fuzzer).
 inline void ToDescriptors(std::span<const ExtentIn> extents, uint32_t length, bool req_one,
                           std::vector<BlockStatusDescriptor>& out) {
-  ToDescriptors<ExtentIn>(extents, length, req_one, out);
+  out.resize(kMaxBlockStatusDescriptors);
+  out.resize(ToDescriptors<ExtentIn>(extents, length, req_one, out));
 }
 
 }  // namespace blockserve::nbd
