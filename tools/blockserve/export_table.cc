@@ -33,6 +33,8 @@ nbd::ExportInfo ExportInfoFor(const ringline::block::Geometry& g, bool read_only
   info.can_multi_conn = true;
   info.rotational = g.rotational;
   info.can_df = true;  // reads are always answered in one chunk
+  // NBD_CMD_CACHE only where a prefetch means something (the page cache).
+  info.can_cache = g.supports_cache;
   info.block_size.minimum = std::max<uint32_t>(g.logical_block_size, g.memory_alignment);
   info.block_size.preferred = std::max<uint32_t>(4096, g.physical_block_size);
   // Targets split a request at their max_transfer_bytes themselves.
@@ -50,6 +52,7 @@ absl::StatusOr<std::unique_ptr<ExportTable>> ExportTable::Open(
     opts.read_only = e.read_only;
     opts.queue_depth = e.queue_depth;
     opts.latency_histograms = false;  // the session times whole requests itself
+    opts.cache = config.cache.value_or(e.cache);
     auto target = ringline::block::OpenTarget(worker, e.path, opts);
     if (!target.ok()) {
       return absl::Status(target.status().code(), absl::StrCat("export '", e.name, "' (", e.path,

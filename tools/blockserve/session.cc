@@ -386,6 +386,9 @@ Task<> Session::Execute(nbd::Request req, Buffer payload, uint32_t slot) {
   ringline::block::BlockResult r;
   if (req.type == nbd::kCmdBlockStatus) {
     r = co_await BlockStatus(req);
+  } else if (req.type == nbd::kCmdCache) {
+    // Advisory: prefetch the covering aligned range, whatever the alignment.
+    r = co_await t.Cache(span.begin, span.length());
   } else if (req.type != nbd::kCmdFlush && !span.aligned(req.offset, req.length)) {
     r = co_await PerformUnaligned(req, std::move(payload));
   } else {
