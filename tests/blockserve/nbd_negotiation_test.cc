@@ -197,7 +197,7 @@ TEST_F(NegotiationTest, GoWithoutRequestsSendsExportAndBlockSizeThenAck) {
   const Bytes info_block_size = {0x00, 0x03, 0xe8, 0x89, 0x04, 0x55, 0x65, 0xa9, 0x00, 0x00, 0x00,
                                  0x07, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x0e,  // length 14
                                  0x00, 0x03,               // BLOCK_SIZE
-                                 0x00, 0x00, 0x02, 0x00,   // min 512
+                                 0x00, 0x00, 0x00, 0x01,   // min 1: not requested
                                  0x00, 0x00, 0x10, 0x00,   // pref 4096
                                  0x00, 0x10, 0x00, 0x00};  // max 1 MiB
   const Bytes ack = {0x00, 0x03, 0xe8, 0x89, 0x04, 0x55, 0x65, 0xa9, 0x00, 0x00,
@@ -207,7 +207,9 @@ TEST_F(NegotiationTest, GoWithoutRequestsSendsExportAndBlockSizeThenAck) {
   EXPECT_EQ(enter.selected.name, "disk");
   EXPECT_FALSE(enter.via_export_name);
   EXPECT_FALSE(enter.block_size_requested);
-  EXPECT_EQ(enter.params.block_size, (BlockSizeConstraints{512, 4096, 1 << 20}));
+  // Not requested: any alignment is accepted; the server aligns to 512.
+  EXPECT_EQ(enter.params.block_size, (BlockSizeConstraints{1, 4096, 1 << 20}));
+  EXPECT_EQ(enter.params.device_alignment, 512u);
   EXPECT_FALSE(enter.params.structured_replies);
 }
 
@@ -298,17 +300,47 @@ TEST_F(NegotiationTest, GoEmptyDataRepliesErrInvalid) {
                                             "NBD_OPT_GO data is shorter than 6 bytes")));
 }
 
-TEST_F(NegotiationTest, OversizedGoIsSkippedAndRefusedTooBig) {
+TEST_F(NegotiationTest, GoLongerThanTheOptionLimitIsStreamedNotRefused) {
   NegotiationOptions options = Options();
   options.max_option_length = 64;
   Negotiator n(catalog_, options);
-  Bytes big = Wire::InfoData(std::string(100, 'x'));
+  // 100 information requests (200 bytes), none known but BLOCK_SIZE.
+  std::vector<uint16_t> requests(100, 0x7777);
+  requests[50] = kInfoBlockSize;
   const DriveResult run =
-      Drive(n, Wire().U32(kBoth).Option(kOptGo, big).Option(kOptStructuredReply));
+      Drive(n, Wire().U32(kBoth).Option(kOptGo, Wire::InfoData("disk", requests)));
   EXPECT_EQ(run.output, Expect(Wire()
-                                   .Reply(kOptGo, kRepErrTooBig,
-                                          "NBD_OPT_GO data of 106 bytes exceeds the limit of 64")
-                                   .Reply(kOptStructuredReply, kRepAck)));
+                                   .InfoExport(kOptGo, kDiskSize, kDiskFlags)
+                                   .InfoBlockSize(kOptGo, 512, 4096, 1 << 20)
+                                   .Reply(kOptGo, kRepAck)));
+  EXPECT_TRUE(EventAs<EnterTransmission>(run).block_size_requested);
+}
+
+TEST_F(NegotiationTest, GoWith65535UnknownInfoRequestsIsAcknowledged) {
+  Negotiator n(catalog_, Options());
+  std::vector<uint16_t> requests;
+  for (uint32_t i = 0; i < 65535; ++i) requests.push_back(static_cast<uint16_t>(i + 1));
+  const Bytes stream = Wire().U32(kBoth).Option(kOptInfo, Wire::InfoData("disk", requests));
+  // Fed in odd-sized pieces so a request is split between two Feed calls.
+  const DriveResult run = Drive(n, stream, 7);
+  EXPECT_EQ(run.output, Expect(Wire()
+                                   .InfoExport(kOptInfo, kDiskSize, kDiskFlags)
+                                   .Reply(kOptInfo, kRepInfo, Wire().U16(1).Str("disk"))
+                                   .Reply(kOptInfo, kRepInfo, Wire().U16(2).Str("main disk"))
+                                   .InfoBlockSize(kOptInfo, 512, 4096, 1 << 20)
+                                   .Reply(kOptInfo, kRepAck)));
+  EXPECT_TRUE(run.events.empty());
+}
+
+TEST_F(NegotiationTest, GoNameLongerThanAStringIsInvalidAndSkipped) {
+  Negotiator n(catalog_, Options());
+  const DriveResult run = Drive(
+      n,
+      Wire().U32(kBoth).Option(kOptGo, Wire::InfoData(std::string(5000, 'x'))).Option(kOptAbort));
+  EXPECT_EQ(run.output,
+            Expect(Wire()
+                       .Reply(kOptGo, kRepErrInvalid, "export name is not a valid NBD string")
+                       .Reply(kOptAbort, kRepAck)));
   EXPECT_EQ(catalog_.find_calls, 0);
 }
 
@@ -421,7 +453,7 @@ TEST_F(NegotiationTest, StructuredReplyEnablesDfOnCapableExport) {
                                    .Reply(kOptStructuredReply, kRepAck)
                                    .Reply(kOptStructuredReply, kRepAck)
                                    .InfoExport(kOptGo, kDiskSize, kDiskFlags | kFlagSendDf)
-                                   .InfoBlockSize(kOptGo, 512, 4096, 1 << 20)
+                                   .InfoBlockSize(kOptGo, 1, 4096, 1 << 20)
                                    .Reply(kOptGo, kRepAck)));
   EXPECT_TRUE(EventAs<EnterTransmission>(run).params.structured_replies);
   EXPECT_TRUE(n.structured_replies());
@@ -449,13 +481,13 @@ TEST_F(NegotiationTest, UnknownOptionsAreUnsupportedAndTheirDataSkipped) {
   const DriveResult run = Drive(n, Wire()
                                        .U32(kBoth)
                                        .Option(99, Wire().Str("IHAVEOPT garbage"))
-                                       .Option(kOptSetMetaContext, Wire().U32(0).U32(0))
+                                       .Option(kOptExtendedHeaders, Wire().U32(0).U32(0))
                                        .Option(kOptPeekExport)
                                        .Option(kOptAbort));
   EXPECT_EQ(run.output,
             Expect(Wire()
                        .Reply(99, kRepErrUnsup, "option 99 is not supported")
-                       .Reply(kOptSetMetaContext, kRepErrUnsup, "option 10 is not supported")
+                       .Reply(kOptExtendedHeaders, kRepErrUnsup, "option 11 is not supported")
                        .Reply(kOptPeekExport, kRepErrUnsup, "option 4 is not supported")
                        .Reply(kOptAbort, kRepAck)));
 }
@@ -574,7 +606,7 @@ TEST_F(NegotiationTest, SelectiveTlsHidesAndRefusesTlsOnlyExportUntilUpgrade) {
                        .Reply(kOptList, kRepServer, Wire().U32(6).Str("secret").Str("tls only"))
                        .Reply(kOptList, kRepAck)
                        .InfoExport(kOptGo, kDiskSize, kDiskFlags)
-                       .InfoBlockSize(kOptGo, 512, 4096, 1 << 20)
+                       .InfoBlockSize(kOptGo, 1, 4096, 1 << 20)
                        .Reply(kOptGo, kRepAck)));
   ASSERT_EQ(run.events.size(), 2u);
   EXPECT_EQ(EventAs<EnterTransmission>(run, 1).selected.name, "secret");
@@ -620,7 +652,7 @@ TEST_F(NegotiationTest, ForcedTlsRefusesEverythingButStartTlsAndAbort) {
                                    .Reply(99, kRepErrTlsReqd, reqd)
                                    .Reply(kOptStartTls, kRepAck)
                                    .InfoExport(kOptGo, kDiskSize, kDiskFlags)
-                                   .InfoBlockSize(kOptGo, 512, 4096, 1 << 20)
+                                   .InfoBlockSize(kOptGo, 1, 4096, 1 << 20)
                                    .Reply(kOptGo, kRepAck)));
   ASSERT_EQ(run.events.size(), 2u);
   EXPECT_TRUE(std::holds_alternative<StartTls>(run.events[0]));
@@ -675,12 +707,17 @@ Bytes LongConversation() {
       .Option(kOptList)
       .Option(kOptInfo, Wire::InfoData("disk", {kInfoName, kInfoDescription}))
       .Option(42, Wire().Str("skip me please"))
-      .Option(kOptGo, Wire::InfoData(std::string(80, 'y')))  // Over the 64-byte cap.
+      .Option(kOptGo, Wire::InfoData(std::string(80, 'y')))  // Streamed past the cap.
       .Option(kOptGo, Wire::InfoData("nope"))
+      // Meta contexts: one over the 64-byte cap (TOO_BIG), a LIST, a SET.
+      .Option(kOptListMetaContext,
+              Wire().U32(4).Str("disk").U32(1).U32(70).Str(std::string(70, 'q')))
+      .Option(kOptListMetaContext, Wire().U32(4).Str("disk").U32(1).U32(5).Str("base:"))
       .Option(kOptStructuredReply)
       .Option(kOptStartTls)
       .Option(kOptStructuredReply)
-      .Option(kOptGo, Wire::InfoData("", {kInfoBlockSize}))
+      .Option(kOptSetMetaContext, Wire().U32(0).U32(1).U32(15).Str("base:allocation"))
+      .Option(kOptGo, Wire::InfoData("", {7, kInfoBlockSize, 9, 1000, kInfoName}))
       .U32(kRequestMagic)
       .Zeroes(24);
 }

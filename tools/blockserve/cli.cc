@@ -15,7 +15,7 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
       "default).\nConnect with e.g. `nbdinfo nbd://127.0.0.1`.",
       "blockserve"};
   std::string listen, config_file, tls, tls_cert, tls_key, tls_ca, log_level, data_dir,
-      default_size, cache;
+      default_size, max_request, cache;
   std::vector<std::string> exports;
   uint32_t port = 0, workers = 0, metrics_port = 0, max_connections = 0;
   app.add_option("--config", config_file, "TOML configuration file (flags override it)")
@@ -45,6 +45,8 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
                  "connections served at once, all workers together; more are closed at once "
                  "(default 4096)")
       ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--max-request", max_request,
+                 "largest read/write accepted, multiple of 64K up to 1G (default 64M)");
   app.add_option("--cache", cache,
                  "direct | writeback | auto: O_DIRECT, the page cache, or O_DIRECT where the "
                  "filesystem takes it (default auto; overrides every export's `cache`)")
@@ -104,6 +106,14 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
       return fail(
           absl::InvalidArgumentError("--default-size " + std::string(v.status().message())));
     c.default_size = *v;
+  }
+  if (!max_request.empty()) {
+    auto v = ParseSize(max_request);
+    if (!v.ok() || *v > (uint64_t{1} << 30)) {
+      return fail(absl::InvalidArgumentError(
+          "--max-request " + max_request + ": use a size such as 64M (a multiple of 64K, <= 1G)"));
+    }
+    c.max_request = static_cast<uint32_t>(*v);
   }
   if (!tls.empty()) {
     c.tls = tls == "on" ? TlsMode::kOn : tls == "require" ? TlsMode::kRequire : TlsMode::kOff;

@@ -15,7 +15,8 @@
 
 namespace blockserve {
 
-nbd::ExportInfo ExportInfoFor(const ringline::block::Geometry& g, bool read_only) {
+nbd::ExportInfo ExportInfoFor(const ringline::block::Geometry& g, bool read_only,
+                              uint32_t max_request) {
   nbd::ExportInfo info;
   info.size = g.size_bytes;
   info.read_only = read_only || g.read_only;
@@ -32,16 +33,21 @@ nbd::ExportInfo ExportInfoFor(const ringline::block::Geometry& g, bool read_only
   info.can_multi_conn = true;
   info.rotational = g.rotational;
   info.can_df = true;  // reads are always answered in one chunk
+  // NBD_CMD_CACHE only where a prefetch means something (the page cache).
+  info.can_cache = g.supports_cache;
   info.block_size.minimum = std::max<uint32_t>(g.logical_block_size, g.memory_alignment);
   info.block_size.preferred = std::max<uint32_t>(4096, g.physical_block_size);
-  info.block_size.maximum = nbd::kMaxPayloadLength;
+  // Targets split a request at their max_transfer_bytes themselves.
+  info.block_size.maximum = max_request;
+  info.max_request_length = max_request;
   return info;
 }
 
-absl::StatusOr<std::unique_ptr<ExportTable>> ExportTable::Open(ringline::Worker& worker,
-                                                               const ServerConfig& config) {
+absl::StatusOr<std::unique_ptr<ExportTable>> ExportTable::Open(
+    ringline::Worker& worker, const ServerConfig& config, const std::vector<WriteOrder*>& orders) {
   auto table = std::make_unique<ExportTable>();
-  for (const ExportConfig& e : config.exports) {
+  for (std::size_t i = 0; i < config.exports.size(); ++i) {
+    const ExportConfig& e = config.exports[i];
     ringline::block::TargetOptions opts;
     opts.read_only = e.read_only;
     opts.queue_depth = e.queue_depth;
@@ -57,7 +63,8 @@ absl::StatusOr<std::unique_ptr<ExportTable>> ExportTable::Open(ringline::Worker&
     served->target = std::move(*target);
     served->nbd.name = e.name;
     served->nbd.description = e.description;
-    served->nbd.info = ExportInfoFor(served->target->geometry(), e.read_only);
+    served->nbd.info = ExportInfoFor(served->target->geometry(), e.read_only, config.max_request);
+    served->order = orders.at(i);
     table->exports_.push_back(std::move(served));
   }
   return table;

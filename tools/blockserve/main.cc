@@ -45,6 +45,9 @@ struct Shared {
   // NBD connections open now, all workers together (--max-connections).
   std::atomic<uint32_t> open_connections{0};
   std::vector<std::unique_ptr<WorkerStats>> stats;  // one per worker, outlive them
+  // One per export, shared by the workers (each opens its own target on the
+  // same path): orders read-modify-writes across all of them.
+  std::vector<std::unique_ptr<WriteOrder>> orders;
   std::shared_ptr<net::TlsServerContext> tls;
   std::mutex mu;
   ringline::Runtime* runtime = nullptr;  // guarded by mu; set once Start returned
@@ -186,23 +189,37 @@ Task<> AcceptLoop(WorkerContext& ctx, net::Listener& listener, Shared& shared) {
 }
 
 absl::Status SetUp(WorkerContext& ctx, Shared& shared) {
-  auto table = ExportTable::Open(ctx.worker, shared.config);
+  std::vector<WriteOrder*> orders;
+  for (auto& o : shared.orders) orders.push_back(o.get());
+  auto table = ExportTable::Open(ctx.worker, shared.config, orders);
   if (!table.ok()) return table.status();
   ctx.exports = std::move(*table);
   ctx.tls = shared.tls;
   // Registered (pinned, resident) buffers for requests up to 256 KiB: 128 per
   // worker, as many as one connection keeps in flight; beyond that requests
-  // wait for a buffer in FIFO order. Larger requests (up to 32 MiB) are rare:
-  // unregistered, and resident only once used.
+  // wait for a buffer in FIFO order. Larger requests (up to --max-request) are
+  // rare: unregistered, and resident only once used. A request's buffer also
+  // holds an unaligned request's covering range: up to one alignment unit
+  // (at most 64 KiB) more on each side. The worker's memory for them is
+  // bounded by their count: at most four, fewer for a large limit (at most
+  // 512 MiB, or one buffer); a request waits for a free one.
   auto small = ringline::BufferPool::Create(ctx.worker, {.buffer_size = 256 * 1024, .count = 128});
   if (!small.ok()) return small.status();
   ctx.small = std::move(*small);
-  auto large = ringline::BufferPool::Create(ctx.worker, {.buffer_size = nbd::kMaxPayloadLength,
-                                                         .count = 4,
+  const std::size_t large_size =
+      std::size_t{shared.config.max_request} + 2 * nbd::kMaxMinimumBlockSize;
+  const auto large_count =
+      static_cast<uint32_t>(std::clamp<std::size_t>((std::size_t{512} << 20) / large_size, 1, 4));
+  auto large = ringline::BufferPool::Create(ctx.worker, {.buffer_size = large_size,
+                                                         .count = large_count,
                                                          .register_with_ring = false,
                                                          .populate = false});
   if (!large.ok()) return large.status();
   ctx.large = std::move(*large);
+  auto edges = ringline::BufferPool::Create(
+      ctx.worker, {.buffer_size = nbd::kMaxMinimumBlockSize, .count = 32});
+  if (!edges.ok()) return edges.status();
+  ctx.edges = std::move(*edges);
   return absl::OkStatus();
 }
 
@@ -251,7 +268,10 @@ Task<> WorkerMain(ringline::Worker& worker, Shared& shared) {
           std::lock_guard<std::mutex> lock(shared.mu);
           rt = shared.runtime;
         }
-        return RenderPrometheus(names, ws, rt ? rt->Metrics() : ringline::MetricsSnapshot{});
+        std::vector<const WriteOrder*> orders;
+        for (const auto& o : shared.orders) orders.push_back(o.get());
+        return RenderPrometheus(names, ws, rt ? rt->Metrics() : ringline::MetricsSnapshot{},
+                                orders);
       }));
     }
   }
@@ -348,6 +368,9 @@ int main(int argc, char** argv) {
 
   for (uint32_t i = 0; i < shared.config.workers; ++i) {
     shared.stats.push_back(std::make_unique<WorkerStats>(shared.config.exports.size()));
+  }
+  for (std::size_t i = 0; i < shared.config.exports.size(); ++i) {
+    shared.orders.push_back(std::make_unique<WriteOrder>(shared.config.workers));
   }
 
   auto signals = ringline::SignalShutdown::Install();

@@ -143,6 +143,11 @@ absl::Status ServerConfig::Validate() const {
                       absl::StrCat(default_size, " must be a multiple of 4096, at least 4096"));
   }
   if (max_connections == 0) return FieldError("max_connections", "must be at least 1");
+  if (max_request < (64u << 10) || max_request > (1u << 30) || max_request % (64u << 10) != 0) {
+    return FieldError("max_request", absl::StrCat(max_request,
+                                                  " must be a multiple of 64K in [64K, 1G] "
+                                                  "(e.g. 64M, the default)"));
+  }
   return ValidateService();
 }
 
@@ -179,7 +184,9 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
       "listen", "port", "workers", "log_level", "metrics_port", "data_dir", "default_size",
       "max_connections", "shutdown_grace_ms", "tls", "export",
       // operating it as a service
-      "unix", "tcp", "pid_file", "handshake_timeout", "keepalive", "keepalive_idle"};
+      "unix", "tcp", "pid_file", "handshake_timeout", "keepalive", "keepalive_idle",
+      // issue 12
+      "max_request"};
   for (const auto& [k, v] : t) {
     if (!kTop.count(std::string(k.str()))) {
       return absl::InvalidArgumentError(
@@ -220,6 +227,18 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
   if (!(st = get_uint(t["shutdown_grace_ms"], "shutdown_grace_ms", 3600000, &c->shutdown_grace_ms))
            .ok())
     return st;
+  if (auto n = t["max_request"]) {
+    uint64_t v = 0;
+    if (auto text = n.value<std::string>()) {
+      auto parsed = ParseSize(*text);
+      if (!parsed.ok()) return err("max_request", std::string(parsed.status().message()));
+      v = *parsed;
+    } else if (!(st = get_uint(n, "max_request", uint64_t{1} << 30, &v)).ok()) {
+      return st;
+    }
+    if (v > (uint64_t{1} << 30)) return err("max_request", "at most 1G");
+    c->max_request = static_cast<uint32_t>(v);
+  }
   // Operating it as a service.
   auto get_bool = [&](const toml::node_view<toml::node> n, const std::string& key,
                       auto* out) -> absl::Status {

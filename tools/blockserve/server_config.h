@@ -43,6 +43,10 @@ struct ServerConfig {
   std::string data_dir = "var/blockserve";
   uint64_t default_size = uint64_t{1} << 30;
   uint32_t max_connections = 4096;
+  // Largest READ/WRITE payload accepted (--max-request, TOML max_request): a
+  // multiple of 64 KiB in [64 KiB, 1 GiB]. Each worker keeps up to four
+  // buffers of this size (allocated, resident only once used).
+  uint32_t max_request = 64u << 20;
   uint32_t shutdown_grace_ms = 10000;
   // --cache: when set, the cache mode of every export (the flag wins over
   // each export's own `cache`).

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <span>
 
+#include "blockserve/block_status_query.h"
 #include "blockserve/nbd/negotiation.h"
 #include "blockserve/nbd/reply.h"
 #include "blockserve/stats.h"
@@ -37,7 +38,7 @@ Cmd CmdOf(uint16_t type) {
     case nbd::kCmdWriteZeroes:
       return Cmd::kWriteZeroes;
     default:
-      return Cmd::kOther;
+      return Cmd::kOther;  // BLOCK_STATUS, CACHE
   }
 }
 
@@ -139,8 +140,12 @@ Task<bool> Session::Handshake() {
     for (std::size_t i = 0; i < ctx_.exports->exports().size(); ++i) {
       if (ctx_.exports->exports()[i].get() == export_) stats_ = ctx_.stats->per_export[i].get();
     }
-    RL_LOG_INFO("%s: serving export '%s'%s%s", peer_, export_->nbd.name,
-                structured_ ? " (structured replies)" : "", conn_.is_tls() ? " over TLS" : "");
+    log_ = std::make_unique<RequestLog>(peer_, export_->nbd.name);
+    RL_LOG_INFO("%s: serving export '%s'%s%s%s%s", peer_, export_->nbd.name,
+                structured_ ? " (structured replies)" : "",
+                params_.base_allocation_context ? " (base:allocation)" : "",
+                enter.block_size_requested ? " (block sizes negotiated)" : " (any alignment)",
+                conn_.is_tls() ? " over TLS" : "");
     co_return true;
   }
 }
@@ -180,8 +185,7 @@ Task<> Session::Run() {
 }
 
 Task<Buffer> Session::AcquireBuffer(uint32_t length) {
-  ringline::BufferPool& pool = length <= ctx_.small->buffer_size() ? *ctx_.small : *ctx_.large;
-  co_return co_await pool.Acquire();
+  co_return co_await ctx_.PoolFor(length).Acquire();
 }
 
 Task<bool> Session::Discard(uint32_t length) {
@@ -218,9 +222,12 @@ Task<> Session::ReadLoop() {
     Buffer payload;
     if (check.verdict == nbd::Verdict::kExecute) {
       if (req.type == nbd::kCmdWrite) {
-        payload = co_await AcquireBuffer(req.length);
-        // The payload lands straight in the aligned block buffer.
-        auto r = co_await conn_.read_exact(payload, req.length);
+        // The payload lands straight in the aligned block buffer; an
+        // unaligned one at its place in the covering aligned range, whose
+        // edges the read-modify-write fills in (unaligned_io.h).
+        const AlignedSpan span = SpanOf(req);
+        payload = co_await AcquireBuffer(static_cast<uint32_t>(span.length()));
+        auto r = co_await conn_.read_exact(payload, span.head, req.length);
         if (!r.ok()) {
           RL_LOG_INFO("%s: connection lost inside a write payload", peer_);
           free_slots_.push_back(slot);
@@ -239,9 +246,7 @@ Task<> Session::ReadLoop() {
       }
     }
     if (check.verdict == nbd::Verdict::kReplyError) {
-      stats_->errors[static_cast<int>(CmdOf(req.type))].Add();
-      RL_LOG_DEBUG("%s: %s refused: %s (%s)", peer_, nbd::CommandName(req.type),
-                   nbd::NbdErrorName(check.error), check.reason);
+      RecordRefusal(req, check);
       co_await Reply(req, check.error, check.reason);
     } else {
       co_await Reply(req, nbd::NbdError::kOk, "");
@@ -271,6 +276,74 @@ Task<> Session::Reply(const nbd::Request& req, nbd::NbdError error, const char* 
   }
 }
 
+void Session::RecordRefusal(const nbd::Request& req, const nbd::RequestCheck& check) {
+  stats_->errors[static_cast<int>(CmdOf(req.type))].Add();
+  stats_->refused[static_cast<int>(check.refusal)].Add();
+  log_->Record("refused", req.type, req.offset, req.length, nbd::NbdErrorName(check.error),
+               check.reason);
+}
+
+void Session::RecordFailure(const nbd::Request& req, nbd::NbdError error,
+                            const std::string& reason) {
+  stats_->errors[static_cast<int>(CmdOf(req.type))].Add();
+  stats_->failed[FailureIndex(error)].Add();
+  log_->Record("failed", req.type, req.offset, req.length, nbd::NbdErrorName(error), reason);
+}
+
+UnalignedIo Session::Unaligned() const {
+  return UnalignedIo{*export_->target, *export_->order, *ctx_.edges, params_.device_alignment,
+                     params_.export_size};
+}
+
+Task<ringline::block::BlockResult> Session::BlockStatus(const nbd::Request& req) {
+  BlockStatusChunk chunk;  // in this frame until sent (send copies it)
+  ringline::block::ExtentResult e = co_await QueryBlockStatus(
+      *export_->target, req.cookie, req.offset, req.length, (req.flags & nbd::kCmdFlagReqOne) != 0,
+      params_.base_allocation_context, chunk);
+  ringline::block::BlockResult r;
+  r.res = e.res;
+  r.status = std::move(e.status);
+  if (r.ok()) co_await conn_.send(chunk.bytes);
+  co_return r;
+}
+
+Task<ringline::block::BlockResult> Session::PerformUnaligned(const nbd::Request& req,
+                                                             Buffer payload) {
+  ringline::block::Target& t = *export_->target;
+  const bool fua = req.flags & nbd::kCmdFlagFua;
+  const AlignedSpan span = SpanOf(req);
+  stats_->unaligned.Add();
+  switch (req.type) {
+    case nbd::kCmdRead: {
+      Buffer bounce = co_await AcquireBuffer(static_cast<uint32_t>(span.length()));
+      co_return co_await ReadUnaligned(Unaligned(), req.offset, req.length, std::move(bounce));
+    }
+    case nbd::kCmdWrite:
+      co_return co_await WriteUnaligned(Unaligned(), req.offset, req.length, std::move(payload),
+                                        fua);
+    case nbd::kCmdWriteZeroes:
+      // Partial blocks are zeroed by writing data, which FAST_ZERO forbids:
+      // the spec's answer is ENOTSUP, and the client writes the zeroes itself.
+      if (req.flags & nbd::kCmdFlagFastZero) {
+        ringline::block::BlockResult r;
+        r.res = -ENOTSUP;
+        r.status = absl::UnimplementedError("fast zero of a range not aligned to the device");
+        co_return r;
+      }
+      co_return co_await ZeroUnaligned(Unaligned(), req.offset, req.length, fua);
+    case nbd::kCmdTrim: {
+      auto r = co_await TrimUnaligned(Unaligned(), req.offset, req.length);
+      if (r.ok() && fua) r = co_await t.Flush();
+      co_return r;
+    }
+    default: {
+      ringline::block::BlockResult r;
+      r.res = -EINVAL;
+      co_return r;
+    }
+  }
+}
+
 Task<> Session::Execute(nbd::Request req, Buffer payload, uint32_t slot) {
   const Cmd cmd = CmdOf(req.type);
   const int c = static_cast<int>(cmd);
@@ -278,55 +351,69 @@ Task<> Session::Execute(nbd::Request req, Buffer payload, uint32_t slot) {
   st.in_flight.Add();
   const auto start = Clock::now();
   ringline::block::Target& t = *export_->target;
-  ringline::block::BlockResult r;
   const bool fua = req.flags & nbd::kCmdFlagFua;
-  switch (req.type) {
-    case nbd::kCmdRead: {
-      Buffer buf = co_await AcquireBuffer(req.length);
-      r = co_await t.Read(req.offset, req.length, std::move(buf));
-      if (r.ok()) {
-        r.buffer.set_size(req.length);
-        if (structured_) {
-          nbd::OffsetDataHeaderBytes h;
-          nbd::EncodeOffsetDataHeader(req.cookie, req.offset, req.length, true, h);
-          co_await conn_.send_zc(std::span<const uint8_t>(h), std::move(r.buffer));
-        } else {
-          nbd::SimpleReplyBytes h;
-          nbd::EncodeSimpleReply(req.cookie, nbd::NbdError::kOk, h);
-          co_await conn_.send_zc(std::span<const uint8_t>(h), std::move(r.buffer));
-        }
-      }
-      break;
+  const AlignedSpan span = SpanOf(req);
+  const bool writes =
+      req.type == nbd::kCmdWrite || req.type == nbd::kCmdTrim || req.type == nbd::kCmdWriteZeroes;
+  if (writes) wrote_ = true;
+  // Aligned requests go straight to the target; aligned writes are ordered
+  // against read-modify-writes by the export's WriteOrder, free while none
+  // is pending (write_order.h). The guard is held until the device is done.
+  WriteOrder::Guard order;
+  ringline::block::BlockResult r;
+  if (req.type == nbd::kCmdBlockStatus) {
+    r = co_await BlockStatus(req);
+  } else if (req.type == nbd::kCmdCache) {
+    // Advisory: prefetch the covering aligned range, whatever the alignment.
+    r = co_await t.Cache(span.begin, span.length());
+  } else if (req.type != nbd::kCmdFlush && !span.aligned(req.offset, req.length)) {
+    r = co_await PerformUnaligned(req, std::move(payload));
+  } else {
+    if (writes) {
+      order = export_->order->TryAligned();
+      if (!order) order = co_await export_->order->LockAligned(span.begin, span.end);
     }
-    case nbd::kCmdWrite:
-      wrote_ = true;
-      r = co_await t.Write(req.offset, std::move(payload), {.fua = fua});
-      break;
-    case nbd::kCmdFlush:
-      r = co_await t.Flush();
-      break;
-    case nbd::kCmdTrim:
-      wrote_ = true;
-      r = co_await t.Discard(req.offset, req.length);
-      if (r.ok() && fua) r = co_await t.Flush();
-      break;
-    case nbd::kCmdWriteZeroes:
-      wrote_ = true;
-      r = co_await t.WriteZeroes(req.offset, req.length, {.fua = fua});
-      break;
-    default:
-      r.res = -EINVAL;
-      break;
+    switch (req.type) {
+      case nbd::kCmdRead:
+        r = co_await t.Read(req.offset, req.length, co_await AcquireBuffer(req.length));
+        break;
+      case nbd::kCmdWrite:
+        r = co_await t.Write(req.offset, std::move(payload), {.fua = fua});
+        break;
+      case nbd::kCmdFlush:
+        r = co_await t.Flush();
+        break;
+      case nbd::kCmdTrim:
+        r = co_await t.Discard(req.offset, req.length);
+        if (r.ok() && fua) r = co_await t.Flush();
+        break;
+      case nbd::kCmdWriteZeroes:
+        r = co_await t.WriteZeroes(req.offset, req.length, {.fua = fua});
+        break;
+      default:
+        r.res = -EINVAL;
+        break;
+    }
+    order.Release();
   }
   if (!r.ok()) {
-    st.errors[c].Add();
     const nbd::NbdError err = nbd::ErrnoToNbdError(r.res);
-    const std::string msg(r.status.message());
-    RL_LOG_WARN("%s: %s offset %llu length %u failed: %s", peer_, nbd::CommandName(req.type),
-                static_cast<unsigned long long>(req.offset), req.length,
-                msg.empty() ? ringline::ErrnoName(-r.res) : msg.c_str());
+    std::string msg(r.status.message());
+    if (msg.empty()) msg = ringline::ErrnoName(-r.res);
+    RecordFailure(req, err, msg);
     co_await Reply(req, err, msg.c_str());
-  } else if (req.type != nbd::kCmdRead) {
+  } else if (req.type == nbd::kCmdRead) {
+    r.buffer.set_size(req.length);
+    if (structured_) {
+      nbd::OffsetDataHeaderBytes h;
+      nbd::EncodeOffsetDataHeader(req.cookie, req.offset, req.length, true, h);
+      co_await conn_.send_zc(std::span<const uint8_t>(h), std::move(r.buffer));
+    } else {
+      nbd::SimpleReplyBytes h;
+      nbd::EncodeSimpleReply(req.cookie, nbd::NbdError::kOk, h);
+      co_await conn_.send_zc(std::span<const uint8_t>(h), std::move(r.buffer));
+    }
+  } else if (req.type != nbd::kCmdBlockStatus) {
     co_await Reply(req, nbd::NbdError::kOk, "");
   }
   st.ops[c].Add();

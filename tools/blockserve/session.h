@@ -14,6 +14,13 @@
 // large payloads receives it straight into the block buffer (the network
 // layer chooses, see ringline/net/connection.h).
 //
+// A client that did not request block sizes may send any offset and length:
+// such requests go through unaligned_io.h (bounce reads, read-modify-writes
+// ordered across connections and workers by the export's WriteOrder); aligned
+// ones go straight to the target. NBD_CMD_BLOCK_STATUS answers base:allocation
+// from block::Target::Extents (block_status_query.h). Refused and failed
+// requests are counted per reason and logged through a rate-limited RequestLog.
+//
 // Ownership: a Session is owned by its worker's WorkerContext (worker_context.h)
 // and owns its request tasks; destroying it destroys them first.
 // Thread-safety: worker-local.
@@ -25,6 +32,8 @@
 
 #include "blockserve/export_table.h"
 #include "blockserve/nbd/request.h"
+#include "blockserve/request_log.h"
+#include "blockserve/unaligned_io.h"
 #include "ringline/net/connection.h"
 #include "ringline/spawn.h"
 #include "ringline/task.h"
@@ -83,6 +92,20 @@ class Session {
   ringline::Task<bool> Handshake();
   ringline::Task<> ReadLoop();
   ringline::Task<> Execute(nbd::Request req, ringline::Buffer payload, uint32_t slot);
+  // Requests not aligned to the backend (unaligned_io.h); Execute serves
+  // aligned ones itself, without this extra coroutine.
+  ringline::Task<ringline::block::BlockResult> PerformUnaligned(const nbd::Request& req,
+                                                                ringline::Buffer payload);
+  ringline::Task<ringline::block::BlockResult> BlockStatus(const nbd::Request& req);
+  // The covering aligned range of a request (see unaligned_io.h).
+  AlignedSpan SpanOf(const nbd::Request& req) const {
+    return AlignSpan(req.offset, req.length, params_.device_alignment, params_.export_size);
+  }
+  UnalignedIo Unaligned() const;
+  // Counts a refused (validation) or failed (backend) request and logs it
+  // (rate-limited, request_log.h).
+  void RecordRefusal(const nbd::Request& req, const nbd::RequestCheck& check);
+  void RecordFailure(const nbd::Request& req, nbd::NbdError error, const std::string& reason);
   ringline::Task<> Reply(const nbd::Request& req, nbd::NbdError error, const char* message);
   ringline::Task<bool> Discard(uint32_t length);
   ringline::Task<ringline::Buffer> AcquireBuffer(uint32_t length);
@@ -105,7 +128,8 @@ class Session {
   std::array<ringline::JoinHandle<void>, kMaxInFlight> requests_;
   std::vector<uint32_t> free_slots_;
   Wakeup slot_freed_;
-  std::vector<uint8_t> scratch_;  // discarded payloads land here
+  std::vector<uint8_t> scratch_;     // discarded payloads land here
+  std::unique_ptr<RequestLog> log_;  // from the handshake on (needs the export)
 };
 
 }  // namespace blockserve

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "blockserve/write_order.h"
 #include "ringline/net/net_metrics.h"
 
 namespace blockserve {
@@ -26,6 +27,11 @@ const char* CmdLabel(Cmd c) {
 
 namespace {
 
+constexpr nbd::NbdError kFailureErrors[kFailureKinds] = {
+    nbd::NbdError::kIo,     nbd::NbdError::kPerm,    nbd::NbdError::kNoMem,
+    nbd::NbdError::kInval,  nbd::NbdError::kNoSpc,   nbd::NbdError::kOverflow,
+    nbd::NbdError::kNotSup, nbd::NbdError::kShutdown};
+
 std::string Escape(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -41,9 +47,19 @@ std::string Escape(const std::string& s) {
 
 }  // namespace
 
+int FailureIndex(nbd::NbdError error) {
+  for (int i = 0; i < kFailureKinds; ++i) {
+    if (kFailureErrors[i] == error) return i;
+  }
+  return 0;  // anything else is counted as EIO, as it is answered
+}
+
+nbd::NbdError FailureError(int index) { return kFailureErrors[index]; }
+
 std::string RenderPrometheus(const std::vector<std::string>& names,
                              const std::vector<const WorkerStats*>& workers,
-                             const ringline::MetricsSnapshot& engine) {
+                             const ringline::MetricsSnapshot& engine,
+                             const std::vector<const WriteOrder*>& orders) {
   std::string out;
   auto header = [&](const char* name, const char* type, const char* help) {
     absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
@@ -119,6 +135,46 @@ std::string RenderPrometheus(const std::vector<std::string>& names,
                       absl::StrFormat("%.9f", static_cast<double>(h.sum) / 1e9), "\n");
       absl::StrAppend(&out, "blockserve_request_duration_seconds_count{", labels, "} ", h.count,
                       "\n");
+    }
+  }
+  header("blockserve_requests_refused_total", "counter",
+         "Requests refused without touching the backend, by export and reason.");
+  header("blockserve_requests_failed_total", "counter",
+         "Requests the backend failed, by export and the NBD error sent.");
+  header("blockserve_requests_unaligned_total", "counter",
+         "Requests not aligned to the backend, served by bounce buffer or read-modify-write.");
+  for (std::size_t e = 0; e < names.size(); ++e) {
+    const std::string ex = Escape(names[e]);
+    for (int r = 1; r < nbd::kRefusals; ++r) {
+      const uint64_t n =
+          sum([&](const WorkerStats& w) { return w.per_export[e]->refused[r].Get(); });
+      absl::StrAppend(&out, "blockserve_requests_refused_total{export=\"", ex, "\",reason=\"",
+                      nbd::RefusalLabel(static_cast<nbd::Refusal>(r)), "\"} ", n, "\n");
+    }
+    for (int f = 0; f < kFailureKinds; ++f) {
+      const uint64_t n =
+          sum([&](const WorkerStats& w) { return w.per_export[e]->failed[f].Get(); });
+      absl::StrAppend(&out, "blockserve_requests_failed_total{export=\"", ex, "\",error=\"",
+                      nbd::NbdErrorName(FailureError(f)), "\"} ", n, "\n");
+    }
+    absl::StrAppend(&out, "blockserve_requests_unaligned_total{export=\"", ex, "\"} ",
+                    sum([&](const WorkerStats& w) { return w.per_export[e]->unaligned.Get(); }),
+                    "\n");
+  }
+  if (orders.size() == names.size()) {
+    header("blockserve_read_modify_writes_total", "counter",
+           "Unaligned writes and zeroes done by read-modify-write, by export.");
+    header("blockserve_aligned_writes_ordered_total", "counter",
+           "Aligned writes that took the range lock because a read-modify-write was pending.");
+    header("blockserve_write_order_waits_total", "counter",
+           "Writes that waited for an overlapping write or read-modify-write.");
+    for (std::size_t e = 0; e < names.size(); ++e) {
+      const std::string labels = absl::StrCat("{export=\"", Escape(names[e]), "\"} ");
+      absl::StrAppend(&out, "blockserve_read_modify_writes_total", labels,
+                      orders[e]->read_modify_writes(), "\n");
+      absl::StrAppend(&out, "blockserve_aligned_writes_ordered_total", labels,
+                      orders[e]->locked_aligned_writes(), "\n");
+      absl::StrAppend(&out, "blockserve_write_order_waits_total", labels, orders[e]->waits(), "\n");
     }
   }
   header("ringline_engine_counter", "counter", "Engine counters summed over workers.");

@@ -8,14 +8,24 @@
 #include <string>
 #include <vector>
 
+#include "blockserve/nbd/error.h"
+#include "blockserve/nbd/request.h"
 #include "ringline/metrics.h"
 
 namespace blockserve {
+
+class WriteOrder;  // write_order.h
 
 // NBD commands we count separately.
 enum class Cmd : uint8_t { kRead, kWrite, kFlush, kTrim, kWriteZeroes, kOther };
 inline constexpr int kCmds = 6;
 const char* CmdLabel(Cmd c);
+
+// Requests the backend failed, counted by the NBD error they were answered
+// with (the order of FailureErrors()).
+inline constexpr int kFailureKinds = 8;
+int FailureIndex(nbd::NbdError error);
+nbd::NbdError FailureError(int index);
 
 struct ExportStats {
   std::array<ringline::Counter, kCmds> ops;
@@ -23,6 +33,13 @@ struct ExportStats {
   std::array<ringline::Counter, kCmds> errors;
   std::array<ringline::Histogram, kCmds> latency_ns;
   ringline::Counter in_flight;  // gauge: requests being served
+  // Refused without touching the backend, by reason (nbd::Refusal).
+  std::array<ringline::Counter, nbd::kRefusals> refused;
+  // Failed by the backend, by the NBD error sent (FailureIndex).
+  std::array<ringline::Counter, kFailureKinds> failed;
+  // Requests not aligned to the backend, served by bounce buffer or
+  // read-modify-write (unaligned_io.h).
+  ringline::Counter unaligned;
 };
 
 struct WorkerStats {
@@ -40,8 +57,10 @@ struct WorkerStats {
 };
 
 // Prometheus text for every worker's stats plus the engine's counters.
+// `orders`: each export's WriteOrder, in the same order as the names (or empty).
 std::string RenderPrometheus(const std::vector<std::string>& export_names,
                              const std::vector<const WorkerStats*>& workers,
-                             const ringline::MetricsSnapshot& engine);
+                             const ringline::MetricsSnapshot& engine,
+                             const std::vector<const WriteOrder*>& orders = {});
 
 }  // namespace blockserve

@@ -32,9 +32,18 @@ struct WorkerContext {
   std::shared_ptr<ringline::net::TlsServerContext> tls;  // null when TLS is off
   std::unique_ptr<ExportTable> exports;
   // Buffers for requests up to small->buffer_size(); larger ones (up to the
-  // 32 MiB protocol maximum) come from `large`.
+  // request limit plus two alignment units, for an unaligned request's
+  // covering range) come from `large`.
   std::unique_ptr<ringline::BufferPool> small;
   std::unique_ptr<ringline::BufferPool> large;
+  // One backend block each (up to the largest minimum block size, 64 KiB):
+  // the edge blocks of read-modify-writes (unaligned_io.h). Separate from the
+  // request pools, whose holders may wait for one of these.
+  std::unique_ptr<ringline::BufferPool> edges;
+  // The pool a request of `length` bytes takes its buffer from.
+  ringline::BufferPool& PoolFor(std::size_t length) {
+    return length <= small->buffer_size() ? *small : *large;
+  }
 
   struct SessionEntry {
     std::unique_ptr<Session> session;

@@ -56,7 +56,7 @@ def json_size_flags_and_block_sizes(ctx):
     check(is_pow2(mn) and mn <= 64 * 1024, "minimum %d: power of two <= 64 KiB" % mn)
     check(is_pow2(pref) and pref >= max(mn, 512), "preferred %d: power of two >= max(min, 512)"
           % pref)
-    check(mx == 32 * MiB, "maximum %d, want 32 MiB (requests up to 32 MiB)" % mx)
+    check(mx == 64 * MiB, "maximum %d, want 64 MiB (the default --max-request)" % mx)
     check(mx % mn == 0, "maximum %d not a multiple of minimum %d" % (mx, mn))
     # O_DIRECT alignment: a minimum of 1 would be a lie for an O_DIRECT file.
     check(mn >= 512, "minimum %d below the 512-byte O_DIRECT alignment" % mn)

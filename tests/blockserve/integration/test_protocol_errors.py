@@ -21,7 +21,7 @@ from bshelper import (  # noqa: E402
 
 R = Runner(__doc__, budget=300)
 
-SIZE = 64 * MiB
+SIZE = 80 * MiB  # above the 64 MiB request limit (raw_oversize_requests)
 RO_SIZE = 8 * MiB
 
 
@@ -265,24 +265,27 @@ def raw_abort(ctx):
 
 @R.case
 def raw_oversize_requests(ctx):
+    # The limit is --max-request (default 64 MiB), above the 32 MiB that
+    # clients that never asked may send.
     c = RawNbd(ctx.srv.port)
     c.go_ok("rw")
-    too_big = 32 * MiB + 4096
+    limit = 64 * MiB
+    too_big = limit + 4096
     err, _ = c.read(0, too_big)
-    log("read of 32 MiB + 4 KiB -> %s" % err_name(err))
+    log("read of 64 MiB + 4 KiB -> %s" % err_name(err))
     expect_errno(err, NBD_EINVAL, "oversize read")
-    err, _ = c.read(0, 64 * MiB)
-    expect_errno(err, NBD_EINVAL, "64 MiB read")
+    err, _ = c.read(0, 128 * MiB)
+    expect_errno(err, NBD_EINVAL, "128 MiB read")
     check(c.read(0, 4096)[0] == 0, "read after the oversize read failed")
-    # 32 MiB itself is allowed.
-    err, data = c.read(0, 32 * MiB)
-    check(err == 0 and len(data) == 32 * MiB, "a 32 MiB read failed: %s" % err_name(err))
+    # The limit itself is allowed.
+    c.sock.settimeout(30)
+    err, data = c.read(0, limit)
+    check(err == 0 and len(data) == limit, "a 64 MiB read failed: %s" % err_name(err))
     # An oversize write: the payload follows the header whatever the server
     # thinks; it must answer EINVAL and stay in sync.
     payload = b"\xab" * too_big
-    c.sock.settimeout(30)
     err = c.write(0, payload, cookie=0x0b16)
-    log("write of 32 MiB + 4 KiB -> %s" % err_name(err))
+    log("write of 64 MiB + 4 KiB -> %s" % err_name(err))
     expect_errno(err, NBD_EINVAL, "oversize write")
     err, data = c.read(0, 4096)
     check(err == 0 and data != payload[:4096], "the oversize write was (partly) executed")

@@ -33,7 +33,8 @@ uint16_t ComputeTransmissionFlags(const ExportInfo& info, bool structured_replie
 }
 
 absl::StatusOr<BlockSizeConstraints> EffectiveBlockSize(const BlockSizeConstraints& c,
-                                                        uint64_t export_size) {
+                                                        uint64_t export_size,
+                                                        uint32_t max_request_length) {
   if (!IsPowerOfTwo(c.minimum) || c.minimum > kMaxMinimumBlockSize) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "minimum block size %u must be a power of two no larger than 65536", c.minimum));
@@ -47,10 +48,14 @@ absl::StatusOr<BlockSizeConstraints> EffectiveBlockSize(const BlockSizeConstrain
     return absl::InvalidArgumentError(absl::StrFormat(
         "maximum block size %u must be a multiple of the minimum %u", c.maximum, c.minimum));
   }
+  if (max_request_length < c.minimum || max_request_length % c.minimum != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("the request limit %u must be a multiple of the minimum block size %u",
+                        max_request_length, c.minimum));
+  }
   BlockSizeConstraints out = c;
-  // Capping keeps `maximum` a multiple of `minimum`: 2^25 is a multiple of
-  // every power of two up to 2^16.
-  out.maximum = std::min(c.maximum, kMaxPayloadLength);
+  // Capping keeps `maximum` a multiple of `minimum` (both are).
+  out.maximum = std::min(c.maximum, max_request_length);
   const uint64_t floor = std::min<uint64_t>(out.preferred, export_size);
   if (out.maximum < floor) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -61,13 +66,19 @@ absl::StatusOr<BlockSizeConstraints> EffectiveBlockSize(const BlockSizeConstrain
 }
 
 absl::StatusOr<TransmissionParams> MakeTransmissionParams(const ExportInfo& info,
-                                                          bool structured_replies) {
-  absl::StatusOr<BlockSizeConstraints> block_size = EffectiveBlockSize(info.block_size, info.size);
+                                                          bool structured_replies,
+                                                          bool block_size_requested) {
+  absl::StatusOr<BlockSizeConstraints> block_size =
+      EffectiveBlockSize(info.block_size, info.size, info.max_request_length);
   if (!block_size.ok()) return block_size.status();
   TransmissionParams params;
   params.export_size = info.size;
   params.flags = ComputeTransmissionFlags(info, structured_replies);
   params.block_size = *block_size;
+  params.device_alignment = block_size->minimum;
+  // A client that did not ask is not bound by the backend's alignment (the
+  // spec lets it assume a minimum of 1): the server aligns for it.
+  if (!block_size_requested) params.block_size.minimum = 1;
   params.structured_replies = structured_replies;
   return params;
 }

@@ -58,7 +58,14 @@ struct ExportInfo {
   // server that allows such clients must cleanly error misaligned requests,
   // which ValidateRequest does.
   bool block_size_required = false;
+  // The backend's true constraints (minimum = its alignment). Advertised and
+  // enforced only for a client that requested NBD_INFO_BLOCK_SIZE; any other
+  // client is told minimum 1 and the server aligns its requests itself.
   BlockSizeConstraints block_size;
+  // Largest READ/WRITE/CACHE payload the server accepts (--max-request); caps
+  // block_size.maximum. Above 2^25 (32 MiB) only clients that ignore the
+  // advertised maximum or that never asked (nbd-tester-client) send such.
+  uint32_t max_request_length = kMaxPayloadLength;
 };
 
 // An export resolved by name: its canonical name, description and info.
@@ -99,9 +106,18 @@ struct TransmissionParams {
   uint64_t export_size = 0;
   // Transmission flags exactly as sent to the client.
   uint16_t flags = kFlagHasFlags;
-  // Effective constraints: maximum capped to kMaxPayloadLength.
+  // The constraints requests are validated against, as advertised: the
+  // backend's when the client requested NBD_INFO_BLOCK_SIZE, else minimum 1
+  // (any offset and length). Maximum capped to ExportInfo::max_request_length.
   BlockSizeConstraints block_size;
+  // The backend's minimum block size: requests not aligned to it are served by
+  // read-modify-write (blockserve/unaligned_io.h). Equal to block_size.minimum
+  // when the client requested block sizes.
+  uint32_t device_alignment = 1;
   bool structured_replies = false;
+  // Metadata context id of "base:allocation" selected with
+  // NBD_OPT_SET_META_CONTEXT for this export, 0 when none was selected.
+  uint32_t base_allocation_context = 0;
 };
 
 // Transmission flags for `info`. Write-only features (FUA, TRIM, WRITE_ZEROES,
@@ -111,14 +127,18 @@ struct TransmissionParams {
 uint16_t ComputeTransmissionFlags(const ExportInfo& info, bool structured_replies);
 
 // Checks `constraints` against the spec's rules for advertised values and
-// returns them with `maximum` capped to kMaxPayloadLength (this server never
+// returns them with `maximum` capped to `max_request_length` (this server never
 // accepts a larger payload). InvalidArgument, naming the rule, when the backend
 // reported values a client must not be told.
-absl::StatusOr<BlockSizeConstraints> EffectiveBlockSize(const BlockSizeConstraints& constraints,
-                                                        uint64_t export_size);
+absl::StatusOr<BlockSizeConstraints> EffectiveBlockSize(
+    const BlockSizeConstraints& constraints, uint64_t export_size,
+    uint32_t max_request_length = kMaxPayloadLength);
 
 // The transmission parameters for `info`, or the EffectiveBlockSize error.
+// `block_size_requested`: the client asked for NBD_INFO_BLOCK_SIZE and so is
+// held to the backend's minimum; otherwise the minimum is 1.
 absl::StatusOr<TransmissionParams> MakeTransmissionParams(const ExportInfo& info,
-                                                          bool structured_replies);
+                                                          bool structured_replies,
+                                                          bool block_size_requested = true);
 
 }  // namespace blockserve::nbd

@@ -6,8 +6,12 @@
 // the chunk size for the incremental run, the rest is the client's stream.
 // Oracles besides the sanitizers:
 //   - feeding the stream in one piece and in small chunks must produce the
-//     same output, the same event sequence and the same phase boundaries;
-//   - every validated request obeys the verdict invariants checked below.
+//     same output, the same event sequence and the same phase boundaries
+//     (this covers the streamed GO/INFO information requests and the meta
+//     context options, LIST and SET);
+//   - every validated request obeys the verdict invariants checked below;
+//   - a BLOCK_STATUS that executes gets descriptors that sum to at most its
+//     length (exactly one with REQ_ONE) from extents taken from the stream.
 // Seeds live in tests/blockserve/fuzz_corpus (see the ctest nbd_codec_fuzz).
 
 #include <cstddef>
@@ -19,6 +23,7 @@
 #include <variant>
 #include <vector>
 
+#include "blockserve/nbd/block_status.h"
 #include "blockserve/nbd/byte_order.h"
 #include "blockserve/nbd/export.h"
 #include "blockserve/nbd/negotiation.h"
@@ -58,6 +63,9 @@ class FuzzCatalog : public ExportCatalog {
     } else if (name == "big") {
       e.info.size = ~uint64_t{0};
       e.info.block_size = {1, 4096, kUnlimitedBlockSize};
+      e.info.max_request_length = 64u << 20;  // above the 32 MiB default
+    } else if (name == "tail") {
+      e.info.size = 5000;  // the last block is short
     } else if (name != "disk") {
       return std::nullopt;
     }
@@ -65,7 +73,8 @@ class FuzzCatalog : public ExportCatalog {
   }
   std::vector<ExportListing> List() const override {
     return {{"disk", "default", false}, {"ro", "", false},  {"tls", "secret", true},
-            {"bs", "", false},          {"bad", "", false}, {"big", "", false}};
+            {"bs", "", false},          {"bad", "", false}, {"big", "", false},
+            {"tail", "", false}};
   }
 };
 
@@ -155,9 +164,37 @@ void RunTransmission(std::span<const uint8_t> stream, const TransmissionParams& 
     if (check.verdict == Verdict::kExecute) {
       Require(check.error == NbdError::kOk);
       Require(r.offset <= params.export_size && r.length <= params.export_size - r.offset);
-      Require(r.length % params.block_size.minimum == 0);
+      Require(r.offset % params.block_size.minimum == 0);
+      Require(r.length % params.block_size.minimum == 0 ||
+              r.offset + r.length == params.export_size);
       if (r.type == kCmdRead || r.type == kCmdWrite) {
-        Require(r.length > 0 && r.length <= kMaxPayloadLength);
+        Require(r.length > 0 && r.length <= params.block_size.maximum);
+      }
+      if (r.type == kCmdBlockStatus) {
+        Require(params.base_allocation_context != 0 && params.structured_replies);
+        Require(r.length > 0);
+        // Extents as a backend might report them: lengths and flags from the
+        // bytes that follow, possibly longer or shorter than the request.
+        std::vector<ExtentIn> extents;
+        for (size_t i = pos; i + 3 <= stream.size() && extents.size() < 300; i += 3) {
+          extents.push_back({uint64_t{LoadBe16(stream.data() + i)} << (stream[i + 2] & 15),
+                             stream[i + 2]});
+        }
+        std::vector<BlockStatusDescriptor> descriptors;
+        const bool req_one = (r.flags & kCmdFlagReqOne) != 0;
+        ToDescriptors(extents, r.length, req_one, descriptors);
+        Require(!descriptors.empty() && descriptors.size() <= kMaxBlockStatusDescriptors);
+        Require(!req_one || descriptors.size() == 1);
+        uint64_t sum = 0;
+        for (size_t i = 0; i < descriptors.size(); ++i) {
+          Require(descriptors[i].length > 0 && (descriptors[i].flags & ~3u) == 0);
+          if (i > 0) Require(descriptors[i].flags != descriptors[i - 1].flags);
+          sum += descriptors[i].length;
+        }
+        Require(sum <= r.length);
+        std::vector<uint8_t> chunk;
+        EncodeBlockStatusChunk(r.cookie, params.base_allocation_context, descriptors, true, chunk);
+        Require(LoadBe32(chunk.data() + 16) == 4 + 8 * descriptors.size());
       }
     } else if (check.verdict == Verdict::kReplyError) {
       Require(check.error != NbdError::kOk && check.reason[0] != '\0');

@@ -89,6 +89,22 @@ FeedResult Negotiator::Feed(std::span<const uint8_t> input) {
         if (!Gather(input, pos, option_length_)) return {pos, NeedInput{}};
         produced = OnOptionData(event);
         break;
+      case Read::kInfoNameLength:
+        if (!Gather(input, pos, 4)) return {pos, NeedInput{}};
+        OnInfoNameLength();
+        break;
+      case Read::kInfoName:
+        if (!Gather(input, pos, 4 + size_t{info_.name_length} + 2)) return {pos, NeedInput{}};
+        produced = OnInfoName(event);
+        break;
+      case Read::kInfoRequests:
+        if (!Gather(input, pos, 2)) return {pos, NeedInput{}};
+        OnInfoRequest();
+        if (info_.requests_left == 0) {
+          read_ = Read::kOptionHeader;
+          produced = OnInfoOrGo(event);
+        }
+        break;
       case Read::kSkipData: {
         const size_t take = std::min<size_t>(skip_remaining_, input.size() - pos);
         pos += take;
@@ -136,10 +152,21 @@ bool Negotiator::OnClientFlags(NegotiationEvent& event) {
 bool Negotiator::NeedsTls() const { return options_.tls_mode == TlsMode::kRequire && !tls_active_; }
 
 void Negotiator::SkipThenReply(uint32_t reply_type, std::string message) {
+  SkipThenReply(option_length_, reply_type, std::move(message));
+}
+
+void Negotiator::SkipThenReply(uint32_t remaining, uint32_t reply_type, std::string message) {
   deferred_reply_ = reply_type;
   deferred_message_ = std::move(message);
-  skip_remaining_ = option_length_;
+  skip_remaining_ = remaining;
   read_ = Read::kSkipData;
+  in_.clear();
+  // Nothing left to skip: the reply is owed now (Feed would wait for input).
+  if (remaining == 0) {
+    QueueReply(deferred_reply_, deferred_message_);
+    deferred_message_.clear();
+    read_ = Read::kOptionHeader;
+  }
 }
 
 bool Negotiator::OnOptionHeader(NegotiationEvent& event) {
@@ -210,6 +237,17 @@ bool Negotiator::OnOptionHeader(NegotiationEvent& event) {
       return OnOptionData(event);
     case kOptInfo:
     case kOptGo:
+      // Layout: u32 name length, name, u16 request count, u16 requests[count].
+      if (option_length_ < 6) {
+        SkipThenReply(kRepErrInvalid,
+                      absl::StrFormat("%s data is shorter than 6 bytes", OptionName(option_)));
+        return false;
+      }
+      info_ = InfoRequest{};
+      read_ = Read::kInfoNameLength;
+      return false;
+    case kOptListMetaContext:
+    case kOptSetMetaContext:
       if (option_length_ > options_.max_option_length) {
         SkipThenReply(kRepErrTooBig, absl::StrFormat("%s data of %u bytes exceeds the limit of %u",
                                                      OptionName(option_), option_length_,
@@ -235,9 +273,9 @@ bool Negotiator::OnOptionData(NegotiationEvent& event) {
       in_.clear();
       return OnExportName(name, event);
     }
-    case kOptInfo:
-    case kOptGo:
-      produced = OnInfoOrGo(event);
+    case kOptListMetaContext:
+    case kOptSetMetaContext:
+      OnMetaContext();
       break;
     case kOptList:
       OnList();
@@ -283,7 +321,7 @@ bool Negotiator::OnExportName(std::string_view name, NegotiationEvent& event) {
     return true;
   }
   absl::StatusOr<TransmissionParams> params =
-      MakeTransmissionParams(found->info, structured_replies_);
+      MakeTransmissionParams(found->info, structured_replies_, /*block_size_requested=*/false);
   if (!params.ok()) {
     event = Terminate(CloseReason::kRefused,
                       absl::StrFormat("export %s is misconfigured: %s", Quoted(found->name),
@@ -295,6 +333,9 @@ bool Negotiator::OnExportName(std::string_view name, NegotiationEvent& event) {
   StoreBe64(output_.data() + base, params->export_size);
   StoreBe16(output_.data() + base + 8, params->flags);
   phase_ = Phase::kTransmission;
+  if (structured_replies_ && meta_base_allocation_ && meta_export_ == found->name) {
+    params->base_allocation_context = kBaseAllocationContextId;
+  }
   EnterTransmission enter;
   enter.selected = std::move(*found);
   enter.params = *params;
@@ -304,51 +345,71 @@ bool Negotiator::OnExportName(std::string_view name, NegotiationEvent& event) {
   return true;
 }
 
+void Negotiator::OnInfoNameLength() {
+  info_.name_length = LoadBe32(in_.data());
+  // Past the length field: the name, the count and the requests.
+  const uint32_t rest = option_length_ - 4;
+  if (info_.name_length > rest - 2) {
+    SkipThenReply(rest, kRepErrInvalid,
+                  absl::StrFormat("%s name length %u overruns the option data", OptionName(option_),
+                                  info_.name_length));
+    return;
+  }
+  if (info_.name_length > kMaxStringLength) {
+    SkipThenReply(rest, kRepErrInvalid, "export name is not a valid NBD string");
+    return;
+  }
+  read_ = Read::kInfoName;  // in_ keeps the length field: Gather counts it
+}
+
+bool Negotiator::OnInfoName(NegotiationEvent& event) {
+  const uint16_t count = LoadBe16(in_.data() + 4 + info_.name_length);
+  info_.name.assign(reinterpret_cast<const char*>(in_.data() + 4), info_.name_length);
+  const uint32_t rest = option_length_ - 4 - info_.name_length - 2;
+  in_.clear();
+  if (rest != 2 * uint32_t{count}) {
+    SkipThenReply(rest, kRepErrInvalid,
+                  absl::StrFormat("%s data length %u does not match %u information requests",
+                                  OptionName(option_), option_length_, count));
+    return false;
+  }
+  if (HasNul(info_.name)) {
+    SkipThenReply(rest, kRepErrInvalid, "export name is not a valid NBD string");
+    return false;
+  }
+  info_.requests_left = count;
+  if (count > 0) {
+    read_ = Read::kInfoRequests;
+    return false;
+  }
+  read_ = Read::kOptionHeader;
+  return OnInfoOrGo(event);
+}
+
+void Negotiator::OnInfoRequest() {
+  switch (LoadBe16(in_.data())) {
+    case kInfoName:
+      info_.want_name = true;
+      break;
+    case kInfoDescription:
+      info_.want_description = true;
+      break;
+    case kInfoBlockSize:
+      info_.want_block_size = true;
+      break;
+    default:
+      break;  // Spec: the server MUST ignore requests it does not understand.
+  }
+  in_.clear();
+  --info_.requests_left;
+}
+
 bool Negotiator::OnInfoOrGo(NegotiationEvent& event) {
   const bool go = option_ == kOptGo;
-  const std::span<const uint8_t> data(in_);
-  // Layout: u32 name length, name, u16 request count, u16 requests[count].
-  if (data.size() < 6) {
-    QueueReply(kRepErrInvalid,
-               absl::StrFormat("%s data is shorter than 6 bytes", OptionName(option_)));
-    return false;
-  }
-  const uint32_t name_length = LoadBe32(data.data());
-  if (name_length > data.size() - 6) {
-    QueueReply(kRepErrInvalid, absl::StrFormat("%s name length %u overruns the option data",
-                                               OptionName(option_), name_length));
-    return false;
-  }
-  const uint16_t count = LoadBe16(data.data() + 4 + name_length);
-  if (data.size() != 4 + size_t{name_length} + 2 + 2 * size_t{count}) {
-    QueueReply(kRepErrInvalid,
-               absl::StrFormat("%s data length %u does not match %u information requests",
-                               OptionName(option_), data.size(), count));
-    return false;
-  }
-  const std::string_view name(reinterpret_cast<const char*>(data.data() + 4), name_length);
-  if (name_length > kMaxStringLength || HasNul(name)) {
-    QueueReply(kRepErrInvalid, "export name is not a valid NBD string");
-    return false;
-  }
-  bool want_name = false;
-  bool want_description = false;
-  bool want_block_size = false;
-  for (uint16_t i = 0; i < count; ++i) {
-    switch (LoadBe16(data.data() + 4 + name_length + 2 + 2 * size_t{i})) {
-      case kInfoName:
-        want_name = true;
-        break;
-      case kInfoDescription:
-        want_description = true;
-        break;
-      case kInfoBlockSize:
-        want_block_size = true;
-        break;
-      default:
-        break;  // Spec: the server MUST ignore requests it does not understand.
-    }
-  }
+  const std::string_view name = info_.name;
+  const bool want_name = info_.want_name;
+  const bool want_description = info_.want_description;
+  const bool want_block_size = info_.want_block_size;
 
   std::optional<Export> found = catalog_.Find(name);
   if (!found) {
@@ -368,7 +429,7 @@ bool Negotiator::OnInfoOrGo(NegotiationEvent& event) {
     return false;
   }
   absl::StatusOr<TransmissionParams> params =
-      MakeTransmissionParams(found->info, structured_replies_);
+      MakeTransmissionParams(found->info, structured_replies_, want_block_size);
   if (!params.ok()) {
     QueueReply(kRepErrUnknown,
                absl::StrFormat("export %s is unavailable: %s", Quoted(found->name),
@@ -382,8 +443,10 @@ bool Negotiator::OnInfoOrGo(NegotiationEvent& event) {
   StoreBe32(block_size.data() + 8, params->block_size.maximum);
   if (found->info.block_size_required && !want_block_size) {
     // Spec: a server sending BLOCK_SIZE_REQD SHOULD first send the constraints
-    // to save the client a round trip.
-    QueueInfo(kInfoBlockSize, block_size);
+    // to save the client a round trip: the backend's, which it will be held to.
+    std::array<uint8_t, kInfoBlockSizePayload> required = block_size;
+    StoreBe32(required.data(), params->device_alignment);
+    QueueInfo(kInfoBlockSize, required);
     QueueReply(kRepErrBlockSizeReqd,
                absl::StrFormat("export %s requires the client to request NBD_INFO_BLOCK_SIZE",
                                Quoted(found->name)));
@@ -404,14 +467,18 @@ bool Negotiator::OnInfoOrGo(NegotiationEvent& event) {
     QueueInfo(kInfoDescription,
               std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
   }
-  // Sent even when not requested: the spec says a server with constraints
-  // SHOULD advertise them for INFO and GO, and the client MUST ignore info it
-  // did not ask for. Only an explicit request binds the client to them.
+  // Sent even when not requested (the spec says a server with constraints
+  // SHOULD advertise them for INFO and GO; a client MUST ignore info it did
+  // not ask for): then with minimum 1, which is what the server accepts from a
+  // client that did not ask.
   QueueInfo(kInfoBlockSize, block_size);
   QueueReply(kRepAck, std::string_view());
   if (!go) return false;
 
   phase_ = Phase::kTransmission;
+  if (structured_replies_ && meta_base_allocation_ && meta_export_ == found->name) {
+    params->base_allocation_context = kBaseAllocationContextId;
+  }
   EnterTransmission enter;
   enter.selected = std::move(*found);
   enter.params = *params;
@@ -419,6 +486,78 @@ bool Negotiator::OnInfoOrGo(NegotiationEvent& event) {
   enter.via_export_name = false;
   event = std::move(enter);
   return true;
+}
+
+// Layout: u32 export name length, name, u32 query count, then per query a u32
+// length and the query string. Everything is parsed before anything is
+// answered, so a malformed option gets only its error.
+void Negotiator::OnMetaContext() {
+  const bool set = option_ == kOptSetMetaContext;
+  if (set) {
+    // A SET replaces the previous selection, even when it fails.
+    meta_export_.clear();
+    meta_base_allocation_ = false;
+    // Spec: SET is only valid once structured replies are negotiated.
+    if (!structured_replies_) {
+      QueueReply(kRepErrInvalid, "NBD_OPT_SET_META_CONTEXT needs NBD_OPT_STRUCTURED_REPLY first");
+      return;
+    }
+  }
+  const std::span<const uint8_t> data(in_);
+  auto invalid = [&](std::string message) { QueueReply(kRepErrInvalid, message); };
+  if (data.size() < 4)
+    return invalid(absl::StrFormat("%s data is shorter than 4 bytes", OptionName(option_)));
+  const uint32_t name_length = LoadBe32(data.data());
+  if (name_length > data.size() - 4 || data.size() - 4 - name_length < 4) {
+    return invalid(absl::StrFormat("%s name length %u overruns the option data",
+                                   OptionName(option_), name_length));
+  }
+  const std::string_view name(reinterpret_cast<const char*>(data.data() + 4), name_length);
+  if (name_length > kMaxStringLength || HasNul(name)) {
+    return invalid("export name is not a valid NBD string");
+  }
+  size_t pos = 4 + size_t{name_length};
+  const uint32_t queries = LoadBe32(data.data() + pos);
+  pos += 4;
+  bool base_allocation = queries == 0 && !set;  // empty LIST: everything offered
+  for (uint32_t i = 0; i < queries; ++i) {
+    if (data.size() - pos < 4) return invalid("query list overruns the option data");
+    const uint32_t length = LoadBe32(data.data() + pos);
+    pos += 4;
+    if (length > data.size() - pos) return invalid("query length overruns the option data");
+    const std::string_view query(reinterpret_cast<const char*>(data.data() + pos), length);
+    pos += length;
+    if (length > kMaxStringLength) return invalid("query is longer than an NBD string");
+    // "base:" alone asks LIST for every context of the namespace; SET selects
+    // only exact names. Other namespaces and leaves are ignored (spec: the
+    // server MUST ignore queries in namespaces it does not know).
+    if (query == kBaseAllocation || (!set && query == "base:")) base_allocation = true;
+  }
+  if (pos != data.size()) return invalid("data follows the last query");
+
+  std::optional<Export> found = catalog_.Find(name);
+  if (!found) {
+    QueueReply(kRepErrUnknown, absl::StrFormat("unknown export %s", Quoted(name)));
+    return;
+  }
+  if (found->info.tls_only && !tls_active_) {
+    QueueReply(options_.tls_mode == TlsMode::kOff ? kRepErrPolicy : kRepErrTlsReqd,
+               absl::StrFormat("export %s requires TLS", Quoted(found->name)));
+    return;
+  }
+  if (base_allocation) {
+    // Spec: LIST replies carry no usable id (0); SET assigns the one that
+    // NBD_REPLY_TYPE_BLOCK_STATUS chunks will name.
+    std::vector<uint8_t> reply(4 + kBaseAllocation.size());
+    StoreBe32(reply.data(), set ? kBaseAllocationContextId : 0);
+    std::memcpy(reply.data() + 4, kBaseAllocation.data(), kBaseAllocation.size());
+    QueueReply(kRepMetaContext, reply);
+  }
+  if (set) {
+    meta_export_ = found->name;
+    meta_base_allocation_ = base_allocation;
+  }
+  QueueReply(kRepAck, std::string_view());
 }
 
 void Negotiator::OnList() {
@@ -453,6 +592,8 @@ bool Negotiator::OnStartTls(NegotiationEvent& event) {
   // Spec: after a successful STARTTLS the server MUST NOT keep negotiation
   // state from before it.
   structured_replies_ = false;
+  meta_export_.clear();
+  meta_base_allocation_ = false;
   phase_ = Phase::kAwaitingTls;
   event = StartTls{};
   return true;

@@ -37,7 +37,10 @@ struct NegotiationOptions {
   TlsMode tls_mode = TlsMode::kOff;
   // Largest option payload buffered. Longer options are skipped without
   // buffering and answered NBD_REP_ERR_TOO_BIG (NBD_OPT_EXPORT_NAME, which
-  // cannot be answered with an error, closes the connection).
+  // cannot be answered with an error, closes the connection). NBD_OPT_GO and
+  // NBD_OPT_INFO are not held to it: their information requests are read two
+  // bytes at a time and never buffered, so all 65,535 a client may send are
+  // accepted (and the unknown ones ignored, as the spec requires).
   uint32_t max_option_length = 64 * 1024;
   // Options accepted before the connection is treated as a denial of service
   // and closed (the spec allows a hard disconnect then). 0 = unlimited.
@@ -62,7 +65,9 @@ struct EnterTransmission {
   Export selected;            // Canonical name, description and info.
   TransmissionParams params;  // Flags and constraints the client was sent.
   // The client sent NBD_OPT_GO with an NBD_INFO_BLOCK_SIZE request and so
-  // promised to honour the constraints (requests are validated regardless).
+  // promised to honour the backend's constraints; params.block_size holds
+  // them. Otherwise params.block_size.minimum is 1 and the server serves any
+  // alignment (params.device_alignment says what the backend needs).
   bool block_size_requested = false;
   bool via_export_name = false;  // Entered with the legacy NBD_OPT_EXPORT_NAME.
 };
@@ -127,7 +132,17 @@ class Negotiator {
   bool structured_replies() const { return structured_replies_; }
 
  private:
-  enum class Read : uint8_t { kClientFlags, kOptionHeader, kOptionData, kSkipData };
+  enum class Read : uint8_t {
+    kClientFlags,
+    kOptionHeader,
+    kOptionData,
+    kSkipData,
+    // NBD_OPT_GO / NBD_OPT_INFO, streamed: name length, name + request count,
+    // then the information requests two bytes at a time.
+    kInfoNameLength,
+    kInfoName,
+    kInfoRequests,
+  };
 
   // Appends input bytes to in_ until it holds `want`; true when complete.
   bool Gather(std::span<const uint8_t> input, size_t& pos, size_t want);
@@ -137,12 +152,18 @@ class Negotiator {
   bool OnOptionHeader(NegotiationEvent& event);
   bool OnOptionData(NegotiationEvent& event);
   bool OnExportName(std::string_view name, NegotiationEvent& event);
+  void OnInfoNameLength();
+  bool OnInfoName(NegotiationEvent& event);
+  void OnInfoRequest();
   bool OnInfoOrGo(NegotiationEvent& event);
   void OnList();
+  void OnMetaContext();
   bool OnStartTls(NegotiationEvent& event);
 
-  // Skips the current option's data, then answers it with `reply_type`.
+  // Skips the current option's data (or its last `remaining` bytes), then
+  // answers it with `reply_type`.
   void SkipThenReply(uint32_t reply_type, std::string message);
+  void SkipThenReply(uint32_t remaining, uint32_t reply_type, std::string message);
   bool NeedsTls() const;
   NegotiationEvent Terminate(CloseReason reason, std::string message);
 
@@ -172,7 +193,28 @@ class Negotiator {
   uint32_t skip_remaining_ = 0;
   uint32_t deferred_reply_ = 0;
   std::string deferred_message_;
+
+  // NBD_OPT_GO / NBD_OPT_INFO being streamed.
+  struct InfoRequest {
+    std::string name;
+    uint32_t name_length = 0;
+    uint32_t requests_left = 0;
+    bool want_name = false;
+    bool want_description = false;
+    bool want_block_size = false;
+  };
+  InfoRequest info_;
+
+  // The last successful NBD_OPT_SET_META_CONTEXT: the canonical name of the
+  // export it was for, and whether it selected base:allocation. Applies only
+  // if the client then selects that same export.
+  std::string meta_export_;
+  bool meta_base_allocation_ = false;
 };
+
+// The only metadata context this server offers, and its id.
+inline constexpr std::string_view kBaseAllocation = "base:allocation";
+inline constexpr uint32_t kBaseAllocationContextId = 1;
 
 // Name of an option, reply type or info type for messages ("NBD_OPT_GO",
 // "NBD_REP_ERR_UNSUP"); "unknown" for values the spec does not define.

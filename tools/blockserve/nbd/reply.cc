@@ -77,4 +77,21 @@ size_t EncodeErrorOffsetChunk(uint64_t cookie, NbdError error, std::string_view 
   return EncodeError(cookie, kReplyTypeErrorOffset, error, message, &offset, done, out);
 }
 
+void EncodeBlockStatusChunkInto(uint64_t cookie, uint32_t context_id,
+                                std::span<const BlockStatusDescriptor> descriptors, bool done,
+                                std::span<uint8_t> out) {
+  const uint32_t payload =
+      static_cast<uint32_t>(4 + kBlockStatusDescriptorSize * descriptors.size());
+  EncodeChunkHeader(cookie, done ? kReplyFlagDone : 0, kReplyTypeBlockStatus, payload,
+                    out.first<kStructuredChunkHeaderSize>());
+  uint8_t* p = out.data() + kStructuredChunkHeaderSize;
+  StoreBe32(p, context_id);
+  p += 4;
+  for (const BlockStatusDescriptor& d : descriptors) {
+    StoreBe32(p, d.length);
+    StoreBe32(p + 4, d.flags);
+    p += kBlockStatusDescriptorSize;
+  }
+}
+
 }  // namespace blockserve::nbd

@@ -73,4 +73,37 @@ size_t EncodeErrorOffsetChunk(uint64_t cookie, NbdError error, std::string_view 
                               uint64_t offset, bool done,
                               std::span<uint8_t, kMaxErrorChunkSize> out);
 
+// One NBD_REPLY_TYPE_BLOCK_STATUS descriptor: `length` bytes with `flags`
+// (for base:allocation, NBD_STATE_HOLE = 1 and NBD_STATE_ZERO = 2).
+struct BlockStatusDescriptor {
+  uint32_t length = 0;
+  uint32_t flags = 0;
+};
+// Header of a block status chunk: chunk header + 32-bit context id; each
+// descriptor adds kBlockStatusDescriptorSize bytes.
+inline constexpr size_t kBlockStatusHeaderSize = kStructuredChunkHeaderSize + 4;
+inline constexpr size_t kBlockStatusDescriptorSize = 8;
+
+// Appends an NBD_REPLY_TYPE_BLOCK_STATUS chunk for `context_id` with
+// `descriptors` (at least one, the spec requires it) to `out`, which is
+// resized to hold it: kBlockStatusHeaderSize + 8 * descriptors.size() bytes.
+// The caller keeps `out` (e.g. per request slot) so no allocation happens in
+// steady state.
+template <typename Bytes>
+void EncodeBlockStatusChunk(uint64_t cookie, uint32_t context_id,
+                            std::span<const BlockStatusDescriptor> descriptors, bool done,
+                            Bytes& out);
+void EncodeBlockStatusChunkInto(uint64_t cookie, uint32_t context_id,
+                                std::span<const BlockStatusDescriptor> descriptors, bool done,
+                                std::span<uint8_t> out);
+
+template <typename Bytes>
+void EncodeBlockStatusChunk(uint64_t cookie, uint32_t context_id,
+                            std::span<const BlockStatusDescriptor> descriptors, bool done,
+                            Bytes& out) {
+  out.resize(kBlockStatusHeaderSize + kBlockStatusDescriptorSize * descriptors.size());
+  EncodeBlockStatusChunkInto(cookie, context_id, descriptors, done,
+                             std::span<uint8_t>(out.data(), out.size()));
+}
+
 }  // namespace blockserve::nbd

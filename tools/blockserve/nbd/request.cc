@@ -5,8 +5,8 @@
 namespace blockserve::nbd {
 namespace {
 
-RequestCheck Refuse(NbdError error, uint32_t payload_length, const char* reason) {
-  return RequestCheck{Verdict::kReplyError, error, payload_length, reason};
+RequestCheck Refuse(Refusal refusal, NbdError error, uint32_t payload_length, const char* reason) {
+  return RequestCheck{Verdict::kReplyError, error, payload_length, reason, refusal};
 }
 
 // Command flags a request of `type` may carry given the transmission flags.
@@ -78,46 +78,61 @@ RequestCheck ValidateRequest(const Request& r, const TransmissionParams& params)
     case kCmdBlockStatus:
       break;
     default:
-      return Refuse(NbdError::kInval, 0, "unknown command");
+      return Refuse(Refusal::kUnknownCommand, NbdError::kInval, 0, "unknown command");
   }
 
   const bool writes = r.type == kCmdWrite || r.type == kCmdTrim || r.type == kCmdWriteZeroes;
   if (writes && (tflags & kFlagReadOnly) != 0) {
-    return Refuse(NbdError::kPerm, payload, "export is read-only");
+    return Refuse(Refusal::kReadOnly, NbdError::kPerm, payload, "export is read-only");
   }
   if ((r.flags & ~AllowedFlags(r.type, tflags)) != 0) {
-    return Refuse(NbdError::kInval, payload, "command flag not valid for this command");
+    return Refuse(Refusal::kBadFlags, NbdError::kInval, payload,
+                  "command flag not valid for this command");
   }
 
   switch (r.type) {
     case kCmdFlush:
       if ((tflags & kFlagSendFlush) == 0) {
-        return Refuse(NbdError::kInval, 0, "flush not supported by this export");
+        return Refuse(Refusal::kNotAdvertised, NbdError::kInval, 0,
+                      "flush not supported by this export");
       }
       // Spec: offset and length of a flush are reserved and MUST be zero.
       if (r.offset != 0 || r.length != 0) {
-        return Refuse(NbdError::kInval, 0, "flush with nonzero offset or length");
+        return Refuse(Refusal::kBadFlush, NbdError::kInval, 0,
+                      "flush with nonzero offset or length");
       }
       return RequestCheck{};
     case kCmdTrim:
       if ((tflags & kFlagSendTrim) == 0) {
-        return Refuse(NbdError::kInval, 0, "trim not supported by this export");
+        return Refuse(Refusal::kNotAdvertised, NbdError::kInval, 0,
+                      "trim not supported by this export");
       }
       break;
     case kCmdWriteZeroes:
       if ((tflags & kFlagSendWriteZeroes) == 0) {
-        return Refuse(NbdError::kInval, 0, "write zeroes not supported by this export");
+        return Refuse(Refusal::kNotAdvertised, NbdError::kInval, 0,
+                      "write zeroes not supported by this export");
       }
       break;
     case kCmdCache:
       if ((tflags & kFlagSendCache) == 0) {
-        return Refuse(NbdError::kInval, 0, "cache not supported by this export");
+        return Refuse(Refusal::kNotAdvertised, NbdError::kInval, 0,
+                      "cache not supported by this export");
       }
       break;
     case kCmdBlockStatus:
-      // Spec: SHOULD answer EINVAL when no metadata context was selected, and
-      // this server offers none.
-      return Refuse(NbdError::kInval, 0, "no metadata context negotiated");
+      // Spec: a client MUST NOT send it before a metadata context was selected
+      // (NBD_OPT_SET_META_CONTEXT), and the reply needs structured replies.
+      if (params.base_allocation_context == 0 || !params.structured_replies) {
+        return Refuse(Refusal::kNoMetaContext, NbdError::kInval, 0,
+                      "no metadata context negotiated");
+      }
+      // The reply MUST carry at least one descriptor, which a zero-length
+      // range cannot have.
+      if (r.length == 0)
+        return Refuse(Refusal::kEmptyBlockStatus, NbdError::kInval, 0,
+                      "block status of zero bytes");
+      break;
     default:
       break;
   }
@@ -126,21 +141,54 @@ RequestCheck ValidateRequest(const Request& r, const TransmissionParams& params)
   if (r.offset > size || r.length > size - r.offset) {
     // Spec: ENOSPC for writes past the end, EINVAL for reads and trims.
     const bool space = r.type == kCmdWrite || r.type == kCmdWriteZeroes;
-    return Refuse(space ? NbdError::kNoSpc : NbdError::kInval, payload,
+    return Refuse(Refusal::kPastEnd, space ? NbdError::kNoSpc : NbdError::kInval, payload,
                   "request extends past the end of the export");
   }
   const uint64_t align_mask = uint64_t{params.block_size.minimum} - 1;
-  if (((r.offset | r.length) & align_mask) != 0) {
-    return Refuse(NbdError::kInval, payload, "request not aligned to the minimum block size");
+  // A request that ends at the end of the export may end mid-block: the tail
+  // of an export whose size is not a multiple of the minimum is reachable.
+  const bool ends_at_end = r.offset + r.length == size;
+  if ((r.offset & align_mask) != 0 || ((r.length & align_mask) != 0 && !ends_at_end)) {
+    return Refuse(Refusal::kMisaligned, NbdError::kInval, payload,
+                  "request not aligned to the minimum block size");
   }
   const bool bounded = r.type == kCmdRead || r.type == kCmdWrite || r.type == kCmdCache;
   if (bounded && r.length > params.block_size.maximum) {
-    return Refuse(NbdError::kInval, payload, "request longer than the maximum block size");
+    return Refuse(Refusal::kTooLong, NbdError::kInval, payload,
+                  "request longer than the maximum block size");
   }
   if (r.length == 0) {
     return RequestCheck{Verdict::kReplyOk, NbdError::kOk, 0, ""};
   }
   return RequestCheck{Verdict::kExecute, NbdError::kOk, payload, ""};
+}
+
+const char* RefusalLabel(Refusal refusal) {
+  switch (refusal) {
+    case Refusal::kNone:
+      return "none";
+    case Refusal::kUnknownCommand:
+      return "unknown_command";
+    case Refusal::kReadOnly:
+      return "read_only";
+    case Refusal::kBadFlags:
+      return "bad_flags";
+    case Refusal::kNotAdvertised:
+      return "not_advertised";
+    case Refusal::kBadFlush:
+      return "bad_flush";
+    case Refusal::kNoMetaContext:
+      return "no_meta_context";
+    case Refusal::kEmptyBlockStatus:
+      return "empty_block_status";
+    case Refusal::kPastEnd:
+      return "past_end";
+    case Refusal::kMisaligned:
+      return "misaligned";
+    case Refusal::kTooLong:
+      return "too_long";
+  }
+  return "none";
 }
 
 const char* CommandName(uint16_t type) {

@@ -57,6 +57,24 @@ enum class Verdict : uint8_t {
   kDisconnect,  // NBD_CMD_DISC: no reply; finish in-flight requests, close.
 };
 
+// Why ValidateRequest refused a request, for metrics (RefusalLabel) and logs.
+enum class Refusal : uint8_t {
+  kNone,
+  kUnknownCommand,
+  kReadOnly,
+  kBadFlags,
+  kNotAdvertised,  // a command the export did not advertise
+  kBadFlush,       // FLUSH with a nonzero offset or length
+  kNoMetaContext,  // BLOCK_STATUS without base:allocation selected
+  kEmptyBlockStatus,
+  kPastEnd,
+  kMisaligned,
+  kTooLong,  // above the maximum block size (--max-request)
+};
+inline constexpr int kRefusals = 11;
+// "misaligned" etc. (a Prometheus label value).
+const char* RefusalLabel(Refusal refusal);
+
 struct RequestCheck {
   Verdict verdict = Verdict::kExecute;
   NbdError error = NbdError::kOk;  // Set for kReplyError.
@@ -68,14 +86,18 @@ struct RequestCheck {
   // Why a request was refused: a static string, suitable for the message of a
   // structured error chunk or a log line. Empty for kExecute.
   const char* reason = "";
+  Refusal refusal = Refusal::kNone;  // set for kReplyError
 };
 
 // Checks `request` against the negotiated export, in this order: unknown
 // command (EINVAL); writes to a read-only export (EPERM); command flags not
 // valid for the command or not negotiated (EINVAL); commands the export did
 // not advertise (EINVAL); FLUSH with a nonzero offset or length (EINVAL);
-// ranges past the end (ENOSPC for WRITE and WRITE_ZEROES, EINVAL otherwise);
-// misalignment to the minimum block size (EINVAL); READ/WRITE/CACHE longer
+// BLOCK_STATUS without a negotiated metadata context or of zero bytes
+// (EINVAL); ranges past the end (ENOSPC for WRITE and WRITE_ZEROES, EINVAL
+// otherwise); misalignment to params.block_size.minimum (EINVAL; 1 unless the
+// client requested block sizes; a request ending at the export's end may end
+// mid-block); READ/WRITE/CACHE longer
 // than the maximum block size (EINVAL). WRITE_ZEROES and TRIM are not held to
 // the maximum: they carry no payload and the Linux client sizes them up to
 // 4 GiB regardless of the advertised maximum.
