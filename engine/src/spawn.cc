@@ -7,13 +7,15 @@ namespace ringline::detail {
 RootPromiseBase::~RootPromiseBase() {
   if (listed_) worker_->ForgetRoot(this);
   if (handle_ && !finished_) {
-    // Aborted: tell the handle and wake whoever awaits it.
+    // Aborted: tell the handle; whoever awaits it resumes with nullopt.
     handle_->root_ = nullptr;
     handle_->aborted_ = true;
-    if (join_waiter_ && worker_) worker_->Schedule(join_waiter_);  // resumes with nullopt
   } else if (handle_) {
     handle_->root_ = nullptr;
   }
+  // Woken with NotifyAll, the awaiters no longer refer to joiners_ (which dies
+  // with this frame).
+  joiners_.NotifyAll();
 }
 
 std::coroutine_handle<> RootPromiseBase::FinalAwaiter::await_suspend(
@@ -24,7 +26,7 @@ std::coroutine_handle<> RootPromiseBase::FinalAwaiter::await_suspend(
     h.destroy();  // detached: nobody will read the result
     return std::noop_coroutine();
   }
-  if (PromiseBase* w = std::exchange(self->join_waiter_, nullptr)) return w->self();
+  self->joiners_.NotifyAll();
   return std::noop_coroutine();
 }
 

@@ -170,7 +170,7 @@ bool ConnState::TrySendCopy(SendCopy* a) {
     a->error_ = e;
     return true;
   }
-  if (sw_head_) return false;  // FIFO: earlier senders go first
+  if (!send_waiters_.empty()) return false;  // FIFO: earlier senders go first
   return Admit(a);
 }
 
@@ -180,40 +180,18 @@ bool ConnState::TrySendOwned(SendOwned* a) {
     a->done_ = true;
     return true;
   }
-  if (sw_head_) return false;
+  if (!send_waiters_.empty()) return false;
   return Admit(a);
 }
 
-void ConnState::ParkSend(SendWaiter* w, PromiseBase* p) {
-  w->promise_ = p;
+void ConnState::PrepareSendWait(SendWaiter* w) {
   if (w->kind_ == SendWaiter::Kind::kOwned && static_cast<SendOwned*>(w)->admitted_) {
-    return;  // queued for zero-copy: its item wakes it after the notification
+    // Queued for zero-copy: its item wakes it after the notification.
+    w->set_list(&sends_in_kernel_);
+    return;
   }
   nw_.metrics().send_waits.Add();
-  w->queued_ = true;
-  w->next_ = nullptr;
-  w->prev_ = sw_tail_;
-  if (sw_tail_)
-    sw_tail_->next_ = w;
-  else
-    sw_head_ = w;
-  sw_tail_ = w;
-}
-
-void ConnState::UnparkSend(SendWaiter* w) {
-  if (w->queued_) {
-    if (w->prev_)
-      w->prev_->next_ = w->next_;
-    else
-      sw_head_ = w->next_;
-    if (w->next_)
-      w->next_->prev_ = w->prev_;
-    else
-      sw_tail_ = w->prev_;
-    w->next_ = w->prev_ = nullptr;
-    w->queued_ = false;
-  }
-  w->promise_ = nullptr;
+  w->set_list(&send_waiters_);
 }
 
 void ConnState::ForgetOwned(SendOwned* a) {
@@ -231,7 +209,8 @@ void ConnState::AbortTornSend() {
 }
 
 void ConnState::PumpSendWaiters() {
-  while (SendWaiter* w = sw_head_) {
+  while (WaitNode* n = send_waiters_.front()) {
+    auto* w = static_cast<SendWaiter*>(n);
     if (int e = SendBlockedError()) {
       if (w->kind_ == SendWaiter::Kind::kCopy) {
         static_cast<SendCopy*>(w)->error_ = e;
@@ -243,13 +222,10 @@ void ConnState::PumpSendWaiters() {
     } else if (!Admit(w)) {
       return;  // no room yet (a copy may have been admitted in part)
     }
-    PromiseBase* p = w->promise_;
-    const bool wake = w->kind_ == SendWaiter::Kind::kCopy || static_cast<SendOwned*>(w)->done_;
-    UnparkSend(w);
-    if (wake) {
-      if (p) nw_.worker().Schedule(p);
+    if (w->kind_ == SendWaiter::Kind::kCopy || static_cast<SendOwned*>(w)->done_) {
+      send_waiters_.Wake(*w);
     } else {
-      w->promise_ = p;  // admitted for zero-copy: woken after the notification
+      send_waiters_.MoveTo(*w, sends_in_kernel_);  // woken after the notification
     }
   }
 }
@@ -479,7 +455,7 @@ void ConnState::CompleteItem(SendItem* it) {
     a->buffers_ = std::move(it->buffers);
     a->item_ = nullptr;
     a->done_ = true;
-    if (PromiseBase* p = std::exchange(a->promise_, nullptr)) nw_.worker().Schedule(p);
+    if (a->queued()) sends_in_kernel_.Wake(*a);
   }
   ReleaseItem(it);
 }

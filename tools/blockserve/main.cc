@@ -58,7 +58,7 @@ Task<> RunSession(WorkerContext& ctx, uint64_t id) {
   auto it = ctx.sessions.find(id);
   it->second->task.Detach();
   ctx.sessions.erase(it);
-  ctx.sessions_changed.Notify();
+  ctx.sessions_changed.NotifyAll();
 }
 
 Task<> AcceptLoop(WorkerContext& ctx, net::Listener& listener) {

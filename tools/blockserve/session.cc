@@ -17,10 +17,6 @@ using ringline::Clock;
 using ringline::Task;
 namespace net = ringline::net;
 
-void Wakeup::Notify() {
-  if (waiter_) ringline::Worker::Current().Schedule(std::exchange(waiter_, nullptr));
-}
-
 namespace {
 
 Cmd CmdOf(uint16_t type) {
@@ -261,7 +257,7 @@ void Session::AdaptReceive(const nbd::Request& req) {
 
 void Session::Finish(uint32_t slot) {
   free_slots_.push_back(slot);
-  slot_freed_.Notify();
+  slot_freed_.NotifyOne();
 }
 
 Task<> Session::Reply(const nbd::Request& req, nbd::NbdError error, const char* message) {
