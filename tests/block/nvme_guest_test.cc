@@ -432,16 +432,18 @@ TEST_F(NvmeGuestTest, ReadPastTheEndGivesTheNamedNvmeError) {
                       .cdw12 = 0,  // 1 LBA
                       .data_len = lba};
     NvmeCommandResult c = Run(ns->Passthrough(cmd, Acquire()));
-    std::printf("%s: read of LBA %llu: res 0x%x: %s\n", ns->name().c_str(),
-                static_cast<unsigned long long>(nsze), c.res, c.status.ToString().c_str());
-    ASSERT_GT(c.res, 0) << "a positive res is an NVMe status";
-    EXPECT_EQ(NvmeStatusCode(static_cast<uint16_t>(c.res)), kNvmeScLbaOutOfRange);
-    EXPECT_TRUE(c.res == 0x4080 || c.res == 0x0080) << c.res;
+    std::printf("%s: read of LBA %llu: NVMe status 0x%x: %s\n", ns->name().c_str(),
+                static_cast<unsigned long long>(nsze), c.nvme_status, c.status.ToString().c_str());
+    ASSERT_GT(c.nvme_status, 0) << "the controller's status is kept";
+    EXPECT_EQ(c.res, -EINVAL) << "res is a negated errno chosen by the status' meaning";
+    EXPECT_EQ(c.error(), EINVAL);
+    EXPECT_EQ(NvmeStatusCode(c.nvme_status), kNvmeScLbaOutOfRange);
+    EXPECT_TRUE(c.nvme_status == 0x4080 || c.nvme_status == 0x0080) << c.nvme_status;
     EXPECT_EQ(c.status.code(), absl::StatusCode::kOutOfRange);
     EXPECT_NE(c.status.message().find("Generic Command Status / LBA Out of Range"),
               std::string::npos)
         << c.status;
-    EXPECT_EQ(NvmeStatusFromStatus(c.status), static_cast<uint16_t>(c.res));
+    EXPECT_EQ(NvmeStatusFromStatus(c.status), c.nvme_status);
     EXPECT_TRUE(c.buffer);
     // And the last LBA itself is readable through the same path.
     cmd.cdw10 = static_cast<uint32_t>(nsze - 1);

@@ -320,16 +320,16 @@ Task<> Session::Execute(nbd::Request req, Buffer payload, uint32_t slot) {
       r = co_await t.WriteZeroes(req.offset, req.length, {.fua = fua});
       break;
     default:
-      r.res = -EINVAL;
+      r.Fail(EINVAL);
       break;
   }
   if (!r.ok()) {
     st.errors[c].Add();
-    const nbd::NbdError err = nbd::ErrnoToNbdError(r.res);
+    const nbd::NbdError err = nbd::ErrnoToNbdError(r.error());
     const std::string msg(r.status.message());
     RL_LOG_WARN("%s: %s offset %llu length %u failed: %s", peer_, nbd::CommandName(req.type),
                 static_cast<unsigned long long>(req.offset), req.length,
-                msg.empty() ? ringline::ErrnoName(-r.res) : msg.c_str());
+                msg.empty() ? ringline::ErrnoName(r.error()) : msg.c_str());
     co_await Reply(req, err, msg.c_str());
   } else if (req.type != nbd::kCmdRead) {
     co_await Reply(req, nbd::NbdError::kOk, "");
