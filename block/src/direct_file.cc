@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "blocking_helper.h"
 #include "device_geometry.h"
+#include "op_tags.h"
 #include "ringline/io_result.h"
 #include "ringline/log.h"
 #include "ringline/operation.h"
@@ -73,7 +74,7 @@ struct ResFinish {
 
 auto DatasyncOp(int fixed_file) {
   return Submit(
-      OpTag::kBlockFsync,
+      kTagFsync,
       [fixed_file](io_uring_sqe* sqe, OpSlot&) {
         io_uring_prep_fsync(sqe, fixed_file, IORING_FSYNC_DATASYNC);
         sqe->flags |= IOSQE_FIXED_FILE;
@@ -83,7 +84,7 @@ auto DatasyncOp(int fixed_file) {
 
 auto FallocateOp(int fixed_file, int mode, uint64_t offset, uint64_t length) {
   return Submit(
-      OpTag::kBlockFallocate,
+      kTagFallocate,
       [=](io_uring_sqe* sqe, OpSlot&) {
         io_uring_prep_fallocate(sqe, fixed_file, mode, static_cast<off_t>(offset),
                                 static_cast<off_t>(length));
@@ -260,7 +261,7 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
 
   const bool write = kind == OpKind::kWrite;
   const bool fixed = buffer.registered();
-  const OpTag tag = write ? OpTag::kBlockWrite : OpTag::kBlockRead;
+  const OpTag tag = write ? kTagWrite : kTagRead;
   RwPrep prep{
       .buffer = &buffer,
       .offset = offset,

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "op_tags.h"
 #include "ringline/block/nvme_status.h"
 #include "ringline/io_result.h"
 #include "ringline/log.h"
@@ -165,8 +166,7 @@ class Fanout {
   // `permit` (its queue-depth place) is held until then. The caller fills and
   // queues the SQE right away.
   OpSlot& Start(uint32_t command, Permit permit) {
-    OpSlot& slot =
-        worker_->slab().AllocateWithHandler(OpTag::kNvmeCmd, &Fanout::OnCompletion, this);
+    OpSlot& slot = worker_->slab().AllocateWithHandler(kTagNvmeCmd, &Fanout::OnCompletion, this);
     InitSlotData(slot, command);
     in_flight_.push_back(InFlight{&slot, std::move(permit)});
     return slot;
@@ -731,8 +731,9 @@ Task<BlockResult> NvmeNamespace::Run(Plan plan, Buffer buffer) {
   while (!nothing) {
     if (commands == 1) [[likely]] {
       Permit permit = co_await limiter_.Acquire();
-      res = co_await Submit(OpTag::kNvmeCmd, OneCommandPrep{&plan, &buffer, nsid_, fixed_file_},
-                            OneCommandFinish{&buffer});
+      res =
+          co_await SubmitCommand128(kTagNvmeCmd, OneCommandPrep{&plan, &buffer, nsid_, fixed_file_},
+                                    OneCommandFinish{&buffer});
     } else {
       // Several commands into one buffer: see Fanout for who owns what, when.
       FanoutOwner fan(new Fanout(*worker_, std::move(buffer)));
@@ -823,8 +824,8 @@ Task<NvmeCommandResult> NvmeNamespace::Passthrough(NvmeIoCommand command, Buffer
   for (;;) {
     Permit permit = co_await limiter_.Acquire();
     // The buffer lives in slot.held[0] from submission to the final CQE.
-    out = co_await Submit(
-        OpTag::kNvmeCmd,
+    out = co_await SubmitCommand128(
+        kTagNvmeCmd,
         [&command, &buffer, fixed, nsid = nsid_, fixed_file = fixed_file_](io_uring_sqe* sqe,
                                                                            OpSlot& slot) {
           slot.held[0] = std::move(buffer);
@@ -860,7 +861,10 @@ Task<NvmeCommandResult> NvmeNamespace::Passthrough(NvmeIoCommand command, Buffer
   r.res = out.res;
   r.dword0 = out.dword0;
   if (out.res > 0) {
-    r.status = NvmeStatusToStatus(static_cast<uint16_t>(out.res), context);
+    // A positive CQE res is an NVMe status (docs/io_uring-rules.md R8).
+    r.nvme_status = static_cast<uint16_t>(out.res);
+    r.res = NegErrnoForNvmeStatus(r.nvme_status);
+    r.status = NvmeStatusToStatus(r.nvme_status, context);
   } else if (out.res < 0) {
     r.status = ErrnoToStatus(out.res, context);
   } else if (command.opcode & 2) {

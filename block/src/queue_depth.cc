@@ -3,12 +3,15 @@
 #include <cassert>
 #include <cstdlib>
 
+#include "op_tags.h"
 #include "ringline/log.h"
 #include "ringline/worker.h"
 
 namespace ringline::block {
 
 QueueDepthLimiter::QueueDepthLimiter(uint32_t limit) : limit_(limit ? limit : 1) {
+  // Every block target owns a limiter: its operations' tags are known from here on.
+  RegisterBlockOpTags();
   metrics_.limit.Set(limit_);
 }
 

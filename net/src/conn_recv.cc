@@ -106,7 +106,7 @@ void ConnState::UpdateRecv() {
 void ConnState::ArmRecv() {
   if (armed_once_) nw_.metrics().recv_rearms.Add();
   armed_once_ = true;
-  OpSlot& slot = NewOp(OpTag::kRecvMulti, &ConnState::OnRecv);
+  OpSlot& slot = NewOp(kTagRecvMulti, &ConnState::OnRecv);
   io_uring_sqe* sqe = nw_.worker().ring().GetSqe();
   io_uring_prep_recv_multishot(sqe, fixed_, nullptr, 0, 0);
   sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
@@ -139,7 +139,7 @@ void ConnState::SubmitBounded(std::size_t n) {
     stage_cap_ = std::max<std::size_t>(4096, read_ahead_);
     stage_ = std::make_unique<uint8_t[]>(stage_cap_);
   }
-  OpSlot& slot = NewOp(OpTag::kRecvBounded, &ConnState::OnBoundedRecv);
+  OpSlot& slot = NewOp(kTagRecvBounded, &ConnState::OnBoundedRecv);
   io_uring_sqe* sqe = nw_.worker().ring().GetSqe();
   io_uring_prep_recv(sqe, fixed_, stage_.get(), std::min(n, stage_cap_), 0);
   sqe->flags |= IOSQE_FIXED_FILE;
@@ -295,7 +295,7 @@ void ConnState::SubmitDirect(Buffer* lent) {
   // receive could run first.
   Ring& ring = nw_.worker().ring();
   const bool read_ahead = bounded() && !recv_slot_ && acc_.empty() && ring.sq_space() >= 2;
-  OpSlot& slot = NewOp(OpTag::kRecvDirect, &ConnState::OnDirect);
+  OpSlot& slot = NewOp(kTagRecvDirect, &ConnState::OnDirect);
   io_uring_sqe* sqe = ring.GetSqe();
   io_uring_prep_recv(sqe, fixed_, sink_ + sink_got_, sink_want_ - sink_got_, MSG_WAITALL);
   sqe->flags |= IOSQE_FIXED_FILE | (read_ahead ? IOSQE_IO_LINK : 0);

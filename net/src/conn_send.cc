@@ -315,13 +315,13 @@ void ConnState::SubmitSend() {
     const unsigned zc_flags = nw_.zc_report_usage() ? IORING_SEND_ZC_REPORT_USAGE : 0;
     if (send_iov_.size() == 1 && last_buffer && last_buffer->registered()) {
       // A registered buffer on its own: SEND_ZC with the fixed buffer, no page pinning.
-      slot = &NewOp(OpTag::kSendZc, &ConnState::OnSend);
+      slot = &NewOp(kTagSendZc, &ConnState::OnSend);
       sqe = nw_.worker().ring().GetSqe();
       io_uring_prep_send_zc_fixed(sqe, fixed_, send_iov_[0].iov_base, send_iov_[0].iov_len,
                                   kStreamFlags, zc_flags,
                                   static_cast<unsigned>(last_buffer->registered_index()));
     } else {
-      slot = &NewOp(OpTag::kSendMsgZc, &ConnState::OnSend);
+      slot = &NewOp(kTagSendMsgZc, &ConnState::OnSend);
       sqe = nw_.worker().ring().GetSqe();
       send_msg_ = msghdr{};
       send_msg_.msg_iov = send_iov_.data();
@@ -333,7 +333,7 @@ void ConnState::SubmitSend() {
     std::memcpy(slot->storage.bytes, &group, sizeof group);
     nw_.metrics().zc_sends.Add();
   } else {
-    slot = &NewOp(OpTag::kSend, &ConnState::OnSend);
+    slot = &NewOp(kTagSend, &ConnState::OnSend);
     sqe = nw_.worker().ring().GetSqe();
     if (send_iov_.size() == 1) {
       io_uring_prep_send(sqe, fixed_, send_iov_[0].iov_base, send_iov_[0].iov_len, kStreamFlags);
@@ -356,7 +356,7 @@ void ConnState::OnSend(void* owner, OpSlot& slot, int32_t res, uint32_t flags) {
   auto* self = static_cast<ConnState*>(owner);
   self->Ref();
   const bool final = !(flags & IORING_CQE_F_MORE);
-  const bool zc = slot.tag == OpTag::kSendZc || slot.tag == OpTag::kSendMsgZc;
+  const bool zc = slot.tag == kTagSendZc || slot.tag == kTagSendMsgZc;
   ZcGroup* group = nullptr;
   if (zc) std::memcpy(&group, slot.storage.bytes, sizeof group);
   if (flags & IORING_CQE_F_NOTIF) {

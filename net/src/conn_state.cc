@@ -64,7 +64,7 @@ void ConnState::BeginInstall(int fd, ReadyFn on_ready, void* ctx, bool outbound)
   ready_ctx_ = ctx;
   outbound_ = outbound;
   phase_ = Phase::kInstalling;
-  OpSlot& slot = NewOp(OpTag::kFilesUpdate, &ConnState::OnInstalled);
+  OpSlot& slot = NewOp(kTagFilesUpdate, &ConnState::OnInstalled);
   // The kernel reads the fd from, and writes the allocated index back into,
   // the slot's storage.
   int* fds = reinterpret_cast<int*>(slot.storage.bytes);
@@ -114,7 +114,7 @@ void ConnState::Start() {
 
 void ConnState::ArmTimer(OpSlot*& slot_ref, Clock::duration d) {
   if (!CanSubmit()) return;
-  OpSlot& slot = NewOp(OpTag::kNetTimeout, &ConnState::OnTimer);
+  OpSlot& slot = NewOp(kTagTimeout, &ConnState::OnTimer);
   const int64_t ns =
       std::max<int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count(), 1);
   slot.storage.ts.tv_sec = ns / 1'000'000'000;
@@ -228,7 +228,7 @@ void ConnState::AfterDrainCheck() {
     return;
   }
   // Everything queued is out: send FIN.
-  OpSlot& slot = NewOp(OpTag::kShutdown, &ConnState::OnShutdown);
+  OpSlot& slot = NewOp(kTagShutdown, &ConnState::OnShutdown);
   io_uring_sqe* sqe = Sqe(nw_, slot);
   io_uring_prep_shutdown(sqe, fixed_, SHUT_WR);
   sqe->flags |= IOSQE_FIXED_FILE;
@@ -273,7 +273,7 @@ void ConnState::AfterQuiesceCheck() {
   // Every operation has returned: the descriptor can go.
   if (fixed_ >= 0) {
     phase_ = Phase::kClosing;
-    OpSlot& slot = NewOp(OpTag::kNetClose, &ConnState::OnClose);
+    OpSlot& slot = NewOp(kTagClose, &ConnState::OnClose);
     io_uring_sqe* sqe = Sqe(nw_, slot);
     io_uring_prep_close_direct(sqe, static_cast<unsigned>(fixed_));
     io_uring_sqe_set_data64(sqe, slot.user_data().raw());

@@ -84,7 +84,7 @@ void ListenerState::Update() {
   OpSlab& slab = nw_.worker().slab();
   if (want) {
     if (accept_slot_ || !nw_.can_submit()) return;
-    OpSlot& slot = slab.AllocateWithHandler(OpTag::kAccept, &ListenerState::OnAccept, this);
+    OpSlot& slot = slab.AllocateWithHandler(kTagAccept, &ListenerState::OnAccept, this);
     ++ops_;
     io_uring_sqe* sqe = nw_.worker().ring().GetSqe();
     // No address buffer: see listener.h (peer addresses come from getpeername).
@@ -115,7 +115,7 @@ void ListenerState::OnAccept(void* owner, OpSlot&, int32_t res, uint32_t flags) 
                   std::strerror(-res));
       if (!self->backoff_slot_ && self->nw_.can_submit()) {
         OpSlot& slot = self->nw_.worker().slab().AllocateWithHandler(
-            OpTag::kNetTimeout, &ListenerState::OnBackoff, self);
+            kTagTimeout, &ListenerState::OnBackoff, self);
         ++self->ops_;
         slot.storage.ts.tv_sec = 0;
         slot.storage.ts.tv_nsec = 100'000'000;

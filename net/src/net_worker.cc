@@ -67,7 +67,9 @@ NetWorker::NetWorker(Worker& worker, const NetOptions& options)
       options_(options),
       metrics_(std::make_shared<NetMetrics>()),
       zc_report_usage_(KernelReportsZcUsage()),
-      next_group_(options.buffer_group_base) {}
+      next_group_(options.buffer_group_base) {
+  RegisterOpTags(kNetTags);
+}
 
 absl::Status NetWorker::Configure(Worker& worker, const NetOptions& options) {
   if (auto st = options.Validate(); !st.ok()) return st;

@@ -64,8 +64,7 @@ void UdpState::Close() {
 
 void UdpState::Arm() {
   if (closed_ || recv_slot_ || starved_ || !nw_.can_submit()) return;
-  OpSlot& slot =
-      nw_.worker().slab().AllocateWithHandler(OpTag::kRecvMsgUdp, &UdpState::OnRecv, this);
+  OpSlot& slot = nw_.worker().slab().AllocateWithHandler(kTagRecvMsgUdp, &UdpState::OnRecv, this);
   ++ops_;
   io_uring_sqe* sqe = nw_.worker().ring().GetSqe();
   io_uring_prep_recvmsg_multishot(sqe, fd_.get(), &msg_, 0);
@@ -133,8 +132,7 @@ Datagram UdpState::PopDatagram() {
 }
 
 void UdpState::StartSend(SendWait* w, std::span<const uint8_t> payload, const SocketAddress& to) {
-  OpSlot& slot =
-      nw_.worker().slab().AllocateWithHandler(OpTag::kSendMsgUdp, &UdpState::OnSend, this);
+  OpSlot& slot = nw_.worker().slab().AllocateWithHandler(kTagSendMsgUdp, &UdpState::OnSend, this);
   ++ops_;
   // The payload and the msghdr/iovec/address the kernel reads live in the slot.
   slot.held[0] = Buffer::Allocate(std::max<std::size_t>(payload.size(), 1), 64);

@@ -170,7 +170,10 @@ TEST_F(LifecycleTest, ZeroCopyStyleCompletionWakesOnlyOnNotification) {
   OpSlab& slab = worker_->slab();
   struct P : PromiseBase {
   } promise;  // unlinks itself from the ready queue when destroyed
-  OpSlot& s = slab.Allocate(OpTag::kSendZc);
+  // A tag of a test subsystem's own (the engine does not know net's tags).
+  constexpr OpTagBlock kTestTags{"lifecycle_test", 250, 1};
+  RegisterOpTags(kTestTags);
+  OpSlot& s = slab.Allocate(kTestTags[0]);
   slab.SetWaiter(s, &promise);
   const uint64_t ud = s.user_data().raw();
   ASSERT_TRUE(slab.Dispatch(ud, 4096, IORING_CQE_F_MORE, nullptr));

@@ -1,7 +1,13 @@
 #pragma once
 // The 64-bit user_data carried by every SQE: tag (8 bits) | generation (24 bits)
 // | slot index (32 bits). A completion whose generation no longer matches its slot
-// is stale and dropped (DESIGN.md rule 3). Tags are unique across subsystems.
+// is stale and dropped (docs/io_uring-rules.md R3).
+//
+// Tags say which kind of operation a slot carries. The engine owns the tags
+// below 32 (OpTag's named values). Every other subsystem owns a block of tags
+// it declares itself and registers with RegisterOpTags() before its first
+// operation; registration refuses a block that overlaps another owner's, so
+// tags stay unique across subsystems without the engine knowing its clients.
 
 #include <cstdint>
 
@@ -9,38 +15,32 @@ namespace ringline {
 
 enum class OpTag : uint8_t {
   kNone = 0,
-  // engine (1..31)
   kCancel = 1,  // async-cancel SQEs; their CQEs carry no slot
   kNop = 2,
   kEventfdRead = 3,
   kTimeout = 4,
-  kClose = 5,
-  kGeneric = 6,
-  // net (32..95)
-  kAccept = 32,
-  kRecv = 33,
-  kRecvMulti = 34,
-  kSend = 35,
-  kSendZc = 36,
-  kSendMsgZc = 37,
-  kConnect = 38,
-  kShutdown = 39,
-  kRecvMsgUdp = 40,
-  kSendMsgUdp = 41,
-  kNetClose = 42,
-  kNetCancel = 43,
-  kNetTimeout = 44,   // per-connection timers (idle timeout, close linger)
-  kFilesUpdate = 45,  // installs a socket into the fixed-file table
-  kRecvDirect = 46,   // plain RECV into caller memory (read_exact of a large payload)
-  kRecvBounded = 47,  // single RECV sized by the reader (Connection::set_read_ahead)
-  // block (96..159)
-  kBlockRead = 96,
-  kBlockWrite = 97,
-  kBlockFsync = 98,
-  kBlockFallocate = 99,
-  kNvmeCmd = 100,
-  kBlockAux = 101,
+  kGeneric = 6,  // operations with no tag of their own (tests, one-off callers)
 };
+
+// The engine's own tags are [0, kFirstSubsystemTag).
+inline constexpr uint8_t kFirstSubsystemTag = 32;
+
+// A subsystem's block of tags: [first, first + count), named for diagnostics.
+struct OpTagBlock {
+  const char* owner;
+  uint8_t first;
+  uint8_t count;
+  // The block's i-th tag (i < count).
+  constexpr OpTag operator[](uint8_t i) const { return static_cast<OpTag>(first + i); }
+};
+
+// Registers `block` for the process. Registering the same block again is a
+// no-op; a block that overlaps the engine's tags or another owner's block is a
+// programming error and aborts naming both owners. Thread-safe.
+void RegisterOpTags(const OpTagBlock& block);
+// The owner of `tag` ("engine", or the name its block was registered with),
+// or nullptr when no one registered it. Thread-safe.
+const char* OpTagOwner(OpTag tag);
 
 class UserData {
  public:
