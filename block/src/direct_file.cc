@@ -130,7 +130,7 @@ DirectFile::~DirectFile() {
   helper_.reset();  // waits for a discard still running on the helper thread
   // Operations of destroyed tasks may still be in flight: the kernel holds its
   // own reference to the file for them, so the slot can go now.
-  if (auto st = worker_->ring().RemoveFixedFile(fixed_file_); !st.ok()) {
+  if (auto st = worker_->internals().ring().RemoveFixedFile(fixed_file_); !st.ok()) {
     RL_LOG_WARN("%s: %s", path_, st.message());
   }
   ::close(fd_);
@@ -181,7 +181,7 @@ absl::StatusOr<std::unique_ptr<DirectFile>> DirectFile::Open(Worker& worker,
     }
     g.max_transfer_bytes = options.max_transfer_bytes / unit * unit;
   }
-  auto fixed = worker.ring().InstallFixedFile(fd.get());
+  auto fixed = worker.internals().ring().InstallFixedFile(fd.get());
   if (!fixed.ok()) return fixed.status();
   const int raw_fd = fd.Release();
   return std::unique_ptr<DirectFile>(

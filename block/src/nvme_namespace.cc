@@ -166,7 +166,8 @@ class Fanout {
   // `permit` (its queue-depth place) is held until then. The caller fills and
   // queues the SQE right away.
   OpSlot& Start(uint32_t command, Permit permit) {
-    OpSlot& slot = worker_->slab().AllocateWithHandler(kTagNvmeCmd, &Fanout::OnCompletion, this);
+    OpSlot& slot =
+        worker_->internals().slab().AllocateWithHandler(kTagNvmeCmd, &Fanout::OnCompletion, this);
     InitSlotData(slot, command);
     in_flight_.push_back(InFlight{&slot, std::move(permit)});
     return slot;
@@ -201,7 +202,7 @@ class Fanout {
       // The target (and its limiter) may be destroyed right after its tasks:
       // give the places back now, the commands finish on their own.
       e.permit.Release();
-      worker_->slab().Cancel(*e.slot);
+      worker_->internals().slab().Cancel(*e.slot);
     }
     if (in_flight_.empty()) delete this;
   }
@@ -234,7 +235,7 @@ class Fanout {
       delete this;  // the slab releases `slot` after we return; it never touches us again
       return;
     }
-    if (PromiseBase* w = std::exchange(waiter_, nullptr)) worker_->Schedule(w);
+    if (PromiseBase* w = std::exchange(waiter_, nullptr)) worker_->internals().Schedule(w);
   }
 
   Worker* worker_;
@@ -371,7 +372,7 @@ NvmeNamespace::NvmeNamespace(Worker& worker, std::string path, int fd, int fixed
 NvmeNamespace::~NvmeNamespace() {
   // Commands of destroyed tasks may still be in flight: the kernel holds its
   // own reference to the file for them, so the slot can go now.
-  if (auto st = worker_->ring().RemoveFixedFile(fixed_file_); !st.ok()) {
+  if (auto st = worker_->internals().ring().RemoveFixedFile(fixed_file_); !st.ok()) {
     RL_LOG_WARN("%s: %s", path_, st.message());
   }
   ::close(fd_);
@@ -493,7 +494,7 @@ absl::StatusOr<std::unique_ptr<NvmeNamespace>> NvmeNamespace::Open(
     dsm_lbas = std::min<uint64_t>(dsm_lbas, *d / lba);
   }
 
-  auto fixed = worker.ring().InstallFixedFile(fd.get());
+  auto fixed = worker.internals().ring().InstallFixedFile(fd.get());
   if (!fixed.ok()) return fixed.status();
   std::unique_ptr<NvmeNamespace> t(
       new NvmeNamespace(worker, dev_path, fd.Release(), *fixed, options));
@@ -741,7 +742,7 @@ Task<BlockResult> NvmeNamespace::Run(Plan plan, Buffer buffer) {
         Permit permit = co_await limiter_.Acquire();
         if (fan->error_res() != 0) break;  // an earlier command failed meanwhile
         OpSlot& slot = fan->Start(i, std::move(permit));
-        io_uring_sqe* sqe = worker_->ring().GetSqe128();
+        io_uring_sqe* sqe = worker_->internals().ring().GetSqe128();
         plan.Fill(i, nsid_, fixed_file_, &fan->buffer(), slot, sqe);
         io_uring_sqe_set_data64(sqe, slot.user_data().raw());
       }

@@ -2,7 +2,7 @@
 // The block layer's operation tags (user_data.h): its own block, registered
 // when the first block target is created (RegisterBlockOpTags).
 
-#include "ringline/user_data.h"
+#include "ringline/internal/user_data.h"
 
 namespace ringline::block {
 

@@ -70,15 +70,15 @@ absl::StatusOr<std::unique_ptr<BufferPool>> BufferPool::Create(Worker& worker, c
     for (uint32_t g = 0; g < groups && failed.ok(); ++g) {
       const uint32_t first = g * pool->per_registration_;
       const uint32_t n = std::min(pool->per_registration_, o.count - first);
-      auto idx = worker.ring().RegisterBuffer(pool->base_ + std::size_t{first} * size,
-                                              std::size_t{n} * size);
+      auto idx = worker.internals().ring().RegisterBuffer(pool->base_ + std::size_t{first} * size,
+                                                          std::size_t{n} * size);
       if (idx.ok())
         pool->reg_indexes_.push_back(*idx);
       else
         failed = idx.status();
     }
     if (!failed.ok()) {
-      for (int idx : pool->reg_indexes_) worker.ring().UnregisterBuffer(idx);
+      for (int idx : pool->reg_indexes_) worker.internals().ring().UnregisterBuffer(idx);
       pool->reg_indexes_.clear();
       if (!g_memlock_warned.exchange(true)) {
         RL_LOG_WARN(
@@ -88,7 +88,7 @@ absl::StatusOr<std::unique_ptr<BufferPool>> BufferPool::Create(Worker& worker, c
       }
     }
   }
-  worker.AttachPool(pool.get());
+  worker.internals().AttachPool(pool.get());
   pool->free_.reserve(o.count);
   pool->lent_.assign(o.count, false);
   for (uint32_t i = o.count; i-- > 0;) pool->free_.push_back(i);
@@ -99,8 +99,8 @@ BufferPool::~BufferPool() {
   assert(std::find(lent_.begin(), lent_.end(), true) == lent_.end() &&
          "BufferPool destroyed with buffers still lent out");
   if (worker_) {
-    for (int idx : reg_indexes_) worker_->ring().UnregisterBuffer(idx);
-    worker_->DetachPool(this);
+    for (int idx : reg_indexes_) worker_->internals().ring().UnregisterBuffer(idx);
+    worker_->internals().DetachPool(this);
   }
   if (base_) munmap(base_, mapped_);
 }

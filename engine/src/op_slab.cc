@@ -1,11 +1,11 @@
-#include "ringline/op_slab.h"
+#include "ringline/internal/op_slab.h"
 
 #include <liburing.h>
 
 #include <cassert>
 
-#include "ringline/promise_base.h"
-#include "ringline/ring.h"
+#include "ringline/internal/promise_base.h"
+#include "ringline/internal/ring.h"
 
 namespace ringline {
 

@@ -1,4 +1,4 @@
-#include "ringline/promise_base.h"
+#include "ringline/internal/promise_base.h"
 
 namespace ringline {
 

@@ -5,7 +5,7 @@
 namespace ringline::detail {
 
 RootPromiseBase::~RootPromiseBase() {
-  if (listed_) worker_->ForgetRoot(this);
+  if (listed_) worker_->internals().ForgetRoot(this);
   if (handle_ && !finished_) {
     // Aborted: tell the handle; whoever awaits it resumes with nullopt.
     handle_->root_ = nullptr;
@@ -21,7 +21,7 @@ RootPromiseBase::~RootPromiseBase() {
 std::coroutine_handle<> RootPromiseBase::FinalAwaiter::await_suspend(
     std::coroutine_handle<> h) noexcept {
   self->finished_ = true;
-  if (self->listed_) self->worker_->ForgetRoot(self);
+  if (self->listed_) self->worker_->internals().ForgetRoot(self);
   if (!self->handle_) {
     h.destroy();  // detached: nobody will read the result
     return std::noop_coroutine();
@@ -43,6 +43,6 @@ void JoinHandleBase::Detach() {
 
 void JoinHandleBase::Release() { Detach(); }
 
-void AdoptRoot(RootPromiseBase* root) { Worker::Current().AdoptRoot(root); }
+void AdoptRoot(RootPromiseBase* root) { Worker::Current().internals().AdoptRoot(root); }
 
 }  // namespace ringline::detail

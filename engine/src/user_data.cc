@@ -1,4 +1,4 @@
-#include "ringline/user_data.h"
+#include "ringline/internal/user_data.h"
 
 #include <array>
 #include <atomic>

@@ -34,7 +34,7 @@ void WaitList::WakeAs(WaitNode& node, WaitNode::State state) {
   assert(node.state_ == WaitNode::State::kQueued && node.list_ == this);
   waiters_.remove(node);
   node.state_ = state;
-  Worker::Current().Schedule(node.promise_);
+  Worker::Current().internals().Schedule(node.promise_);
 }
 
 void WaitList::MoveTo(WaitNode& node, WaitList& other) {

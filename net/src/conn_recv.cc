@@ -57,7 +57,7 @@ void ConnState::WakeRecv() {
   if (w->want_ != 0 && acc_.size() < w->want_ && RecvStatus() == 0) return;
   recv_waiter_ = nullptr;
   PromiseBase* p = std::exchange(w->promise_, nullptr);
-  if (p) nw_.worker().Schedule(p);
+  if (p) nw_.worker().internals().Schedule(p);
 }
 
 int ConnState::OverflowClose() {
@@ -83,7 +83,7 @@ void ConnState::UpdateRecv() {
       // Switching from multishot: its final completion follows the cancellation
       // (and may still deliver bytes, in order, before any bounded receive).
       if (recv_multishot_ && !recv_cancel_sent_) {
-        nw_.worker().slab().Cancel(*recv_slot_);
+        nw_.worker().internals().slab().Cancel(*recv_slot_);
         recv_cancel_sent_ = true;
       }
       return;
@@ -98,7 +98,7 @@ void ConnState::UpdateRecv() {
   } else if (recv_slot_ && !recv_cancel_sent_) {
     // Paused (accumulator full, direct receive, closing): the final completion
     // of the multishot recv follows the cancellation.
-    nw_.worker().slab().Cancel(*recv_slot_);
+    nw_.worker().internals().slab().Cancel(*recv_slot_);
     recv_cancel_sent_ = true;
   }
 }
@@ -107,7 +107,7 @@ void ConnState::ArmRecv() {
   if (armed_once_) nw_.metrics().recv_rearms.Add();
   armed_once_ = true;
   OpSlot& slot = NewOp(kTagRecvMulti, &ConnState::OnRecv);
-  io_uring_sqe* sqe = nw_.worker().ring().GetSqe();
+  io_uring_sqe* sqe = nw_.worker().internals().ring().GetSqe();
   io_uring_prep_recv_multishot(sqe, fixed_, nullptr, 0, 0);
   sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
   sqe->buf_group = nw_.recv_ring().group();
@@ -140,7 +140,7 @@ void ConnState::SubmitBounded(std::size_t n) {
     stage_ = std::make_unique<uint8_t[]>(stage_cap_);
   }
   OpSlot& slot = NewOp(kTagRecvBounded, &ConnState::OnBoundedRecv);
-  io_uring_sqe* sqe = nw_.worker().ring().GetSqe();
+  io_uring_sqe* sqe = nw_.worker().internals().ring().GetSqe();
   io_uring_prep_recv(sqe, fixed_, stage_.get(), std::min(n, stage_cap_), 0);
   sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data64(sqe, slot.user_data().raw());
@@ -293,7 +293,7 @@ void ConnState::SubmitDirect(Buffer* lent) {
   // so that it starts only once the payload is complete (a short payload
   // receive cancels it). Both SQEs must go in one submission, or the header
   // receive could run first.
-  Ring& ring = nw_.worker().ring();
+  Ring& ring = nw_.worker().internals().ring();
   const bool read_ahead = bounded() && !recv_slot_ && acc_.empty() && ring.sq_space() >= 2;
   OpSlot& slot = NewOp(kTagRecvDirect, &ConnState::OnDirect);
   io_uring_sqe* sqe = ring.GetSqe();
@@ -346,7 +346,7 @@ void ConnState::BreakRecv() {
   sink_want_ = sink_got_ = 0;
   if (direct_slot_) {
     // Keep the lent buffer until the kernel returns the receive.
-    nw_.worker().slab().Cancel(*direct_slot_);
+    nw_.worker().internals().slab().Cancel(*direct_slot_);
   } else {
     direct_buf_.Reset();
     direct_lent_ = false;

@@ -241,7 +241,7 @@ void ConnState::UnparkFlush(PromiseBase* p) { std::erase(flush_waiters_, p); }
 void ConnState::WakeFlush() {
   if (flush_waiters_.empty()) return;
   if ((sq_head_ || send_in_flight_) && !send_error_) return;
-  for (PromiseBase* p : flush_waiters_) nw_.worker().Schedule(p);
+  for (PromiseBase* p : flush_waiters_) nw_.worker().internals().Schedule(p);
   flush_waiters_.clear();
 }
 
@@ -316,13 +316,13 @@ void ConnState::SubmitSend() {
     if (send_iov_.size() == 1 && last_buffer && last_buffer->registered()) {
       // A registered buffer on its own: SEND_ZC with the fixed buffer, no page pinning.
       slot = &NewOp(kTagSendZc, &ConnState::OnSend);
-      sqe = nw_.worker().ring().GetSqe();
+      sqe = nw_.worker().internals().ring().GetSqe();
       io_uring_prep_send_zc_fixed(sqe, fixed_, send_iov_[0].iov_base, send_iov_[0].iov_len,
                                   kStreamFlags, zc_flags,
                                   static_cast<unsigned>(last_buffer->registered_index()));
     } else {
       slot = &NewOp(kTagSendMsgZc, &ConnState::OnSend);
-      sqe = nw_.worker().ring().GetSqe();
+      sqe = nw_.worker().internals().ring().GetSqe();
       send_msg_ = msghdr{};
       send_msg_.msg_iov = send_iov_.data();
       send_msg_.msg_iovlen = send_iov_.size();
@@ -334,7 +334,7 @@ void ConnState::SubmitSend() {
     nw_.metrics().zc_sends.Add();
   } else {
     slot = &NewOp(kTagSend, &ConnState::OnSend);
-    sqe = nw_.worker().ring().GetSqe();
+    sqe = nw_.worker().internals().ring().GetSqe();
     if (send_iov_.size() == 1) {
       io_uring_prep_send(sqe, fixed_, send_iov_[0].iov_base, send_iov_[0].iov_len, kStreamFlags);
     } else {
@@ -470,7 +470,7 @@ void ConnState::FailSends(int err) {
     zc_waiting_.push_back(it);  // freed once no operation covers it
   }
   sq_tail_ = nullptr;
-  if (send_in_flight_ && send_slot_) nw_.worker().slab().Cancel(*send_slot_);
+  if (send_in_flight_ && send_slot_) nw_.worker().internals().slab().Cancel(*send_slot_);
   ReapItems();
   PumpSendWaiters();
   WakeFlush();

@@ -32,12 +32,12 @@ bool ConnState::CanSubmit() const { return nw_.can_submit(); }
 
 OpSlot& ConnState::NewOp(OpTag tag, CompletionHandler h) {
   ++ops_;
-  return nw_.worker().slab().AllocateWithHandler(tag, h, this);
+  return nw_.worker().internals().slab().AllocateWithHandler(tag, h, this);
 }
 
 namespace {
 // io_uring_prep_* overwrite user_data: set it after preparing.
-io_uring_sqe* Sqe(NetWorker& nw, OpSlot&) { return nw.worker().ring().GetSqe(); }
+io_uring_sqe* Sqe(NetWorker& nw, OpSlot&) { return nw.worker().internals().ring().GetSqe(); }
 }  // namespace
 
 // ---- references -------------------------------------------------------------
@@ -69,7 +69,7 @@ void ConnState::BeginInstall(int fd, ReadyFn on_ready, void* ctx, bool outbound)
   // the slot's storage.
   int* fds = reinterpret_cast<int*>(slot.storage.bytes);
   fds[0] = fd;
-  io_uring_sqe* sqe = nw_.worker().ring().GetSqe();
+  io_uring_sqe* sqe = nw_.worker().internals().ring().GetSqe();
   io_uring_prep_files_update(sqe, fds, 1, static_cast<int>(IORING_FILE_INDEX_ALLOC));
   io_uring_sqe_set_data64(sqe, slot.user_data().raw());
 }
@@ -95,7 +95,7 @@ void ConnState::OnInstalled(void* owner, OpSlot& slot, int32_t res, uint32_t) {
   }
   if (ReadyFn fn = std::exchange(self->on_ready_, nullptr)) fn(self->ready_ctx_, self);
   if (PromiseBase* p = std::exchange(self->install_waiter_, nullptr)) {
-    self->nw_.worker().Schedule(p);
+    self->nw_.worker().internals().Schedule(p);
   }
   if (self->phase_ == Phase::kOpen && self->close_requested_) {
     self->BeginClose(self->close_graceful_);
@@ -253,7 +253,7 @@ void ConnState::OnShutdown(void* owner, OpSlot&, int32_t res, uint32_t) {
 }
 
 void ConnState::CancelAll() {
-  OpSlab& slab = nw_.worker().slab();
+  OpSlab& slab = nw_.worker().internals().slab();
   if (recv_slot_ && !recv_cancel_sent_) {
     slab.Cancel(*recv_slot_);
     recv_cancel_sent_ = true;
@@ -305,7 +305,7 @@ void ConnState::Closed(int err) {
   WakeRecv();
   FailSends(send_error_);
   if (hs_state_ == 0) FailHandshake(ENOTCONN, "connection closed during the handshake");
-  for (PromiseBase* p : close_waiters_) nw_.worker().Schedule(p);
+  for (PromiseBase* p : close_waiters_) nw_.worker().internals().Schedule(p);
   close_waiters_.clear();
 }
 

@@ -29,10 +29,10 @@
 #include "absl/container/inlined_vector.h"
 #include "accumulator.h"
 #include "ringline/buffer.h"
+#include "ringline/internal/op_slab.h"
 #include "ringline/net/connection.h"
 #include "ringline/net/options.h"
 #include "ringline/net/socket_address.h"
-#include "ringline/op_slab.h"
 #include "ringline/timer_queue.h"
 
 namespace ringline::net::detail {

@@ -38,7 +38,7 @@ void ConnState::DriveTls() {
     if (r == 0) return;
     hs_state_ = 1;
     nw_.metrics().tls_handshakes.Add();
-    if (PromiseBase* p = std::exchange(hs_waiter_, nullptr)) nw_.worker().Schedule(p);
+    if (PromiseBase* p = std::exchange(hs_waiter_, nullptr)) nw_.worker().internals().Schedule(p);
     PumpSendWaiters();
   } else if (hs_state_ != 1) {
     return;
@@ -67,7 +67,7 @@ void ConnState::FailHandshake(int err, const char* why) {
   hs_state_ = err;
   nw_.metrics().tls_failures.Add();
   RL_LOG_WARN("TLS handshake with %s failed: %s", peer_.ToString(), why);
-  if (PromiseBase* p = std::exchange(hs_waiter_, nullptr)) nw_.worker().Schedule(p);
+  if (PromiseBase* p = std::exchange(hs_waiter_, nullptr)) nw_.worker().internals().Schedule(p);
   SetRecvError(EPROTO);
   // A graceful close still delivers the alert OpenSSL queued.
   BeginClose(true);

@@ -103,8 +103,8 @@ NetWorker& NetWorker::Get() {
 }
 
 absl::Status NetWorker::Init() {
-  auto ring = BufferRing::Create(worker_.ring(), NextBufferGroup(), options_.recv_buffer_count,
-                                 options_.recv_buffer_size);
+  auto ring = BufferRing::Create(worker_.internals().ring(), NextBufferGroup(),
+                                 options_.recv_buffer_count, options_.recv_buffer_size);
   if (!ring.ok()) return ring.status();
   recv_ring_ = std::move(*ring);
   scratch_ = std::make_unique<uint8_t[]>(kScratch);

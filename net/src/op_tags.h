@@ -2,7 +2,7 @@
 // The network layer's operation tags (user_data.h): its own block, registered
 // by every NetWorker before its first operation.
 
-#include "ringline/user_data.h"
+#include "ringline/internal/user_data.h"
 
 namespace ringline::net::detail {
 

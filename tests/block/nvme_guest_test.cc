@@ -401,7 +401,7 @@ TEST_F(NvmeGuestTest, AbortingASplitRequestReleasesEverythingAfterTheKernel) {
   // hand them to the kernel without dispatching any completion.
   worker_->BlockOn([]() -> Task<int> { co_return 0; }());
   ASSERT_EQ(ns->queue()->in_flight(), 4u);
-  worker_->ring().SubmitAndWait(0, -1);
+  worker_->internals().ring().SubmitAndWait(0, -1);
   h.Abort();
   EXPECT_EQ(ns->queue()->in_flight(), 0u) << "places are returned on abort";
   EXPECT_EQ(pool_->available(), total - 1) << "the kernel may still write into the buffer";
@@ -457,7 +457,7 @@ TEST_F(NvmeGuestTest, ReadPastTheEndGivesTheNamedNvmeError) {
 TEST_F(NvmeGuestTest, InvalidRequestsAreRefusedBeforeTheKernel) {
   OpenBoth();
   NvmeNamespace& ns = *ns2_;  // 4096-byte LBAs
-  const uint64_t submitted = worker_->ring().sqes_submitted();
+  const uint64_t submitted = worker_->internals().ring().sqes_submitted();
   BlockResult r = Run(ns.Read(512, 4096, Acquire()));
   EXPECT_EQ(r.res, -EINVAL);
   EXPECT_NE(r.status.message().find("multiples of 4096"), std::string::npos) << r.status;
@@ -469,7 +469,8 @@ TEST_F(NvmeGuestTest, InvalidRequestsAreRefusedBeforeTheKernel) {
   EXPECT_NE(r.status.message().find("beyond the end"), std::string::npos) << r.status;
   r = Run(ns.Read(0, 0, Acquire()));
   EXPECT_EQ(r.res, 0) << "an empty read needs no command";
-  EXPECT_EQ(worker_->ring().sqes_submitted(), submitted) << "nothing reached the kernel";
+  EXPECT_EQ(worker_->internals().ring().sqes_submitted(), submitted)
+      << "nothing reached the kernel";
 
   auto ro = Open(Env("RINGLINE_NVME_NS2"), {.read_only = true});
   ASSERT_TRUE(ro);

@@ -18,9 +18,9 @@
 #include <cstdint>
 #include <utility>
 
+#include "ringline/internal/op_slab.h"
+#include "ringline/internal/promise_base.h"
 #include "ringline/io_result.h"
-#include "ringline/op_slab.h"
-#include "ringline/promise_base.h"
 #include "ringline/worker.h"
 
 namespace ringline {
@@ -53,25 +53,25 @@ class [[nodiscard]] OpAwaiter {
   OpAwaiter& operator=(const OpAwaiter&) = delete;
   OpAwaiter& operator=(OpAwaiter&&) = delete;
   ~OpAwaiter() {
-    if (slot_) worker_->slab().Orphan(*slot_);
+    if (slot_) worker_->internals().slab().Orphan(*slot_);
   }
 
   bool await_ready() const noexcept { return false; }
   template <EnginePromise P>
   void await_suspend(std::coroutine_handle<P> h) {
     worker_ = &Worker::Current();
-    OpSlot& slot = worker_->slab().Allocate(tag_);
-    io_uring_sqe* sqe =
-        sqe_kind_ == SqeKind::kCommand128 ? worker_->ring().GetSqe128() : worker_->ring().GetSqe();
+    OpSlot& slot = worker_->internals().slab().Allocate(tag_);
+    io_uring_sqe* sqe = sqe_kind_ == SqeKind::kCommand128 ? worker_->internals().ring().GetSqe128()
+                                                          : worker_->internals().ring().GetSqe();
     prep_(sqe, slot);
     io_uring_sqe_set_data64(sqe, slot.user_data().raw());
-    worker_->slab().SetWaiter(slot, &h.promise());
+    worker_->internals().slab().SetWaiter(slot, &h.promise());
     slot_ = &slot;
   }
   decltype(auto) await_resume() {
     OpSlot* slot = std::exchange(slot_, nullptr);
     auto result = finish_(*slot);
-    worker_->slab().Consume(*slot);
+    worker_->internals().slab().Consume(*slot);
     return result;
   }
 

@@ -13,7 +13,7 @@
 #include <optional>
 #include <utility>
 
-#include "ringline/promise_base.h"
+#include "ringline/internal/promise_base.h"
 #include "ringline/task.h"
 #include "ringline/wait_list.h"
 

@@ -34,7 +34,7 @@
 #include <cstdint>
 
 #include "ringline/internal/intrusive_list.h"
-#include "ringline/promise_base.h"
+#include "ringline/internal/promise_base.h"
 
 namespace ringline {
 

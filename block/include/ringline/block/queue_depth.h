@@ -1,5 +1,5 @@
 #pragma once
-// Queue-depth accounting for block targets (DESIGN.md "Block layer").
+// Queue-depth accounting for block targets (docs/architecture.md "Block layer").
 //
 // QueueDepthLimiter is a FIFO semaphore whose waiters are coroutines: every
 // target owns one with a configurable limit. A request that would exceed the

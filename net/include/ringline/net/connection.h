@@ -63,10 +63,10 @@
 
 #include "absl/container/inlined_vector.h"
 #include "ringline/buffer.h"
+#include "ringline/internal/promise_base.h"
 #include "ringline/io_result.h"
 #include "ringline/net/result.h"
 #include "ringline/net/socket_address.h"
-#include "ringline/promise_base.h"
 #include "ringline/task.h"
 #include "ringline/wait_list.h"
 

@@ -1,4 +1,8 @@
 #pragma once
+// INTERNAL to ringline: installed only because public templates need it; not
+// part of the API and may change without notice. Applications include the
+// headers in ringline/ (ringline/ringline.h).
+//
 // The 64-bit user_data carried by every SQE: tag (8 bits) | generation (24 bits)
 // | slot index (32 bits). A completion whose generation no longer matches its slot
 // is stale and dropped (docs/io_uring-rules.md R3).

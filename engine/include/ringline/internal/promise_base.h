@@ -1,4 +1,8 @@
 #pragma once
+// INTERNAL to ringline: installed only because public templates need it; not
+// part of the API and may change without notice. Applications include the
+// headers in ringline/ (ringline/ringline.h).
+//
 // The base of every coroutine promise the engine schedules.
 //
 // A promise carries an intrusive hook into its worker's ready queue. A frame that
