@@ -13,8 +13,12 @@ PACKAGES=(
   # peers and real clients used by tests and benchmarks
   fio openssl util-linux procps iproute2 python3 curl
   libnbd-bin python3-libnbd nbdkit qemu-utils nbd-server nvme-cli
+  # systemd-socket-activate and systemd-analyze (socket activation, unit checks)
+  systemd
   # QEMU NVMe passthrough harness
   qemu-system-x86 busybox-static cpio
+  # scale-out recipes: qemu-storage-daemon (quorum over several blockserve nodes)
+  qemu-system-common
 )
 
 missing=()

@@ -38,6 +38,10 @@ void ConnState::DriveTls() {
     if (r == 0) return;
     hs_state_ = 1;
     nw_.metrics().tls_handshakes.Add();
+    if (!tls_->psk_identity().empty()) {
+      RL_LOG_INFO("TLS with %s: %s, PSK identity '%s'", peer_.ToString(), tls_->version(),
+                  tls_->psk_identity());
+    }
     if (PromiseBase* p = std::exchange(hs_waiter_, nullptr)) nw_.worker().internals().Schedule(p);
     PumpSendWaiters();
   } else if (hs_state_ != 1) {

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -15,9 +16,15 @@
 
 namespace ringline::net::detail {
 
-ListenerState::ListenerState(NetWorker& nw, std::shared_ptr<UniqueFd> fd,
-                             const SocketAddress& local, const ListenOptions& options)
-    : nw_(nw), fd_(std::move(fd)), local_(local), opts_(options) {}
+ListenSocketState::~ListenSocketState() {
+  if (!unlink_path) return;
+  const std::string path = address.unix_path();
+  if (!path.empty() && path[0] != '@') ::unlink(path.c_str());
+}
+
+ListenerState::ListenerState(NetWorker& nw, std::shared_ptr<const ListenSocketState> socket,
+                             const ListenOptions& options)
+    : nw_(nw), socket_(std::move(socket)), local_(socket_->address), opts_(options) {}
 
 ListenerState::~ListenerState() {
   // Connections still queued hold a reference each; NetWorker frees their
@@ -87,8 +94,10 @@ void ListenerState::Update() {
     OpSlot& slot = slab.AllocateWithHandler(kTagAccept, &ListenerState::OnAccept, this);
     ++ops_;
     io_uring_sqe* sqe = nw_.worker().internals().ring().GetSqe();
-    // No address buffer: see listener.h (peer addresses come from getpeername).
-    io_uring_prep_multishot_accept(sqe, fd_->get(), nullptr, nullptr, SOCK_CLOEXEC);
+    // Single-shot, re-armed after each connection: see listener.h for why
+    // (spreading one socket's connections across workers). No address
+    // buffer: peer addresses come from getpeername.
+    io_uring_prep_accept(sqe, socket_->fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
     io_uring_sqe_set_data64(sqe, slot.user_data().raw());
     accept_slot_ = &slot;
     cancel_sent_ = false;

@@ -1,6 +1,7 @@
 #pragma once
-// ListenerState: one worker's listening socket, its multishot accept and the
-// queue of accepted connections not yet taken by Accept(). Owned by NetWorker;
+// ListenerState: one worker's accept on a listening socket (possibly shared with
+// other workers: see listener.h), re-armed single-shot after each connection,
+// and the queue of accepted connections not yet taken by Accept(). Owned by NetWorker;
 // freed once no handle references it and its accept has finally completed.
 // Thread-safety: worker-local.
 
@@ -20,10 +21,25 @@ namespace ringline::net::detail {
 class NetWorker;
 class ConnState;
 
+// One listening socket of the process (ListenSocket's state). Immutable after
+// creation; shared by the handles and by every worker's ListenerState that
+// accepts on it, so any thread may hold it.
+struct ListenSocketState {
+  ListenSocketState(UniqueFd f, const SocketAddress& a, bool unlink)
+      : fd(std::move(f)), address(a), unlink_path(unlink) {}
+  ListenSocketState(const ListenSocketState&) = delete;
+  ListenSocketState& operator=(const ListenSocketState&) = delete;
+  ~ListenSocketState();  // closes; unlinks a Unix path this process bound
+
+  UniqueFd fd;
+  SocketAddress address;
+  bool unlink_path;
+};
+
 class ListenerState {
  public:
-  // `fd` is shared by every worker listening on one Unix path.
-  ListenerState(NetWorker& nw, std::shared_ptr<UniqueFd> fd, const SocketAddress& local,
+  // `socket` may be shared by several workers (each with its own ListenerState).
+  ListenerState(NetWorker& nw, std::shared_ptr<const ListenSocketState> socket,
                 const ListenOptions& options);
   ListenerState(const ListenerState&) = delete;
   ListenerState& operator=(const ListenerState&) = delete;
@@ -50,13 +66,13 @@ class ListenerState {
   static void OnConnReady(void* ctx, ConnState* c);
   void Accepted(int fd);
   void Refuse(int fd, const char* why);
-  void Update();  // arm or pause the multishot accept
+  void Update();  // arm or pause the accept
   void WakeOne();
   void MaybeFree();
 
   NetWorker& nw_;
-  std::shared_ptr<UniqueFd> fd_;
-  SocketAddress local_;
+  std::shared_ptr<const ListenSocketState> socket_;
+  const SocketAddress& local_;  // socket_->address
   ListenOptions opts_;
   uint32_t refs_ = 0;
   uint32_t ops_ = 0;

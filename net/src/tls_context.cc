@@ -1,11 +1,107 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <vector>
+
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "ringline/net/tls.h"
+#include "tls_session.h"
 
 namespace ringline::net {
+
+namespace detail {
+// identity -> key, from a psktool file.
+struct PskKeys {
+  std::map<std::string, std::vector<unsigned char>, std::less<>> keys;
+};
+}  // namespace detail
+
 namespace {
+
+// OpenSSL's limit for a TLS 1.2 PSK (PSK_MAX_PSK_LEN).
+constexpr std::size_t kMaxPskBytes = 512;
+
+absl::StatusOr<std::unique_ptr<detail::PskKeys>> LoadPskFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::InvalidArgumentError(absl::StrCat("TLS PSK file ", path, ": cannot be read"));
+  }
+  auto out = std::make_unique<detail::PskKeys>();
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    const auto bad = [&](const std::string& why) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("TLS PSK file ", path, ":", n, ": ", why,
+                       " (expected identity:hexkey, as `psktool -u NAME -p FILE` writes)"));
+    };
+    const std::size_t colon = line.find(':');
+    if (colon == std::string::npos) return bad("no ':' between identity and key");
+    if (colon == 0) return bad("empty identity");
+    const std::string hex = line.substr(colon + 1);
+    if (hex.empty() || hex.size() % 2 != 0 ||
+        hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+      return bad("the key is not an even number of hex digits");
+    }
+    if (hex.size() / 2 > kMaxPskBytes) {
+      return bad(absl::StrCat("the key is longer than ", kMaxPskBytes, " bytes"));
+    }
+    const std::string bytes = absl::HexStringToBytes(hex);
+    if (!out->keys
+             .emplace(line.substr(0, colon), std::vector<unsigned char>(bytes.begin(), bytes.end()))
+             .second) {
+      return bad(absl::StrCat("identity '", line.substr(0, colon), "' appears twice"));
+    }
+  }
+  if (out->keys.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("TLS PSK file ", path, ": no keys in it"));
+  }
+  return out;
+}
+
+const detail::PskKeys* KeysOf(SSL* ssl) {
+  return static_cast<const detail::PskKeys*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+}
+
+// TLS 1.3: an external PSK is a session whose master key is the PSK. The
+// cipher fixes the binder's hash: SHA-256, which clients assume for external
+// PSKs unless told otherwise (RFC 8446 4.2.11).
+int FindPskSession(SSL* ssl, const unsigned char* identity, std::size_t len, SSL_SESSION** out) {
+  *out = nullptr;
+  const detail::PskKeys* psk = KeysOf(ssl);
+  const std::string id(reinterpret_cast<const char*>(identity), len);
+  if (!psk) return 1;
+  auto it = psk->keys.find(id);
+  if (it == psk->keys.end()) return 1;  // unknown: go on without a PSK
+  static constexpr unsigned char kAes128GcmSha256[] = {0x13, 0x01};
+  const SSL_CIPHER* cipher = SSL_CIPHER_find(ssl, kAes128GcmSha256);
+  SSL_SESSION* s = SSL_SESSION_new();
+  if (!cipher || !s || SSL_SESSION_set1_master_key(s, it->second.data(), it->second.size()) != 1 ||
+      SSL_SESSION_set_cipher(s, cipher) != 1 ||
+      SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION) != 1) {
+    SSL_SESSION_free(s);
+    return 0;  // fails the handshake
+  }
+  detail::TlsSession::NotePskIdentity(ssl, id);
+  *out = s;
+  return 1;
+}
+
+// TLS 1.2 PSK cipher suites: the key's length, or 0 for an unknown identity.
+unsigned int PskServerKey(SSL* ssl, const char* identity, unsigned char* key, unsigned int max) {
+  const detail::PskKeys* psk = KeysOf(ssl);
+  if (!psk || !identity) return 0;
+  auto it = psk->keys.find(std::string_view(identity));
+  if (it == psk->keys.end() || it->second.size() > max) return 0;
+  std::memcpy(key, it->second.data(), it->second.size());
+  detail::TlsSession::NotePskIdentity(ssl, identity);
+  return static_cast<unsigned int>(it->second.size());
+}
 
 std::string OpensslReason() {
   std::string out;
@@ -47,8 +143,15 @@ absl::Status Configure(SSL_CTX* ctx, TlsVersion min, TlsVersion max, const std::
 
 absl::StatusOr<std::shared_ptr<TlsServerContext>> TlsServerContext::Create(
     const TlsServerOptions& o) {
-  if (o.cert_file.empty() || o.key_file.empty()) {
-    return absl::InvalidArgumentError("TLS server: cert_file and key_file are required");
+  if (o.cert_file.empty() != o.key_file.empty() || (o.cert_file.empty() && o.psk_file.empty())) {
+    return absl::InvalidArgumentError(
+        "TLS server: give cert_file and key_file, or psk_file, or all three");
+  }
+  std::unique_ptr<detail::PskKeys> psk;
+  if (!o.psk_file.empty()) {
+    auto loaded = LoadPskFile(o.psk_file);
+    if (!loaded.ok()) return loaded.status();
+    psk = std::move(*loaded);
   }
   ERR_clear_error();
   SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
@@ -57,9 +160,19 @@ absl::StatusOr<std::shared_ptr<TlsServerContext>> TlsServerContext::Create(
   if (auto st = Configure(ctx, o.min_version, o.max_version, o.cert_file, o.key_file); !st.ok()) {
     return st;
   }
-  if (!o.cipher_list.empty() && SSL_CTX_set_cipher_list(ctx, o.cipher_list.c_str()) != 1) {
+  // TLS 1.2 PSK suites are not in OpenSSL's default list.
+  const std::string ciphers =
+      !o.cipher_list.empty() ? o.cipher_list : (psk ? "DEFAULT:PSK" : std::string());
+  if (!ciphers.empty() && SSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("TLS cipher list \"", o.cipher_list, "\": ", OpensslReason()));
+        absl::StrCat("TLS cipher list \"", ciphers, "\": ", OpensslReason()));
+  }
+  if (psk) {
+    out->psk_ = std::move(psk);
+    // The callbacks find the keys through the context; they outlive it (member).
+    SSL_CTX_set_app_data(ctx, const_cast<detail::PskKeys*>(out->psk_.get()));
+    SSL_CTX_set_psk_find_session_callback(ctx, &FindPskSession);
+    SSL_CTX_set_psk_server_callback(ctx, &PskServerKey);
   }
   if (!o.client_ca_file.empty()) {
     if (SSL_CTX_load_verify_locations(ctx, o.client_ca_file.c_str(), nullptr) != 1) {
@@ -79,7 +192,9 @@ absl::StatusOr<std::shared_ptr<TlsServerContext>> TlsServerContext::Create(
   return out;
 }
 
+TlsServerContext::TlsServerContext(SSL_CTX* ctx) : ctx_(ctx) {}
 TlsServerContext::~TlsServerContext() { SSL_CTX_free(ctx_); }
+std::size_t TlsServerContext::psk_identities() const { return psk_ ? psk_->keys.size() : 0; }
 
 absl::StatusOr<std::shared_ptr<TlsClientContext>> TlsClientContext::Create(
     const TlsClientOptions& o) {

@@ -29,6 +29,13 @@ TlsSession::TlsSession(SSL* ssl) : ssl_(ssl) {
   // non-blocking transport looks like to OpenSSL.
   BIO_set_mem_eof_return(rbio_, -1);
   SSL_set_bio(ssl_, rbio_, wbio_);
+  SSL_set_app_data(ssl_, this);  // for NotePskIdentity; cleared with ssl_
+}
+
+void TlsSession::NotePskIdentity(SSL* ssl, std::string identity) {
+  if (auto* self = static_cast<TlsSession*>(SSL_get_app_data(ssl))) {
+    self->psk_identity_ = std::move(identity);
+  }
 }
 
 TlsSession::~TlsSession() { SSL_free(ssl_); }

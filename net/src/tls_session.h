@@ -47,6 +47,11 @@ class TlsSession {
   std::string version() const;
   std::string cipher() const;
   std::string peer_subject() const;
+  // The PSK identity the peer authenticated with; empty without a PSK.
+  const std::string& psk_identity() const { return psk_identity_; }
+  // For the server's PSK callbacks: records the identity on the session that
+  // owns `ssl` (a no-op for an SSL object no TlsSession owns).
+  static void NotePskIdentity(SSL* ssl, std::string identity);
 
  private:
   explicit TlsSession(SSL* ssl);
@@ -56,6 +61,7 @@ class TlsSession {
   BIO* rbio_;  // owned by ssl_
   BIO* wbio_;  // owned by ssl_
   std::string reason_;
+  std::string psk_identity_;
 };
 
 }  // namespace ringline::net::detail

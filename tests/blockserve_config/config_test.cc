@@ -142,5 +142,99 @@ TEST(CliTest, MissingExportFileFailsNamingTheExport) {
   EXPECT_NE(out.find("export 'gone' (/nonexistent/disk.img)"), std::string::npos) << out;
 }
 
+// ---- operating it as a service: sockets, limits, timeouts, TLS-PSK -------------
+
+TEST(ServiceConfigTest, TomlKeysForEveryServiceFlag) {
+  const std::string path = WriteTemp(R"(
+unix = "/run/bs.sock"
+pid_file = "/run/bs.pid"
+handshake_timeout = 3
+keepalive = false
+keepalive_idle = 30
+[tls]
+mode = "require"
+psk = "/etc/keys.psk"
+)");
+  ServerConfig c;
+  ASSERT_TRUE(LoadConfigFile(path, &c).ok());
+  EXPECT_EQ(c.unix_socket, "/run/bs.sock");
+  EXPECT_FALSE(c.ServesTcp()) << "a Unix socket alone: no TCP";
+  EXPECT_EQ(c.pid_file, "/run/bs.pid");
+  EXPECT_EQ(c.handshake_timeout_s, 3u);
+  EXPECT_FALSE(c.keepalive);
+  EXPECT_EQ(c.keepalive_idle_s, 30u);
+  EXPECT_EQ(c.tls_psk, "/etc/keys.psk");
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate() << " (PSK alone is enough for TLS)";
+  std::remove(path.c_str());
+}
+
+TEST(ServiceConfigTest, TcpStaysOnWhenAskedForAlongsideUnix) {
+  ServerConfig c;
+  EXPECT_TRUE(c.ServesTcp());
+  std::string p = WriteTemp("unix = \"/run/bs.sock\"\nport = 10900\n");
+  ASSERT_TRUE(LoadConfigFile(p, &c).ok());
+  EXPECT_TRUE(c.ServesTcp());
+  c = ServerConfig{};
+  p = WriteTemp("unix = \"/run/bs.sock\"\ntcp = true\n");
+  ASSERT_TRUE(LoadConfigFile(p, &c).ok());
+  EXPECT_TRUE(c.ServesTcp());
+  c = ServerConfig{};
+  p = WriteTemp("tcp = false\n");
+  ASSERT_TRUE(LoadConfigFile(p, &c).ok());
+  EXPECT_NE(c.Validate().message().find("tcp: false, and no Unix socket"), std::string::npos)
+      << c.Validate();
+}
+
+TEST(ServiceConfigTest, BadValuesNameTheKey) {
+  ServerConfig c;
+  std::string p = WriteTemp("handshake_timeout = -1\n");
+  EXPECT_NE(LoadConfigFile(p, &c).message().find("'handshake_timeout' must be an integer"),
+            std::string::npos);
+  p = WriteTemp("keepalive = \"yes\"\n");
+  EXPECT_NE(LoadConfigFile(p, &c).message().find("'keepalive' must be true or false"),
+            std::string::npos);
+  p = WriteTemp("keepalive_idle = 40000\n");
+  EXPECT_NE(LoadConfigFile(p, &c).message().find("'keepalive_idle' must be an integer"),
+            std::string::npos);
+  p = WriteTemp("unix = 5\n");
+  EXPECT_NE(LoadConfigFile(p, &c).message().find("'unix' must be a string"), std::string::npos);
+  p = WriteTemp("[tls]\npsk = true\n");
+  EXPECT_NE(LoadConfigFile(p, &c).message().find("'tls.psk' must be a string"), std::string::npos);
+  c = ServerConfig{};
+  c.keepalive_idle_s = 0;
+  EXPECT_NE(c.Validate().message().find("keepalive_idle"), std::string::npos);
+  c = ServerConfig{};
+  c.handshake_timeout_s = 7200;
+  EXPECT_NE(c.Validate().message().find("handshake_timeout"), std::string::npos);
+  c = ServerConfig{};
+  c.unix_socket = std::string(200, 'x');
+  EXPECT_NE(c.Validate().message().find("unix: "), std::string::npos);
+}
+
+TEST(ServiceCliTest, FlagsAndTheirErrors) {
+  std::string out;
+  EXPECT_EQ(RunBlockserve("--version", &out), 0);
+  EXPECT_EQ(out, std::string("blockserve ") + BLOCKSERVE_VERSION + "\n");
+  out.clear();
+  EXPECT_EQ(RunBlockserve("--handshake-timeout 5000", &out), 2);
+  EXPECT_NE(out.find("--handshake-timeout"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(RunBlockserve("--keepalive maybe", &out), 2);
+  EXPECT_NE(out.find("--keepalive"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(RunBlockserve("--keepalive-idle 0", &out), 2);
+  EXPECT_NE(out.find("--keepalive-idle"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(RunBlockserve("--tls-psk /nonexistent/keys.psk", &out), 2);
+  EXPECT_NE(out.find("--tls-psk"), std::string::npos) << out;
+  // A malformed key file names the file and line.
+  const std::string bad = WriteTemp("alice:00112233\nbob:xyz\n");
+  out.clear();
+  EXPECT_EQ(RunBlockserve("--port 10978 --tls require --tls-psk " + bad, &out), 1);
+  EXPECT_NE(out.find(bad + ":2: the key is not an even number of hex digits"), std::string::npos)
+      << out;
+  std::remove(bad.c_str());
+}
+
 }  // namespace
 }  // namespace blockserve

@@ -12,6 +12,13 @@ run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${PREFIX})
 if(NOT EXISTS ${PREFIX}/include/ringline/task.h OR NOT EXISTS ${PREFIX}/lib/cmake/ringline/ringlineConfig.cmake)
   message(FATAL_ERROR "install tree lacks headers or the CMake package")
 endif()
+# blockserve, its systemd units and the example configuration.
+foreach(f bin/blockserve lib/systemd/system/blockserve.service lib/systemd/system/blockserve.socket
+    etc/blockserve/blockserve.toml)
+  if(NOT EXISTS ${PREFIX}/${f})
+    message(FATAL_ERROR "install tree lacks ${f}")
+  endif()
+endforeach()
 run(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/build -DCMAKE_PREFIX_PATH=${PREFIX}
     -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_C_COMPILER=${C}
     "-DCMAKE_CXX_FLAGS=${FLAGS}" "-DCMAKE_EXE_LINKER_FLAGS=${FLAGS}")

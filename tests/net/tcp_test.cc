@@ -3,9 +3,12 @@
 // lifetimes, a tiny provided ring under a flood, the accumulator cap,
 // backpressure, connect timeouts and refusals, and teardown mid-flight (run
 // under ASan in CI).
+#include <fcntl.h>
 #include <sys/resource.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "net/src/net_worker.h"
@@ -1182,6 +1185,178 @@ INSTANTIATE_TEST_SUITE_P(ReadAhead, TcpTeardownTest, ::testing::Values(0, 16),
                          [](const auto& info) {
                            return info.param ? std::string("Bounded") : std::string("Multishot");
                          });
+
+// ---- listening sockets: one per process and address, adopted, keepalive ----------
+
+// A listening socket bound the way another process would hold the port.
+UniqueFd ForeignListener(const SocketAddress& a, bool reuse_port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const int one = 1;
+  if (reuse_port) setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (::bind(fd.get(), a.sockaddr_ptr(), a.length()) != 0 || ::listen(fd.get(), 16) != 0) {
+    return UniqueFd();
+  }
+  return fd;
+}
+
+TEST_F(TcpTest, APortHeldElsewhereIsRefusedEvenWithReusePort) {
+  for (bool foreign_reuse_port : {false, true}) {
+    const SocketAddress a = SocketAddress::Loopback4(testing::FreePort());
+    UniqueFd other = ForeignListener(a, foreign_reuse_port);
+    ASSERT_TRUE(other.valid());
+    auto l = Listener::Bind(a);
+    ASSERT_FALSE(l.ok()) << "bound a port another socket listens on (SO_REUSEPORT there: "
+                         << foreign_reuse_port << ")";
+    EXPECT_EQ(l.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_NE(l.status().message().find("already in use"), std::string_view::npos) << l.status();
+    EXPECT_NE(l.status().message().find(a.ToString()), std::string_view::npos) << l.status();
+    // Sharing across processes is the explicit option (both sides opt in).
+    ListenOptions share;
+    share.share_port_across_processes = true;
+    auto shared = Listener::Bind(a, share);
+    EXPECT_EQ(shared.ok(), foreign_reuse_port) << shared.status();
+  }
+}
+
+TEST_F(TcpTest, WorkersOfOneProcessShareTheSocketOthersCannotBindIt) {
+  auto first = Listener::Bind(SocketAddress::Loopback4(0));
+  ASSERT_TRUE(first.ok()) << first.status();
+  const SocketAddress a = first->local_address();
+  // Another Bind of the address in this process (another worker's) shares it.
+  auto second = Listener::Bind(a);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->local_address(), a);
+  // A socket of its own on the address (what another process would do) fails.
+  auto own = ListenSocket::Open(a);
+  ASSERT_FALSE(own.ok());
+  EXPECT_NE(own.status().message().find("already in use"), std::string_view::npos);
+  // Both listeners accept from the one socket.
+  auto server1 = Spawn(AcceptLoop(std::move(*first), Echo));
+  auto server2 = Spawn(AcceptLoop(std::move(*second), Echo));
+  RunFor(
+      *worker_,
+      [](SocketAddress addr) -> Task<> {
+        for (int i = 0; i < 4; ++i) EXPECT_TRUE(co_await EchoClient(addr, i));
+      }(a),
+      30s);
+  server1.Abort();
+  server2.Abort();
+}
+
+TEST_F(TcpTest, AdoptsAListeningSocketAndRefusesOthers) {
+  const SocketAddress a = SocketAddress::Loopback4(testing::FreePort());
+  UniqueFd fd = ForeignListener(a, false);
+  ASSERT_TRUE(fd.valid());
+  auto socket = ListenSocket::Adopt(std::move(fd));
+  ASSERT_TRUE(socket.ok()) << socket.status();
+  EXPECT_EQ(socket->address(), a);
+  auto l = Listener::Bind(*socket);
+  ASSERT_TRUE(l.ok()) << l.status();
+  auto server = Spawn(AcceptLoop(std::move(*l), Echo));
+  RunFor(
+      *worker_, [](SocketAddress addr) -> Task<> { EXPECT_TRUE(co_await EchoClient(addr, 3)); }(a),
+      30s);
+  server.Abort();
+  // Not listening, and not a socket at all.
+  auto bad = ListenSocket::Adopt(UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)));
+  EXPECT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("not a listening stream socket"), std::string_view::npos)
+      << bad.status();
+  EXPECT_FALSE(ListenSocket::Adopt(UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC))).ok());
+}
+
+// The server side of an established loopback connection to `port` in
+// /proc/net/tcp: its timer kind ("tr": 2 is the keepalive timer) and the
+// seconds until it fires. False when there is no such entry.
+bool ServerSideTimer(uint16_t port, int* kind, double* seconds) {
+  FILE* f = std::fopen("/proc/net/tcp", "r");
+  if (!f) return false;
+  char line[512];
+  bool found = false;
+  while (std::fgets(line, sizeof line, f)) {
+    unsigned local_port = 0, state = 0, tr = 0;
+    unsigned long when = 0;
+    if (std::sscanf(line, " %*d: %*8x:%x %*8x:%*x %x %*x:%*x %x:%lx", &local_port, &state, &tr,
+                    &when) == 4 &&
+        local_port == port && state == 1 /* ESTABLISHED */) {
+      *kind = static_cast<int>(tr);
+      *seconds = static_cast<double>(when) / static_cast<double>(sysconf(_SC_CLK_TCK));
+      found = true;
+      break;
+    }
+  }
+  std::fclose(f);
+  return found;
+}
+
+// Keepalive options set on the listening socket reach the accepted socket
+// (Linux copies them): its keepalive timer runs with the configured idle time.
+TEST_F(TcpTest, KeepaliveOnTheListeningSocketIsInheritedByAcceptedConnections) {
+  for (bool enabled : {true, false}) {
+    ListenOptions lo;
+    lo.keepalive.enabled = enabled;
+    lo.keepalive.idle = 77s;
+    auto l = Listener::Bind(SocketAddress::Loopback4(0), lo);
+    ASSERT_TRUE(l.ok()) << l.status();
+    const SocketAddress a = l->local_address();
+    int fd = BlockingConnect(a);
+    ASSERT_GE(fd, 0);
+    auto accepted = worker_->BlockOn(Timeout(10s, l->Accept()));
+    ASSERT_TRUE(accepted.has_value() && accepted->has_value() && (*accepted)->ok());
+    int kind = -1;
+    double seconds = 0;
+    ASSERT_TRUE(ServerSideTimer(a.port(), &kind, &seconds));
+    std::printf("keepalive %s: timer kind %d, %.1f s left\n", enabled ? "on" : "off", kind,
+                seconds);
+    if (enabled) {
+      EXPECT_EQ(kind, 2) << "no keepalive timer on the accepted socket";
+      EXPECT_GT(seconds, 60.0);
+      EXPECT_LE(seconds, 77.5);
+    } else {
+      EXPECT_EQ(kind, 0) << "a timer runs on an idle connection without keepalive";
+    }
+    ::close(fd);
+  }
+}
+
+TEST(TcpKeepaliveTest, ValidateNamesTheBadValue) {
+  TcpKeepalive k;
+  k.enabled = true;
+  EXPECT_TRUE(k.Validate().ok());
+  k.idle = std::chrono::seconds(0);
+  EXPECT_NE(k.Validate().message().find("idle"), std::string_view::npos);
+  k.idle = std::chrono::seconds(5);
+  k.probes = 0;
+  EXPECT_NE(k.Validate().message().find("probe"), std::string_view::npos);
+  k.enabled = false;
+  EXPECT_TRUE(k.Validate().ok());
+}
+
+// sd_listen_fds's rules; the descriptors themselves are tested end to end with
+// systemd-socket-activate (blockserve_it_socket_activation).
+TEST(SocketActivationTest, VariablesForAnotherProcessAreIgnoredBadOnesRefused) {
+  ::setenv("LISTEN_PID", "1", 1);
+  ::setenv("LISTEN_FDS", "2", 1);
+  auto none = ListenSocket::FromSocketActivation();
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty()) << "sockets meant for pid 1 were taken";
+  EXPECT_EQ(std::getenv("LISTEN_PID"), nullptr) << "the variables are not cleared";
+  EXPECT_EQ(std::getenv("LISTEN_FDS"), nullptr);
+  auto absent = ListenSocket::FromSocketActivation();
+  ASSERT_TRUE(absent.ok());
+  EXPECT_TRUE(absent->empty());
+  ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+  ::setenv("LISTEN_FDS", "two", 1);
+  auto bad = ListenSocket::FromSocketActivation();
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("LISTEN_FDS 'two'"), std::string_view::npos)
+      << bad.status();
+  ::setenv("LISTEN_PID", "me", 1);
+  ::setenv("LISTEN_FDS", "1", 1);
+  bad = ListenSocket::FromSocketActivation();
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("LISTEN_PID 'me'"), std::string_view::npos) << bad.status();
+}
 
 }  // namespace
 }  // namespace ringline::net

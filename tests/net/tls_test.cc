@@ -228,6 +228,85 @@ TEST(TlsTest, ServerTls12AgainstOpensslSClient) {
   ServerAgainstSClient("-tls1_2", TlsVersion::kTls12, "TLSv1.2");
 }
 
+// A PSK-only server (no certificate) against `openssl s_client -psk`: TLS 1.3
+// external PSK and TLS 1.2 PSK suites; a wrong key fails the handshake.
+void PskServerAgainstSClient(const char* version_flag, bool right_key, const char* expect) {
+  const std::string key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+  const std::string wrong = "ff112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+  const std::string keys = Certs::Get()->Path("keys.psk");
+  std::ofstream(keys) << "bob:0011\nalice:" << key << "\n";
+  TlsServerOptions o;
+  o.psk_file = keys;
+  auto ctx = TlsServerContext::Create(o);
+  ASSERT_TRUE(ctx.ok()) << ctx.status();
+  EXPECT_EQ((*ctx)->psk_identities(), 2u);
+  auto w = NewWorker();
+  ASSERT_NE(w, nullptr);
+  auto l = Listener::Bind(SocketAddress::Loopback4(0));
+  ASSERT_TRUE(l.ok());
+  const uint16_t port = l->local_address().port();
+  ServerLog log;
+  auto server = Spawn(ServeTls(*l, *ctx, log, 1));
+  std::atomic<bool> done{false};
+  std::string out;
+  int rc = -1;
+  std::thread client([&] {
+    out = Shell("printf 'hello over psk\\n' | timeout 20 openssl s_client -connect 127.0.0.1:" +
+                    std::to_string(port) + " " + version_flag + " -psk_identity alice -psk " +
+                    (right_key ? key : wrong) + " -quiet 2>/dev/null",
+                &rc);
+    done = true;
+  });
+  RunUntil(*w, done, 30s);
+  client.join();
+  if (right_key) {
+    EXPECT_EQ(out, "echo: hello over psk\n");
+    EXPECT_EQ(log.version, expect);
+    EXPECT_EQ(Metrics().tls_handshakes.Get(), 1u);
+  } else {
+    EXPECT_EQ(out, "");
+    EXPECT_EQ(log.handled, 0);
+    EXPECT_EQ(Metrics().tls_failures.Get(), 1u);
+  }
+}
+
+TEST(TlsPskTest, Tls13ExternalPsk) {
+  REQUIRE_CERTS();
+  PskServerAgainstSClient("-tls1_3", true, "TLSv1.3");
+}
+TEST(TlsPskTest, Tls12PskSuite) {
+  REQUIRE_CERTS();
+  PskServerAgainstSClient("-tls1_2", true, "TLSv1.2");
+}
+TEST(TlsPskTest, Tls13WrongKeyFails) {
+  REQUIRE_CERTS();
+  PskServerAgainstSClient("-tls1_3", false, "");
+}
+TEST(TlsPskTest, Tls12WrongKeyFails) {
+  REQUIRE_CERTS();
+  PskServerAgainstSClient("-tls1_2", false, "");
+}
+
+TEST(TlsPskTest, KeyFileErrorsNameFileAndLine) {
+  REQUIRE_CERTS();
+  const std::string keys = Certs::Get()->Path("bad.psk");
+  for (const auto& [text, why] : std::vector<std::pair<std::string, std::string>>{
+           {"alice:0011\n\nbob:001\n", ":3: the key is not an even number of hex digits"},
+           {"alice 0011\n", ":1: no ':' between identity and key"},
+           {":0011\n", ":1: empty identity"},
+           {"a:00\na:11\n", ":2: identity 'a' appears twice"},
+           {"\n", ": no keys in it"}}) {
+    std::ofstream(keys) << text;
+    TlsServerOptions o;
+    o.psk_file = keys;
+    auto ctx = TlsServerContext::Create(o);
+    ASSERT_FALSE(ctx.ok()) << text;
+    EXPECT_NE(ctx.status().message().find(keys + why), std::string_view::npos) << ctx.status();
+  }
+  TlsServerOptions none;
+  EXPECT_FALSE(TlsServerContext::Create(none).ok()) << "neither a certificate nor keys";
+}
+
 // `openssl s_server -rev` answers every line with the line reversed.
 class SServer {
  public:

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "blockserve/version.h"
 #include "ringline/log.h"
 
 namespace blockserve {
@@ -40,11 +41,37 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
                  "where the embedded default export lives (default var/blockserve)");
   app.add_option("--default-size", default_size,
                  "size of the embedded default export (default 1G)");
-  app.add_option("--max-connections", max_connections, "connections per worker (default 4096)")
+  app.add_option("--max-connections", max_connections,
+                 "connections served at once, all workers together; more are closed at once "
+                 "(default 4096)")
       ->check(CLI::Range(1, 1 << 20));
+  // Operating it as a service.
+  std::string unix_socket, pid_file, keepalive, tls_psk;
+  std::optional<uint32_t> handshake_timeout, keepalive_idle;
+  app.set_version_flag("--version,-V", std::string("blockserve ") + kBlockserveVersion,
+                       "print the version and exit");
+  app.add_option("--unix,-U", unix_socket,
+                 "also listen on this Unix socket (alone unless --listen or --port is given); "
+                 "removed on exit");
+  app.add_option("--pid-file", pid_file, "write the process id here once listening");
+  app.add_option("--handshake-timeout", handshake_timeout,
+                 "seconds a client may take from connecting to entering transmission; 0: no "
+                 "limit (default 10)")
+      ->check(CLI::Range(0, 3600));
+  app.add_option("--keepalive", keepalive, "on | off: TCP keepalive on connections (default on)")
+      ->check(CLI::IsMember({"on", "off"}));
+  app.add_option("--keepalive-idle", keepalive_idle,
+                 "seconds a connection is quiet before keepalive probes start (default 60)")
+      ->check(CLI::Range(1, 32767));
+  app.add_option("--tls-psk", tls_psk,
+                 "pre-shared keys, one identity:hexkey per line (psktool's format)")
+      ->check(CLI::ExistingFile);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
+    app.exit(e);
+    return {std::nullopt, 0};
+  } catch (const CLI::CallForVersion& e) {
     app.exit(e);
     return {std::nullopt, 0};
   } catch (const CLI::ParseError& e) {
@@ -80,6 +107,13 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
   if (!tls_cert.empty()) c.tls_cert = tls_cert;
   if (!tls_key.empty()) c.tls_key = tls_key;
   if (!tls_ca.empty()) c.tls_ca = tls_ca;
+  if (!listen.empty() || port) c.listen_tcp = true;
+  if (!unix_socket.empty()) c.unix_socket = unix_socket;
+  if (!pid_file.empty()) c.pid_file = pid_file;
+  if (handshake_timeout) c.handshake_timeout_s = *handshake_timeout;
+  if (!keepalive.empty()) c.keepalive = keepalive == "on";
+  if (keepalive_idle) c.keepalive_idle_s = *keepalive_idle;
+  if (!tls_psk.empty()) c.tls_psk = tls_psk;
   if (!exports.empty()) c.exports.clear();  // flags replace the file's exports
   for (const auto& spec : exports) {
     auto e = ParseExportSpec(spec);

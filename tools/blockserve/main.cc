@@ -1,5 +1,18 @@
 // blockserve: an NBD server on ringline. See cli.cc for the command line.
+//
+// Listening: the NBD sockets are opened in main() before any worker starts
+// (or taken over from systemd's socket activation), so a port another process
+// holds fails the start with exit status 1, and every worker then accepts on
+// each of those sockets (net::Listener::Bind(ListenSocket)): one socket per
+// address for the whole process, no SO_REUSEPORT (see ringline/net/listener.h
+// for how the workers' accepts share it).
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -10,6 +23,7 @@
 #include "blockserve/metrics_http.h"
 #include "blockserve/session.h"
 #include "blockserve/stats.h"
+#include "blockserve/version.h"
 #include "blockserve/worker_context.h"
 #include "ringline/combinators.h"
 #include "ringline/log.h"
@@ -24,6 +38,12 @@ namespace net = ringline::net;
 
 struct Shared {
   ServerConfig config;
+  // The NBD listening sockets; every worker accepts on each. Set before the
+  // workers start, read-only afterwards.
+  std::vector<net::ListenSocket> sockets;
+  net::ListenSocket metrics_socket;  // --metrics-port; worker 0 serves it
+  // NBD connections open now, all workers together (--max-connections).
+  std::atomic<uint32_t> open_connections{0};
   std::vector<std::unique_ptr<WorkerStats>> stats;  // one per worker, outlive them
   std::shared_ptr<net::TlsServerContext> tls;
   std::mutex mu;
@@ -51,9 +71,76 @@ net::SocketAddress ListenAddress(const ServerConfig& c, uint16_t port) {
   return a.ok() ? *a : net::SocketAddress::Loopback4(port);  // validated by ServerConfig
 }
 
-Task<> RunSession(WorkerContext& ctx, uint64_t id) {
+net::ListenOptions SocketOptions(const ServerConfig& c) {
+  net::ListenOptions lo;
+  lo.connection.accumulator_cap = 1 << 20;
+  // Write payloads from 4 KiB up are received straight into their aligned
+  // block buffer (Session::AdaptReceive).
+  lo.connection.direct_read_threshold = Session::kDirectPayloadBytes;
+  lo.keepalive.enabled = c.keepalive;
+  lo.keepalive.idle = std::chrono::seconds(c.keepalive_idle_s);
+  return lo;
+}
+
+// The sockets systemd passed, or else the TCP and Unix sockets the
+// configuration asks for.
+absl::StatusOr<std::vector<net::ListenSocket>> OpenSockets(const ServerConfig& c) {
+  const net::ListenOptions lo = SocketOptions(c);
+  auto passed = net::ListenSocket::FromSocketActivation(lo);
+  if (!passed.ok()) return passed.status();
+  if (!passed->empty()) {
+    RL_LOG_INFO(
+        "socket activation: serving on the %zu socket(s) passed; listen, port and unix "
+        "settings are not used",
+        passed->size());
+    return passed;
+  }
+  std::vector<net::ListenSocket> out;
+  if (c.ServesTcp()) {
+    auto s = net::ListenSocket::Open(ListenAddress(c, c.port), lo);
+    if (!s.ok()) return s.status();
+    out.push_back(std::move(*s));
+  }
+  if (!c.unix_socket.empty()) {
+    auto s = net::ListenSocket::Open(net::SocketAddress::Unix(c.unix_socket), lo);
+    if (!s.ok()) return s.status();
+    out.push_back(std::move(*s));
+  }
+  return out;
+}
+
+// --pid-file: written (whole, via a rename) once the sockets listen; removed
+// when the server exits.
+class PidFile {
+ public:
+  PidFile() = default;
+  PidFile(const PidFile&) = delete;
+  PidFile& operator=(const PidFile&) = delete;
+  ~PidFile() {
+    if (!path_.empty()) ::unlink(path_.c_str());
+  }
+  absl::Status Write(const std::string& path) {
+    const std::string tmp = path + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    if (!f || std::fprintf(f, "%d\n", static_cast<int>(::getpid())) < 0 || std::fclose(f) != 0 ||
+        std::rename(tmp.c_str(), path.c_str()) != 0) {
+      const int e = errno;
+      ::unlink(tmp.c_str());
+      return absl::InvalidArgumentError(
+          absl::StrCat("pid_file ", path, ": cannot write it: ", std::strerror(e)));
+    }
+    path_ = path;
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string path_;
+};
+
+Task<> RunSession(WorkerContext& ctx, uint64_t id, std::atomic<uint32_t>& open_connections) {
   Session* session = ctx.sessions[id]->session.get();
   co_await session->Run();
+  open_connections.fetch_sub(1, std::memory_order_relaxed);
   // The entry's handle is this very task: detach it before the entry goes.
   auto it = ctx.sessions.find(id);
   it->second->task.Detach();
@@ -61,8 +148,11 @@ Task<> RunSession(WorkerContext& ctx, uint64_t id) {
   ctx.sessions_changed.NotifyAll();
 }
 
-Task<> AcceptLoop(WorkerContext& ctx, net::Listener& listener) {
-  RL_LOG_DEBUG("worker %u accepting", ctx.worker.index());
+Task<> AcceptLoop(WorkerContext& ctx, net::Listener& listener, Shared& shared) {
+  RL_LOG_DEBUG("worker %u accepting on %s", ctx.worker.index(),
+               listener.local_address().ToString());
+  uint64_t refused_since_log = 0;
+  ringline::Clock::time_point last_refuse_log{};
   for (;;) {
     auto conn = co_await listener.Accept();
     if (!conn.ok()) {
@@ -72,11 +162,29 @@ Task<> AcceptLoop(WorkerContext& ctx, net::Listener& listener) {
       continue;
     }
     RL_LOG_DEBUG("accepted a connection from %s", conn->peer().ToString());
+    // --max-connections: one count for the whole server. Over it, the
+    // connection is closed before a byte is read or written.
+    const uint32_t limit = shared.config.max_connections;
+    if (shared.open_connections.fetch_add(1, std::memory_order_relaxed) >= limit) {
+      shared.open_connections.fetch_sub(1, std::memory_order_relaxed);
+      ctx.stats->connections_refused.Add();
+      ++refused_since_log;
+      if (ctx.worker.now() - last_refuse_log >= std::chrono::seconds(1)) {
+        RL_LOG_WARN(
+            "refused %llu connection(s), the last from %s: %u connections are open "
+            "(--max-connections)",
+            static_cast<unsigned long long>(refused_since_log), conn->peer().ToString(), limit);
+        refused_since_log = 0;
+        last_refuse_log = ctx.worker.now();
+      }
+      conn->abort();
+      continue;
+    }
     const uint64_t id = ctx.next_session++;
     auto entry = std::make_unique<WorkerContext::SessionEntry>();
     entry->session = std::make_unique<Session>(ctx, std::move(*conn));
     ctx.sessions.emplace(id, std::move(entry));
-    ctx.sessions[id]->task = ringline::Spawn(RunSession(ctx, id));
+    ctx.sessions[id]->task = ringline::Spawn(RunSession(ctx, id, shared.open_connections));
   }
 }
 
@@ -107,20 +215,30 @@ Task<> WorkerMain(ringline::Worker& worker, Shared& shared) {
     shared.Fail(st);
     co_return;
   }
-  net::ListenOptions lo;
-  lo.connection.accumulator_cap = 1 << 20;
-  // Write payloads from 4 KiB up are received straight into their aligned
-  // block buffer (Session::AdaptReceive).
-  lo.connection.direct_read_threshold = Session::kDirectPayloadBytes;
-  auto listener = net::Listener::Bind(ListenAddress(shared.config, shared.config.port), lo);
-  if (!listener.ok()) {
-    shared.Fail(listener.status());
+  // The connection table must not refuse before --max-connections does (the
+  // metrics endpoint's connections share it).
+  net::NetOptions no;
+  no.max_connections = std::max(no.max_connections, shared.config.max_connections + 64);
+  if (auto st = net::Configure(worker, no); !st.ok()) {
+    shared.Fail(st);
     co_return;
   }
-  auto accepting = ringline::Spawn(AcceptLoop(ctx, *listener));
+  const net::ListenOptions lo = SocketOptions(shared.config);
+  std::vector<net::Listener> listeners;
+  listeners.reserve(shared.sockets.size());  // AcceptLoop holds references into it
+  std::vector<ringline::JoinHandle<void>> accepting;
+  for (const net::ListenSocket& socket : shared.sockets) {
+    auto listener = net::Listener::Bind(socket, lo);
+    if (!listener.ok()) {
+      shared.Fail(listener.status());
+      co_return;
+    }
+    listeners.push_back(std::move(*listener));
+    accepting.push_back(ringline::Spawn(AcceptLoop(ctx, listeners.back(), shared)));
+  }
   ringline::JoinHandle<void> metrics;
   if (worker.index() == 0 && shared.config.metrics_port != 0) {
-    auto m = net::Listener::Bind(ListenAddress(shared.config, shared.config.metrics_port));
+    auto m = net::Listener::Bind(shared.metrics_socket);
     if (!m.ok()) {
       shared.Fail(m.status());
     } else {
@@ -129,27 +247,43 @@ Task<> WorkerMain(ringline::Worker& worker, Shared& shared) {
         for (const auto& e : shared.config.exports) names.push_back(e.name);
         std::vector<const WorkerStats*> ws;
         for (const auto& s : shared.stats) ws.push_back(s.get());
-        return RenderPrometheus(names, ws, shared.runtime->Metrics());
+        // The metrics socket listens before Runtime::Start returns: a scrape
+        // that early has no engine metrics yet.
+        ringline::Runtime* rt = nullptr;
+        {
+          std::lock_guard<std::mutex> lock(shared.mu);
+          rt = shared.runtime;
+        }
+        return RenderPrometheus(names, ws, rt ? rt->Metrics() : ringline::MetricsSnapshot{});
       }));
     }
   }
   if (worker.index() == 0) {
-    RL_LOG_INFO("blockserve listening on %s:%u with %u workers; exports: %s", shared.config.listen,
-                shared.config.port, shared.config.workers, [&] {
-                  std::string s;
-                  for (const auto& e : shared.config.exports) {
-                    absl::StrAppend(&s, s.empty() ? "" : ", ", e.name, "=", e.path,
-                                    e.read_only ? " (ro)" : "");
-                  }
-                  return s;
-                }());
+    RL_LOG_INFO(
+        "blockserve %s listening on %s with %u workers; exports: %s", kBlockserveVersion,
+        [&] {
+          std::string s;
+          for (const auto& l : listeners) {
+            absl::StrAppend(&s, s.empty() ? "" : ", ", l.local_address().ToString());
+          }
+          return s;
+        }(),
+        shared.config.workers,
+        [&] {
+          std::string s;
+          for (const auto& e : shared.config.exports) {
+            absl::StrAppend(&s, s.empty() ? "" : ", ", e.name, "=", e.path,
+                            e.read_only ? " (ro)" : "");
+          }
+          return s;
+        }());
   }
 
   // Shutdown: stop accepting, let sessions finish what is in flight, flush.
   co_await worker.stop_token().Cancelled();
-  accepting.Abort();
+  for (auto& a : accepting) a.Abort();
   metrics.Abort();
-  listener->Close();
+  for (auto& l : listeners) l.Close();
   ctx.stopping = true;
   for (auto& [id, entry] : ctx.sessions) entry->session->BeginShutdown();
   while (!ctx.sessions.empty()) co_await ctx.sessions_changed.Wait();
@@ -183,6 +317,7 @@ int main(int argc, char** argv) {
     ringline::net::TlsServerOptions to;
     to.cert_file = shared.config.tls_cert;
     to.key_file = shared.config.tls_key;
+    to.psk_file = shared.config.tls_psk;
     to.client_ca_file = shared.config.tls_ca;
     to.require_client_cert = !shared.config.tls_ca.empty();
     auto ctx = ringline::net::TlsServerContext::Create(to);
@@ -191,7 +326,29 @@ int main(int argc, char** argv) {
       return 1;
     }
     shared.tls = std::move(*ctx);
+    if (!shared.config.tls_psk.empty()) {
+      RL_LOG_INFO("TLS: %zu pre-shared key identities from %s", shared.tls->psk_identities(),
+                  shared.config.tls_psk);
+    }
   }
+  // Before any thread starts: socket activation edits the environment.
+  auto sockets = OpenSockets(shared.config);
+  if (!sockets.ok()) {
+    std::fprintf(stderr, "blockserve: %s\n", std::string(sockets.status().message()).c_str());
+    return 1;
+  }
+  shared.sockets = std::move(*sockets);  // never empty: Validate() asked for TCP or Unix
+  if (shared.config.metrics_port != 0) {
+    auto m =
+        ringline::net::ListenSocket::Open(ListenAddress(shared.config, shared.config.metrics_port));
+    if (!m.ok()) {
+      std::fprintf(stderr, "blockserve: metrics_port: %s\n",
+                   std::string(m.status().message()).c_str());
+      return 1;
+    }
+    shared.metrics_socket = std::move(*m);
+  }
+
   for (uint32_t i = 0; i < shared.config.workers; ++i) {
     shared.stats.push_back(std::make_unique<WorkerStats>(shared.config.exports.size()));
   }
@@ -208,6 +365,10 @@ int main(int argc, char** argv) {
   }
   shared.Started(rt->get());
   signals->Attach((*rt)->shutdown_handle());
+  PidFile pid_file;  // removed when main returns
+  if (!shared.config.pid_file.empty()) {
+    if (auto st = pid_file.Write(shared.config.pid_file); !st.ok()) shared.Fail(st);
+  }
   (*rt)->Join();
   if (!shared.first_error.ok()) {
     std::fprintf(stderr, "blockserve: %s\n", std::string(shared.first_error.message()).c_str());

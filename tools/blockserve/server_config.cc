@@ -1,6 +1,7 @@
 #include "blockserve/server_config.h"
 
 #include <arpa/inet.h>
+#include <sys/un.h>
 #include <toml++/toml.h>
 
 #include <set>
@@ -124,9 +125,14 @@ absl::Status ServerConfig::Validate() const {
                         absl::StrCat(e.queue_depth, " is out of range: use 1..4096"));
     }
   }
-  if (tls != TlsMode::kOff && (tls_cert.empty() || tls_key.empty())) {
+  if (tls != TlsMode::kOff && (tls_cert.empty() || tls_key.empty()) && tls_psk.empty()) {
     return FieldError("tls", absl::StrCat("--tls=", TlsModeName(tls),
-                                          " needs --tls-cert and --tls-key (PEM files)"));
+                                          " needs --tls-cert and --tls-key (PEM files), or "
+                                          "--tls-psk (a psktool key file)"));
+  }
+  if (tls_cert.empty() != tls_key.empty()) {
+    return FieldError(tls_cert.empty() ? "tls.cert" : "tls.key",
+                      "--tls-cert and --tls-key go together: give both");
   }
   if (metrics_port != 0 && metrics_port == port) {
     return FieldError("metrics_port",
@@ -137,6 +143,26 @@ absl::Status ServerConfig::Validate() const {
                       absl::StrCat(default_size, " must be a multiple of 4096, at least 4096"));
   }
   if (max_connections == 0) return FieldError("max_connections", "must be at least 1");
+  return ValidateService();
+}
+
+absl::Status ServerConfig::ValidateService() const {
+  if (!unix_socket.empty() && unix_socket.size() >= sizeof(sockaddr_un::sun_path)) {
+    return FieldError("unix", absl::StrCat("'", unix_socket, "' is longer than ",
+                                           sizeof(sockaddr_un::sun_path) - 1,
+                                           " bytes, the limit for a Unix socket path"));
+  }
+  if (!ServesTcp() && unix_socket.empty()) {
+    return FieldError("tcp", "false, and no Unix socket (--unix) either: nothing to listen on");
+  }
+  if (handshake_timeout_s > 3600) {
+    return FieldError("handshake_timeout",
+                      absl::StrCat(handshake_timeout_s, " s is out of range: use 0 (none)..3600"));
+  }
+  if (keepalive_idle_s < 1 || keepalive_idle_s > 32767) {
+    return FieldError("keepalive_idle",
+                      absl::StrCat(keepalive_idle_s, " s is out of range: use 1..32767"));
+  }
   return absl::OkStatus();
 }
 
@@ -150,9 +176,10 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
                      err.source().begin.column, ": ", std::string(err.description())));
   }
   static const std::set<std::string> kTop = {
-      "listen",   "port",         "workers",         "log_level",         "metrics_port",
-      "data_dir", "default_size", "max_connections", "shutdown_grace_ms", "tls",
-      "export"};
+      "listen", "port", "workers", "log_level", "metrics_port", "data_dir", "default_size",
+      "max_connections", "shutdown_grace_ms", "tls", "export",
+      // operating it as a service
+      "unix", "tcp", "pid_file", "handshake_timeout", "keepalive", "keepalive_idle"};
   for (const auto& [k, v] : t) {
     if (!kTop.count(std::string(k.str()))) {
       return absl::InvalidArgumentError(
@@ -193,6 +220,29 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
   if (!(st = get_uint(t["shutdown_grace_ms"], "shutdown_grace_ms", 3600000, &c->shutdown_grace_ms))
            .ok())
     return st;
+  // Operating it as a service.
+  auto get_bool = [&](const toml::node_view<toml::node> n, const std::string& key,
+                      auto* out) -> absl::Status {
+    if (!n) return absl::OkStatus();
+    auto v = n.value<bool>();
+    if (!v) return err(key, "true or false");
+    *out = *v;
+    return absl::OkStatus();
+  };
+  if (!(st = get_str(t["unix"], "unix", &c->unix_socket)).ok()) return st;
+  if (t["listen"] || t["port"]) c->listen_tcp = true;
+  if (t["tcp"]) {
+    bool tcp = true;
+    if (!(st = get_bool(t["tcp"], "tcp", &tcp)).ok()) return st;
+    c->listen_tcp = tcp;
+  }
+  if (!(st = get_str(t["pid_file"], "pid_file", &c->pid_file)).ok()) return st;
+  if (!(st = get_uint(t["handshake_timeout"], "handshake_timeout", 3600, &c->handshake_timeout_s))
+           .ok())
+    return st;
+  if (!(st = get_bool(t["keepalive"], "keepalive", &c->keepalive)).ok()) return st;
+  if (!(st = get_uint(t["keepalive_idle"], "keepalive_idle", 32767, &c->keepalive_idle_s)).ok())
+    return st;
   if (auto n = t["default_size"]) {
     if (auto s = n.value<std::string>()) {
       auto v = ParseSize(*s);
@@ -205,7 +255,7 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
   if (auto* tls = t["tls"].as_table()) {
     for (const auto& [k, v] : *tls) {
       const std::string key(k.str());
-      if (key != "mode" && key != "cert" && key != "key" && key != "ca") {
+      if (key != "mode" && key != "cert" && key != "key" && key != "ca" && key != "psk") {
         return absl::InvalidArgumentError(
             absl::StrCat("config file ", path, ": unknown key 'tls.", key, "'"));
       }
@@ -225,6 +275,7 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
     if (!(st = get_str((*tls)["cert"], "tls.cert", &c->tls_cert)).ok()) return st;
     if (!(st = get_str((*tls)["key"], "tls.key", &c->tls_key)).ok()) return st;
     if (!(st = get_str((*tls)["ca"], "tls.ca", &c->tls_ca)).ok()) return st;
+    if (!(st = get_str((*tls)["psk"], "tls.psk", &c->tls_psk)).ok()) return st;
   } else if (t["tls"]) {
     return err("tls", "a table ([tls])");
   }

@@ -4,6 +4,7 @@
 // the flag or field, the bad value and what would be accepted.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,7 +42,27 @@ struct ServerConfig {
   uint32_t max_connections = 4096;
   uint32_t shutdown_grace_ms = 10000;
 
+  // ---- operating it as a service: sockets, limits, timeouts ------------------
+  // Also (or only) listen on this Unix socket path (--unix, TOML `unix`),
+  // removed on exit.
+  std::string unix_socket;
+  // Whether to listen on TCP (TOML `tcp`). Unset: TCP unless only a Unix
+  // socket was asked for (--unix without --listen or --port). See ServesTcp().
+  std::optional<bool> listen_tcp;
+  std::string pid_file;  // written once listening, removed on exit
+  // Seconds from accept until the client must be in transmission (0: none).
+  uint32_t handshake_timeout_s = 10;
+  // TCP keepalive on accepted connections: first probe after this many idle
+  // seconds, then every 10 s; 6 unanswered probes and the peer is dead.
+  bool keepalive = true;
+  uint32_t keepalive_idle_s = 60;
+  std::string tls_psk;  // psktool-format key file (identity:hexkey per line)
+
+  bool ServesTcp() const { return listen_tcp.value_or(unix_socket.empty()); }
   absl::Status Validate() const;
+
+ private:
+  absl::Status ValidateService() const;  // the fields of the section above
 };
 
 // "NAME=PATH[,ro]" as given to --export.

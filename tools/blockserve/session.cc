@@ -7,6 +7,7 @@
 #include "blockserve/nbd/reply.h"
 #include "blockserve/stats.h"
 #include "blockserve/worker_context.h"
+#include "ringline/combinators.h"
 #include "ringline/log.h"
 #include "ringline/worker.h"
 
@@ -145,7 +146,20 @@ Task<> Session::Run() {
   ctx_.stats->connections_active.Add();
   RL_LOG_INFO("%s: connected", peer_);
   in_handshake_ = true;
-  const bool entered = co_await Handshake();
+  // --handshake-timeout bounds the whole handshake (TLS included) from the
+  // accept on; progress does not extend it, so a client trickling options
+  // cannot hold its connection slot for ever.
+  bool entered = false;
+  const uint32_t limit_s = ctx_.config.handshake_timeout_s;
+  if (limit_s == 0) {
+    entered = co_await Handshake();
+  } else if (auto r = co_await ringline::Timeout(std::chrono::seconds(limit_s), Handshake())) {
+    entered = *r;
+  } else {
+    ctx_.stats->handshake_timeouts.Add();
+    RL_LOG_WARN("%s: dropped: not in transmission %u s after connecting (--handshake-timeout)",
+                peer_, limit_s);
+  }
   in_handshake_ = false;
   if (!entered || stopping_) {
     ctx_.stats->handshakes_failed.Add();

@@ -64,6 +64,14 @@ std::string RenderPrometheus(const std::vector<std::string>& names,
          "Handshakes that ended without transmission.");
   absl::StrAppend(&out, "blockserve_handshakes_failed_total ",
                   sum([](const WorkerStats& w) { return w.handshakes_failed.Get(); }), "\n");
+  header("blockserve_connections_refused_total", "counter",
+         "Connections closed at once: --max-connections were open.");
+  absl::StrAppend(&out, "blockserve_connections_refused_total ",
+                  sum([](const WorkerStats& w) { return w.connections_refused.Get(); }), "\n");
+  header("blockserve_handshake_timeouts_total", "counter",
+         "Connections dropped for not entering transmission within --handshake-timeout.");
+  absl::StrAppend(&out, "blockserve_handshake_timeouts_total ",
+                  sum([](const WorkerStats& w) { return w.handshake_timeouts.Get(); }), "\n");
   header("blockserve_protocol_errors_total", "counter", "Connections closed for a protocol error.");
   absl::StrAppend(&out, "blockserve_protocol_errors_total ",
                   sum([](const WorkerStats& w) { return w.protocol_errors.Get(); }), "\n");

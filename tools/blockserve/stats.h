@@ -35,6 +35,8 @@ struct WorkerStats {
   ringline::Counter handshakes_failed;
   ringline::Counter protocol_errors;
   ringline::Counter tls_connections;
+  ringline::Counter connections_refused;  // over --max-connections: closed at once
+  ringline::Counter handshake_timeouts;   // not in transmission within --handshake-timeout
 };
 
 // Prometheus text for every worker's stats plus the engine's counters.

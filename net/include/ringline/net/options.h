@@ -82,18 +82,40 @@ struct ConnectionOptions {
   std::chrono::milliseconds handshake_timeout{10000};
 };
 
+// TCP keepalive for accepted connections. Set on the listening socket, whose
+// SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT Linux copies into
+// every socket it accepts (so no per-connection system call). A peer that stops
+// answering is declared dead after idle + interval * probes; the pending
+// receive then fails with ETIMEDOUT and the connection is released.
+struct TcpKeepalive {
+  bool enabled = false;
+  std::chrono::seconds idle{60};      // quiet time before the first probe
+  std::chrono::seconds interval{10};  // between unanswered probes
+  int probes = 6;                     // unanswered probes before the peer is dead
+
+  absl::Status Validate() const;
+};
+
 struct ListenOptions {
   int backlog = 1024;
-  // TCP: every worker binds its own socket with SO_REUSEPORT and the kernel
-  // spreads connections across them. Unix: the path is bound once per process
-  // and every worker accepts on that one socket.
-  bool reuse_port = true;
+  // TCP: false (the default) binds one listening socket per address and
+  // process, without SO_REUSEPORT, and every worker of the process accepts on
+  // it (Listener::Bind finds it in a per-process registry). The kernel then
+  // refuses the address to any other process (EADDRINUSE), so two servers
+  // cannot silently split one port's connections. True: every Bind() opens
+  // its own SO_REUSEPORT socket, so other processes of the same user may bind
+  // the port too and the kernel spreads connections across all of them (an
+  // explicit choice, e.g. for a rolling restart). Unix: the path is always
+  // bound once per process and every worker accepts on that one socket.
+  bool share_port_across_processes = false;
   bool nodelay = true;  // TCP_NODELAY on accepted connections
   bool v6only = false;  // IPV6_V6ONLY for an IPv6 listener
   // Unix: remove a stale socket file at the path (one nobody listens on) first.
   bool unlink_stale = true;
+  // TCP only; applied when the listening socket is opened or adopted.
+  TcpKeepalive keepalive;
   // Connections accepted but not yet taken by Accept(); more wait in the
-  // kernel's backlog (the multishot accept is paused meanwhile).
+  // kernel's backlog (the accept is paused meanwhile).
   uint32_t accept_queue = 256;
   ConnectionOptions connection;
 };
