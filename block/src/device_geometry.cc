@@ -10,14 +10,12 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
-#include <fstream>
 #include <optional>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "absl/strings/strip.h"
 #include "ringline/io_result.h"
+#include "sysfs.h"
 
 // glibc takes struct statx from <linux/stat.h> when the kernel headers are new
 // enough; older headers lack the DIO alignment fields, so read them at their
@@ -52,21 +50,6 @@ uint32_t DioOffsetAlign(const struct statx& st) {
 #endif
 }
 
-std::optional<std::string> ReadSysfs(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::string s;
-  std::getline(in, s);
-  return std::string(absl::StripAsciiWhitespace(s));
-}
-
-std::optional<uint64_t> ReadSysfsU64(const std::string& path) {
-  auto s = ReadSysfs(path);
-  uint64_t v;
-  if (!s || !absl::SimpleAtoi(absl::string_view(*s), &v)) return std::nullopt;
-  return v;
-}
-
 // The request-queue directory of a block device: its own for a whole disk, the
 // parent's for a partition. Empty when sysfs does not have it.
 std::string QueueDir(unsigned major_num, unsigned minor_num) {
@@ -80,7 +63,7 @@ bool IsPowerOfTwo(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
 }  // namespace
 
-absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path) {
+absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path, bool direct) {
   struct statx st;
   std::memset(&st, 0, sizeof st);
   if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_DIOALIGN, &st) != 0) {
@@ -90,10 +73,8 @@ absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path) {
   Geometry& g = out.geometry;
   const bool has_dio = (st.stx_mask & STATX_DIOALIGN) != 0;
   if (has_dio && DioOffsetAlign(st) == 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(path,
-                     ": the filesystem does not support O_DIRECT (statx reports no DIO "
-                     "alignment)"));
+    out.no_direct_io = "the filesystem does not support O_DIRECT (statx reports no DIO alignment)";
+    direct = false;
   }
 
   if (S_ISBLK(st.stx_mode)) {
@@ -116,12 +97,16 @@ absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path) {
       g.memory_alignment = DioMemAlign(st) ? DioMemAlign(st) : g.memory_alignment;
     }
     g.size_bytes = size / g.logical_block_size * g.logical_block_size;
+    // Through the page cache any buffer address works, but offsets and
+    // lengths keep the device's sector size: discard (BLKDISCARD) and
+    // write-zeroes (blkdev_issue_zeroout) take whole sectors only.
+    if (!direct) g.memory_alignment = 1;
     g.read_only = ro != 0;
     const std::string q = QueueDir(st.stx_rdev_major, st.stx_rdev_minor);
     if (!q.empty()) {
       if (auto v = ReadSysfs(q + "/write_cache")) g.volatile_write_cache = (*v == "write back");
-      if (auto v = ReadSysfsU64(q + "/rotational")) g.rotational = *v != 0;
-      if (auto v = ReadSysfsU64(q + "/discard_max_bytes")) g.supports_discard = *v != 0;
+      if (auto v = ReadSysfsUint(q + "/rotational")) g.rotational = *v != 0;
+      if (auto v = ReadSysfsUint(q + "/discard_max_bytes")) g.supports_discard = *v != 0;
     }
     // FUA: RWF_DSYNC on an O_DIRECT write becomes REQ_FUA, or a write plus a
     // cache flush where the device has no FUA; either way it is durable.
@@ -135,11 +120,14 @@ absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path) {
     uint32_t mem_align = 0;
     std::string q;
     if (st.stx_dev_major != 0) q = QueueDir(st.stx_dev_major, st.stx_dev_minor);
-    if (has_dio) {
+    if (!direct) {
+      offset_align = 1;  // the page cache takes any offset, length and address
+      mem_align = 1;
+    } else if (has_dio) {
       offset_align = DioOffsetAlign(st);
       mem_align = DioMemAlign(st);
     } else {
-      auto lbs = q.empty() ? std::nullopt : ReadSysfsU64(q + "/logical_block_size");
+      auto lbs = q.empty() ? std::nullopt : ReadSysfsUint(q + "/logical_block_size");
       offset_align = lbs ? static_cast<uint32_t>(*lbs) : kFallbackAlignment;
       mem_align = offset_align;
     }
@@ -150,11 +138,12 @@ absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path) {
     g.logical_block_size = offset_align;
     g.memory_alignment = mem_align;
     g.physical_block_size = std::max<uint32_t>(offset_align, st.stx_blksize);
-    // The tail of a file that is not a whole block cannot be read with O_DIRECT
-    // as a whole block; the target ends at the last whole block.
-    g.size_bytes = st.stx_size / offset_align * offset_align;
+    if (!IsPowerOfTwo(g.physical_block_size)) g.physical_block_size = 4096;
+    // Every byte, including a tail shorter than a block (DirectFile reaches
+    // it through the page cache when it uses O_DIRECT).
+    g.size_bytes = st.stx_size;
     if (!q.empty()) {
-      if (auto v = ReadSysfsU64(q + "/rotational")) g.rotational = *v != 0;
+      if (auto v = ReadSysfsUint(q + "/rotational")) g.rotational = *v != 0;
     }
     g.volatile_write_cache = true;  // page-cache metadata and the disk's cache
     g.supports_fua = true;

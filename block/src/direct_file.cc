@@ -27,15 +27,13 @@
 namespace ringline::block {
 namespace {
 
-using Clock = QueueDepthLimiter::Clock;
-
 // The kernel caps one read/write at MAX_RW_COUNT (INT_MAX & PAGE_MASK); a
 // larger request comes back short and is continued.
 constexpr uint32_t kMaxRwCount = 0x7ffff000u;
 
 // Fills the SQE of one read or write chunk. The buffer moves into the op slot
 // (slot.held[0]) and stays there until the final completion, so the kernel
-// never writes into memory the awaiting frame could free (DESIGN.md rule 1).
+// never writes into memory the awaiting frame could free (docs/io_uring-rules.md R1).
 struct RwPrep {
   Buffer* buffer;  // the request's buffer, moved into the slot here
   uint64_t offset;
@@ -68,6 +66,8 @@ struct RwFinish {
   }
 };
 
+Task<ExtentResult> ReadyExtents(ExtentResult r) { co_return r; }
+
 struct ResFinish {
   int32_t operator()(OpSlot& slot) const { return slot.res; }
 };
@@ -93,27 +93,17 @@ auto FallocateOp(int fixed_file, int mode, uint64_t offset, uint64_t length) {
       ResFinish{});
 }
 
-Task<BlockResult> Finished(BlockResult r) { co_return r; }
-
-std::string Describe(OpKind kind, uint64_t offset, uint64_t length, const std::string& path) {
-  return absl::StrCat(OpKindName(kind), " of ", length, " bytes at offset ", offset, " on ", path);
-}
-
 }  // namespace
 
-DirectFile::DirectFile(Worker& worker, std::string path, int fd, int fixed_file,
-                       const Geometry& geometry, bool block_device,
-                       const DirectFileOptions& options)
-    : worker_(&worker),
-      path_(std::move(path)),
-      fd_(fd),
-      fixed_file_(fixed_file),
-      geometry_(geometry),
+DirectFile::DirectFile(Worker& worker, std::string path, UniqueFd fd, int fixed_file,
+                       const Geometry& geometry, bool block_device, bool direct, bool memory_fs,
+                       const TargetOptions& options)
+    : TargetBase(worker, std::move(path), std::move(fd), fixed_file, geometry, options),
       block_device_(block_device),
-      latency_(options.latency_histograms),
-      limiter_(options.queue_depth) {
-  const uint32_t unit = std::max(geometry_.logical_block_size, geometry_.memory_alignment);
-  const uint32_t cap = geometry_.max_transfer_bytes ? geometry_.max_transfer_bytes : kMaxRwCount;
+      direct_(direct) {
+  const Geometry& g = this->geometry();
+  const uint32_t unit = std::max(g.logical_block_size, g.memory_alignment);
+  const uint32_t cap = g.max_transfer_bytes ? g.max_transfer_bytes : kMaxRwCount;
   max_chunk_ = std::max(unit, cap / unit * unit);
   // tmpfs files do not support non-blocking reads and writes (no FMODE_NOWAIT):
   // io_uring's inline attempt always fails with EAGAIN and hands the request
@@ -121,143 +111,162 @@ DirectFile::DirectFile(Worker& worker, std::string path, int fd, int fixed_file,
   // of this worker per completion (a third of the CPU of a 4 KiB tmpfs read).
   // A tmpfs read or write is a copy to or from the page cache that never waits
   // for a device, so it is done here, on the worker, with preadv2/pwritev2.
-  struct statfs fs;
-  memory_backed_ = !block_device_ && ::fstatfs(fd_, &fs) == 0 && fs.f_type == TMPFS_MAGIC &&
-                   options.copy_memory_inline;
+  memory_backed_ = memory_fs && options.copy_memory_inline;
 }
 
 DirectFile::~DirectFile() {
-  helper_.reset();  // waits for a discard still running on the helper thread
-  // Operations of destroyed tasks may still be in flight: the kernel holds its
-  // own reference to the file for them, so the slot can go now.
-  if (auto st = worker_->internals().ring().RemoveFixedFile(fixed_file_); !st.ok()) {
-    RL_LOG_WARN("%s: %s", path_, st.message());
+  helper_.reset();  // waits for a discard still running on the helper thread (it uses fd())
+  if (tail_fixed_file_ >= 0) {
+    if (auto st = worker().internals().ring().RemoveFixedFile(tail_fixed_file_); !st.ok()) {
+      RL_LOG_WARN("%s: %s", name(), st.message());
+    }
   }
-  ::close(fd_);
 }
 
-absl::StatusOr<std::unique_ptr<DirectFile>> DirectFile::Open(Worker& worker,
-                                                             const std::string& path,
-                                                             const DirectFileOptions& options) {
-  if (Worker::CurrentOrNull() != &worker) {
-    return absl::FailedPreconditionError(
-        "DirectFile::Open must be called on the thread of the worker it is opened on");
+// The tail of an O_DIRECT file that ends mid-block. O_DIRECT moves whole
+// blocks, so reading or writing the last partial block that way would need a
+// whole block past the end (a write would grow the file). Those bytes go
+// through a second descriptor without O_DIRECT instead, exactly up to the end.
+// Why the two descriptors stay coherent: the page cache is per file, not per
+// descriptor, and the kernel keeps O_DIRECT coherent with it page by page:
+// before an O_DIRECT read or write it writes back dirty cached pages in its
+// range, and after an O_DIRECT write it invalidates them. The one page shared
+// by the last whole blocks and the tail (when blocks are smaller than a page)
+// is therefore written back before O_DIRECT touches those blocks and re-read
+// after an O_DIRECT write; the tail itself is only ever accessed buffered.
+// Durability is the same as elsewhere: FUA is RWF_DSYNC on the buffered write,
+// and fdatasync on the main descriptor writes back the file's dirty pages
+// whichever descriptor dirtied them. As with any device, overlapping requests
+// in flight at once are not ordered against each other.
+absl::Status DirectFile::OpenTail(const std::string& path, bool read_only) {
+  tail_fd_.Reset(::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
+  if (!tail_fd_) {
+    return ErrnoToStatus(-errno, absl::StrCat("open ", path, " (buffered, for its last ",
+                                              geometry().size_bytes - tail_start_, " bytes)"));
   }
-  int flags = (options.read_only ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC;
+  auto fixed = InstallFixed(worker(), tail_fd_.get());
+  if (!fixed.ok()) return fixed.status();
+  tail_fixed_file_ = *fixed;
+  return absl::OkStatus();
+}
+
+namespace {
+
+// The descriptor of a file or block device, opened for the cache mode asked.
+struct OpenedFile {
+  UniqueFd fd;
   bool created = false;
+  bool direct = false;
+  std::string why_buffered;  // cache=auto fell back to the page cache: why
+};
+
+absl::StatusOr<OpenedFile> OpenForCacheMode(const std::string& path, const TargetOptions& options) {
+  OpenedFile out;
+  int flags = (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
   if (options.create && !options.read_only) {
     struct stat st;
     if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
       flags |= O_CREAT | O_EXCL;
-      created = true;
+      out.created = true;
     }
   }
-  UniqueFd fd(::open(path.c_str(), flags, 0644));
-  if (!fd) {
-    const int e = errno;
-    if (e == EINVAL) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("open ", path,
-                       ": O_DIRECT is not supported there (EINVAL); use a file on a "
-                       "filesystem that supports direct I/O, or a block device"));
+  out.direct = options.cache != CacheMode::kWriteback;
+  out.fd.Reset(::open(path.c_str(), flags | (out.direct ? O_DIRECT : 0), 0644));
+  if (!out.fd && errno == EINVAL && out.direct) {
+    // The filesystem refuses O_DIRECT (the kernel checks it after creating a
+    // file, so an O_EXCL retry would find the file: drop O_EXCL).
+    if (options.cache == CacheMode::kDirect) {
+      if (out.created) ::unlink(path.c_str());  // leave nothing behind
+      return absl::InvalidArgumentError(absl::StrCat(
+          "open ", path,
+          ": O_DIRECT is not supported there (EINVAL); use cache=writeback (or auto) to serve it "
+          "through the page cache, or a file on a filesystem that supports direct I/O"));
     }
-    return ErrnoToStatus(
-        -e, absl::StrCat("open ", path, options.read_only ? " read-only" : "", " with O_DIRECT"));
+    out.direct = false;
+    out.why_buffered = "the filesystem refuses O_DIRECT (open returned EINVAL)";
+    out.fd.Reset(::open(path.c_str(), flags & ~O_EXCL, 0644));
   }
-  if (created && options.create_size > 0 &&
-      ::ftruncate(fd.get(), static_cast<off_t>(options.create_size)) != 0) {
+  if (!out.fd) {
+    return ErrnoToStatus(-errno, absl::StrCat("open ", path, options.read_only ? " read-only" : "",
+                                              out.direct ? " with O_DIRECT" : ""));
+  }
+  if (out.created && options.create_size > 0 &&
+      ::ftruncate(out.fd.get(), static_cast<off_t>(options.create_size)) != 0) {
     return ErrnoToStatus(-errno, absl::StrCat("ftruncate ", path, " to ", options.create_size));
   }
-  auto probed = ProbeDevice(fd.get(), path);
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DirectFile>> DirectFile::Open(Worker& worker,
+                                                             const std::string& path,
+                                                             const TargetOptions& options) {
+  if (auto st = CheckOnWorkerThread(worker); !st.ok()) return st;
+  auto opened = OpenForCacheMode(path, options);
+  if (!opened.ok()) return opened.status();
+  auto probed = ProbeDevice(opened->fd.get(), path, opened->direct);
   if (!probed.ok()) return probed.status();
+  if (opened->direct && !probed->no_direct_io.empty()) {
+    // Open took O_DIRECT but statx says direct I/O cannot work here.
+    if (options.cache == CacheMode::kDirect) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, ": ", probed->no_direct_io,
+                       "; use cache=writeback (or auto) to serve it through "
+                       "the page cache"));
+    }
+    const int fl = ::fcntl(opened->fd.get(), F_GETFL);
+    if (fl < 0 || ::fcntl(opened->fd.get(), F_SETFL, fl & ~O_DIRECT) != 0) {
+      return ErrnoToStatus(-errno, absl::StrCat("clearing O_DIRECT on ", path));
+    }
+    opened->direct = false;
+    opened->why_buffered = probed->no_direct_io;
+  }
+  if (!opened->why_buffered.empty()) {
+    RL_LOG_WARN("%s: serving through the page cache (cache=auto) because %s", path,
+                opened->why_buffered);
+  }
   Geometry g = probed->geometry;
   g.read_only = g.read_only || options.read_only;
-  if (options.max_transfer_bytes != 0) {
-    const uint32_t unit = std::max(g.logical_block_size, g.memory_alignment);
-    if (options.max_transfer_bytes < unit) {
-      return absl::InvalidArgumentError(absl::StrCat("max_transfer_bytes ",
-                                                     options.max_transfer_bytes, " is below the ",
-                                                     unit, "-byte alignment of ", path));
-    }
-    g.max_transfer_bytes = options.max_transfer_bytes / unit * unit;
-  }
-  auto fixed = worker.internals().ring().InstallFixedFile(fd.get());
+  // tmpfs and ramfs (the same page-cache-only file system without O_DIRECT).
+  struct statfs fs;
+  const bool memory_fs = !probed->block_device && ::fstatfs(opened->fd.get(), &fs) == 0 &&
+                         (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
+  // A prefetch means something only where reads go through a page cache that
+  // is filled from a device.
+  g.supports_cache = !opened->direct && !memory_fs;
+  auto max_transfer = MaxTransferFor(options.max_transfer_bytes,
+                                     std::max(g.logical_block_size, g.memory_alignment), 0, path);
+  if (!max_transfer.ok()) return max_transfer.status();
+  g.max_transfer_bytes = *max_transfer;
+  auto fixed = InstallFixed(worker, opened->fd.get());
   if (!fixed.ok()) return fixed.status();
-  const int raw_fd = fd.Release();
-  return std::unique_ptr<DirectFile>(
-      new DirectFile(worker, path, raw_fd, *fixed, g, probed->block_device, options));
-}
-
-// ---- validation (cold) -------------------------------------------------------
-
-Task<BlockResult> DirectFile::Refuse(OpKind kind, int res, std::string message, Buffer buffer) {
-  metrics_.Record(kind, false, 0);
-  BlockResult r;
-  r.res = res;
-  r.status =
-      res == -EPERM ? absl::PermissionDeniedError(message) : absl::InvalidArgumentError(message);
-  r.buffer = std::move(buffer);
-  return Finished(std::move(r));
-}
-
-Task<BlockResult> DirectFile::RefuseRequest(OpKind kind, uint64_t offset, uint64_t length,
-                                            const uint8_t* address, Buffer buffer) {
-  const uint32_t lbs = geometry_.logical_block_size;
-  std::string msg;
-  if (offset % lbs != 0) {
-    msg = absl::StrCat(OpKindName(kind), ": offset ", offset,
-                       " is misaligned: offsets must be multiples of ", lbs,
-                       " bytes (the logical block size of ", path_, ")");
-  } else if (length % lbs != 0) {
-    msg = absl::StrCat(OpKindName(kind), ": length ", length,
-                       " is misaligned: lengths must be multiples of ", lbs,
-                       " bytes (the logical block size of ", path_, ")");
-  } else if (address != nullptr && !AddressOk(address)) {
-    msg = absl::StrFormat(
-        "%s: buffer address %p is misaligned: buffers must be aligned to %u bytes (the O_DIRECT "
-        "memory alignment of %s)",
-        OpKindName(kind), static_cast<const void*>(address), geometry_.memory_alignment, path_);
-  } else {
-    msg = absl::StrCat(OpKindName(kind), ": ", length, " bytes at offset ", offset,
-                       " extend beyond the end of ", path_, " (size ", geometry_.size_bytes,
-                       " bytes)");
+  std::unique_ptr<DirectFile> f(new DirectFile(worker, path, std::move(opened->fd), *fixed, g,
+                                               probed->block_device, opened->direct, memory_fs,
+                                               options));
+  const uint32_t unit = std::max(g.logical_block_size, g.memory_alignment);
+  if (opened->direct && g.size_bytes % unit != 0) {
+    f->tail_start_ = g.size_bytes / unit * unit;
+    if (auto st = f->OpenTail(path, g.read_only); !st.ok()) return st;
   }
-  return Refuse(kind, -EINVAL, std::move(msg), std::move(buffer));
+  return f;
 }
 
 // ---- read and write ------------------------------------------------------------
 
-Task<BlockResult> DirectFile::Read(uint64_t offset, uint32_t length, Buffer buffer) {
-  if (!buffer || buffer.capacity() < length) [[unlikely]] {
-    return Refuse(OpKind::kRead, -EINVAL,
-                  absl::StrCat("read: buffer capacity ", buffer.capacity(),
-                               " is smaller than the length ", length),
-                  std::move(buffer));
-  }
-  if (!RangeOk(offset, length) || !AddressOk(buffer.data())) [[unlikely]] {
-    const uint8_t* address = buffer.data();  // before the buffer moves
-    return RefuseRequest(OpKind::kRead, offset, length, address, std::move(buffer));
-  }
+Task<BlockResult> DirectFile::SubmitRead(uint64_t offset, uint32_t length, Buffer buffer) {
   return Transfer(OpKind::kRead, offset, length, std::move(buffer), 0);
 }
 
-Task<BlockResult> DirectFile::Write(uint64_t offset, Buffer buffer, WriteOptions options) {
-  const uint32_t length = static_cast<uint32_t>(buffer.size());
-  if (geometry_.read_only) [[unlikely]] {
-    return Refuse(OpKind::kWrite, -EPERM, absl::StrCat("write: ", path_, " is read-only"),
-                  std::move(buffer));
-  }
-  if (!RangeOk(offset, length) || (length != 0 && !AddressOk(buffer.data()))) [[unlikely]] {
-    const uint8_t* address = length != 0 ? buffer.data() : nullptr;  // before the buffer moves
-    return RefuseRequest(OpKind::kWrite, offset, length, address, std::move(buffer));
-  }
-  return Transfer(OpKind::kWrite, offset, length, std::move(buffer), options.fua ? RWF_DSYNC : 0);
+Task<BlockResult> DirectFile::SubmitWrite(uint64_t offset, Buffer buffer, bool fua) {
+  const auto length = static_cast<uint32_t>(buffer.size());
+  return Transfer(OpKind::kWrite, offset, length, std::move(buffer), fua ? RWF_DSYNC : 0);
 }
 
 Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t length, Buffer buffer,
                                        int rw_flags) {
-  const Clock::time_point start = latency_ ? Clock::now() : Clock::time_point();
-  QueueDepthLimiter::Permit permit = co_await limiter_.Acquire();
+  const Clock::time_point start = StartTimer();
+  QueueDepthLimiter::Permit permit = co_await limiter().Acquire();
 
   const bool write = kind == OpKind::kWrite;
   const bool fixed = buffer.registered();
@@ -267,7 +276,7 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
       .offset = offset,
       .pos = 0,
       .len = 0,
-      .fixed_file = fixed_file_,
+      .fixed_file = fixed_file(),
       .rw_flags = rw_flags,
       .opcode = static_cast<uint8_t>(write ? (fixed ? IORING_OP_WRITE_FIXED : IORING_OP_WRITE)
                                            : (fixed ? IORING_OP_READ_FIXED : IORING_OP_READ))};
@@ -279,8 +288,15 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
     prep.pos = done;
     prep.offset = offset + done;
     prep.len = std::min(length - done, max_chunk_);
+    // The O_DIRECT part ends at tail_start_; the rest goes buffered (OpenTail).
+    const bool tail = prep.offset >= tail_start_;
+    if (!tail && prep.offset + prep.len > tail_start_) [[unlikely]] {
+      prep.len = static_cast<uint32_t>(tail_start_ - prep.offset);
+    }
+    prep.fixed_file = tail ? tail_fixed_file_ : fixed_file();
     if (memory_backed_) {
-      res = CopyInline(write, prep.offset, buffer.data() + prep.pos, prep.len, rw_flags);
+      res = CopyInline(tail ? tail_fd_.get() : fd(), write, prep.offset, buffer.data() + prep.pos,
+                       prep.len, rw_flags);
     } else {
       res = co_await Submit(tag, prep, RwFinish{&buffer});
     }
@@ -288,7 +304,7 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
       break;
     done += static_cast<uint32_t>(res);
     if (done < length &&
-        (done & (std::max(geometry_.logical_block_size, geometry_.memory_alignment) - 1)) != 0)
+        (done & (std::max(geometry().logical_block_size, geometry().memory_alignment) - 1)) != 0)
         [[unlikely]] {
       res = -EIO;  // the rest could not be issued aligned
       break;
@@ -300,69 +316,123 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
   if (done == length) [[likely]] {
     r.res = static_cast<int32_t>(length);
     if (!write) buffer.set_size(length);
+    r.buffer = std::move(buffer);
   } else if (res == 0) {
-    r.res = -EIO;
-    r.status = absl::DataLossError(absl::StrCat(Describe(kind, offset, length, path_),
-                                                ": unexpected end of file after ", done,
-                                                " bytes (did the file shrink?)"));
+    r = Failure(-EIO,
+                absl::StrCat(Describe(kind, offset, length), ": unexpected end of file after ",
+                             done, " bytes (did the file shrink?)"),
+                std::move(buffer));
   } else if (res == -EIO && done > 0 && done < length) {
-    r.res = -EIO;
-    r.status = absl::DataLossError(absl::StrCat(Describe(kind, offset, length, path_),
-                                                ": short transfer of ", done,
-                                                " bytes that cannot be continued aligned"));
+    r = Failure(-EIO,
+                absl::StrCat(Describe(kind, offset, length), ": short transfer of ", done,
+                             " bytes that cannot be continued aligned"),
+                std::move(buffer));
   } else {
-    r.res = res;
-    r.status = ErrnoToStatus(res, Describe(kind, offset, length, path_));
+    r = Failure(res, Describe(kind, offset, length), std::move(buffer));
   }
-  r.buffer = std::move(buffer);
-  metrics_.Record(kind, r.res >= 0, length);
-  if (latency_) metrics_.RecordLatency(kind, start);
+  Record(kind, r.ok(), length, start);
   co_return r;
 }
 
-int32_t DirectFile::CopyInline(bool write, uint64_t offset, uint8_t* data, uint32_t len,
+int32_t DirectFile::CopyInline(int fd, bool write, uint64_t offset, uint8_t* data, uint32_t len,
                                int rw_flags) {
   iovec iov{data, len};
-  const ssize_t n = write ? ::pwritev2(fd_, &iov, 1, static_cast<off_t>(offset), rw_flags)
-                          : ::preadv2(fd_, &iov, 1, static_cast<off_t>(offset), 0);
+  const ssize_t n = write ? ::pwritev2(fd, &iov, 1, static_cast<off_t>(offset), rw_flags)
+                          : ::preadv2(fd, &iov, 1, static_cast<off_t>(offset), 0);
   return n < 0 ? -errno : static_cast<int32_t>(n);
+}
+
+// ---- cache and extents -----------------------------------------------------------
+
+// Prefetch: IORING_OP_FADVISE(WILLNEED) starts readahead of the range into the
+// page cache without blocking the worker (io-wq runs it where it would block).
+Task<BlockResult> DirectFile::SubmitCache(uint64_t offset, uint64_t length) {
+  QueueDepthLimiter::Permit permit = co_await limiter().Acquire();
+  const int32_t res = co_await Submit(
+      kTagAux,
+      [fixed = fixed_file(), offset, length](io_uring_sqe* sqe, OpSlot&) {
+        io_uring_prep_fadvise(sqe, fixed, offset, static_cast<off_t>(length), POSIX_FADV_WILLNEED);
+        sqe->flags |= IOSQE_FIXED_FILE;
+      },
+      ResFinish{});
+  permit.Release();
+  BlockResult r;
+  if (res < 0)
+    r = Failure(res, absl::StrCat("cache (fadvise WILLNEED) of ", length, " bytes at offset ",
+                                  offset, " on ", name()));
+  co_return r;
+}
+
+// Holes of a regular file from SEEK_DATA/SEEK_HOLE. Each extent costs one or
+// two lseek calls on the worker's thread (no I/O: the file system answers from
+// its extent tree or page cache), so a query is bounded by max_extents.
+// lseek has no io_uring form; it does not wait for a device.
+Task<ExtentResult> DirectFile::Extents(uint64_t offset, uint64_t length, uint32_t max_extents) {
+  const uint64_t size = geometry().size_bytes;
+  if (block_device_ || length == 0 || max_extents == 0 || offset >= size) {
+    return Target::Extents(offset, length, max_extents);  // data, or the refusal
+  }
+  return ReadyExtents(FileExtents(offset, length, max_extents));
+}
+
+ExtentResult DirectFile::FileExtents(uint64_t offset, uint64_t length, uint32_t max_extents) {
+  const uint64_t size = geometry().size_bytes;
+  ExtentResult r;
+  const uint64_t end = offset + std::min(length, size - offset);
+  uint64_t pos = offset;
+  const int file = fd();
+  while (pos < end && r.extents.size() < max_extents) {
+    off_t data = ::lseek(file, static_cast<off_t>(pos), SEEK_DATA);
+    if (data < 0 && errno == ENXIO) data = static_cast<off_t>(end);  // a hole to the end
+    if (data < 0) {
+      r.res = -errno;
+      r.status = ErrnoToStatus(
+          r.res, absl::StrCat("extents of ", name(), " at ", pos, " (lseek SEEK_DATA)"));
+      break;
+    }
+    if (static_cast<uint64_t>(data) > pos) {
+      const uint64_t hole_end = std::min<uint64_t>(data, end);
+      r.extents.push_back(Extent{hole_end - pos, kExtentHole | kExtentZero});
+      pos = hole_end;
+      continue;
+    }
+    const off_t hole = ::lseek(file, static_cast<off_t>(pos), SEEK_HOLE);
+    if (hole < 0) {
+      r.res = -errno;
+      r.status = ErrnoToStatus(
+          r.res, absl::StrCat("extents of ", name(), " at ", pos, " (lseek SEEK_HOLE)"));
+      break;
+    }
+    const uint64_t data_end = std::min<uint64_t>(std::max<uint64_t>(hole, pos + 1), end);
+    r.extents.push_back(Extent{data_end - pos, 0});
+    pos = data_end;
+  }
+  if (r.res < 0 && !r.extents.empty()) {
+    r.res = 0;  // report what was found; the next query meets the error again
+    r.status = absl::OkStatus();
+  }
+  return r;
 }
 
 // ---- flush, discard, write-zeroes ------------------------------------------------
 
-Task<BlockResult> DirectFile::Flush() {
-  const Clock::time_point start = latency_ ? Clock::now() : Clock::time_point();
-  QueueDepthLimiter::Permit permit = co_await limiter_.Acquire();
-  const int32_t res = co_await DatasyncOp(fixed_file_);
+Task<BlockResult> DirectFile::SubmitFlush() {
+  const Clock::time_point start = StartTimer();
+  QueueDepthLimiter::Permit permit = co_await limiter().Acquire();
+  const int32_t res = co_await DatasyncOp(fixed_file());
   permit.Release();
   BlockResult r;
-  r.res = res;
-  if (res < 0) r.status = ErrnoToStatus(res, absl::StrCat("flush (fdatasync) of ", path_));
-  metrics_.Record(OpKind::kFlush, res >= 0, 0);
-  if (latency_) metrics_.RecordLatency(OpKind::kFlush, start);
+  if (res < 0) r = Failure(res, absl::StrCat(Describe(OpKind::kFlush, 0, 0), " (fdatasync)"));
+  Record(OpKind::kFlush, r.ok(), 0, start);
   co_return r;
 }
 
-Task<BlockResult> DirectFile::Discard(uint64_t offset, uint64_t length) {
-  if (geometry_.read_only) [[unlikely]] {
-    return Refuse(OpKind::kDiscard, -EPERM, absl::StrCat("discard: ", path_, " is read-only"),
-                  Buffer());
-  }
-  if (!RangeOk(offset, length)) [[unlikely]] {
-    return RefuseRequest(OpKind::kDiscard, offset, length, nullptr, Buffer());
-  }
+Task<BlockResult> DirectFile::SubmitDiscard(uint64_t offset, uint64_t length) {
   return Allocate(OpKind::kDiscard, offset, length, false);
 }
 
-Task<BlockResult> DirectFile::WriteZeroes(uint64_t offset, uint64_t length, WriteOptions options) {
-  if (geometry_.read_only) [[unlikely]] {
-    return Refuse(OpKind::kWriteZeroes, -EPERM,
-                  absl::StrCat("write_zeroes: ", path_, " is read-only"), Buffer());
-  }
-  if (!RangeOk(offset, length)) [[unlikely]] {
-    return RefuseRequest(OpKind::kWriteZeroes, offset, length, nullptr, Buffer());
-  }
-  return Allocate(OpKind::kWriteZeroes, offset, length, options.fua);
+Task<BlockResult> DirectFile::SubmitWriteZeroes(uint64_t offset, uint64_t length, bool fua) {
+  return Allocate(OpKind::kWriteZeroes, offset, length, fua);
 }
 
 // How each step is issued, and why:
@@ -385,38 +455,36 @@ Task<BlockResult> DirectFile::WriteZeroes(uint64_t offset, uint64_t length, Writ
 //    a thread hop is cheap next to them.
 //  - FUA on write-zeroes: an fdatasync after the zeroing succeeded.
 Task<BlockResult> DirectFile::Allocate(OpKind kind, uint64_t offset, uint64_t length, bool fua) {
-  const Clock::time_point start = latency_ ? Clock::now() : Clock::time_point();
+  const Clock::time_point start = StartTimer();
   int32_t res = 0;
   if (length != 0) {
-    QueueDepthLimiter::Permit permit = co_await limiter_.Acquire();
+    QueueDepthLimiter::Permit permit = co_await limiter().Acquire();
     if (block_device_ && kind == OpKind::kDiscard) {
       if (!helper_) helper_ = std::make_unique<BlockingHelper>();
-      const int fd = fd_;  // valid until the helper is joined in ~DirectFile
-      res = co_await helper_->Run(*worker_, [fd, offset, length] {
+      const int fd = this->fd();  // valid until the helper is joined in ~DirectFile
+      res = co_await helper_->Run(worker(), [fd, offset, length] {
         uint64_t range[2] = {offset, length};
         return ::ioctl(fd, BLKDISCARD, range) == 0 ? 0 : -errno;
       });
     } else if (block_device_) {
-      res = co_await FallocateOp(fixed_file_, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset,
+      res = co_await FallocateOp(fixed_file(), FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset,
                                  length);
     } else {
       const bool punch = kind == OpKind::kDiscard || !zero_range_supported_;
       res = co_await FallocateOp(
-          fixed_file_, (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE,
+          fixed_file(), (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE,
           offset, length);
       if (res == -EOPNOTSUPP && !punch) {
         zero_range_supported_ = false;
-        res = co_await FallocateOp(fixed_file_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset,
+        res = co_await FallocateOp(fixed_file(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset,
                                    length);
       }
     }
-    if (res >= 0 && fua) res = co_await DatasyncOp(fixed_file_);
+    if (res >= 0 && fua) res = co_await DatasyncOp(fixed_file());
   }
   BlockResult r;
-  r.res = res;
-  if (res < 0) r.status = ErrnoToStatus(res, Describe(kind, offset, length, path_));
-  metrics_.Record(kind, res >= 0, length);
-  if (latency_) metrics_.RecordLatency(kind, start);
+  if (res < 0) r = Failure(res, Describe(kind, offset, length));
+  Record(kind, r.ok(), length, start);
   co_return r;
 }
 

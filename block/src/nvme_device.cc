@@ -31,6 +31,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "ringline/block/nvme_status.h"
+#include "sysfs.h"
 
 namespace ringline::block {
 namespace {
@@ -114,15 +115,6 @@ absl::uint128 Le128(const uint8_t (&bytes)[16]) {
 std::string FixedString(const char* data, size_t len) {
   std::string s(data, strnlen(data, len));
   absl::StripTrailingAsciiWhitespace(&s);
-  return s;
-}
-
-std::optional<std::string> ReadSysfs(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::string s;
-  std::getline(in, s);
-  absl::StripAsciiWhitespace(&s);
   return s;
 }
 
@@ -531,21 +523,9 @@ std::vector<std::string> NvmeControllerNamespaces(std::string_view controller_na
 
 // ---- fds ----------------------------------------------------------------
 
-NvmeDeviceFd& NvmeDeviceFd::operator=(NvmeDeviceFd&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) close(fd_);
-    fd_ = other.release();
-  }
-  return *this;
-}
-
-NvmeDeviceFd::~NvmeDeviceFd() {
-  if (fd_ >= 0) close(fd_);
-}
-
-absl::StatusOr<NvmeDeviceFd> OpenNvmeDevice(const std::string& path) {
+absl::StatusOr<UniqueFd> OpenNvmeDevice(const std::string& path) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) return NvmeDeviceFd(fd);
+  if (fd >= 0) return UniqueFd(fd);
   const int err = errno;
   if (err == EACCES || err == EPERM) {
     // Say who may open it: a root:root 0600 node (/dev/ngXnY, /dev/nvmeX

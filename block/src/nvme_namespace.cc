@@ -24,11 +24,11 @@
 #include "ringline/log.h"
 #include "ringline/operation.h"
 #include "ringline/unique_fd.h"
+#include "sysfs.h"
 
 namespace ringline::block {
 namespace {
 
-using Clock = QueueDepthLimiter::Clock;
 using Permit = QueueDepthLimiter::Permit;
 
 // NVM command set opcodes.
@@ -98,21 +98,6 @@ int32_t NegErrnoForNvmeStatus(uint16_t status) {
   }
 }
 
-std::optional<uint64_t> ReadSysfsUint(const std::string& path) {
-  std::ifstream in(path);
-  std::string s;
-  if (!in || !std::getline(in, s)) return std::nullopt;
-  uint64_t v = 0;
-  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(s), &v)) return std::nullopt;
-  return v;
-}
-
-std::string Describe(OpKind kind, uint64_t offset, uint64_t length, const std::string& path) {
-  return absl::StrCat(OpKindName(kind), " of ", length, " bytes at offset ", offset, " on ", path);
-}
-
-Task<BlockResult> Finished(BlockResult r) { co_return r; }
-
 // Fills the SQE of an IORING_OP_URING_CMD carrying `cmd` (the SQE was cleared
 // whole by Ring::GetSqe128: liburing 2.3's helpers do not clear the command
 // area). With `fixed_buffer` (null: none) the data address lies in that
@@ -139,7 +124,7 @@ void FillSqe(io_uring_sqe* sqe, int fixed_file, const nvme_uring_cmd& cmd,
 // points into the same buffer, so the buffer must outlive all of them, yet no
 // single op slot can own it (each slot is released at its own completion, and
 // completions come in any order), and the coroutine frame must not own it
-// either (it may be destroyed while commands are in flight: DESIGN.md rule 1).
+// either (it may be destroyed while commands are in flight: docs/io_uring-rules.md R1).
 // So the buffer moves into this object, which the engine does not know about
 // but which knows its own commands: each runs in a slot with a completion
 // handler (Fanout::OnCompletion), and the object lives until the last of
@@ -334,7 +319,7 @@ namespace {
 
 // The SQE of a request that is one command. The buffer moves into the op slot
 // (slot.held[0]) here and stays there until the final CQE, so the kernel never
-// touches memory the awaiting frame could free (DESIGN.md rule 1).
+// touches memory the awaiting frame could free (docs/io_uring-rules.md R1).
 struct OneCommandPrep {
   const NvmeNamespace::Plan* plan;  // in the awaiting frame; used only here, synchronously
   Buffer* buffer;
@@ -359,84 +344,100 @@ struct OneCommandFinish {
 }  // namespace
 
 // ---- open ----------------------------------------------------------------------
+// Open is a sequence of set-up steps, each a function: find the nodes, open
+// the char device, identify, derive the limits, describe the geometry.
 
-NvmeNamespace::NvmeNamespace(Worker& worker, std::string path, int fd, int fixed_file,
-                             const NvmeNamespaceOptions& options)
-    : worker_(&worker),
-      path_(std::move(path)),
-      fd_(fd),
-      fixed_file_(fixed_file),
-      latency_(options.latency_histograms),
-      limiter_(options.queue_depth) {}
+namespace {
 
-NvmeNamespace::~NvmeNamespace() {
-  // Commands of destroyed tasks may still be in flight: the kernel holds its
-  // own reference to the file for them, so the slot can go now.
-  if (auto st = worker_->internals().ring().RemoveFixedFile(fixed_file_); !st.ok()) {
-    RL_LOG_WARN("%s: %s", path_, st.message());
+// The generic char device to open, and the block device's sysfs name (its
+// queue limits); block_name is empty when sysfs does not say.
+struct NamespaceNodes {
+  std::string char_path;
+  std::string block_name;
+};
+
+absl::StatusOr<NamespaceNodes> FindNamespaceNodes(const std::string& path) {
+  auto resolved = ResolveNvmeDevice(path);
+  if (!resolved.ok()) {
+    if (absl::IsNotFound(resolved.status()) || absl::IsInvalidArgument(resolved.status())) {
+      return resolved.status();
+    }
+    return NamespaceNodes{path, ""};  // sysfs unreadable: try the path as given
   }
-  ::close(fd_);
+  if (resolved->kind == NvmeDeviceKind::kController) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, " is an NVMe controller; open one of its namespaces (/dev/ngXnY) instead"));
+  }
+  if (resolved->generic_name.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path,
+                     ": the kernel offers no generic char device (/dev/ngXnY) for this "
+                     "namespace; NVMe passthrough needs one (Linux 5.13+)"));
+  }
+  return NamespaceNodes{resolved->generic_path(), resolved->block_name};
 }
 
-absl::StatusOr<std::unique_ptr<NvmeNamespace>> NvmeNamespace::Open(
-    Worker& worker, const std::string& path, const NvmeNamespaceOptions& options) {
-  if (Worker::CurrentOrNull() != &worker) {
-    return absl::FailedPreconditionError(
-        "NvmeNamespace::Open must be called on the thread of the worker it is opened on");
+absl::StatusOr<UniqueFd> OpenCharDevice(const std::string& path, bool read_only) {
+  UniqueFd fd(::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
+  if (fd) return fd;
+  const int e = errno;
+  if (e == EACCES || e == EPERM) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("open ", path, ": ", std::strerror(e),
+                     " (NVMe passthrough needs root, or CAP_SYS_ADMIN for admin commands)"));
   }
-  // Find the generic char device and the block device's sysfs name (limits).
-  std::string dev_path = path;
-  std::string block_name;
-  if (auto resolved = ResolveNvmeDevice(path); resolved.ok()) {
-    if (resolved->kind == NvmeDeviceKind::kController) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, " is an NVMe controller; open one of its namespaces (/dev/ngXnY) instead"));
-    }
-    if (resolved->generic_name.empty()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(path,
-                       ": the kernel offers no generic char device (/dev/ngXnY) for this "
-                       "namespace; NVMe passthrough needs one (Linux 5.13+)"));
-    }
-    dev_path = resolved->generic_path();
-    block_name = resolved->block_name;
-  } else if (absl::IsNotFound(resolved.status())) {
-    return resolved.status();
-  } else if (absl::IsInvalidArgument(resolved.status())) {
-    return resolved.status();
-  }  // else: sysfs unreadable; try the path as given.
+  return ErrnoToStatus(-e, absl::StrCat("open ", path));
+}
 
-  UniqueFd fd(::open(dev_path.c_str(), (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
-  if (!fd) {
-    const int e = errno;
-    if (e == EACCES || e == EPERM) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("open ", dev_path, ": ", std::strerror(e),
-                       " (NVMe passthrough needs root, or CAP_SYS_ADMIN for admin commands)"));
-    }
-    return ErrnoToStatus(-e, absl::StrCat("open ", dev_path));
-  }
-  auto nsid = GetNamespaceId(fd.get());
+// What Identify says, checked for a format NvmeNamespace can serve.
+struct Identity {
+  uint32_t nsid = 0;
+  NvmeNamespaceInfo ns;
+  NvmeControllerInfo ctrl;
+};
+
+absl::StatusOr<Identity> IdentifyUsable(int fd, const std::string& path) {
+  Identity id;
+  auto nsid = GetNamespaceId(fd);
   if (!nsid.ok()) return nsid.status();
-  auto ns = IdentifyNamespace(fd.get(), *nsid);
+  id.nsid = *nsid;
+  auto ns = IdentifyNamespace(fd, id.nsid);
   if (!ns.ok()) return ns.status();
-  auto ctrl = IdentifyController(fd.get());
+  id.ns = std::move(*ns);
+  auto ctrl = IdentifyController(fd);
   if (!ctrl.ok()) return ctrl.status();
-
-  if (ns->lba_size < 512 || !std::has_single_bit(ns->lba_size) || ns->size_lbas == 0) {
-    return absl::FailedPreconditionError(absl::StrCat(dev_path, ": namespace ", *nsid, " reports ",
-                                                      ns->size_lbas, " LBAs of ", ns->lba_size,
+  id.ctrl = std::move(*ctrl);
+  if (id.ns.lba_size < 512 || !std::has_single_bit(id.ns.lba_size) || id.ns.size_lbas == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(path, ": namespace ", id.nsid, " reports ",
+                                                      id.ns.size_lbas, " LBAs of ", id.ns.lba_size,
                                                       " bytes; not usable (is it formatted?)"));
   }
-  if (ns->metadata_size != 0) {
+  if (id.ns.metadata_size != 0) {
     return absl::UnimplementedError(absl::StrCat(
-        dev_path, ": LBA format ", ns->lba_format_index, " carries ", ns->metadata_size,
+        path, ": LBA format ", id.ns.lba_format_index, " carries ", id.ns.metadata_size,
         " bytes of metadata per LBA, which NvmeNamespace does not support; format the "
         "namespace with a metadata-free LBA format"));
   }
+  return id;
+}
 
-  const uint32_t lba = ns->lba_size;
+// How much one command may carry, from MDTS and the kernel's queue limits.
+struct CommandLimits {
+  uint64_t device_max_transfer = 0;  // bytes, a multiple of the LBA size
+  uint32_t max_segments = 0;         // 0: unknown
+  uint64_t zeroes_lbas = 0;          // per Write Zeroes command
+  uint64_t dsm_range_lbas = 0;       // per Dataset Management range
+};
+
+absl::StatusOr<CommandLimits> DeriveCommandLimits(const std::string& path,
+                                                  const std::string& block_name, uint8_t mdts,
+                                                  uint32_t lba) {
+  CommandLimits l;
   const std::string queue_dir = absl::StrCat("/sys/class/block/", block_name, "/queue/");
+  auto queue_attr = [&](const char* name) -> std::optional<uint64_t> {
+    if (block_name.empty()) return std::nullopt;
+    return ReadSysfsUint(queue_dir + name);
+  };
   // The largest transfer: MDTS, capped by what the kernel maps onto the
   // namespace's request queue (the same limits apply to passthrough):
   //  - max_hw_sectors_kb (MDTS and the driver's own limit);
@@ -446,247 +447,159 @@ absl::StatusOr<std::unique_ptr<NvmeNamespace>> NvmeNamespace::Open(
   //    spans more pages than that (seen in the QEMU guest: 127 segments, a
   //    512 KiB command on plain memory failed). A 4-byte-aligned buffer of
   //    N bytes may touch N/page + 1 pages, hence (max_segments - 1) pages.
-  uint64_t max_transfer = NvmeMdtsBytes(ctrl->mdts);
-  uint32_t max_segments = 0;
+  uint64_t max_transfer = NvmeMdtsBytes(mdts);
   if (!block_name.empty()) {
     if (auto k = KernelMaxTransferBytes(block_name); k.ok()) {
       max_transfer = max_transfer ? std::min(max_transfer, *k) : *k;
     }
-    if (auto m = ReadSysfsUint(queue_dir + "max_segments"); m && *m > 1) {
-      max_segments = static_cast<uint32_t>(std::min<uint64_t>(*m, UINT32_MAX));
-      const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-      const uint64_t by_segments = (max_segments - 1) * page;
-      max_transfer = max_transfer ? std::min(max_transfer, by_segments) : by_segments;
-    }
+  }
+  if (auto m = queue_attr("max_segments"); m && *m > 1) {
+    l.max_segments = static_cast<uint32_t>(std::min<uint64_t>(*m, UINT32_MAX));
+    const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const uint64_t by_segments = (l.max_segments - 1) * page;
+    max_transfer = max_transfer ? std::min(max_transfer, by_segments) : by_segments;
   }
   if (max_transfer == 0) max_transfer = kFallbackMaxTransfer;
   max_transfer = std::min(max_transfer, kMaxNlb * lba) / lba * lba;
   if (max_transfer == 0) {
     return absl::FailedPreconditionError(
-        absl::StrCat(dev_path, ": the maximum transfer is smaller than one ", lba, "-byte LBA"));
+        absl::StrCat(path, ": the maximum transfer is smaller than one ", lba, "-byte LBA"));
   }
-  const uint64_t device_max_transfer = max_transfer;
-  if (options.max_transfer_bytes != 0) {
-    if (options.max_transfer_bytes < lba) {
-      return absl::InvalidArgumentError(absl::StrCat("max_transfer_bytes ",
-                                                     options.max_transfer_bytes, " is below the ",
-                                                     lba, "-byte LBA size of ", dev_path));
-    }
-    max_transfer = std::min<uint64_t>(max_transfer, options.max_transfer_bytes / lba * lba);
-  }
-
+  l.device_max_transfer = max_transfer;
   // Write Zeroes: the kernel's limit (WZSL, else as cautious as the kernel
   // itself: the maximum transfer) within the NLB field.
-  uint64_t zeroes_lbas = kMaxNlb;
-  if (auto z =
-          block_name.empty() ? std::nullopt : ReadSysfsUint(queue_dir + "write_zeroes_max_bytes");
-      z && *z >= lba) {
-    zeroes_lbas = std::min<uint64_t>(zeroes_lbas, *z / lba);
+  l.zeroes_lbas = kMaxNlb;
+  if (auto z = queue_attr("write_zeroes_max_bytes"); z && *z >= lba) {
+    l.zeroes_lbas = std::min<uint64_t>(l.zeroes_lbas, *z / lba);
   } else {
-    zeroes_lbas = std::min<uint64_t>(zeroes_lbas, device_max_transfer / lba);
+    l.zeroes_lbas = std::min<uint64_t>(l.zeroes_lbas, max_transfer / lba);
   }
   // Dataset Management: one range's NLB is 32 bits; the kernel's discard
   // limit reflects the controller's DMRSL.
-  uint64_t dsm_lbas = UINT32_MAX;
-  if (auto d =
-          block_name.empty() ? std::nullopt : ReadSysfsUint(queue_dir + "discard_max_hw_bytes");
-      d && *d >= lba) {
-    dsm_lbas = std::min<uint64_t>(dsm_lbas, *d / lba);
+  l.dsm_range_lbas = UINT32_MAX;
+  if (auto d = queue_attr("discard_max_hw_bytes"); d && *d >= lba) {
+    l.dsm_range_lbas = std::min<uint64_t>(l.dsm_range_lbas, *d / lba);
   }
+  return l;
+}
 
-  auto fixed = worker.internals().ring().InstallFixedFile(fd.get());
-  if (!fixed.ok()) return fixed.status();
-  std::unique_ptr<NvmeNamespace> t(
-      new NvmeNamespace(worker, dev_path, fd.Release(), *fixed, options));
-  t->nsid_ = *nsid;
-  t->lba_shift_ = static_cast<uint32_t>(std::countr_zero(lba));
-  t->max_cmd_lbas_ = static_cast<uint32_t>(max_transfer / lba);
-  t->max_zeroes_lbas_ = static_cast<uint32_t>(zeroes_lbas);
-  t->max_dsm_range_lbas_ = static_cast<uint32_t>(dsm_lbas);
-  t->device_max_transfer_ = device_max_transfer;
-  t->max_segments_ = max_segments;
-
-  Geometry& g = t->geometry_;
-  g.size_bytes = ns->size_bytes();
+Geometry NamespaceGeometry(const Identity& id, const std::string& block_name, uint32_t max_transfer,
+                           bool read_only) {
+  const uint32_t lba = id.ns.lba_size;
+  Geometry g;
+  g.size_bytes = id.ns.size_bytes();
   g.logical_block_size = lba;
   g.physical_block_size = lba;
-  if (auto p = block_name.empty() ? std::nullopt : ReadSysfsUint(queue_dir + "physical_block_size");
-      p && *p >= lba && std::has_single_bit(*p)) {
-    g.physical_block_size = static_cast<uint32_t>(*p);
-  }
   g.memory_alignment = kMemoryAlignment;
-  g.max_transfer_bytes = static_cast<uint32_t>(max_transfer);
-  g.read_only = options.read_only;
-  if (auto ro = block_name.empty()
-                    ? std::nullopt
-                    : ReadSysfsUint(absl::StrCat("/sys/class/block/", block_name, "/ro"));
-      ro && *ro != 0) {
-    g.read_only = true;  // write protected (the kernel read the namespace attributes)
+  g.max_transfer_bytes = max_transfer;
+  g.read_only = read_only;
+  if (!block_name.empty()) {
+    const std::string dir = absl::StrCat("/sys/class/block/", block_name, "/");
+    if (auto p = ReadSysfsUint(dir + "queue/physical_block_size");
+        p && *p >= lba && std::has_single_bit(*p)) {
+      g.physical_block_size = static_cast<uint32_t>(*p);
+    }
+    // Write protected (the kernel read the namespace attributes).
+    if (auto ro = ReadSysfsUint(dir + "ro"); ro && *ro != 0) g.read_only = true;
   }
-  g.volatile_write_cache = ctrl->volatile_write_cache;
+  g.volatile_write_cache = id.ctrl.volatile_write_cache;
   g.supports_fua = true;
-  g.supports_discard = ctrl->optional_commands.dataset_management;
-  g.supports_write_zeroes = ctrl->optional_commands.write_zeroes;
-  g.discard_zeroes_data = ns->deallocated_reads_zeroes;
+  g.supports_discard = id.ctrl.optional_commands.dataset_management;
+  g.supports_write_zeroes = id.ctrl.optional_commands.write_zeroes;
+  g.discard_zeroes_data = id.ns.deallocated_reads_zeroes;
   g.rotational = false;
-  t->ns_info_ = std::move(*ns);
-  t->ctrl_info_ = std::move(*ctrl);
+  return g;
+}
+
+}  // namespace
+
+NvmeNamespace::NvmeNamespace(Worker& worker, std::string path, UniqueFd fd, int fixed_file,
+                             const Geometry& geometry, const TargetOptions& options)
+    : TargetBase(worker, std::move(path), std::move(fd), fixed_file, geometry, options) {}
+
+absl::StatusOr<std::unique_ptr<NvmeNamespace>> NvmeNamespace::Open(Worker& worker,
+                                                                   const std::string& path,
+                                                                   const TargetOptions& options) {
+  if (auto st = CheckOnWorkerThread(worker); !st.ok()) return st;
+  auto nodes = FindNamespaceNodes(path);
+  if (!nodes.ok()) return nodes.status();
+  const std::string& dev_path = nodes->char_path;
+  auto fd = OpenCharDevice(dev_path, options.read_only);
+  if (!fd.ok()) return fd.status();
+  auto id = IdentifyUsable(fd->get(), dev_path);
+  if (!id.ok()) return id.status();
+  const uint32_t lba = id->ns.lba_size;
+  auto limits = DeriveCommandLimits(dev_path, nodes->block_name, id->ctrl.mdts, lba);
+  if (!limits.ok()) return limits.status();
+  auto max_transfer =
+      MaxTransferFor(options.max_transfer_bytes, lba, limits->device_max_transfer, dev_path);
+  if (!max_transfer.ok()) return max_transfer.status();
+  if (*max_transfer == 0) *max_transfer = static_cast<uint32_t>(limits->device_max_transfer);
+  const Geometry g = NamespaceGeometry(*id, nodes->block_name, *max_transfer, options.read_only);
+
+  auto fixed = InstallFixed(worker, fd->get());
+  if (!fixed.ok()) return fixed.status();
+  std::unique_ptr<NvmeNamespace> t(
+      new NvmeNamespace(worker, dev_path, std::move(*fd), *fixed, g, options));
+  t->nsid_ = id->nsid;
+  t->lba_shift_ = static_cast<uint32_t>(std::countr_zero(lba));
+  t->max_cmd_lbas_ = *max_transfer / lba;
+  t->max_zeroes_lbas_ = static_cast<uint32_t>(limits->zeroes_lbas);
+  t->max_dsm_range_lbas_ = static_cast<uint32_t>(limits->dsm_range_lbas);
+  t->device_max_transfer_ = limits->device_max_transfer;
+  t->max_segments_ = limits->max_segments;
+  t->ns_info_ = std::move(id->ns);
+  t->ctrl_info_ = std::move(id->ctrl);
   return t;
-}
-
-// ---- validation (cold) -------------------------------------------------------
-
-Task<BlockResult> NvmeNamespace::Refuse(OpKind kind, int res, std::string message, Buffer buffer) {
-  metrics_.Record(kind, false, 0);
-  BlockResult r;
-  r.res = res;
-  switch (res) {
-    case -EPERM:
-      r.status = absl::PermissionDeniedError(message);
-      break;
-    case -EOPNOTSUPP:
-      r.status = absl::UnimplementedError(message);
-      break;
-    default:
-      r.status = absl::InvalidArgumentError(message);
-  }
-  r.buffer = std::move(buffer);
-  return Finished(std::move(r));
-}
-
-Task<BlockResult> NvmeNamespace::RefuseRequest(OpKind kind, uint64_t offset, uint64_t length,
-                                               const Buffer* address, Buffer buffer) {
-  const uint32_t lbs = geometry_.logical_block_size;
-  std::string msg;
-  if (offset % lbs != 0) {
-    msg = absl::StrCat(OpKindName(kind), ": offset ", offset,
-                       " is misaligned: offsets must be multiples of ", lbs,
-                       " bytes (the LBA size of ", path_, ")");
-  } else if (length % lbs != 0) {
-    msg = absl::StrCat(OpKindName(kind), ": length ", length,
-                       " is misaligned: lengths must be multiples of ", lbs,
-                       " bytes (the LBA size of ", path_, ")");
-  } else if (address != nullptr && !AddressOk(*address)) {
-    msg = absl::StrFormat(
-        "%s: buffer address %p is misaligned: buffers must be aligned to %u bytes (NVMe's "
-        "dword alignment of data pointers)",
-        OpKindName(kind), static_cast<const void*>(address->data()), geometry_.memory_alignment);
-  } else {
-    msg = absl::StrCat(OpKindName(kind), ": ", length, " bytes at offset ", offset,
-                       " extend beyond the end of ", path_, " (size ", geometry_.size_bytes,
-                       " bytes)");
-  }
-  return Refuse(kind, -EINVAL, std::move(msg), std::move(buffer));
 }
 
 // ---- requests ------------------------------------------------------------------
 
-Task<BlockResult> NvmeNamespace::Read(uint64_t offset, uint32_t length, Buffer buffer) {
-  if (!buffer || buffer.capacity() < length) [[unlikely]] {
-    return Refuse(OpKind::kRead, -EINVAL,
-                  absl::StrCat("read: buffer capacity ", buffer.capacity(),
-                               " is smaller than the length ", length),
-                  std::move(buffer));
-  }
-  if (!RangeOk(offset, length) || !AddressOk(buffer)) [[unlikely]] {
-    return RefuseRequest(OpKind::kRead, offset, length, &buffer, std::move(buffer));
-  }
+NvmeNamespace::Plan NvmeNamespace::PlanRange(OpKind kind, uint8_t opcode, uint64_t offset,
+                                             uint64_t length, uint32_t lbas_per_cmd) const {
   Plan p;
-  p.kind = OpKind::kRead;
-  p.opcode = kOpRead;
+  p.kind = kind;
+  p.opcode = opcode;
   p.offset = offset;
   p.length = length;
   p.slba = offset >> lba_shift_;
   p.nlb = length >> lba_shift_;
   p.lba_shift = lba_shift_;
-  p.lbas_per_cmd = max_cmd_lbas_;
+  p.lbas_per_cmd = lbas_per_cmd;
+  return p;
+}
+
+Task<BlockResult> NvmeNamespace::SubmitRead(uint64_t offset, uint32_t length, Buffer buffer) {
+  Plan p = PlanRange(OpKind::kRead, kOpRead, offset, length, max_cmd_lbas_);
   p.data = true;
   return Run(p, std::move(buffer));
 }
 
-Task<BlockResult> NvmeNamespace::Write(uint64_t offset, Buffer buffer, WriteOptions options) {
-  const uint32_t length = static_cast<uint32_t>(buffer.size());
-  if (geometry_.read_only) [[unlikely]] {
-    return Refuse(OpKind::kWrite, -EPERM, absl::StrCat("write: ", path_, " is read-only"),
-                  std::move(buffer));
-  }
-  if (!RangeOk(offset, length) || (length != 0 && !AddressOk(buffer))) [[unlikely]] {
-    return RefuseRequest(OpKind::kWrite, offset, length, &buffer, std::move(buffer));
-  }
-  Plan p;
-  p.kind = OpKind::kWrite;
-  p.opcode = kOpWrite;
-  p.offset = offset;
-  p.length = length;
-  p.slba = offset >> lba_shift_;
-  p.nlb = length >> lba_shift_;
-  p.lba_shift = lba_shift_;
-  p.lbas_per_cmd = max_cmd_lbas_;
-  p.cdw12_flags = options.fua ? kCdw12Fua : 0;
+Task<BlockResult> NvmeNamespace::SubmitWrite(uint64_t offset, Buffer buffer, bool fua) {
+  Plan p = PlanRange(OpKind::kWrite, kOpWrite, offset, buffer.size(), max_cmd_lbas_);
+  p.cdw12_flags = fua ? kCdw12Fua : 0;
   p.data = true;
   return Run(p, std::move(buffer));
 }
 
-Task<BlockResult> NvmeNamespace::Flush() {
+Task<BlockResult> NvmeNamespace::SubmitFlush() {
   Plan p;
   p.kind = OpKind::kFlush;
   p.opcode = kOpFlush;
   return Run(p, Buffer());
 }
 
-Task<BlockResult> NvmeNamespace::Discard(uint64_t offset, uint64_t length) {
-  if (geometry_.read_only) [[unlikely]] {
-    return Refuse(OpKind::kDiscard, -EPERM, absl::StrCat("discard: ", path_, " is read-only"),
-                  Buffer());
-  }
-  if (!geometry_.supports_discard) [[unlikely]] {
-    return Refuse(OpKind::kDiscard, -EOPNOTSUPP,
-                  absl::StrCat("discard: the controller of ", path_,
-                               " does not support Dataset Management (ONCS bit 2)"),
-                  Buffer());
-  }
-  if (!RangeOk(offset, length)) [[unlikely]] {
-    return RefuseRequest(OpKind::kDiscard, offset, length, nullptr, Buffer());
-  }
-  Plan p;
-  p.kind = OpKind::kDiscard;
-  p.opcode = kOpDatasetManagement;
-  p.offset = offset;
-  p.length = length;
-  p.slba = offset >> lba_shift_;
-  p.nlb = length >> lba_shift_;
-  p.lba_shift = lba_shift_;
+Task<BlockResult> NvmeNamespace::SubmitDiscard(uint64_t offset, uint64_t length) {
+  Plan p = PlanRange(OpKind::kDiscard, kOpDatasetManagement, offset, length,
+                     static_cast<uint32_t>(std::min<uint64_t>(
+                         UINT32_MAX, uint64_t{max_dsm_range_lbas_} * kDsmRangesPerCommand)));
   p.dsm_range_lbas = max_dsm_range_lbas_;
-  p.lbas_per_cmd = static_cast<uint32_t>(
-      std::min<uint64_t>(UINT32_MAX, uint64_t{max_dsm_range_lbas_} * kDsmRangesPerCommand));
   return Run(p, Buffer());
 }
 
-Task<BlockResult> NvmeNamespace::WriteZeroes(uint64_t offset, uint64_t length,
-                                             WriteOptions options) {
-  if (geometry_.read_only) [[unlikely]] {
-    return Refuse(OpKind::kWriteZeroes, -EPERM,
-                  absl::StrCat("write_zeroes: ", path_, " is read-only"), Buffer());
-  }
-  if (!geometry_.supports_write_zeroes) [[unlikely]] {
-    return Refuse(OpKind::kWriteZeroes, -EOPNOTSUPP,
-                  absl::StrCat("write_zeroes: the controller of ", path_,
-                               " does not support Write Zeroes (ONCS bit 3)"),
-                  Buffer());
-  }
-  if (!RangeOk(offset, length)) [[unlikely]] {
-    return RefuseRequest(OpKind::kWriteZeroes, offset, length, nullptr, Buffer());
-  }
-  Plan p;
-  p.kind = OpKind::kWriteZeroes;
-  p.opcode = kOpWriteZeroes;
-  p.offset = offset;
-  p.length = length;
-  p.slba = offset >> lba_shift_;
-  p.nlb = length >> lba_shift_;
-  p.lba_shift = lba_shift_;
-  p.lbas_per_cmd = max_zeroes_lbas_;
-  p.cdw12_flags = options.fua ? kCdw12Fua : 0;
+Task<BlockResult> NvmeNamespace::SubmitWriteZeroes(uint64_t offset, uint64_t length, bool fua) {
+  Plan p = PlanRange(OpKind::kWriteZeroes, kOpWriteZeroes, offset, length, max_zeroes_lbas_);
+  p.cdw12_flags = fua ? kCdw12Fua : 0;
   return Run(p, Buffer());
 }
 
@@ -718,32 +631,32 @@ void NvmeNamespace::NoteFixedUnusable(const Buffer& buffer) {
       "commands use plain (per-command pinned) memory from now on. Linux 6.1 takes a "
       "registered buffer only if its whole registration spans at most max_segments (%u) "
       "pages: register buffers of at most %u KiB each to keep the FIXED path.",
-      path_, buffer.registered_index(), max_segments_,
+      name(), buffer.registered_index(), max_segments_,
       static_cast<uint64_t>(max_segments_) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)) / 1024);
 }
 
 Task<BlockResult> NvmeNamespace::Run(Plan plan, Buffer buffer) {
-  const Clock::time_point start = latency_ ? Clock::now() : Clock::time_point();
+  const Clock::time_point start = StartTimer();
   int32_t res = 0;
   uint32_t failed = 0;  // the failing command's index
   const uint32_t commands = plan.Commands();
-  const bool nothing = plan.opcode == kOpFlush ? !geometry_.volatile_write_cache : plan.nlb == 0;
+  const bool nothing = plan.opcode == kOpFlush ? !geometry().volatile_write_cache : plan.nlb == 0;
   plan.fixed = plan.data && FixedUsable(buffer);
   while (!nothing) {
     if (commands == 1) [[likely]] {
-      Permit permit = co_await limiter_.Acquire();
-      res =
-          co_await SubmitCommand128(kTagNvmeCmd, OneCommandPrep{&plan, &buffer, nsid_, fixed_file_},
-                                    OneCommandFinish{&buffer});
+      Permit permit = co_await limiter().Acquire();
+      res = co_await SubmitCommand128(kTagNvmeCmd,
+                                      OneCommandPrep{&plan, &buffer, nsid_, fixed_file()},
+                                      OneCommandFinish{&buffer});
     } else {
       // Several commands into one buffer: see Fanout for who owns what, when.
-      FanoutOwner fan(new Fanout(*worker_, std::move(buffer)));
+      FanoutOwner fan(new Fanout(worker(), std::move(buffer)));
       for (uint32_t i = 0; i < commands && fan->error_res() == 0; ++i) {
-        Permit permit = co_await limiter_.Acquire();
+        Permit permit = co_await limiter().Acquire();
         if (fan->error_res() != 0) break;  // an earlier command failed meanwhile
         OpSlot& slot = fan->Start(i, std::move(permit));
-        io_uring_sqe* sqe = worker_->internals().ring().GetSqe128();
-        plan.Fill(i, nsid_, fixed_file_, &fan->buffer(), slot, sqe);
+        io_uring_sqe* sqe = worker().internals().ring().GetSqe128();
+        plan.Fill(i, nsid_, fixed_file(), &fan->buffer(), slot, sqe);
         io_uring_sqe_set_data64(sqe, slot.user_data().raw());
       }
       co_await fan->Drained();
@@ -764,9 +677,7 @@ Task<BlockResult> NvmeNamespace::Run(Plan plan, Buffer buffer) {
     r.res = plan.data ? static_cast<int32_t>(plan.length) : 0;
     if (plan.kind == OpKind::kRead) buffer.set_size(plan.length);
   } else {
-    std::string context = plan.kind == OpKind::kFlush
-                              ? absl::StrCat("flush of ", path_)
-                              : Describe(plan.kind, plan.offset, plan.length, path_);
+    std::string context = Describe(plan.kind, plan.offset, plan.length);
     if (commands > 1) {
       absl::StrAppend(&context, " (command ", failed + 1, " of ", commands, ": LBA ",
                       plan.FirstLba(failed), ", ", plan.Lbas(failed), " LBAs)");
@@ -777,13 +688,11 @@ Task<BlockResult> NvmeNamespace::Run(Plan plan, Buffer buffer) {
       r.res = NegErrnoForNvmeStatus(static_cast<uint16_t>(res));
       r.status = NvmeStatusToStatus(static_cast<uint16_t>(res), context);
     } else {
-      r.res = res;
-      r.status = ErrnoToStatus(res, context);
+      r = Failure(res, context);
     }
   }
   r.buffer = std::move(buffer);
-  metrics_.Record(plan.kind, r.res >= 0, plan.length);
-  if (latency_) metrics_.RecordLatency(plan.kind, start);
+  Record(plan.kind, r.ok(), plan.length, start);
   co_return r;
 }
 
@@ -791,11 +700,11 @@ Task<BlockResult> NvmeNamespace::Run(Plan plan, Buffer buffer) {
 
 Task<NvmeCommandResult> NvmeNamespace::Passthrough(NvmeIoCommand command, Buffer buffer) {
   NvmeCommandResult r;
-  const std::string context = absl::StrFormat("NVMe command 0x%02x on %s", command.opcode, path_);
-  if ((command.opcode & 1) && geometry_.read_only) {
+  const std::string context = absl::StrFormat("NVMe command 0x%02x on %s", command.opcode, name());
+  if ((command.opcode & 1) && geometry().read_only) {
     r.res = -EPERM;
     r.status = absl::PermissionDeniedError(
-        absl::StrCat(context, ": the command writes and ", path_, " is read-only"));
+        absl::StrCat(context, ": the command writes and ", name(), " is read-only"));
   } else if (command.data_len > buffer.capacity()) {
     r.res = -EINVAL;
     r.status = absl::InvalidArgumentError(absl::StrCat(context, ": data_len ", command.data_len,
@@ -809,7 +718,7 @@ Task<NvmeCommandResult> NvmeNamespace::Passthrough(NvmeIoCommand command, Buffer
   } else if (command.data_len != 0 && !AddressOk(buffer)) {
     r.res = -EINVAL;
     r.status = absl::InvalidArgumentError(absl::StrCat(context, ": the buffer must be aligned to ",
-                                                       geometry_.memory_alignment, " bytes"));
+                                                       geometry().memory_alignment, " bytes"));
   }
   if (r.res != 0) {
     r.buffer = std::move(buffer);
@@ -823,12 +732,12 @@ Task<NvmeCommandResult> NvmeNamespace::Passthrough(NvmeIoCommand command, Buffer
   Out out{};
   bool fixed = command.data_len != 0 && FixedUsable(buffer);
   for (;;) {
-    Permit permit = co_await limiter_.Acquire();
+    Permit permit = co_await limiter().Acquire();
     // The buffer lives in slot.held[0] from submission to the final CQE.
     out = co_await SubmitCommand128(
         kTagNvmeCmd,
-        [&command, &buffer, fixed, nsid = nsid_, fixed_file = fixed_file_](io_uring_sqe* sqe,
-                                                                           OpSlot& slot) {
+        [&command, &buffer, fixed, nsid = nsid_, fixed_file = fixed_file()](io_uring_sqe* sqe,
+                                                                            OpSlot& slot) {
           slot.held[0] = std::move(buffer);
           nvme_uring_cmd cmd{};
           cmd.opcode = command.opcode;

@@ -18,21 +18,11 @@ absl::StatusOr<std::unique_ptr<Target>> OpenTarget(Worker& worker, const std::st
   if (S_ISCHR(st.st_mode)) {
     // NVMe generic char devices (/dev/ngXnY) go through passthrough;
     // NvmeNamespace::Open refuses other character devices with a reason.
-    NvmeNamespaceOptions o;
-    o.read_only = options.read_only;
-    o.queue_depth = options.queue_depth;
-    o.max_transfer_bytes = options.max_transfer_bytes;
-    o.latency_histograms = options.latency_histograms;
-    auto ns = NvmeNamespace::Open(worker, path, o);
+    auto ns = NvmeNamespace::Open(worker, path, options);
     if (!ns.ok()) return ns.status();
     return std::unique_ptr<Target>(std::move(*ns));
   }
-  DirectFileOptions o;
-  o.read_only = options.read_only;
-  o.queue_depth = options.queue_depth;
-  o.max_transfer_bytes = options.max_transfer_bytes;
-  o.latency_histograms = options.latency_histograms;
-  auto f = DirectFile::Open(worker, path, o);
+  auto f = DirectFile::Open(worker, path, options);
   if (!f.ok()) return f.status();
   return std::unique_ptr<Target>(std::move(*f));
 }

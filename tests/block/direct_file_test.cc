@@ -1,6 +1,8 @@
-// DirectFile against the real thing: O_DIRECT on a file on the local disk and
-// on a loop device (losetup --direct-io=on; SKIPPED with the reason where loop
-// set-up is not allowed).
+// DirectFile against the real thing: a file on the local disk and a loop
+// device (losetup --direct-io=on; SKIPPED with the reason where loop set-up is
+// not allowed), each opened O_DIRECT (cache=direct) and through the page cache
+// (cache=writeback) and tested alike; cache=auto on ramfs, which refuses
+// O_DIRECT.
 
 #include "ringline/block/direct_file.h"
 
@@ -8,6 +10,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <linux/magic.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
@@ -22,6 +26,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "ringline/block/open.h"
@@ -29,6 +34,7 @@
 #include "ringline/operation.h"
 #include "ringline/sleep.h"
 #include "ringline/spawn.h"
+#include "ringline/unique_fd.h"
 #include "ringline/worker.h"
 
 namespace ringline::block {
@@ -78,15 +84,18 @@ bool AllZero(const Buffer& b, std::size_t n) {
 
 enum class Backend { kFile, kLoop };
 
-class DirectFileTest : public ::testing::TestWithParam<Backend> {
+class DirectFileTest : public ::testing::TestWithParam<std::tuple<Backend, CacheMode>> {
  protected:
+  static Backend backend() { return std::get<0>(GetParam()); }
+  static CacheMode cache() { return std::get<1>(GetParam()); }
+
   void SetUp() override {
     std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
     std::replace(test.begin(), test.end(), '/', '_');
     backing_ = DiskDir() + "/ringline_direct_file_test." + std::to_string(getpid()) + "." + test;
     ASSERT_EQ(truncate_or_create(backing_, kSize), 0) << strerror(errno);
     path_ = backing_;
-    if (GetParam() == Backend::kLoop) {
+    if (backend() == Backend::kLoop) {
       bool ok = false;
       std::string out = RunCommand("losetup --direct-io=on --find --show " + backing_, &ok);
       if (!ok || out.rfind("/dev/loop", 0) != 0) {
@@ -121,7 +130,9 @@ class DirectFileTest : public ::testing::TestWithParam<Backend> {
     return r;
   }
 
-  std::unique_ptr<DirectFile> OpenFile(DirectFileOptions o = {}) {
+  // Opens the target in the test's cache mode.
+  std::unique_ptr<DirectFile> OpenFile(TargetOptions o = {}) {
+    o.cache = cache();
     auto f = DirectFile::Open(*worker_, path_, o);
     EXPECT_TRUE(f.ok()) << f.status();
     return f.ok() ? std::move(*f) : nullptr;
@@ -139,11 +150,21 @@ TEST_P(DirectFileTest, GeometryIsDiscoveredAtOpen) {
   ASSERT_TRUE(f);
   const Geometry& g = f->geometry();
   EXPECT_EQ(g.size_bytes, kSize);
-  EXPECT_GE(g.logical_block_size, 512u);
-  EXPECT_EQ(g.logical_block_size & (g.logical_block_size - 1), 0u);
-  EXPECT_GE(g.memory_alignment, 1u);
+  EXPECT_EQ(f->cache_mode(), cache());
+  if (cache() == CacheMode::kDirect) {
+    EXPECT_GE(g.logical_block_size, 512u);
+    EXPECT_EQ(g.logical_block_size & (g.logical_block_size - 1), 0u);
+    EXPECT_GE(g.memory_alignment, 1u);
+  } else {
+    if (backend() == Backend::kFile) {
+      EXPECT_EQ(g.logical_block_size, 1u) << "the page cache takes any offset and length";
+    } else {
+      EXPECT_GE(g.logical_block_size, 512u) << "block devices discard and zero whole sectors";
+    }
+    EXPECT_EQ(g.memory_alignment, 1u);
+  }
   EXPECT_FALSE(g.read_only);
-  EXPECT_EQ(f->is_block_device(), GetParam() == Backend::kLoop);
+  EXPECT_EQ(f->is_block_device(), backend() == Backend::kLoop);
   EXPECT_GE(f->fixed_file(), 0);
   EXPECT_EQ(f->name(), path_);
 }
@@ -279,6 +300,9 @@ Buffer MisalignedBuffer(uint32_t align, std::vector<Buffer>& keep) {
 }
 
 TEST_P(DirectFileTest, MisalignedRequestsFailAtOnceWithoutTheKernel) {
+  if (cache() != CacheMode::kDirect) {
+    GTEST_SKIP() << "buffered targets have no alignment (UnalignedRequestsWorkWhenBuffered)";
+  }
   auto f = OpenFile();
   ASSERT_TRUE(f);
   const uint32_t lbs = f->geometry().logical_block_size;
@@ -541,11 +565,54 @@ TEST_P(DirectFileTest, OpenTargetDispatchesToDirectFile) {
   EXPECT_EQ((*t)->queue()->limit(), 16u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, DirectFileTest,
-                         ::testing::Values(Backend::kFile, Backend::kLoop), [](const auto& info) {
-                           return info.param == Backend::kFile ? std::string("File")
-                                                               : std::string("LoopDevice");
-                         });
+// Buffered files (cache=writeback): any offset, length and buffer address, read
+// back byte-exactly, and the bytes around an unaligned write are untouched.
+TEST_P(DirectFileTest, UnalignedRequestsWorkWhenBuffered) {
+  if (cache() != CacheMode::kWriteback || backend() != Backend::kFile) {
+    GTEST_SKIP() << "O_DIRECT targets and block devices need alignment";
+  }
+  auto f = OpenFile();
+  ASSERT_TRUE(f);
+  worker_->BlockOn([](DirectFile* f, BufferPool* pool) -> Task<> {
+    Buffer b = co_await pool->Acquire();
+    Fill(b, 8192, 5);
+    EXPECT_EQ((co_await f->Write(0, std::move(b))).res, 8192);
+    // 1,000 bytes at offset 333 from a heap buffer whose address O_DIRECT
+    // would refuse (not a multiple of 512; Buffer's heap memory is 16-aligned).
+    std::vector<Buffer> keep;
+    Buffer w = MisalignedBuffer(512, keep);
+    EXPECT_TRUE(w) << "could not get a misaligned heap buffer";
+    if (!w) co_return;
+    Fill(w, 1000, 77);
+    BlockResult wr = co_await f->Write(333, std::move(w), {.fua = true});
+    EXPECT_EQ(wr.res, 1000) << wr.status;
+    BlockResult r = co_await f->Read(0, 8192, co_await pool->Acquire());
+    EXPECT_EQ(r.res, 8192) << r.status;
+    bool ok = true;
+    for (uint32_t i = 0; i < 8192; ++i) {
+      const uint8_t want = (i >= 333 && i < 1333)
+                               ? static_cast<uint8_t>((77 * 131 + (i - 333) * 7) >> 1)
+                               : static_cast<uint8_t>((5 * 131 + i * 7) >> 1);
+      ok &= r.buffer.data()[i] == want;
+    }
+    EXPECT_TRUE(ok) << "an unaligned write changed bytes outside its range or lost its own";
+    BlockResult small = co_await f->Read(1000, 7, MisalignedBuffer(512, keep));
+    EXPECT_EQ(small.res, 7) << small.status;
+    EXPECT_EQ(std::memcmp(small.buffer.data(), r.buffer.data() + 1000, 7), 0);
+    EXPECT_EQ((co_await f->WriteZeroes(10, 3)).res, 0);
+    EXPECT_EQ((co_await f->Discard(20, 5)).res, 0);
+    EXPECT_EQ((co_await f->Flush()).res, 0);
+  }(f.get(), pool_.get()));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Backends, DirectFileTest,
+    ::testing::Combine(::testing::Values(Backend::kFile, Backend::kLoop),
+                       ::testing::Values(CacheMode::kDirect, CacheMode::kWriteback)),
+    [](const auto& info) {
+      return std::string(std::get<0>(info.param) == Backend::kFile ? "File" : "LoopDevice") +
+             (std::get<1>(info.param) == CacheMode::kDirect ? "Direct" : "Writeback");
+    });
 
 // Opening errors are actionable.
 TEST(DirectFileOpenTest, ErrorsNameThePathAndTheCause) {
@@ -559,6 +626,301 @@ TEST(DirectFileOpenTest, ErrorsNameThePathAndTheCause) {
   ASSERT_FALSE(dir.ok());
   auto chr = OpenTarget(**w, "/dev/null");
   ASSERT_FALSE(chr.ok());
+}
+
+// A ramfs mount in a fresh temporary directory: a real filesystem that
+// refuses O_DIRECT (it has no direct I/O at all), where tmpfs takes it on
+// Linux 6.6+. Mounting needs root (CAP_SYS_ADMIN): error() says why not.
+class RamfsMount {
+ public:
+  RamfsMount() {
+    char dir[] = "/tmp/ringline_ramfs.XXXXXX";
+    if (mkdtemp(dir) == nullptr) {
+      error_ = std::string("mkdtemp: ") + strerror(errno);
+      return;
+    }
+    dir_ = dir;
+    if (::mount("ringline-test", dir_.c_str(), "ramfs", 0, nullptr) != 0) {
+      error_ = std::string("mount -t ramfs: ") + strerror(errno);
+      return;
+    }
+    mounted_ = true;
+  }
+  ~RamfsMount() {
+    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+    if (!dir_.empty()) ::rmdir(dir_.c_str());
+  }
+  RamfsMount(const RamfsMount&) = delete;
+  RamfsMount& operator=(const RamfsMount&) = delete;
+  const std::string& dir() const { return dir_; }
+  const std::string& error() const { return error_; }  // empty when mounted
+
+ private:
+  std::string dir_;
+  std::string error_;
+  bool mounted_ = false;
+};
+
+// Sends this process's stderr (fd 2) to a temporary file while alive; Take()
+// returns what was written.
+class CapturedStderr {
+ public:
+  CapturedStderr() : saved_(::dup(2)) {
+    std::fflush(stderr);
+    file_ = std::tmpfile();
+    ::dup2(fileno(file_), 2);
+  }
+  ~CapturedStderr() { Restore(); }
+  std::string Take() {
+    Restore();
+    std::string out;
+    std::rewind(file_);
+    char buf[512];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, file_)) > 0) out.append(buf, n);
+    return out;
+  }
+
+ private:
+  void Restore() {
+    if (saved_ < 0) return;
+    std::fflush(stderr);
+    ::dup2(saved_, 2);
+    ::close(saved_);
+    saved_ = -1;
+  }
+  int saved_;
+  FILE* file_;
+};
+
+std::size_t CountOf(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
+  return n;
+}
+
+// cache=auto where the filesystem refuses O_DIRECT (ramfs): the file is served
+// through the page cache after one warning naming the reason, with the same
+// data, FUA and flush behaviour; cache=direct refuses it, naming the way out.
+TEST(CacheModeTest, AutoFallsBackToThePageCacheWhereODirectIsRefused) {
+  RamfsMount ramfs;
+  if (!ramfs.error().empty()) {
+    std::printf("SKIPPED: no filesystem without O_DIRECT to test on (%s)\n", ramfs.error().c_str());
+    GTEST_SKIP() << ramfs.error();
+  }
+  auto w = Worker::Create(Config{});
+  ASSERT_TRUE(w.ok()) << w.status();
+  const std::string path = ramfs.dir() + "/disk.img";
+
+  auto direct = DirectFile::Open(
+      **w, path, {.create = true, .create_size = 1 << 20, .cache = CacheMode::kDirect});
+  ASSERT_FALSE(direct.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(direct.status())) << direct.status();
+  EXPECT_THAT(std::string(direct.status().message()), HasSubstr("O_DIRECT is not supported"));
+  EXPECT_THAT(std::string(direct.status().message()), HasSubstr("cache=writeback"));
+  EXPECT_NE(access(path.c_str(), F_OK), 0) << "the refused open left a file behind";
+
+  std::string log;
+  absl::StatusOr<std::unique_ptr<DirectFile>> f;
+  {
+    CapturedStderr captured;
+    f = DirectFile::Open(**w, path, {.create = true, .create_size = 1 << 20});
+    log = captured.Take();
+  }
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ((*f)->cache_mode(), CacheMode::kWriteback);
+  EXPECT_EQ(CountOf(log, "serving through the page cache"), 1u) << log;
+  EXPECT_THAT(log, HasSubstr("refuses O_DIRECT")) << "the warning names the reason";
+  const Geometry& g = (*f)->geometry();
+  EXPECT_EQ(g.size_bytes, 1u << 20);
+  EXPECT_EQ(g.logical_block_size, 1u);
+  EXPECT_EQ(g.memory_alignment, 1u);
+  (*w)->BlockOn([](DirectFile* f) -> Task<> {
+    Buffer b = Buffer::Allocate(5000);
+    Fill(b, 5000, 31);
+    BlockResult wr = co_await f->Write(777, std::move(b), {.fua = true});
+    EXPECT_EQ(wr.res, 5000) << wr.status;
+    EXPECT_EQ((co_await f->Flush()).res, 0);
+    BlockResult r = co_await f->Read(777, 5000, Buffer::Allocate(5000));
+    EXPECT_EQ(r.res, 5000) << r.status;
+    EXPECT_TRUE(Matches(r.buffer, 5000, 31));
+  }(f->get()));
+  EXPECT_EQ((*f)->metrics()->of(OpKind::kFlush).errors.Get(), 0u);
+  (*f).reset();
+  // The bytes are in the file (read back with plain I/O).
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(bytes.size(), 1u << 20);
+  Buffer expect = Buffer::Allocate(5000);
+  Fill(expect, 5000, 31);
+  EXPECT_EQ(std::memcmp(bytes.data() + 777, expect.data(), 5000), 0);
+  unlink(path.c_str());
+}
+
+// A 5,000-byte file is exported whole in both cache modes: the size is exact,
+// requests that end at the end may end mid-block, writes there never grow the
+// file, and the bytes read back (through the target and with plain I/O).
+TEST(ExactSizeTest, FileEndingMidBlockIsServedWhole) {
+  constexpr uint32_t kFileSize = 5000;
+  for (CacheMode mode : {CacheMode::kDirect, CacheMode::kWriteback}) {
+    SCOPED_TRACE(CacheModeName(mode));
+    auto w = Worker::Create(Config{});
+    ASSERT_TRUE(w.ok()) << w.status();
+    const std::string path =
+        DiskDir() + "/ringline_exact_size_test." + std::to_string(getpid()) + ".img";
+    {
+      std::ofstream out(path, std::ios::binary | std::ios::trunc);
+      Buffer init = Buffer::Allocate(kFileSize);
+      Fill(init, kFileSize, 1);
+      out.write(reinterpret_cast<const char*>(init.data()), kFileSize);
+    }
+    auto f = DirectFile::Open(**w, path, {.cache = mode});
+    ASSERT_TRUE(f.ok()) << f.status();
+    ASSERT_EQ((*f)->cache_mode(), mode);
+    const Geometry& g = (*f)->geometry();
+    EXPECT_EQ(g.size_bytes, kFileSize) << "every byte is exported";
+    // The target's block (O_DIRECT: 512 or 4096), or 512 where it has none.
+    const uint32_t unit = std::max({g.logical_block_size, g.memory_alignment, 512u});
+    const uint64_t last_block = kFileSize / unit * unit;  // 4096 or 4608
+    (*w)->BlockOn([](DirectFile* f, uint32_t unit, uint64_t last_block, bool direct) -> Task<> {
+      // The whole file, in one read that crosses into the tail.
+      BlockResult r = co_await f->Read(0, kFileSize, Buffer::Allocate(8192));
+      EXPECT_EQ(r.res, static_cast<int32_t>(kFileSize)) << r.status;
+      EXPECT_TRUE(Matches(r.buffer, kFileSize, 1));
+      // Overwrite from the last whole block to the end, with FUA.
+      const auto tail_len = static_cast<uint32_t>(kFileSize - last_block);
+      Buffer b = Buffer::Allocate(8192);
+      Fill(b, tail_len, 2);
+      BlockResult wr = co_await f->Write(last_block, std::move(b), {.fua = true});
+      EXPECT_EQ(wr.res, static_cast<int32_t>(tail_len)) << wr.status;
+      // A write of the block before, across the tail, through O_DIRECT too.
+      {
+        Buffer c = Buffer::Allocate(8192);
+        Fill(c, unit + tail_len, 3);
+        wr = co_await f->Write(last_block - unit, std::move(c));
+        EXPECT_EQ(wr.res, static_cast<int32_t>(unit + tail_len)) << wr.status;
+        r = co_await f->Read(last_block - unit, unit + tail_len, std::move(r.buffer));
+        EXPECT_EQ(r.res, static_cast<int32_t>(unit + tail_len)) << r.status;
+        EXPECT_TRUE(Matches(r.buffer, unit + tail_len, 3));
+      }
+      EXPECT_EQ((co_await f->Flush()).res, 0);
+      // Past the end, or a misaligned length that does not end at the end.
+      EXPECT_EQ((co_await f->Read(last_block, tail_len + 1, Buffer::Allocate(8192))).res, -EINVAL);
+      if (direct) {
+        EXPECT_EQ((co_await f->Read(0, 1000, Buffer::Allocate(8192))).res, -EINVAL);
+      }
+      // Zeroing the tail keeps the size.
+      EXPECT_EQ((co_await f->WriteZeroes(last_block, tail_len)).res, 0);
+    }(f->get(), unit, last_block, mode == CacheMode::kDirect));
+    (*f).reset();
+    struct stat st;
+    ASSERT_EQ(stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_size, kFileSize) << "the file grew";
+    std::ifstream in(path, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ASSERT_EQ(bytes.size(), kFileSize);
+    // The block before the tail holds pattern 3; the tail was zeroed.
+    Buffer expect = Buffer::Allocate(8192);
+    Fill(expect, unit, 3);
+    EXPECT_EQ(std::memcmp(bytes.data() + last_block - unit, expect.data(), unit), 0);
+    EXPECT_TRUE(std::all_of(bytes.begin() + static_cast<std::ptrdiff_t>(last_block), bytes.end(),
+                            [](char c) { return c == 0; }));
+    Fill(expect, kFileSize, 1);
+    EXPECT_EQ(std::memcmp(bytes.data(), expect.data(), last_block - unit), 0);
+    unlink(path.c_str());
+  }
+}
+
+// Extents of a real sparse file: holes (kExtentHole | kExtentZero) and data
+// where SEEK_DATA/SEEK_HOLE put them, contiguous from the queried offset, at
+// most max_extents; Cache() prefetches only where it means something.
+constexpr uint64_t kSparseSize = 16 << 20;
+constexpr uint64_t kData1 = 1 << 20, kData2 = 8 << 20, kDataLen = 64 << 10;
+
+TEST(ExtentsTest, SparseFileReportsItsHoles) {
+  const std::string path =
+      DiskDir() + "/ringline_extents_test." + std::to_string(getpid()) + ".img";
+  {
+    UniqueFd fd(open(path.c_str(), O_CREAT | O_RDWR | O_TRUNC | O_CLOEXEC, 0644));
+    ASSERT_TRUE(fd) << strerror(errno);
+    ASSERT_EQ(ftruncate(fd.get(), kSparseSize), 0);
+    std::string data(kDataLen, 'x');
+    ASSERT_EQ(pwrite(fd.get(), data.data(), kDataLen, kData1), static_cast<ssize_t>(kDataLen));
+    ASSERT_EQ(pwrite(fd.get(), data.data(), kDataLen, kData2), static_cast<ssize_t>(kDataLen));
+    ASSERT_EQ(fsync(fd.get()), 0);
+    if (lseek(fd.get(), 0, SEEK_DATA) != static_cast<off_t>(kData1)) {
+      unlink(path.c_str());
+      std::printf("SKIPPED: %s does not report holes through SEEK_DATA\n", DiskDir().c_str());
+      GTEST_SKIP() << DiskDir() << " does not report holes";
+    }
+  }
+  for (CacheMode mode : {CacheMode::kDirect, CacheMode::kWriteback}) {
+    SCOPED_TRACE(CacheModeName(mode));
+    auto w = Worker::Create(Config{});
+    ASSERT_TRUE(w.ok()) << w.status();
+    auto f = DirectFile::Open(**w, path, {.cache = mode});
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_EQ((*f)->geometry().supports_cache, mode == CacheMode::kWriteback);
+    (*w)->BlockOn([](DirectFile* f) -> Task<> {
+      constexpr uint32_t kHoleZero = kExtentHole | kExtentZero;
+      ExtentResult all = co_await f->Extents(0, kSparseSize, 100);
+      EXPECT_TRUE(all.ok()) << all.status;
+      const std::vector<std::pair<uint64_t, uint32_t>> want = {
+          {kData1, kHoleZero},
+          {kDataLen, 0},
+          {kData2 - kData1 - kDataLen, kHoleZero},
+          {kDataLen, 0},
+          {kSparseSize - kData2 - kDataLen, kHoleZero}};
+      std::vector<std::pair<uint64_t, uint32_t>> got;
+      for (const Extent& e : all.extents) got.emplace_back(e.length, e.flags);
+      EXPECT_EQ(got, want);
+      // Bounded: two extents from inside the first hole.
+      ExtentResult two = co_await f->Extents(4096, kSparseSize - 4096, 2);
+      EXPECT_EQ(two.extents.size(), 2u);
+      if (two.extents.size() != 2u) co_return;
+      EXPECT_EQ(two.extents[0].length, kData1 - 4096);
+      EXPECT_EQ(two.extents[0].flags, kHoleZero);
+      EXPECT_EQ(two.extents[1].length, kDataLen);
+      EXPECT_EQ(two.extents[1].flags, 0u);
+      // Clipped to the query, and to the end of the file.
+      ExtentResult in_data = co_await f->Extents(kData1 + 100, 50, 10);
+      EXPECT_EQ(in_data.extents.size(), 1u);
+      if (in_data.extents.size() != 1u) co_return;
+      EXPECT_EQ(in_data.extents[0].length, 50u);
+      EXPECT_EQ(in_data.extents[0].flags, 0u);
+      EXPECT_EQ((co_await f->Extents(kSparseSize, 4096, 10)).res, -EINVAL);
+      // A write fills a hole; a discard makes one.
+      Buffer b = Buffer::Allocate(4096);
+      Fill(b, 4096, 8);
+      EXPECT_EQ((co_await f->Write(4 << 20, std::move(b))).res, 4096);
+      ExtentResult filled = co_await f->Extents(4 << 20, 4096, 1);
+      EXPECT_EQ(filled.extents.size(), 1u);
+      if (filled.extents.size() != 1u) co_return;
+      EXPECT_EQ(filled.extents[0].flags, 0u) << "the written block is data";
+      EXPECT_EQ((co_await f->Discard(4 << 20, 4096)).res, 0);
+      ExtentResult punched = co_await f->Extents(4 << 20, 4096, 1);
+      EXPECT_EQ(punched.extents.size(), 1u);
+      if (punched.extents.size() != 1u) co_return;
+      EXPECT_EQ(punched.extents[0].flags, kHoleZero) << "the discarded block is a hole";
+      // Prefetch: accepted in both modes (a no-op where it means nothing).
+      EXPECT_EQ((co_await f->Cache(kData1, kDataLen)).res, 0);
+      EXPECT_EQ((co_await f->Cache(kSparseSize - 4096, 8192)).res,
+                f->geometry().supports_cache ? -EINVAL : 0);
+    }(f->get()));
+  }
+  unlink(path.c_str());
+}
+
+TEST(CacheModeTest, NamesParseAndRoundTrip) {
+  for (CacheMode m : {CacheMode::kAuto, CacheMode::kDirect, CacheMode::kWriteback}) {
+    CacheMode parsed = CacheMode::kAuto;
+    EXPECT_TRUE(ParseCacheMode(CacheModeName(m), &parsed));
+    EXPECT_EQ(parsed, m);
+  }
+  CacheMode m = CacheMode::kDirect;
+  EXPECT_FALSE(ParseCacheMode("none", &m));
+  EXPECT_FALSE(ParseCacheMode("", &m));
+  EXPECT_EQ(m, CacheMode::kDirect) << "a bad spelling leaves the value alone";
 }
 
 // Thread ids of this process's io-wq workers ("iou-wrk-N").

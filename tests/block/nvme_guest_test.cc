@@ -98,7 +98,7 @@ class NvmeGuestTest : public ::testing::Test {
     worker_.reset();
   }
 
-  std::unique_ptr<NvmeNamespace> Open(const std::string& path, NvmeNamespaceOptions o = {}) {
+  std::unique_ptr<NvmeNamespace> Open(const std::string& path, TargetOptions o = {}) {
     auto ns = NvmeNamespace::Open(*worker_, path, o);
     EXPECT_TRUE(ns.ok()) << ns.status();
     return ns.ok() ? std::move(*ns) : nullptr;

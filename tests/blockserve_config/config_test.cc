@@ -59,6 +59,7 @@ name = "a"
 path = "/a.img"
 read_only = true
 queue_depth = 32
+cache = "writeback"
 [[export]]
 name = "b"
 path = "/b.img"
@@ -74,6 +75,8 @@ path = "/b.img"
   ASSERT_EQ(c.exports.size(), 2u);
   EXPECT_TRUE(c.exports[0].read_only);
   EXPECT_EQ(c.exports[0].queue_depth, 32u);
+  EXPECT_EQ(c.exports[0].cache, ringline::block::CacheMode::kWriteback);
+  EXPECT_EQ(c.exports[1].cache, ringline::block::CacheMode::kAuto) << "auto is the default";
   EXPECT_TRUE(c.Validate().ok()) << c.Validate();
   std::remove(path.c_str());
 }
@@ -91,6 +94,19 @@ TEST(ConfigTest, TomlErrorsNameTheKey) {
   EXPECT_NE(LoadConfigFile(p, &c).message().find("export[0].path"), std::string::npos);
   p = WriteTemp("port = \n");
   EXPECT_NE(LoadConfigFile(p, &c).message().find(":1:"), std::string::npos) << "line number";
+}
+
+TEST(ConfigTest, BadCacheModeNamesTheField) {
+  const std::string p =
+      WriteTemp("[[export]]\nname = \"a\"\npath = \"/a.img\"\ncache = \"none\"\n");
+  ServerConfig c;
+  const absl::Status st = LoadConfigFile(p, &c);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(
+      st.message().find("'export[0].cache' must be one of \"direct\", \"writeback\", \"auto\""),
+      std::string::npos)
+      << st;
+  std::remove(p.c_str());
 }
 
 TEST(ConfigTest, ValidateNamesFieldAndFix) {
@@ -129,6 +145,9 @@ TEST(CliTest, BadFlagsExitTwoNamingTheFlag) {
   out.clear();
   EXPECT_EQ(RunBlockserve("--export justaname", &out), 2);
   EXPECT_NE(out.find("expected NAME=PATH"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(RunBlockserve("--cache=none", &out), 2);
+  EXPECT_NE(out.find("--cache"), std::string::npos) << out;
   out.clear();
   EXPECT_EQ(RunBlockserve("--no-such-flag", &out), 2);
   out.clear();

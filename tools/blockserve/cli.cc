@@ -15,7 +15,7 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
       "default).\nConnect with e.g. `nbdinfo nbd://127.0.0.1`.",
       "blockserve"};
   std::string listen, config_file, tls, tls_cert, tls_key, tls_ca, log_level, data_dir,
-      default_size;
+      default_size, cache;
   std::vector<std::string> exports;
   uint32_t port = 0, workers = 0, metrics_port = 0, max_connections = 0;
   app.add_option("--config", config_file, "TOML configuration file (flags override it)")
@@ -45,6 +45,10 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
                  "connections served at once, all workers together; more are closed at once "
                  "(default 4096)")
       ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--cache", cache,
+                 "direct | writeback | auto: O_DIRECT, the page cache, or O_DIRECT where the "
+                 "filesystem takes it (default auto; overrides every export's `cache`)")
+      ->check(CLI::IsMember({"direct", "writeback", "auto"}));
   // Operating it as a service.
   std::string unix_socket, pid_file, keepalive, tls_psk;
   std::optional<uint32_t> handshake_timeout, keepalive_idle;
@@ -103,6 +107,14 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
   }
   if (!tls.empty()) {
     c.tls = tls == "on" ? TlsMode::kOn : tls == "require" ? TlsMode::kRequire : TlsMode::kOff;
+  }
+  if (!cache.empty()) {
+    ringline::block::CacheMode mode;
+    if (!ringline::block::ParseCacheMode(cache, &mode)) {
+      return fail(
+          absl::InvalidArgumentError("--cache '" + cache + "': use direct, writeback or auto"));
+    }
+    c.cache = mode;
   }
   if (!tls_cert.empty()) c.tls_cert = tls_cert;
   if (!tls_key.empty()) c.tls_key = tls_key;

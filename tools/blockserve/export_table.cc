@@ -46,6 +46,7 @@ absl::StatusOr<std::unique_ptr<ExportTable>> ExportTable::Open(ringline::Worker&
     opts.read_only = e.read_only;
     opts.queue_depth = e.queue_depth;
     opts.latency_histograms = false;  // the session times whole requests itself
+    opts.cache = config.cache.value_or(e.cache);
     auto target = ringline::block::OpenTarget(worker, e.path, opts);
     if (!target.ok()) {
       return absl::Status(target.status().code(), absl::StrCat("export '", e.name, "' (", e.path,

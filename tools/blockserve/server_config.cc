@@ -289,7 +289,7 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
       for (const auto& [k, v] : *e) {
         const std::string key(k.str());
         if (key != "name" && key != "path" && key != "read_only" && key != "description" &&
-            key != "queue_depth") {
+            key != "queue_depth" && key != "cache") {
           return absl::InvalidArgumentError(
               absl::StrCat("config file ", path, ": unknown key '", where, ".", key, "'"));
         }
@@ -301,6 +301,11 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
         return st;
       if (!(st = get_uint((*e)["queue_depth"], where + ".queue_depth", 4096, &ex.queue_depth)).ok())
         return st;
+      std::string cache;
+      if (!(st = get_str((*e)["cache"], where + ".cache", &cache)).ok()) return st;
+      if ((*e)["cache"] && !ringline::block::ParseCacheMode(cache, &ex.cache)) {
+        return err(where + ".cache", "one of \"direct\", \"writeback\", \"auto\"");
+      }
       if (auto ro = (*e)["read_only"]) {
         auto b = ro.value<bool>();
         if (!b) return err(where + ".read_only", "true or false");

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "ringline/block/target.h"
 
 namespace blockserve {
 
@@ -21,6 +22,8 @@ struct ExportConfig {
   bool read_only = false;
   std::string description;
   uint32_t queue_depth = 128;
+  // O_DIRECT or the page cache (TOML `cache`: "direct", "writeback", "auto").
+  ringline::block::CacheMode cache = ringline::block::CacheMode::kAuto;
   // Only for files blockserve creates (the embedded default): the sparse size.
   uint64_t create_size = 0;
 };
@@ -41,6 +44,9 @@ struct ServerConfig {
   uint64_t default_size = uint64_t{1} << 30;
   uint32_t max_connections = 4096;
   uint32_t shutdown_grace_ms = 10000;
+  // --cache: when set, the cache mode of every export (the flag wins over
+  // each export's own `cache`).
+  std::optional<ringline::block::CacheMode> cache;
 
   // ---- operating it as a service: sockets, limits, timeouts ------------------
   // Also (or only) listen on this Unix socket path (--unix, TOML `unix`),

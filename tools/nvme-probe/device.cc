@@ -9,7 +9,7 @@ absl::StatusOr<OpenedDevice> ResolveAndOpen(const std::string& path) {
   // permission error on, say, /dev/sda, and sysfs needs no privileges.
   absl::StatusOr<block::NvmeDevicePaths> paths = block::ResolveNvmeDevice(path);
   if (!paths.ok()) return paths.status();
-  absl::StatusOr<block::NvmeDeviceFd> fd = block::OpenNvmeDevice(path);
+  absl::StatusOr<UniqueFd> fd = block::OpenNvmeDevice(path);
   if (!fd.ok()) return fd.status();
   return OpenedDevice{*std::move(paths), *std::move(fd)};
 }

@@ -11,7 +11,7 @@ namespace ringline::nvme_probe {
 // A resolved NVMe device node and an open fd on it (owned).
 struct OpenedDevice {
   block::NvmeDevicePaths paths;
-  block::NvmeDeviceFd fd;
+  UniqueFd fd;
 };
 
 // Resolves `path` (ResolveNvmeDevice) and opens it read-only. Errors say

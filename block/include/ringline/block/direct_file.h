@@ -1,5 +1,6 @@
 #pragma once
-// DirectFile: a regular file or a block device opened O_DIRECT, as a Target.
+// DirectFile: a regular file or a block device, opened O_DIRECT or buffered
+// (TargetOptions::cache), as a Target.
 //
 //   auto file = DirectFile::Open(worker, "/var/lib/disk.img", {.queue_depth = 64});
 //   Buffer buf = co_await pool.Acquire();
@@ -15,15 +16,28 @@
 // run on a helper thread (see direct_file.cc for why). On tmpfs, where the
 // kernel would hand every read and write to an io-wq thread, reads and writes
 // are copied on the worker's thread with preadv2/pwritev2 instead
-// (DirectFileOptions::copy_memory_inline).
+// (TargetOptions::copy_memory_inline).
 //
-// Every request is validated before any kernel round trip: offsets and lengths
-// must be multiples of geometry().logical_block_size, buffer addresses of
-// geometry().memory_alignment, the range must lie within the target, and a
-// read-only target refuses writes. Failures come back at once as -EINVAL (or
-// -EPERM for a write to a read-only target) with a status whose message names
-// the alignment or size required. Short transfers are continued; requests
-// larger than max_transfer_bytes (when set) are split into consecutive chunks.
+// Cache modes (TargetOptions::cache): kDirect opens O_DIRECT and fails where
+// the filesystem refuses it; kWriteback goes through the page cache; kAuto
+// (the default) is O_DIRECT where the filesystem takes it (open succeeds and
+// statx does not deny a DIO alignment), else the page cache with one warning
+// naming the reason. Both modes have the same durability: FUA is RWF_DSYNC on
+// the write (with the page cache, the written range is written back and the
+// device cache flushed before the result), flush is fdatasync. Buffered
+// files have no alignment constraints (logical block size and memory
+// alignment 1); buffered block devices take any buffer address but keep
+// whole sectors, which their discard and write-zeroes need.
+//
+// Size: every byte of a file is served, also a tail shorter than a block
+// (geometry().size_bytes is exact; a request that ends at the end of the file
+// may end mid-block). With O_DIRECT, the bytes past the last whole block go
+// through a second, buffered descriptor, so the file never grows to a whole
+// block (see direct_file.cc for why that is coherent).
+//
+// Validation, refusals, queue depth and metrics are TargetBase's (see
+// target_base.h). Short transfers are continued; requests larger than
+// max_transfer_bytes (when set) are split into consecutive chunks.
 //
 // Buffers: the buffer handed to Read/Write belongs to the operation until its
 // last completion (it is kept in the engine's op slot, never in the coroutine
@@ -40,101 +54,70 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "ringline/block/queue_depth.h"
-#include "ringline/block/target.h"
+#include "ringline/block/target_base.h"
 #include "ringline/worker.h"
 
 namespace ringline::block {
 
 class BlockingHelper;
 
-struct DirectFileOptions {
-  // Open O_RDONLY; writes, discards and write-zeroes then fail with -EPERM.
-  bool read_only = false;
-  // Requests admitted to the kernel at once; more wait in FIFO order.
-  uint32_t queue_depth = 128;
-  // Requests larger than this many bytes are issued as consecutive chunks
-  // (rounded down to the logical block size). 0: never split here — the
-  // kernel splits O_DIRECT bios to the device's limits itself.
-  uint32_t max_transfer_bytes = 0;
-  // Record the per-kind latency histograms of metrics() (two clock reads per
-  // operation). Load generators that time requests themselves turn this off.
-  bool latency_histograms = true;
-  // On tmpfs, copy reads and writes to and from the page cache on the worker's
-  // thread (preadv2/pwritev2) instead of through the ring, where the kernel
-  // hands every one to an io-wq thread. A tmpfs copy never waits for a device.
-  bool copy_memory_inline = true;
-  // Create a regular file of `create_size` bytes if `path` does not exist.
-  bool create = false;
-  uint64_t create_size = 0;
-};
-
-class DirectFile final : public Target {
+class DirectFile final : public TargetBase {
  public:
   // Opens `path` on `worker`; must be called on the worker's thread.
   static absl::StatusOr<std::unique_ptr<DirectFile>> Open(Worker& worker, const std::string& path,
-                                                          const DirectFileOptions& options = {});
+                                                          const TargetOptions& options = {});
+  // Waits for a discard still running on the helper thread and removes the
+  // tail descriptor (if any) from the fixed file table.
   ~DirectFile() override;
 
-  const Geometry& geometry() const override { return geometry_; }
-  const std::string& name() const override { return path_; }
-
-  Task<BlockResult> Read(uint64_t offset, uint32_t length, Buffer buffer) override;
-  Task<BlockResult> Write(uint64_t offset, Buffer buffer, WriteOptions options = {}) override;
-  Task<BlockResult> Flush() override;
-  Task<BlockResult> Discard(uint64_t offset, uint64_t length) override;
-  Task<BlockResult> WriteZeroes(uint64_t offset, uint64_t length,
-                                WriteOptions options = {}) override;
-
-  const TargetMetrics* metrics() const override { return &metrics_; }
-  const QueueDepthLimiter* queue() const override { return &limiter_; }
-  // The limiter itself (tests and owners that adjust the limit).
-  QueueDepthLimiter& limiter() { return limiter_; }
+  // Regular files: holes from SEEK_DATA/SEEK_HOLE (kExtentHole |
+  // kExtentZero), at most max_extents of them, each costing one or two lseek
+  // calls on the worker's thread. Block devices: data (Target's default).
+  Task<ExtentResult> Extents(uint64_t offset, uint64_t length, uint32_t max_extents) override;
 
   bool is_block_device() const { return block_device_; }
-  // Index in the worker's fixed file table.
-  int fixed_file() const { return fixed_file_; }
+  // How the file is served: kDirect (O_DIRECT) or kWriteback (the page
+  // cache), which TargetOptions::cache = kAuto resolves to at open.
+  CacheMode cache_mode() const { return direct_ ? CacheMode::kDirect : CacheMode::kWriteback; }
 
  private:
-  DirectFile(Worker& worker, std::string path, int fd, int fixed_file, const Geometry& geometry,
-             bool block_device, const DirectFileOptions& options);
+  DirectFile(Worker& worker, std::string path, UniqueFd fd, int fixed_file,
+             const Geometry& geometry, bool block_device, bool direct, bool memory_fs,
+             const TargetOptions& options);
+  // With O_DIRECT on a file that ends mid-block: opens and installs tail_fd_.
+  absl::Status OpenTail(const std::string& path, bool read_only);
 
-  // One read or write on a memory-backed file, done on this thread: bytes or -errno.
-  int32_t CopyInline(bool write, uint64_t offset, uint8_t* data, uint32_t len, int rw_flags);
+  Task<BlockResult> SubmitRead(uint64_t offset, uint32_t length, Buffer buffer) override;
+  Task<BlockResult> SubmitWrite(uint64_t offset, Buffer buffer, bool fua) override;
+  Task<BlockResult> SubmitFlush() override;
+  Task<BlockResult> SubmitDiscard(uint64_t offset, uint64_t length) override;
+  Task<BlockResult> SubmitWriteZeroes(uint64_t offset, uint64_t length, bool fua) override;
+  // The work of Extents() for a regular file (synchronous lseek calls).
+  ExtentResult FileExtents(uint64_t offset, uint64_t length, uint32_t max_extents);
+  // Buffered, device-backed files and block devices: fadvise WILLNEED.
+  Task<BlockResult> SubmitCache(uint64_t offset, uint64_t length) override;
+
+  // One read or write on a memory-backed file through `fd`, done on this
+  // thread: bytes or -errno.
+  static int32_t CopyInline(int fd, bool write, uint64_t offset, uint8_t* data, uint32_t len,
+                            int rw_flags);
   // Read and write share one coroutine (one frame per request).
   Task<BlockResult> Transfer(OpKind kind, uint64_t offset, uint32_t length, Buffer buffer,
                              int rw_flags);
   // Discard and write-zeroes.
   Task<BlockResult> Allocate(OpKind kind, uint64_t offset, uint64_t length, bool fua);
-  // True when [offset, offset+length) is block-aligned and inside the target.
-  bool RangeOk(uint64_t offset, uint64_t length) const {
-    return ((offset | length) & (geometry_.logical_block_size - 1)) == 0 &&
-           length <= geometry_.size_bytes && offset <= geometry_.size_bytes - length;
-  }
-  bool AddressOk(const uint8_t* p) const {
-    return (reinterpret_cast<uintptr_t>(p) & (geometry_.memory_alignment - 1)) == 0;
-  }
-  // A request refused before the kernel saw it: counts the error and returns
-  // an already-finished task carrying `res`, the explanation and the buffer.
-  // Cold path.
-  Task<BlockResult> Refuse(OpKind kind, int res, std::string message, Buffer buffer);
-  // Explains why RangeOk/AddressOk refused the request (`address`: the buffer's,
-  // or null when the request has none).
-  Task<BlockResult> RefuseRequest(OpKind kind, uint64_t offset, uint64_t length,
-                                  const uint8_t* address, Buffer buffer);
 
-  Worker* worker_;
-  std::string path_;
-  int fd_;  // owned; closed in the destructor after the fixed slot is removed
-  int fixed_file_;
-  Geometry geometry_;
   bool block_device_;
-  bool latency_;
+  bool direct_;                       // O_DIRECT; else buffered (the page cache)
   bool zero_range_supported_ = true;  // files: ZERO_RANGE, else PUNCH_HOLE
+  bool memory_backed_ = false;        // tmpfs: reads and writes copied inline (see the constructor)
   uint32_t max_chunk_;
-  bool memory_backed_ = false;  // tmpfs: reads and writes copied inline (see the constructor)
-  QueueDepthLimiter limiter_;
-  TargetMetrics metrics_;
+  // O_DIRECT files whose size is not a whole number of blocks: the bytes from
+  // tail_start_ to the end go through tail_fd_ (buffered, in the fixed file
+  // table at tail_fixed_file_). Otherwise tail_start_ is UINT64_MAX.
+  uint64_t tail_start_ = UINT64_MAX;
+  UniqueFd tail_fd_;
+  int tail_fixed_file_ = -1;
   std::unique_ptr<BlockingHelper> helper_;  // started on the first block-device discard
 };
 

@@ -33,6 +33,7 @@
 
 #include "absl/numeric/int128.h"
 #include "absl/status/statusor.h"
+#include "ringline/unique_fd.h"
 
 namespace ringline::block {
 
@@ -238,33 +239,10 @@ absl::StatusOr<uint64_t> KernelMaxTransferBytes(std::string_view block_name);
 // ("nvme0"), from sysfs, sorted by namespace id.
 std::vector<std::string> NvmeControllerNamespaces(std::string_view controller_name);
 
-// RAII owner of a file descriptor. Move-only; closes on destruction.
-class NvmeDeviceFd {
- public:
-  NvmeDeviceFd() = default;
-  explicit NvmeDeviceFd(int fd) : fd_(fd) {}
-  NvmeDeviceFd(NvmeDeviceFd&& other) noexcept : fd_(other.release()) {}
-  NvmeDeviceFd& operator=(NvmeDeviceFd&& other) noexcept;
-  NvmeDeviceFd(const NvmeDeviceFd&) = delete;
-  NvmeDeviceFd& operator=(const NvmeDeviceFd&) = delete;
-  ~NvmeDeviceFd();
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_ = -1;
-};
-
 // Opens an NVMe device node read-only for admin ioctls (O_RDONLY |
 // O_CLOEXEC; the kernel does not need write access for admin passthrough).
 // EACCES/EPERM become kPermissionDenied with a hint to run as root or as a
 // member of the disk group; ENOENT becomes kNotFound.
-absl::StatusOr<NvmeDeviceFd> OpenNvmeDevice(const std::string& path);
+absl::StatusOr<UniqueFd> OpenNvmeDevice(const std::string& path);
 
 }  // namespace ringline::block

@@ -27,8 +27,8 @@
 //   WriteZeroes       NVMe Write Zeroes (0x08), FUA bit honoured.
 //   Discard           Dataset Management (0x09) with Attribute Deallocate; the
 //                     range list lives in the op slot (kernel-read memory).
-// A CQE `res` of 0 is success, a positive `res` an NVMe status (DESIGN.md
-// rule 8): BlockResult::res is then a negated errno chosen by the status'
+// A CQE `res` of 0 is success, a positive `res` an NVMe status
+// (docs/io_uring-rules.md R8): BlockResult::res is then a negated errno chosen by the status'
 // meaning (LBA Out of Range -> -EINVAL, Invalid Opcode -> -EOPNOTSUPP, write
 // protected -> -EPERM, media errors and the rest -> -EIO) and
 // BlockResult::status names the status type and code, e.g.
@@ -41,13 +41,13 @@
 // concurrently, each holding one queue-depth place; the first failure stops
 // the submission of the rest and is the request's result.
 //
-// Validation happens before any kernel round trip, like DirectFile: offsets and
-// lengths must be multiples of the LBA size, buffer addresses of
-// geometry().memory_alignment (4 bytes: NVMe's dword alignment), the range must
-// lie inside the namespace, and a read-only target refuses writes, discards and
-// write-zeroes (-EPERM). Refusals come back at once as -EINVAL / -EPERM with a
-// message naming the alignment or size required. Passthrough() is the raw
-// escape hatch and validates nothing but the buffer size.
+// Validation, refusals, queue depth and metrics are TargetBase's (see
+// target_base.h): offsets and lengths must be multiples of the LBA size,
+// buffer addresses of geometry().memory_alignment (4 bytes: NVMe's dword
+// alignment); discard and write-zeroes are refused with -EOPNOTSUPP where the
+// controller lacks Dataset Management / Write Zeroes (ONCS).
+// Passthrough() is the raw escape hatch and validates nothing but the buffer
+// size.
 //
 // Registered buffers: a buffer from a registered BufferPool is passed with
 // IORING_URING_CMD_FIXED (no per-command page pinning). Linux 6.1 accepts that
@@ -64,7 +64,7 @@
 // one-command request keeps it in the engine's op slot; a split request keeps
 // it in a heap object shared by its commands that is freed only after the last
 // of their completions (see nvme_namespace.cc). Destroying the awaiting task
-// therefore never frees memory under the device (DESIGN.md rule 1).
+// therefore never frees memory under the device (docs/io_uring-rules.md R1).
 //
 // Queue depth: every NVMe command in flight holds one place of limiter()
 // (FIFO, never rejected); metrics() counts requests per kind with latency from
@@ -82,24 +82,10 @@
 
 #include "absl/status/statusor.h"
 #include "ringline/block/nvme_device.h"
-#include "ringline/block/queue_depth.h"
-#include "ringline/block/target.h"
+#include "ringline/block/target_base.h"
 #include "ringline/worker.h"
 
 namespace ringline::block {
-
-struct NvmeNamespaceOptions {
-  // Open O_RDONLY; writes, discards and write-zeroes then fail with -EPERM.
-  bool read_only = false;
-  // NVMe commands in flight at once; more wait in FIFO order.
-  uint32_t queue_depth = 128;
-  // Split requests at this many bytes (rounded down to the LBA size) when it
-  // is below the device's own limit. 0: the device's limit.
-  uint32_t max_transfer_bytes = 0;
-  // Record the per-kind latency histograms of metrics() (two clock reads per
-  // request). Load generators that time requests themselves turn this off.
-  bool latency_histograms = true;
-};
 
 // A raw NVM command set I/O command (the NVMe fields of struct
 // nvme_uring_cmd). The namespace id is filled in. The data direction follows
@@ -129,7 +115,7 @@ struct NvmeCommandResult : IoStatus {
   Buffer buffer;             // the buffer handed in
 };
 
-class NvmeNamespace final : public Target {
+class NvmeNamespace final : public TargetBase {
  public:
   // Opens the namespace at `path` (a generic char device /dev/ngXnY; the block
   // device /dev/nvmeXnY is accepted and its ngXnY used, since 6.1 has no
@@ -137,22 +123,12 @@ class NvmeNamespace final : public Target {
   // worker's thread. Fails with kInvalidArgument for a controller or a
   // non-NVMe path, kPermissionDenied without the rights for admin commands,
   // kUnimplemented for a format with metadata (not supported).
-  static absl::StatusOr<std::unique_ptr<NvmeNamespace>> Open(
-      Worker& worker, const std::string& path, const NvmeNamespaceOptions& options = {});
-  ~NvmeNamespace() override;
-
-  const Geometry& geometry() const override { return geometry_; }
-  // The generic char device path that is used (e.g. "/dev/ng0n1").
-  const std::string& name() const override { return path_; }
-
-  Task<BlockResult> Read(uint64_t offset, uint32_t length, Buffer buffer) override;
-  Task<BlockResult> Write(uint64_t offset, Buffer buffer, WriteOptions options = {}) override;
-  Task<BlockResult> Flush() override;
-  // Dataset Management, Attribute Deallocate. Whether the range reads back as
-  // zeroes afterwards is geometry().discard_zeroes_data (DLFEAT).
-  Task<BlockResult> Discard(uint64_t offset, uint64_t length) override;
-  Task<BlockResult> WriteZeroes(uint64_t offset, uint64_t length,
-                                WriteOptions options = {}) override;
+  static absl::StatusOr<std::unique_ptr<NvmeNamespace>> Open(Worker& worker,
+                                                             const std::string& path,
+                                                             const TargetOptions& options = {});
+  // name() is the generic char device path that is used (e.g. "/dev/ng0n1").
+  // Discard is Dataset Management, Attribute Deallocate; whether the range
+  // reads back as zeroes afterwards is geometry().discard_zeroes_data (DLFEAT).
 
   // One raw I/O command on this namespace, with `buffer` (data_len bytes of
   // it) as its data. No range or alignment checks: the controller judges the
@@ -161,21 +137,15 @@ class NvmeNamespace final : public Target {
   // fit the buffer and the maximum transfer (-EINVAL otherwise).
   Task<NvmeCommandResult> Passthrough(NvmeIoCommand command, Buffer buffer = {});
 
-  const TargetMetrics* metrics() const override { return &metrics_; }
-  const QueueDepthLimiter* queue() const override { return &limiter_; }
-  QueueDepthLimiter& limiter() { return limiter_; }
-
   uint32_t nsid() const { return nsid_; }
   const NvmeNamespaceInfo& namespace_info() const { return ns_info_; }
   const NvmeControllerInfo& controller_info() const { return ctrl_info_; }
   // The device's largest single transfer (MDTS and the kernel's limit), before
-  // NvmeNamespaceOptions::max_transfer_bytes.
+  // TargetOptions::max_transfer_bytes.
   uint64_t device_max_transfer_bytes() const { return device_max_transfer_; }
   // LBAs per Write Zeroes command and per Dataset Management range.
   uint32_t max_write_zeroes_lbas() const { return max_zeroes_lbas_; }
   uint32_t max_discard_range_lbas() const { return max_dsm_range_lbas_; }
-  // Index in the worker's fixed file table.
-  int fixed_file() const { return fixed_file_; }
   // Buffer registrations the kernel refused for FIXED passthrough so far (each
   // is then used as plain memory; see "Registered buffers" above).
   uint32_t fixed_buffer_fallbacks() const { return fixed_fallbacks_; }
@@ -186,29 +156,26 @@ class NvmeNamespace final : public Target {
   struct Plan;
 
  private:
-  NvmeNamespace(Worker& worker, std::string path, int fd, int fixed_file,
-                const NvmeNamespaceOptions& options);
+  NvmeNamespace(Worker& worker, std::string path, UniqueFd fd, int fixed_file,
+                const Geometry& geometry, const TargetOptions& options);
 
-  // Every data-path request: validated, then one command or a split.
+  Task<BlockResult> SubmitRead(uint64_t offset, uint32_t length, Buffer buffer) override;
+  Task<BlockResult> SubmitWrite(uint64_t offset, Buffer buffer, bool fua) override;
+  Task<BlockResult> SubmitFlush() override;
+  Task<BlockResult> SubmitDiscard(uint64_t offset, uint64_t length) override;
+  Task<BlockResult> SubmitWriteZeroes(uint64_t offset, uint64_t length, bool fua) override;
+
+  // The plan of a validated read, write, discard or write-zeroes.
+  Plan PlanRange(OpKind kind, uint8_t opcode, uint64_t offset, uint64_t length,
+                 uint32_t lbas_per_cmd) const;
+  // Every data-path request: one command or a split.
   Task<BlockResult> Run(Plan plan, Buffer buffer);
-  Task<BlockResult> Refuse(OpKind kind, int res, std::string message, Buffer buffer);
-  // Why [offset, offset+length) (and the buffer's address) was refused.
-  Task<BlockResult> RefuseRequest(OpKind kind, uint64_t offset, uint64_t length,
-                                  const Buffer* address, Buffer buffer);
-  bool RangeOk(uint64_t offset, uint64_t length) const {
-    return ((offset | length) & (geometry_.logical_block_size - 1)) == 0 &&
-           length <= geometry_.size_bytes && offset <= geometry_.size_bytes - length;
-  }
   bool FixedUsable(const Buffer& buffer) const;
   void NoteFixedUnusable(const Buffer& buffer);
   bool AddressOk(const Buffer& b) const {
-    return (reinterpret_cast<uintptr_t>(b.data()) & (geometry_.memory_alignment - 1)) == 0;
+    return (reinterpret_cast<uintptr_t>(b.data()) & (geometry().memory_alignment - 1)) == 0;
   }
 
-  Worker* worker_;
-  std::string path_;
-  int fd_;  // owned; closed in the destructor after the fixed slot is removed
-  int fixed_file_;
   uint32_t nsid_ = 0;
   uint32_t lba_shift_ = 9;
   uint32_t max_cmd_lbas_ = 0;  // LBAs per Read/Write command
@@ -218,12 +185,8 @@ class NvmeNamespace final : public Target {
   uint32_t max_segments_ = 0;
   uint32_t fixed_fallbacks_ = 0;
   std::vector<bool> fixed_unusable_;  // by registered buffer index
-  bool latency_ = true;
-  Geometry geometry_;
   NvmeNamespaceInfo ns_info_;
   NvmeControllerInfo ctrl_info_;
-  QueueDepthLimiter limiter_;
-  TargetMetrics metrics_;
 };
 
 }  // namespace ringline::block

@@ -18,16 +18,7 @@
 
 namespace ringline::block {
 
-struct TargetOptions {
-  bool read_only = false;
-  // Requests admitted at once; more wait in FIFO order.
-  uint32_t queue_depth = 128;
-  // Split requests above this size (0: the implementation's own limit).
-  uint32_t max_transfer_bytes = 0;
-  // Record per-kind latency histograms in metrics().
-  bool latency_histograms = true;
-};
-
+// `options`: see TargetOptions (target.h).
 absl::StatusOr<std::unique_ptr<Target>> OpenTarget(Worker& worker, const std::string& path,
                                                    const TargetOptions& options = {});
 

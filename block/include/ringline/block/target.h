@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -37,6 +38,11 @@ struct Geometry {
   bool supports_write_zeroes = false;
   bool discard_zeroes_data = false;  // reads after discard return zeroes
   bool rotational = false;
+  // Cache() prefetches into a cache that later reads hit (buffered files and
+  // block devices: the page cache). False where it would mean nothing
+  // (O_DIRECT, memory file systems, NVMe passthrough); NBD servers advertise
+  // NBD_CMD_CACHE only when this is true.
+  bool supports_cache = false;
 };
 
 enum class OpKind : uint8_t { kRead, kWrite, kFlush, kDiscard, kWriteZeroes };
@@ -75,6 +81,52 @@ struct WriteOptions {
   bool fua = false;  // durable when the result arrives
 };
 
+// How a file or block device target uses the page cache (DirectFile; NVMe
+// passthrough never does).
+enum class CacheMode : uint8_t {
+  // O_DIRECT where the filesystem takes it, else kWriteback with one warning
+  // naming the reason.
+  kAuto,
+  // O_DIRECT or nothing: opening fails where the filesystem refuses it.
+  kDirect,
+  // Buffered I/O through the page cache, with the same durability: FUA is
+  // RWF_DSYNC on the write, flush is fdatasync. No alignment constraints.
+  kWriteback,
+};
+// "auto", "direct", "writeback".
+const char* CacheModeName(CacheMode mode);
+// Parses CacheModeName's spellings; false for anything else.
+bool ParseCacheMode(std::string_view text, CacheMode* mode);
+
+// How a target is opened: one set of options for every kind of target
+// (OpenTarget, DirectFile::Open, NvmeNamespace::Open). Fields marked "files"
+// are used by DirectFile only and ignored by NVMe passthrough.
+struct TargetOptions {
+  // Open read-only; writes, discards and write-zeroes then fail with -EPERM.
+  bool read_only = false;
+  // Requests (NVMe: commands) admitted to the kernel at once; more wait in
+  // FIFO order.
+  uint32_t queue_depth = 128;
+  // Split requests above this many bytes (rounded down to the alignment unit).
+  // 0: the implementation's own limit (files: never split here, the kernel
+  // splits O_DIRECT bios itself; NVMe: MDTS and the kernel's queue limits).
+  uint32_t max_transfer_bytes = 0;
+  // Record the per-kind latency histograms of metrics() (two clock reads per
+  // request). Load generators that time requests themselves turn this off.
+  bool latency_histograms = true;
+  // Files on tmpfs: copy reads and writes to and from the page cache on the
+  // worker's thread (preadv2/pwritev2) instead of through the ring, where the
+  // kernel hands every one to an io-wq thread. A tmpfs copy never waits for a
+  // device.
+  bool copy_memory_inline = true;
+  // Files: create a regular file of `create_size` bytes if `path` does not
+  // exist.
+  bool create = false;
+  uint64_t create_size = 0;
+  // Files and block devices: O_DIRECT or the page cache (see CacheMode).
+  CacheMode cache = CacheMode::kAuto;
+};
+
 class Target {
  public:
   virtual ~Target() = default;
@@ -95,10 +147,22 @@ class Target {
   virtual Task<BlockResult> WriteZeroes(uint64_t offset, uint64_t length,
                                         WriteOptions options = {}) = 0;
 
+  // Starts reading [offset, offset + length) into the target's cache so that
+  // later reads hit it (NBD_CMD_CACHE); advisory: the result says the request
+  // was accepted, not that the data is cached. A no-op success where
+  // geometry().supports_cache is false (the default).
+  virtual Task<BlockResult> Cache(uint64_t offset, uint64_t length);
+
   // Reports the allocation state of [offset, offset + length) as at most
   // `max_extents` contiguous extents starting at `offset` (length > 0, the
   // range inside the device). The default says "all data" in one extent, which
-  // is always true; targets that know their holes override it.
+  // is always true; targets that know their holes override it: regular files
+  // (DirectFile) report holes from SEEK_DATA/SEEK_HOLE as kExtentHole |
+  // kExtentZero. Block devices and NVMe namespaces report data (the default).
+  // An NVMe namespace could later report deallocated blocks: Get LBA Status
+  // (log of potentially unrecoverable or deallocated LBAs) or, per block, a
+  // read with DLFEAT telling that deallocated blocks read as zeroes
+  // (kExtentZero; kExtentHole for deallocated ones).
   virtual Task<ExtentResult> Extents(uint64_t offset, uint64_t length, uint32_t max_extents);
 
   // Per-operation metrics and the queue-depth limiter, owned by the target and
