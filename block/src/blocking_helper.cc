@@ -43,7 +43,7 @@ void BlockingHelper::Loop() {
       if (state->abandoned) return;
       state->result = result;
       state->done = true;
-      Worker::Current().Schedule(state->waiter);
+      Worker::Current().internals().Schedule(state->waiter);
     })) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }

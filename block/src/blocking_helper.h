@@ -20,7 +20,7 @@
 #include <thread>
 
 #include "absl/functional/any_invocable.h"
-#include "ringline/promise_base.h"
+#include "ringline/internal/promise_base.h"
 #include "ringline/worker.h"
 
 namespace ringline::block {

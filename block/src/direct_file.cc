@@ -21,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "blocking_helper.h"
 #include "device_geometry.h"
+#include "op_tags.h"
 #include "ringline/io_result.h"
 #include "ringline/log.h"
 #include "ringline/operation.h"
@@ -76,7 +77,7 @@ struct ResFinish {
 
 auto DatasyncOp(int fixed_file) {
   return Submit(
-      OpTag::kBlockFsync,
+      kTagFsync,
       [fixed_file](io_uring_sqe* sqe, OpSlot&) {
         io_uring_prep_fsync(sqe, fixed_file, IORING_FSYNC_DATASYNC);
         sqe->flags |= IOSQE_FIXED_FILE;
@@ -86,7 +87,7 @@ auto DatasyncOp(int fixed_file) {
 
 auto FallocateOp(int fixed_file, int mode, uint64_t offset, uint64_t length) {
   return Submit(
-      OpTag::kBlockFallocate,
+      kTagFallocate,
       [=](io_uring_sqe* sqe, OpSlot&) {
         io_uring_prep_fallocate(sqe, fixed_file, mode, static_cast<off_t>(offset),
                                 static_cast<off_t>(length));
@@ -119,7 +120,7 @@ DirectFile::DirectFile(Worker& worker, std::string path, UniqueFd fd, int fixed_
 DirectFile::~DirectFile() {
   helper_.reset();  // waits for a discard still running on the helper thread (it uses fd())
   if (tail_fixed_file_ >= 0) {
-    if (auto st = worker().ring().RemoveFixedFile(tail_fixed_file_); !st.ok()) {
+    if (auto st = worker().internals().ring().RemoveFixedFile(tail_fixed_file_); !st.ok()) {
       RL_LOG_WARN("%s: %s", name(), st.message());
     }
   }
@@ -285,7 +286,7 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
 
   const bool write = kind == OpKind::kWrite;
   const bool fixed = buffer.registered();
-  const OpTag tag = write ? OpTag::kBlockWrite : OpTag::kBlockRead;
+  const OpTag tag = write ? kTagWrite : kTagRead;
   RwPrep prep{
       .buffer = &buffer,
       .offset = offset,
@@ -364,7 +365,7 @@ int32_t DirectFile::CopyInline(int fd, bool write, uint64_t offset, uint8_t* dat
 Task<BlockResult> DirectFile::SubmitCache(uint64_t offset, uint64_t length) {
   QueueDepthLimiter::Permit permit = co_await limiter().Acquire();
   const int32_t res = co_await Submit(
-      OpTag::kBlockAux,
+      kTagAux,
       [fixed = fixed_file(), offset, length](io_uring_sqe* sqe, OpSlot&) {
         io_uring_prep_fadvise(sqe, fixed, offset, static_cast<off_t>(length), POSIX_FADV_WILLNEED);
         sqe->flags |= IOSQE_FIXED_FILE;

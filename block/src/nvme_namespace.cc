@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "op_tags.h"
 #include "ringline/block/nvme_status.h"
 #include "ringline/io_result.h"
 #include "ringline/log.h"
@@ -151,7 +152,7 @@ class Fanout {
   // queues the SQE right away.
   OpSlot& Start(uint32_t command, Permit permit) {
     OpSlot& slot =
-        worker_->slab().AllocateWithHandler(OpTag::kNvmeCmd, &Fanout::OnCompletion, this);
+        worker_->internals().slab().AllocateWithHandler(kTagNvmeCmd, &Fanout::OnCompletion, this);
     InitSlotData(slot, command);
     in_flight_.push_back(InFlight{&slot, std::move(permit)});
     return slot;
@@ -186,7 +187,7 @@ class Fanout {
       // The target (and its limiter) may be destroyed right after its tasks:
       // give the places back now, the commands finish on their own.
       e.permit.Release();
-      worker_->slab().Cancel(*e.slot);
+      worker_->internals().slab().Cancel(*e.slot);
     }
     if (in_flight_.empty()) delete this;
   }
@@ -219,7 +220,7 @@ class Fanout {
       delete this;  // the slab releases `slot` after we return; it never touches us again
       return;
     }
-    if (PromiseBase* w = std::exchange(waiter_, nullptr)) worker_->Schedule(w);
+    if (PromiseBase* w = std::exchange(waiter_, nullptr)) worker_->internals().Schedule(w);
   }
 
   Worker* worker_;
@@ -644,8 +645,9 @@ Task<BlockResult> NvmeNamespace::Run(Plan plan, Buffer buffer) {
   while (!nothing) {
     if (commands == 1) [[likely]] {
       Permit permit = co_await limiter().Acquire();
-      res = co_await Submit(OpTag::kNvmeCmd, OneCommandPrep{&plan, &buffer, nsid_, fixed_file()},
-                            OneCommandFinish{&buffer});
+      res = co_await SubmitCommand128(kTagNvmeCmd,
+                                      OneCommandPrep{&plan, &buffer, nsid_, fixed_file()},
+                                      OneCommandFinish{&buffer});
     } else {
       // Several commands into one buffer: see Fanout for who owns what, when.
       FanoutOwner fan(new Fanout(worker(), std::move(buffer)));
@@ -653,7 +655,7 @@ Task<BlockResult> NvmeNamespace::Run(Plan plan, Buffer buffer) {
         Permit permit = co_await limiter().Acquire();
         if (fan->error_res() != 0) break;  // an earlier command failed meanwhile
         OpSlot& slot = fan->Start(i, std::move(permit));
-        io_uring_sqe* sqe = worker().ring().GetSqe128();
+        io_uring_sqe* sqe = worker().internals().ring().GetSqe128();
         plan.Fill(i, nsid_, fixed_file(), &fan->buffer(), slot, sqe);
         io_uring_sqe_set_data64(sqe, slot.user_data().raw());
       }
@@ -732,8 +734,8 @@ Task<NvmeCommandResult> NvmeNamespace::Passthrough(NvmeIoCommand command, Buffer
   for (;;) {
     Permit permit = co_await limiter().Acquire();
     // The buffer lives in slot.held[0] from submission to the final CQE.
-    out = co_await Submit(
-        OpTag::kNvmeCmd,
+    out = co_await SubmitCommand128(
+        kTagNvmeCmd,
         [&command, &buffer, fixed, nsid = nsid_, fixed_file = fixed_file()](io_uring_sqe* sqe,
                                                                             OpSlot& slot) {
           slot.held[0] = std::move(buffer);
@@ -769,7 +771,10 @@ Task<NvmeCommandResult> NvmeNamespace::Passthrough(NvmeIoCommand command, Buffer
   r.res = out.res;
   r.dword0 = out.dword0;
   if (out.res > 0) {
-    r.status = NvmeStatusToStatus(static_cast<uint16_t>(out.res), context);
+    // A positive CQE res is an NVMe status (docs/io_uring-rules.md R8).
+    r.nvme_status = static_cast<uint16_t>(out.res);
+    r.res = NegErrnoForNvmeStatus(r.nvme_status);
+    r.status = NvmeStatusToStatus(r.nvme_status, context);
   } else if (out.res < 0) {
     r.status = ErrnoToStatus(out.res, context);
   } else if (command.opcode & 2) {

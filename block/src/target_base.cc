@@ -26,7 +26,7 @@ TargetBase::TargetBase(Worker& worker, std::string path, UniqueFd fd, int fixed_
       limiter_(options.queue_depth) {}
 
 TargetBase::~TargetBase() {
-  if (auto st = worker_->ring().RemoveFixedFile(fixed_file_); !st.ok()) {
+  if (auto st = worker_->internals().ring().RemoveFixedFile(fixed_file_); !st.ok()) {
     RL_LOG_WARN("%s: %s", path_, st.message());
   }
   // fd_ closes after this body, once the fixed slot no longer refers to it.
@@ -41,7 +41,7 @@ absl::Status TargetBase::CheckOnWorkerThread(const Worker& worker) {
 }
 
 absl::StatusOr<int> TargetBase::InstallFixed(Worker& worker, int fd) {
-  return worker.ring().InstallFixedFile(fd);
+  return worker.internals().ring().InstallFixedFile(fd);
 }
 
 absl::StatusOr<uint32_t> TargetBase::MaxTransferFor(uint32_t requested, uint32_t unit,

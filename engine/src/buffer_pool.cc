@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cassert>
 #include <cerrno>
 #include <cstdlib>
 
@@ -69,15 +70,15 @@ absl::StatusOr<std::unique_ptr<BufferPool>> BufferPool::Create(Worker& worker, c
     for (uint32_t g = 0; g < groups && failed.ok(); ++g) {
       const uint32_t first = g * pool->per_registration_;
       const uint32_t n = std::min(pool->per_registration_, o.count - first);
-      auto idx = worker.ring().RegisterBuffer(pool->base_ + std::size_t{first} * size,
-                                              std::size_t{n} * size);
+      auto idx = worker.internals().ring().RegisterBuffer(pool->base_ + std::size_t{first} * size,
+                                                          std::size_t{n} * size);
       if (idx.ok())
         pool->reg_indexes_.push_back(*idx);
       else
         failed = idx.status();
     }
     if (!failed.ok()) {
-      for (int idx : pool->reg_indexes_) worker.ring().UnregisterBuffer(idx);
+      for (int idx : pool->reg_indexes_) worker.internals().ring().UnregisterBuffer(idx);
       pool->reg_indexes_.clear();
       if (!g_memlock_warned.exchange(true)) {
         RL_LOG_WARN(
@@ -87,16 +88,19 @@ absl::StatusOr<std::unique_ptr<BufferPool>> BufferPool::Create(Worker& worker, c
       }
     }
   }
-  worker.AttachPool(pool.get());
+  worker.internals().AttachPool(pool.get());
   pool->free_.reserve(o.count);
+  pool->lent_.assign(o.count, false);
   for (uint32_t i = o.count; i-- > 0;) pool->free_.push_back(i);
   return pool;
 }
 
 BufferPool::~BufferPool() {
+  assert(std::find(lent_.begin(), lent_.end(), true) == lent_.end() &&
+         "BufferPool destroyed with buffers still lent out");
   if (worker_) {
-    for (int idx : reg_indexes_) worker_->ring().UnregisterBuffer(idx);
-    worker_->DetachPool(this);
+    for (int idx : reg_indexes_) worker_->internals().ring().UnregisterBuffer(idx);
+    worker_->internals().DetachPool(this);
   }
   if (base_) munmap(base_, mapped_);
 }
@@ -115,59 +119,32 @@ Buffer BufferPool::TryAcquire() {
   if (free_.empty()) return Buffer();
   const uint32_t i = free_.back();
   free_.pop_back();
+  assert(!lent_[i] && "a free buffer is also lent");
+  lent_[i] = true;
   return Make(i);
 }
 
 void BufferPool::Return(uint8_t* data) {
+  assert(data >= base_ && data < base_ + mapped_ && "Buffer returned to a pool it is not from");
+  assert((data - base_) % buffer_size_ == 0 && "Buffer returned with a moved data pointer");
   const uint32_t i = static_cast<uint32_t>((data - base_) / buffer_size_);
-  if (AcquireAwaiter* a = head_) {
-    // Hand it straight to the longest waiter (FIFO).
-    Unlink(a);
+  assert(lent_[i] && "Buffer returned twice");
+  if (WaitNode* n = waiters_.front()) {
+    // Hand it straight to the longest waiter (FIFO); it stays lent.
+    auto* a = static_cast<AcquireAwaiter*>(n);
     a->buffer_ = Make(i);
-    if (worker_) worker_->Schedule(a->waiter_);
+    waiters_.Wake(*a);
     return;
   }
+  lent_[i] = false;
   free_.push_back(i);
-}
-
-void BufferPool::Enqueue(AcquireAwaiter* a) {
-  a->queued_ = true;
-  a->next_ = nullptr;
-  a->prev_ = tail_;
-  if (tail_)
-    tail_->next_ = a;
-  else
-    head_ = a;
-  tail_ = a;
-  ++waiting_;
-}
-
-void BufferPool::Unlink(AcquireAwaiter* a) {
-  if (!a->queued_) return;
-  if (a->prev_)
-    a->prev_->next_ = a->next_;
-  else
-    head_ = a->next_;
-  if (a->next_)
-    a->next_->prev_ = a->prev_;
-  else
-    tail_ = a->prev_;
-  a->next_ = a->prev_ = nullptr;
-  a->queued_ = false;
-  --waiting_;
 }
 
 bool BufferPool::AcquireAwaiter::await_ready() {
   // Never overtake waiters that are already queued.
-  if (pool_->head_) return false;
+  if (!pool_->waiters_.empty()) return false;
   buffer_ = pool_->TryAcquire();
   return static_cast<bool>(buffer_);
-}
-
-BufferPool::AcquireAwaiter::~AcquireAwaiter() {
-  // Destroyed while queued: leave the queue. A buffer handed over but never
-  // taken goes back to the pool through buffer_'s destructor.
-  if (queued_) pool_->Unlink(this);
 }
 
 }  // namespace ringline

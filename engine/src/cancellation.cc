@@ -12,7 +12,7 @@ void CancellationSource::Cancel() {
   while (n) {
     detail::CancelWaiter* next = n->next;
     n->next = n->prev = nullptr;
-    if (w) w->Schedule(n->waiter);
+    if (w) w->internals().Schedule(n->waiter);
     n = next;
   }
 }

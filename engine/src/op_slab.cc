@@ -1,9 +1,11 @@
-#include "ringline/op_slab.h"
+#include "ringline/internal/op_slab.h"
 
 #include <liburing.h>
 
-#include "ringline/promise_base.h"
-#include "ringline/ring.h"
+#include <cassert>
+
+#include "ringline/internal/promise_base.h"
+#include "ringline/internal/ring.h"
 
 namespace ringline {
 
@@ -26,8 +28,12 @@ void OpSlab::Grow() {
 }
 
 OpSlot& OpSlab::Allocate(OpTag tag) {
+  assert(OpTagOwner(tag) != nullptr && "operation tag not registered (RegisterOpTags)");
+  assert(tag != OpTag::kNone && tag != OpTag::kCancel);
   if (free_head_ == kNoFree) Grow();
   OpSlot& s = At(free_head_);
+  assert(!s.in_use_ && "a slot on the free list is in use");
+  assert(s.generation <= UserData::kGenerationMask);
   free_head_ = s.next_free_;
   s.tag = tag;
   s.res = 0;
@@ -51,6 +57,9 @@ OpSlot& OpSlab::AllocateWithHandler(OpTag tag, CompletionHandler handler, void* 
 }
 
 void OpSlab::Release(OpSlot& s) {
+  assert(s.in_use_ && "a slot released twice");
+  assert(s.kernel_done_ && "a slot released while the kernel still owns it (rule R1)");
+  assert(&At(s.index) == &s);
   // Buffers go back to their pools only now: the kernel is done with them.
   s.held[0].Reset();
   s.held[1].Reset();
@@ -64,7 +73,10 @@ void OpSlab::Release(OpSlot& s) {
   --in_use_;
 }
 
-void OpSlab::Consume(OpSlot& s) { Release(s); }
+void OpSlab::Consume(OpSlot& s) {
+  assert(!s.orphaned_ && s.kernel_done_ && "a result consumed before its final completion");
+  Release(s);
+}
 
 void OpSlab::Cancel(const OpSlot& s) {
   io_uring_sqe* sqe = ring_.GetSqe();
@@ -90,6 +102,7 @@ bool OpSlab::Dispatch(uint64_t raw, int32_t res, uint32_t flags, const uint64_t*
   if (i >= capacity()) return false;
   OpSlot& s = At(i);
   if (!s.in_use_ || s.generation != ud.generation() || s.tag != ud.tag()) return false;
+  assert(!s.kernel_done_ && "a completion after the final one for the same generation");
 
   const bool final = !(flags & IORING_CQE_F_MORE);
   if (final) s.kernel_done_ = true;

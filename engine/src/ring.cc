@@ -1,4 +1,4 @@
-#include "ringline/ring.h"
+#include "ringline/internal/ring.h"
 
 #include <sys/resource.h>
 

@@ -5,26 +5,28 @@
 namespace ringline::detail {
 
 RootPromiseBase::~RootPromiseBase() {
-  if (listed_) worker_->ForgetRoot(this);
+  if (listed_) worker_->internals().ForgetRoot(this);
   if (handle_ && !finished_) {
-    // Aborted: tell the handle and wake whoever awaits it.
+    // Aborted: tell the handle; whoever awaits it resumes with nullopt.
     handle_->root_ = nullptr;
     handle_->aborted_ = true;
-    if (join_waiter_ && worker_) worker_->Schedule(join_waiter_);  // resumes with nullopt
   } else if (handle_) {
     handle_->root_ = nullptr;
   }
+  // Woken with NotifyAll, the awaiters no longer refer to joiners_ (which dies
+  // with this frame).
+  joiners_.NotifyAll();
 }
 
 std::coroutine_handle<> RootPromiseBase::FinalAwaiter::await_suspend(
     std::coroutine_handle<> h) noexcept {
   self->finished_ = true;
-  if (self->listed_) self->worker_->ForgetRoot(self);
+  if (self->listed_) self->worker_->internals().ForgetRoot(self);
   if (!self->handle_) {
     h.destroy();  // detached: nobody will read the result
     return std::noop_coroutine();
   }
-  if (PromiseBase* w = std::exchange(self->join_waiter_, nullptr)) return w->self();
+  self->joiners_.NotifyAll();
   return std::noop_coroutine();
 }
 
@@ -41,6 +43,6 @@ void JoinHandleBase::Detach() {
 
 void JoinHandleBase::Release() { Detach(); }
 
-void AdoptRoot(RootPromiseBase* root) { Worker::Current().AdoptRoot(root); }
+void AdoptRoot(RootPromiseBase* root) { Worker::Current().internals().AdoptRoot(root); }
 
 }  // namespace ringline::detail

@@ -1,6 +1,6 @@
 #include "ringline/timer_queue.h"
 
-#include "ringline/promise_base.h"
+#include "ringline/internal/promise_base.h"
 
 namespace ringline {
 

@@ -5,8 +5,8 @@
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
+#include "ringline/internal/ring.h"
 #include "ringline/io_result.h"
-#include "ringline/ring.h"
 
 namespace ringline::net::detail {
 namespace {

@@ -170,7 +170,7 @@ bool ConnState::TrySendCopy(SendCopy* a) {
     a->error_ = e;
     return true;
   }
-  if (sw_head_) return false;  // FIFO: earlier senders go first
+  if (!send_waiters_.empty()) return false;  // FIFO: earlier senders go first
   return Admit(a);
 }
 
@@ -180,40 +180,18 @@ bool ConnState::TrySendOwned(SendOwned* a) {
     a->done_ = true;
     return true;
   }
-  if (sw_head_) return false;
+  if (!send_waiters_.empty()) return false;
   return Admit(a);
 }
 
-void ConnState::ParkSend(SendWaiter* w, PromiseBase* p) {
-  w->promise_ = p;
+void ConnState::PrepareSendWait(SendWaiter* w) {
   if (w->kind_ == SendWaiter::Kind::kOwned && static_cast<SendOwned*>(w)->admitted_) {
-    return;  // queued for zero-copy: its item wakes it after the notification
+    // Queued for zero-copy: its item wakes it after the notification.
+    w->set_list(&sends_in_kernel_);
+    return;
   }
   nw_.metrics().send_waits.Add();
-  w->queued_ = true;
-  w->next_ = nullptr;
-  w->prev_ = sw_tail_;
-  if (sw_tail_)
-    sw_tail_->next_ = w;
-  else
-    sw_head_ = w;
-  sw_tail_ = w;
-}
-
-void ConnState::UnparkSend(SendWaiter* w) {
-  if (w->queued_) {
-    if (w->prev_)
-      w->prev_->next_ = w->next_;
-    else
-      sw_head_ = w->next_;
-    if (w->next_)
-      w->next_->prev_ = w->prev_;
-    else
-      sw_tail_ = w->prev_;
-    w->next_ = w->prev_ = nullptr;
-    w->queued_ = false;
-  }
-  w->promise_ = nullptr;
+  w->set_list(&send_waiters_);
 }
 
 void ConnState::ForgetOwned(SendOwned* a) {
@@ -231,7 +209,8 @@ void ConnState::AbortTornSend() {
 }
 
 void ConnState::PumpSendWaiters() {
-  while (SendWaiter* w = sw_head_) {
+  while (WaitNode* n = send_waiters_.front()) {
+    auto* w = static_cast<SendWaiter*>(n);
     if (int e = SendBlockedError()) {
       if (w->kind_ == SendWaiter::Kind::kCopy) {
         static_cast<SendCopy*>(w)->error_ = e;
@@ -243,13 +222,10 @@ void ConnState::PumpSendWaiters() {
     } else if (!Admit(w)) {
       return;  // no room yet (a copy may have been admitted in part)
     }
-    PromiseBase* p = w->promise_;
-    const bool wake = w->kind_ == SendWaiter::Kind::kCopy || static_cast<SendOwned*>(w)->done_;
-    UnparkSend(w);
-    if (wake) {
-      if (p) nw_.worker().Schedule(p);
+    if (w->kind_ == SendWaiter::Kind::kCopy || static_cast<SendOwned*>(w)->done_) {
+      send_waiters_.Wake(*w);
     } else {
-      w->promise_ = p;  // admitted for zero-copy: woken after the notification
+      send_waiters_.MoveTo(*w, sends_in_kernel_);  // woken after the notification
     }
   }
 }
@@ -265,7 +241,7 @@ void ConnState::UnparkFlush(PromiseBase* p) { std::erase(flush_waiters_, p); }
 void ConnState::WakeFlush() {
   if (flush_waiters_.empty()) return;
   if ((sq_head_ || send_in_flight_) && !send_error_) return;
-  for (PromiseBase* p : flush_waiters_) nw_.worker().Schedule(p);
+  for (PromiseBase* p : flush_waiters_) nw_.worker().internals().Schedule(p);
   flush_waiters_.clear();
 }
 
@@ -339,14 +315,14 @@ void ConnState::SubmitSend() {
     const unsigned zc_flags = nw_.zc_report_usage() ? IORING_SEND_ZC_REPORT_USAGE : 0;
     if (send_iov_.size() == 1 && last_buffer && last_buffer->registered()) {
       // A registered buffer on its own: SEND_ZC with the fixed buffer, no page pinning.
-      slot = &NewOp(OpTag::kSendZc, &ConnState::OnSend);
-      sqe = nw_.worker().ring().GetSqe();
+      slot = &NewOp(kTagSendZc, &ConnState::OnSend);
+      sqe = nw_.worker().internals().ring().GetSqe();
       io_uring_prep_send_zc_fixed(sqe, fixed_, send_iov_[0].iov_base, send_iov_[0].iov_len,
                                   kStreamFlags, zc_flags,
                                   static_cast<unsigned>(last_buffer->registered_index()));
     } else {
-      slot = &NewOp(OpTag::kSendMsgZc, &ConnState::OnSend);
-      sqe = nw_.worker().ring().GetSqe();
+      slot = &NewOp(kTagSendMsgZc, &ConnState::OnSend);
+      sqe = nw_.worker().internals().ring().GetSqe();
       send_msg_ = msghdr{};
       send_msg_.msg_iov = send_iov_.data();
       send_msg_.msg_iovlen = send_iov_.size();
@@ -357,8 +333,8 @@ void ConnState::SubmitSend() {
     std::memcpy(slot->storage.bytes, &group, sizeof group);
     nw_.metrics().zc_sends.Add();
   } else {
-    slot = &NewOp(OpTag::kSend, &ConnState::OnSend);
-    sqe = nw_.worker().ring().GetSqe();
+    slot = &NewOp(kTagSend, &ConnState::OnSend);
+    sqe = nw_.worker().internals().ring().GetSqe();
     if (send_iov_.size() == 1) {
       io_uring_prep_send(sqe, fixed_, send_iov_[0].iov_base, send_iov_[0].iov_len, kStreamFlags);
     } else {
@@ -380,7 +356,7 @@ void ConnState::OnSend(void* owner, OpSlot& slot, int32_t res, uint32_t flags) {
   auto* self = static_cast<ConnState*>(owner);
   self->Ref();
   const bool final = !(flags & IORING_CQE_F_MORE);
-  const bool zc = slot.tag == OpTag::kSendZc || slot.tag == OpTag::kSendMsgZc;
+  const bool zc = slot.tag == kTagSendZc || slot.tag == kTagSendMsgZc;
   ZcGroup* group = nullptr;
   if (zc) std::memcpy(&group, slot.storage.bytes, sizeof group);
   if (flags & IORING_CQE_F_NOTIF) {
@@ -479,7 +455,7 @@ void ConnState::CompleteItem(SendItem* it) {
     a->buffers_ = std::move(it->buffers);
     a->item_ = nullptr;
     a->done_ = true;
-    if (PromiseBase* p = std::exchange(a->promise_, nullptr)) nw_.worker().Schedule(p);
+    if (a->queued()) sends_in_kernel_.Wake(*a);
   }
   ReleaseItem(it);
 }
@@ -494,7 +470,7 @@ void ConnState::FailSends(int err) {
     zc_waiting_.push_back(it);  // freed once no operation covers it
   }
   sq_tail_ = nullptr;
-  if (send_in_flight_ && send_slot_) nw_.worker().slab().Cancel(*send_slot_);
+  if (send_in_flight_ && send_slot_) nw_.worker().internals().slab().Cancel(*send_slot_);
   ReapItems();
   PumpSendWaiters();
   WakeFlush();

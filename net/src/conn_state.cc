@@ -34,7 +34,7 @@ bool ConnState::CanSubmit() const { return nw_.can_submit(); }
 
 OpSlot& ConnState::NewOp(OpTag tag, CompletionHandler h, void* owner) {
   ++ops_;
-  return nw_.worker().slab().AllocateWithHandler(tag, h, owner);
+  return nw_.worker().internals().slab().AllocateWithHandler(tag, h, owner);
 }
 
 void ConnState::SetPhase(Phase next) {
@@ -69,7 +69,7 @@ void ConnState::SetPhase(Phase next) {
 
 namespace {
 // io_uring_prep_* overwrite user_data: set it after preparing.
-io_uring_sqe* Sqe(NetWorker& nw, OpSlot&) { return nw.worker().ring().GetSqe(); }
+io_uring_sqe* Sqe(NetWorker& nw, OpSlot&) { return nw.worker().internals().ring().GetSqe(); }
 }  // namespace
 
 // ---- references -------------------------------------------------------------
@@ -96,12 +96,12 @@ void ConnState::BeginInstall(int fd, ReadyFn on_ready, void* ctx, bool outbound)
   ready_ctx_ = ctx;
   outbound_ = outbound;
   assert(phase_ == Phase::kInstalling);
-  OpSlot& slot = NewOp(OpTag::kFilesUpdate, &ConnState::OnInstalled);
+  OpSlot& slot = NewOp(kTagFilesUpdate, &ConnState::OnInstalled);
   // The kernel reads the fd from, and writes the allocated index back into,
   // the slot's storage.
   int* fds = reinterpret_cast<int*>(slot.storage.bytes);
   fds[0] = fd;
-  io_uring_sqe* sqe = nw_.worker().ring().GetSqe();
+  io_uring_sqe* sqe = nw_.worker().internals().ring().GetSqe();
   io_uring_prep_files_update(sqe, fds, 1, static_cast<int>(IORING_FILE_INDEX_ALLOC));
   io_uring_sqe_set_data64(sqe, slot.user_data().raw());
 }
@@ -127,7 +127,7 @@ void ConnState::OnInstalled(void* owner, OpSlot& slot, int32_t res, uint32_t) {
   }
   if (ReadyFn fn = std::exchange(self->on_ready_, nullptr)) fn(self->ready_ctx_, self);
   if (PromiseBase* p = std::exchange(self->install_waiter_, nullptr)) {
-    self->nw_.worker().Schedule(p);
+    self->nw_.worker().internals().Schedule(p);
   }
   if (self->phase_ == Phase::kOpen && self->close_requested_) {
     self->BeginClose(self->close_graceful_);
@@ -146,7 +146,7 @@ void ConnState::Start() {
 
 void ConnState::ArmTimer(OpSlot*& slot_ref, Clock::duration d) {
   if (!CanSubmit()) return;
-  OpSlot& slot = NewOp(OpTag::kNetTimeout, &ConnState::OnTimer);
+  OpSlot& slot = NewOp(kTagTimeout, &ConnState::OnTimer);
   const int64_t ns =
       std::max<int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count(), 1);
   slot.storage.ts.tv_sec = ns / 1'000'000'000;
@@ -286,7 +286,7 @@ void ConnState::AfterDrainCheck() {
     return;
   }
   // Everything queued is out: send FIN.
-  OpSlot& slot = NewOp(OpTag::kShutdown, &ConnState::OnShutdown);
+  OpSlot& slot = NewOp(kTagShutdown, &ConnState::OnShutdown);
   io_uring_sqe* sqe = Sqe(nw_, slot);
   io_uring_prep_shutdown(sqe, fixed_, SHUT_WR);
   sqe->flags |= IOSQE_FIXED_FILE;
@@ -311,7 +311,7 @@ void ConnState::OnShutdown(void* owner, OpSlot&, int32_t res, uint32_t) {
 }
 
 void ConnState::CancelAll() {
-  OpSlab& slab = nw_.worker().slab();
+  OpSlab& slab = nw_.worker().internals().slab();
   rx_.CancelAll();
   if (send_in_flight_ && send_slot_) slab.Cancel(*send_slot_);
   if (idle_slot_) slab.Cancel(*idle_slot_);
@@ -323,7 +323,7 @@ void ConnState::AfterQuiesceCheck() {
   // Every operation has returned: the descriptor can go.
   if (fixed_ >= 0) {
     SetPhase(Phase::kClosing);
-    OpSlot& slot = NewOp(OpTag::kNetClose, &ConnState::OnClose);
+    OpSlot& slot = NewOp(kTagClose, &ConnState::OnClose);
     io_uring_sqe* sqe = Sqe(nw_, slot);
     io_uring_prep_close_direct(sqe, static_cast<unsigned>(fixed_));
     io_uring_sqe_set_data64(sqe, slot.user_data().raw());
@@ -354,7 +354,7 @@ void ConnState::Closed(int err) {
   rx_.Fail(ENOTCONN);
   FailSends(send_error_);
   if (hs_ == Handshake::kRunning) FailHandshake(ENOTCONN, "connection closed during the handshake");
-  for (PromiseBase* p : close_waiters_) nw_.worker().Schedule(p);
+  for (PromiseBase* p : close_waiters_) nw_.worker().internals().Schedule(p);
   close_waiters_.clear();
 }
 

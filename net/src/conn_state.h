@@ -31,10 +31,10 @@
 #include "absl/container/inlined_vector.h"
 #include "receiver.h"
 #include "ringline/buffer.h"
+#include "ringline/internal/op_slab.h"
 #include "ringline/net/connection.h"
 #include "ringline/net/options.h"
 #include "ringline/net/socket_address.h"
-#include "ringline/op_slab.h"
 #include "ringline/timer_queue.h"
 
 namespace ringline::net::detail {
@@ -159,8 +159,8 @@ class ConnState {
   // when it must wait for room (then Park it).
   bool TrySendCopy(SendCopy* a);
   bool TrySendOwned(SendOwned* a);
-  void ParkSend(SendWaiter* w, PromiseBase* p);
-  void UnparkSend(SendWaiter* w);
+  // The send could not finish in await_ready: choose the wait list it parks in.
+  void PrepareSendWait(SendWaiter* w);
   // A SendOwned whose task went away: its item completes without it.
   void ForgetOwned(SendOwned* a);
   // A copying send went away after part of its bytes were queued: the peer
@@ -280,8 +280,8 @@ class ConnState {
   OpSlot* send_slot_ = nullptr;        // the data operation in flight
   std::vector<SendItem*> zc_waiting_;  // sent, waiting for notifications
   int send_error_ = 0;
-  SendWaiter* sw_head_ = nullptr;  // FIFO of sends waiting for queue space
-  SendWaiter* sw_tail_ = nullptr;
+  WaitList send_waiters_;     // sends waiting for room in the send queue, FIFO
+  WaitList sends_in_kernel_;  // admitted owned sends waiting for their items to complete
   std::vector<PromiseBase*> flush_waiters_;
   // Read by the kernel until the send operation's first completion.
   msghdr send_msg_{};

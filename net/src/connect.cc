@@ -45,7 +45,7 @@ class InstallWait {
 };
 
 auto ConnectOp(int fd, const SocketAddress& address) {
-  return Submit(OpTag::kConnect, [fd, address](io_uring_sqe* sqe, OpSlot& slot) {
+  return Submit(detail::kTagConnect, [fd, address](io_uring_sqe* sqe, OpSlot& slot) {
     // The kernel reads the address until the connect completes: it lives in the slot.
     std::memcpy(&slot.storage.sock.addr, address.sockaddr_ptr(), address.length());
     slot.storage.sock.addr_len = address.length();
@@ -78,7 +78,7 @@ Task<Result<Connection>> ConnectImpl(SocketAddress address, std::chrono::millise
   auto done = co_await Timeout(timeout, ConnectOp(fd.get(), address));
   if (!done || done->res < 0) {
     nw.metrics().connect_failures.Add();
-    co_return Result<Connection>::Error(!done ? ETIMEDOUT : -done->res);
+    co_return Result<Connection>::Error(!done ? ETIMEDOUT : done->error());
   }
   detail::ConnState* c = nw.NewConn();
   if (!c) {
@@ -109,7 +109,7 @@ Task<Result<Connection>> ConnectImpl(SocketAddress address, std::chrono::millise
     IoResult hs = co_await detail::AwaitHandshake(c);
     if (!hs.ok()) {
       nw.metrics().connect_failures.Add();
-      co_return Result<Connection>::Error(-hs.res);
+      co_return Result<Connection>::Error(hs.error());
     }
   }
   nw.metrics().connects.Add();

@@ -102,7 +102,7 @@ SendCopy::SendCopy(SendCopy&& o) noexcept
 
 SendCopy::~SendCopy() {
   if (!s_) return;
-  s_->UnparkSend(this);
+  Leave();  // before Unref, which may free the wait list
   if (copied_ > 0 && copied_ < bytes_.size() && !error_) s_->AbortTornSend();
   s_->Unref();
 }
@@ -112,15 +112,13 @@ bool SendCopy::await_ready() {
     error_ = ENOTCONN;
     return true;
   }
-  return s_->TrySendCopy(this);
-}
-
-void SendCopy::Park(PromiseBase* p) {
-  waited_ = true;
-  s_->ParkSend(this, p);
+  if (s_->TrySendCopy(this)) return true;
+  s_->PrepareSendWait(this);
+  return false;
 }
 
 IoResult SendCopy::await_resume() {
+  Resumed();
   if (error_) return IoResult{-error_, 0};
   return IoResult{static_cast<int32_t>(bytes_.size()), 0};
 }
@@ -140,7 +138,7 @@ SendOwned::SendOwned(SendOwned&& o) noexcept
 
 SendOwned::~SendOwned() {
   if (!s_) return;
-  s_->UnparkSend(this);
+  Leave();  // before Unref, which may free the wait list
   s_->ForgetOwned(this);
   s_->Unref();
 }
@@ -152,13 +150,13 @@ bool SendOwned::await_ready() {
     return true;
   }
   s_->TrySendOwned(this);
-  return done_;
+  if (done_) return true;
+  s_->PrepareSendWait(this);
+  return false;
 }
 
-void SendOwned::Park(PromiseBase* p) { s_->ParkSend(this, p); }
-
 IoResult SendOwned::TakeResult(Buffers& out) {
-  promise_ = nullptr;
+  Resumed();
   out = std::move(buffers_);
   return IoResult{res_, 0};
 }

@@ -50,7 +50,7 @@ void ListenerState::MaybeFree() {
 void ListenerState::Close() {
   if (closed_) return;
   closed_ = true;
-  OpSlab& slab = nw_.worker().slab();
+  OpSlab& slab = nw_.worker().internals().slab();
   if (accept_slot_ && !cancel_sent_) {
     slab.Cancel(*accept_slot_);
     cancel_sent_ = true;
@@ -63,7 +63,7 @@ void ListenerState::Close() {
   }
   ready_.clear();
   ready_head_ = 0;
-  for (PromiseBase* p : waiters_) nw_.worker().Schedule(p);
+  for (PromiseBase* p : waiters_) nw_.worker().internals().Schedule(p);
   waiters_.clear();
 }
 
@@ -82,18 +82,18 @@ void ListenerState::WakeOne() {
   if (waiters_.empty()) return;
   PromiseBase* p = waiters_.front();
   waiters_.erase(waiters_.begin());
-  nw_.worker().Schedule(p);
+  nw_.worker().internals().Schedule(p);
 }
 
 void ListenerState::Update() {
   const std::size_t queued = ready_.size() - ready_head_ + installing_;
   const bool want = !closed_ && !backoff_slot_ && queued < opts_.accept_queue;
-  OpSlab& slab = nw_.worker().slab();
+  OpSlab& slab = nw_.worker().internals().slab();
   if (want) {
     if (accept_slot_ || !nw_.can_submit()) return;
-    OpSlot& slot = slab.AllocateWithHandler(OpTag::kAccept, &ListenerState::OnAccept, this);
+    OpSlot& slot = slab.AllocateWithHandler(kTagAccept, &ListenerState::OnAccept, this);
     ++ops_;
-    io_uring_sqe* sqe = nw_.worker().ring().GetSqe();
+    io_uring_sqe* sqe = nw_.worker().internals().ring().GetSqe();
     // Single-shot, re-armed after each connection: see listener.h for why
     // (spreading one socket's connections across workers). No address
     // buffer: peer addresses come from getpeername.
@@ -123,12 +123,12 @@ void ListenerState::OnAccept(void* owner, OpSlot&, int32_t res, uint32_t flags) 
       RL_LOG_WARN("listener %s: accept failed: %s; retrying in 100 ms", self->local_.ToString(),
                   std::strerror(-res));
       if (!self->backoff_slot_ && self->nw_.can_submit()) {
-        OpSlot& slot = self->nw_.worker().slab().AllocateWithHandler(
-            OpTag::kNetTimeout, &ListenerState::OnBackoff, self);
+        OpSlot& slot = self->nw_.worker().internals().slab().AllocateWithHandler(
+            kTagTimeout, &ListenerState::OnBackoff, self);
         ++self->ops_;
         slot.storage.ts.tv_sec = 0;
         slot.storage.ts.tv_nsec = 100'000'000;
-        io_uring_sqe* sqe = self->nw_.worker().ring().GetSqe();
+        io_uring_sqe* sqe = self->nw_.worker().internals().ring().GetSqe();
         io_uring_prep_timeout(sqe, &slot.storage.ts, 0, 0);
         io_uring_sqe_set_data64(sqe, slot.user_data().raw());
         self->backoff_slot_ = &slot;

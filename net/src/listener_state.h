@@ -10,10 +10,10 @@
 #include <memory>
 #include <vector>
 
+#include "ringline/internal/op_slab.h"
+#include "ringline/internal/promise_base.h"
 #include "ringline/net/options.h"
 #include "ringline/net/socket_address.h"
-#include "ringline/op_slab.h"
-#include "ringline/promise_base.h"
 #include "ringline/unique_fd.h"
 
 namespace ringline::net::detail {

@@ -67,7 +67,9 @@ NetWorker::NetWorker(Worker& worker, const NetOptions& options)
       options_(options),
       metrics_(std::make_shared<NetMetrics>()),
       zc_report_usage_(KernelReportsZcUsage()),
-      next_group_(options.buffer_group_base) {}
+      next_group_(options.buffer_group_base) {
+  RegisterOpTags(kNetTags);
+}
 
 absl::Status NetWorker::Configure(Worker& worker, const NetOptions& options) {
   if (auto st = options.Validate(); !st.ok()) return st;
@@ -101,8 +103,8 @@ NetWorker& NetWorker::Get() {
 }
 
 absl::Status NetWorker::Init() {
-  auto ring = BufferRing::Create(worker_.ring(), NextBufferGroup(), options_.recv_buffer_count,
-                                 options_.recv_buffer_size);
+  auto ring = BufferRing::Create(worker_.internals().ring(), NextBufferGroup(),
+                                 options_.recv_buffer_count, options_.recv_buffer_size);
   if (!ring.ok()) return ring.status();
   recv_ring_ = std::move(*ring);
   scratch_ = std::make_unique<uint8_t[]>(kScratch);

@@ -20,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "buffer_ring.h"
+#include "op_tags.h"
 #include "ringline/net/connection.h"
 #include "ringline/net/net_metrics.h"
 #include "ringline/net/options.h"

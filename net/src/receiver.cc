@@ -11,6 +11,7 @@
 
 #include "conn_state.h"
 #include "net_worker.h"
+#include "op_tags.h"
 #include "ringline/worker.h"
 
 namespace ringline::net::detail {
@@ -96,8 +97,8 @@ void Receiver::Update() {
 void Receiver::ArmMultishot() {
   if (armed_once_) nw_.metrics().recv_rearms.Add();
   armed_once_ = true;
-  OpSlot& slot = conn_.NewOp(OpTag::kRecvMulti, &Receiver::OnMultishot, this);
-  io_uring_sqe* sqe = nw_.worker().ring().GetSqe();
+  OpSlot& slot = conn_.NewOp(kTagRecvMulti, &Receiver::OnMultishot, this);
+  io_uring_sqe* sqe = nw_.worker().internals().ring().GetSqe();
   io_uring_prep_recv_multishot(sqe, conn_.fixed(), nullptr, 0, 0);
   sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
   sqe->buf_group = nw_.recv_ring().group();
@@ -107,7 +108,7 @@ void Receiver::ArmMultishot() {
 }
 
 void Receiver::StopMultishot() {
-  nw_.worker().slab().Cancel(*op_);
+  nw_.worker().internals().slab().Cancel(*op_);
   SetMode(Mode::kStopping);
 }
 
@@ -128,8 +129,8 @@ OpSlot* Receiver::PrepBounded(std::size_t n) {
     stage_cap_ = std::max<std::size_t>(4096, header_bytes_);
     stage_ = std::make_unique<uint8_t[]>(stage_cap_);
   }
-  OpSlot& slot = conn_.NewOp(OpTag::kRecvBounded, &Receiver::OnBounded, this);
-  io_uring_sqe* sqe = nw_.worker().ring().GetSqe();
+  OpSlot& slot = conn_.NewOp(kTagRecvBounded, &Receiver::OnBounded, this);
+  io_uring_sqe* sqe = nw_.worker().internals().ring().GetSqe();
   io_uring_prep_recv(sqe, conn_.fixed(), stage_.get(), std::min(n, stage_cap_), 0);
   sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data64(sqe, slot.user_data().raw());
@@ -149,9 +150,9 @@ void Receiver::SubmitDirect() {
   // it starts only once the payload is complete (a short payload receive
   // cancels it). Both SQEs must go in one submission, or the header receive
   // could run first.
-  Ring& ring = nw_.worker().ring();
+  Ring& ring = nw_.worker().internals().ring();
   const bool link = paced() && header_bytes_ > 0 && ring.sq_space() >= 2;
-  OpSlot& slot = conn_.NewOp(OpTag::kRecvDirect, &Receiver::OnDirect, this);
+  OpSlot& slot = conn_.NewOp(kTagRecvDirect, &Receiver::OnDirect, this);
   io_uring_sqe* sqe = ring.GetSqe();
   io_uring_prep_recv(sqe, conn_.fixed(), sink_.dst + sink_.got, sink_.want - sink_.got,
                      MSG_WAITALL);
@@ -163,7 +164,7 @@ void Receiver::SubmitDirect() {
 }
 
 void Receiver::CancelAll() {
-  OpSlab& slab = nw_.worker().slab();
+  OpSlab& slab = nw_.worker().internals().slab();
   if (mode_ == Mode::kMultishot) {
     StopMultishot();
   } else if (mode_ == Mode::kBounded || mode_ == Mode::kDirect) {
@@ -512,7 +513,7 @@ void Receiver::AbandonRead() {
   }
   if (mode_ == Mode::kDirect) {
     // The lent Buffer stays until the kernel returns the receive (OnDirect).
-    nw_.worker().slab().Cancel(*op_);
+    nw_.worker().internals().slab().Cancel(*op_);
   } else {
     lent_.Reset();
   }
@@ -551,7 +552,7 @@ void Receiver::WakeReader() {
   if (!ready) return;
   PromiseBase* p = std::exchange(reader_, nullptr);
   wait_ = Wait::kNone;
-  nw_.worker().Schedule(p);
+  nw_.worker().internals().Schedule(p);
 }
 
 }  // namespace ringline::net::detail

@@ -51,7 +51,7 @@
 #include "buffer_ring.h"
 #include "ringline/buffer.h"
 #include "ringline/net/connection.h"
-#include "ringline/op_slab.h"
+#include "ringline/internal/op_slab.h"
 
 namespace ringline {
 class PromiseBase;

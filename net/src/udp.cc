@@ -27,8 +27,8 @@ absl::Status UdpState::Init() {
   // One buffer holds io_uring_recvmsg_out, the peer address and the payload.
   const uint32_t size = opts_.max_datagram + static_cast<uint32_t>(sizeof(io_uring_recvmsg_out) +
                                                                    sizeof(sockaddr_storage));
-  auto ring =
-      BufferRing::Create(nw_.worker().ring(), nw_.NextBufferGroup(), opts_.buffer_count, size);
+  auto ring = BufferRing::Create(nw_.worker().internals().ring(), nw_.NextBufferGroup(),
+                                 opts_.buffer_count, size);
   if (!ring.ok()) return ring.status();
   ring_ = std::move(*ring);
   msg_.msg_namelen = sizeof(sockaddr_storage);
@@ -50,7 +50,7 @@ void UdpState::MaybeFree() {
 void UdpState::Close() {
   if (closed_) return;
   closed_ = true;
-  OpSlab& slab = nw_.worker().slab();
+  OpSlab& slab = nw_.worker().internals().slab();
   if (recv_slot_ && !cancel_sent_) {
     slab.Cancel(*recv_slot_);
     cancel_sent_ = true;
@@ -59,15 +59,15 @@ void UdpState::Close() {
     nw_.RemoveStarved(this);
     starved_ = false;
   }
-  if (PromiseBase* p = std::exchange(recv_waiter_, nullptr)) nw_.worker().Schedule(p);
+  if (PromiseBase* p = std::exchange(recv_waiter_, nullptr)) nw_.worker().internals().Schedule(p);
 }
 
 void UdpState::Arm() {
   if (closed_ || recv_slot_ || starved_ || !nw_.can_submit()) return;
   OpSlot& slot =
-      nw_.worker().slab().AllocateWithHandler(OpTag::kRecvMsgUdp, &UdpState::OnRecv, this);
+      nw_.worker().internals().slab().AllocateWithHandler(kTagRecvMsgUdp, &UdpState::OnRecv, this);
   ++ops_;
-  io_uring_sqe* sqe = nw_.worker().ring().GetSqe();
+  io_uring_sqe* sqe = nw_.worker().internals().ring().GetSqe();
   io_uring_prep_recvmsg_multishot(sqe, fd_.get(), &msg_, 0);
   sqe->flags |= IOSQE_BUFFER_SELECT;
   sqe->buf_group = ring_->group();
@@ -103,7 +103,8 @@ void UdpState::OnRecv(void* owner, OpSlot&, int32_t res, uint32_t flags) {
             static_cast<const sockaddr*>(io_uring_recvmsg_name(out)), namelen);
         self->queue_.push_back(std::move(d));
         nw.metrics().udp_datagrams_in.Add();
-        if (PromiseBase* p = std::exchange(self->recv_waiter_, nullptr)) nw.worker().Schedule(p);
+        if (PromiseBase* p = std::exchange(self->recv_waiter_, nullptr))
+          nw.worker().internals().Schedule(p);
       } else {
         nw.metrics().udp_dropped.Add();
       }
@@ -134,7 +135,7 @@ Datagram UdpState::PopDatagram() {
 
 void UdpState::StartSend(SendWait* w, std::span<const uint8_t> payload, const SocketAddress& to) {
   OpSlot& slot =
-      nw_.worker().slab().AllocateWithHandler(OpTag::kSendMsgUdp, &UdpState::OnSend, this);
+      nw_.worker().internals().slab().AllocateWithHandler(kTagSendMsgUdp, &UdpState::OnSend, this);
   ++ops_;
   // The payload and the msghdr/iovec/address the kernel reads live in the slot.
   slot.held[0] = Buffer::Allocate(std::max<std::size_t>(payload.size(), 1), 64);
@@ -147,7 +148,7 @@ void UdpState::StartSend(SendWait* w, std::span<const uint8_t> payload, const So
   m.msg.msg_namelen = to.length();
   m.msg.msg_iov = m.iov;
   m.msg.msg_iovlen = 1;
-  io_uring_sqe* sqe = nw_.worker().ring().GetSqe();
+  io_uring_sqe* sqe = nw_.worker().internals().ring().GetSqe();
   io_uring_prep_sendmsg(sqe, fd_.get(), &m.msg, MSG_NOSIGNAL);
   io_uring_sqe_set_data64(sqe, slot.user_data().raw());
   w->slot = &slot;
@@ -166,7 +167,8 @@ void UdpState::OnSend(void* owner, OpSlot& slot, int32_t res, uint32_t) {
     w->res = res;
     w->done = true;
     w->slot = nullptr;
-    if (PromiseBase* p = std::exchange(w->promise, nullptr)) self->nw_.worker().Schedule(p);
+    if (PromiseBase* p = std::exchange(w->promise, nullptr))
+      self->nw_.worker().internals().Schedule(p);
     std::erase(self->sends_, w);
     break;
   }

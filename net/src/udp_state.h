@@ -15,9 +15,9 @@
 
 #include "absl/status/status.h"
 #include "buffer_ring.h"
+#include "ringline/internal/op_slab.h"
+#include "ringline/internal/promise_base.h"
 #include "ringline/net/udp.h"
-#include "ringline/op_slab.h"
-#include "ringline/promise_base.h"
 #include "ringline/unique_fd.h"
 
 namespace ringline::net::detail {

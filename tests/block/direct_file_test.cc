@@ -312,9 +312,9 @@ TEST_P(DirectFileTest, MisalignedRequestsFailAtOnceWithoutTheKernel) {
   ASSERT_TRUE(odd) << "could not get a misaligned heap buffer";
   // Let the worker submit what it queued at start-up (its eventfd read).
   worker_->BlockOn([]() -> Task<> { co_await Nop(); }());
-  const uint64_t sqes_before = worker_->ring().sqes_submitted();
+  const uint64_t sqes_before = worker_->internals().ring().sqes_submitted();
   const uint64_t metric_before = worker_->metrics().sqes_submitted.Get();
-  const unsigned queued_before = io_uring_sq_ready(worker_->ring().raw());
+  const unsigned queued_before = io_uring_sq_ready(worker_->internals().ring().raw());
 
   worker_->BlockOn(
       [](DirectFile* f, BufferPool* pool, Buffer odd, uint32_t lbs, uint32_t mem) -> Task<> {
@@ -357,10 +357,11 @@ TEST_P(DirectFileTest, MisalignedRequestsFailAtOnceWithoutTheKernel) {
         EXPECT_THAT(std::string(d.status.message()), HasSubstr("lengths must be multiples of"));
       }(f.get(), pool_.get(), std::move(odd), lbs, mem));
 
-  EXPECT_EQ(worker_->ring().sqes_submitted(), sqes_before)
+  EXPECT_EQ(worker_->internals().ring().sqes_submitted(), sqes_before)
       << "a refused request reached the kernel";
   EXPECT_EQ(worker_->metrics().sqes_submitted.Get(), metric_before);
-  EXPECT_EQ(io_uring_sq_ready(worker_->ring().raw()), queued_before) << "an SQE was queued";
+  EXPECT_EQ(io_uring_sq_ready(worker_->internals().ring().raw()), queued_before)
+      << "an SQE was queued";
   EXPECT_EQ(f->metrics()->of(OpKind::kRead).errors.Get(), 4u);
   EXPECT_EQ(f->metrics()->of(OpKind::kWrite).errors.Get(), 2u);
 }
@@ -437,10 +438,10 @@ TEST_P(DirectFileTest, ThousandRequestsQueueDepthEight) {
     int errors = 0;
   } st;
   worker_->BlockOn([](Worker* w, DirectFile* f, State* st) -> Task<> {
-    const uint32_t base = w->slab().in_flight();  // the worker's own eventfd read
+    const uint32_t base = w->internals().slab().in_flight();  // the worker's own eventfd read
     auto monitor = Spawn([](Worker* w, DirectFile* f, State* st, uint32_t base) -> Task<> {
       while (!st->done) {
-        st->max_kernel = std::max(st->max_kernel, w->slab().in_flight() - base);
+        st->max_kernel = std::max(st->max_kernel, w->internals().slab().in_flight() - base);
         st->max_limiter = std::max(st->max_limiter, f->queue()->in_flight());
         co_await w->Yield();
       }
@@ -484,7 +485,7 @@ TEST_P(DirectFileTest, DestroyingTasksWithIoInFlightIsSafe) {
   auto p = BufferPool::Create(*worker_, {.buffer_size = 256 << 10, .count = 12});
   ASSERT_TRUE(p.ok()) << p.status();
   std::unique_ptr<BufferPool> pool = std::move(*p);
-  const uint32_t base = worker_->slab().in_flight();
+  const uint32_t base = worker_->internals().slab().in_flight();
   worker_->BlockOn([](Worker* w, DirectFile* f, BufferPool* pool, uint32_t base) -> Task<> {
     std::vector<JoinHandle<void>> hs;
     // A discard (a helper-thread ioctl on the loop device) and a flush take the
@@ -511,7 +512,7 @@ TEST_P(DirectFileTest, DestroyingTasksWithIoInFlightIsSafe) {
     // Nobody waits any more; operations still in the kernel keep their buffers.
     EXPECT_EQ(f->queue()->waiting(), 0u);
     EXPECT_EQ(f->queue()->in_flight(), 0u);
-    const uint32_t kernel_ops = w->slab().in_flight() - base;
+    const uint32_t kernel_ops = w->internals().slab().in_flight() - base;
     std::printf("aborted 14 tasks with %u operations still in the kernel, %u of %u buffers back\n",
                 kernel_ops, pool->available(), pool->count());
     EXPECT_LE(pool->available(), pool->count());
@@ -519,10 +520,11 @@ TEST_P(DirectFileTest, DestroyingTasksWithIoInFlightIsSafe) {
         << "each buffer is either back or held by an in-flight operation";
   }(worker_.get(), f.get(), pool.get(), base));
   // Let the cancellations and completions arrive.
-  for (int i = 0; i < 200 && (worker_->slab().in_flight() > base || pool->available() < 12); ++i) {
+  for (int i = 0;
+       i < 200 && (worker_->internals().slab().in_flight() > base || pool->available() < 12); ++i) {
     worker_->BlockOn([]() -> Task<> { co_await Sleep(std::chrono::milliseconds(5)); }());
   }
-  EXPECT_EQ(worker_->slab().in_flight(), base);
+  EXPECT_EQ(worker_->internals().slab().in_flight(), base);
   EXPECT_EQ(pool->available(), pool->count());
   // The target still works afterwards.
   worker_->BlockOn([](DirectFile* f, BufferPool* pool) -> Task<> {
@@ -541,7 +543,7 @@ TEST_P(DirectFileTest, LargeRequestsAreSplitAndJoined) {
   EXPECT_EQ(f->geometry().max_transfer_bytes, 64u << 10);
   worker_->BlockOn([](Worker* w, DirectFile* f, BufferPool* pool) -> Task<> {
     co_await Nop();
-    const uint64_t before = w->ring().sqes_submitted();
+    const uint64_t before = w->internals().ring().sqes_submitted();
     Buffer b = co_await pool->Acquire();
     Fill(b, 1 << 20, 77);
     BlockResult wr = co_await f->Write(3 << 20, std::move(b));
@@ -551,7 +553,7 @@ TEST_P(DirectFileTest, LargeRequestsAreSplitAndJoined) {
     EXPECT_EQ(r.res, 1 << 20) << r.status;
     EXPECT_TRUE(Matches(r.buffer, 1 << 20, 77));
     co_await Nop();
-    EXPECT_GE(w->ring().sqes_submitted() - before, 32u) << "16 chunks each way";
+    EXPECT_GE(w->internals().ring().sqes_submitted() - before, 32u) << "16 chunks each way";
   }(worker_.get(), f.get(), pool_.get()));
   EXPECT_EQ(f->metrics()->of(OpKind::kWrite).ops.Get(), 1u) << "one request, many chunks";
 }

@@ -401,7 +401,7 @@ TEST_F(NvmeGuestTest, AbortingASplitRequestReleasesEverythingAfterTheKernel) {
   // hand them to the kernel without dispatching any completion.
   worker_->BlockOn([]() -> Task<int> { co_return 0; }());
   ASSERT_EQ(ns->queue()->in_flight(), 4u);
-  worker_->ring().SubmitAndWait(0, -1);
+  worker_->internals().ring().SubmitAndWait(0, -1);
   h.Abort();
   EXPECT_EQ(ns->queue()->in_flight(), 0u) << "places are returned on abort";
   EXPECT_EQ(pool_->available(), total - 1) << "the kernel may still write into the buffer";
@@ -432,16 +432,18 @@ TEST_F(NvmeGuestTest, ReadPastTheEndGivesTheNamedNvmeError) {
                       .cdw12 = 0,  // 1 LBA
                       .data_len = lba};
     NvmeCommandResult c = Run(ns->Passthrough(cmd, Acquire()));
-    std::printf("%s: read of LBA %llu: res 0x%x: %s\n", ns->name().c_str(),
-                static_cast<unsigned long long>(nsze), c.res, c.status.ToString().c_str());
-    ASSERT_GT(c.res, 0) << "a positive res is an NVMe status";
-    EXPECT_EQ(NvmeStatusCode(static_cast<uint16_t>(c.res)), kNvmeScLbaOutOfRange);
-    EXPECT_TRUE(c.res == 0x4080 || c.res == 0x0080) << c.res;
+    std::printf("%s: read of LBA %llu: NVMe status 0x%x: %s\n", ns->name().c_str(),
+                static_cast<unsigned long long>(nsze), c.nvme_status, c.status.ToString().c_str());
+    ASSERT_GT(c.nvme_status, 0) << "the controller's status is kept";
+    EXPECT_EQ(c.res, -EINVAL) << "res is a negated errno chosen by the status' meaning";
+    EXPECT_EQ(c.error(), EINVAL);
+    EXPECT_EQ(NvmeStatusCode(c.nvme_status), kNvmeScLbaOutOfRange);
+    EXPECT_TRUE(c.nvme_status == 0x4080 || c.nvme_status == 0x0080) << c.nvme_status;
     EXPECT_EQ(c.status.code(), absl::StatusCode::kOutOfRange);
     EXPECT_NE(c.status.message().find("Generic Command Status / LBA Out of Range"),
               std::string::npos)
         << c.status;
-    EXPECT_EQ(NvmeStatusFromStatus(c.status), static_cast<uint16_t>(c.res));
+    EXPECT_EQ(NvmeStatusFromStatus(c.status), c.nvme_status);
     EXPECT_TRUE(c.buffer);
     // And the last LBA itself is readable through the same path.
     cmd.cdw10 = static_cast<uint32_t>(nsze - 1);
@@ -455,7 +457,7 @@ TEST_F(NvmeGuestTest, ReadPastTheEndGivesTheNamedNvmeError) {
 TEST_F(NvmeGuestTest, InvalidRequestsAreRefusedBeforeTheKernel) {
   OpenBoth();
   NvmeNamespace& ns = *ns2_;  // 4096-byte LBAs
-  const uint64_t submitted = worker_->ring().sqes_submitted();
+  const uint64_t submitted = worker_->internals().ring().sqes_submitted();
   BlockResult r = Run(ns.Read(512, 4096, Acquire()));
   EXPECT_EQ(r.res, -EINVAL);
   EXPECT_NE(r.status.message().find("multiples of 4096"), std::string::npos) << r.status;
@@ -467,7 +469,8 @@ TEST_F(NvmeGuestTest, InvalidRequestsAreRefusedBeforeTheKernel) {
   EXPECT_NE(r.status.message().find("beyond the end"), std::string::npos) << r.status;
   r = Run(ns.Read(0, 0, Acquire()));
   EXPECT_EQ(r.res, 0) << "an empty read needs no command";
-  EXPECT_EQ(worker_->ring().sqes_submitted(), submitted) << "nothing reached the kernel";
+  EXPECT_EQ(worker_->internals().ring().sqes_submitted(), submitted)
+      << "nothing reached the kernel";
 
   auto ro = Open(Env("RINGLINE_NVME_NS2"), {.read_only = true});
   ASSERT_TRUE(ro);

@@ -145,7 +145,7 @@ Task<> RunSession(WorkerContext& ctx, uint64_t id, std::atomic<uint32_t>& open_c
   auto it = ctx.sessions.find(id);
   it->second->task.Detach();
   ctx.sessions.erase(it);
-  ctx.sessions_changed.Notify();
+  ctx.sessions_changed.NotifyAll();
 }
 
 Task<> AcceptLoop(WorkerContext& ctx, net::Listener& listener, Shared& shared) {

@@ -19,10 +19,6 @@ using ringline::Clock;
 using ringline::Task;
 namespace net = ringline::net;
 
-void Wakeup::Notify() {
-  if (waiter_) ringline::Worker::Current().Schedule(std::exchange(waiter_, nullptr));
-}
-
 namespace {
 
 Cmd CmdOf(uint16_t type) {
@@ -257,7 +253,7 @@ Task<> Session::ReadLoop() {
 
 void Session::Finish(uint32_t slot) {
   free_slots_.push_back(slot);
-  slot_freed_.Notify();
+  slot_freed_.NotifyOne();
 }
 
 Task<> Session::Reply(const nbd::Request& req, nbd::NbdError error, const char* message) {
@@ -326,7 +322,7 @@ Task<ringline::block::BlockResult> Session::PerformUnaligned(const nbd::Request&
       // the spec's answer is ENOTSUP, and the client writes the zeroes itself.
       if (req.flags & nbd::kCmdFlagFastZero) {
         ringline::block::BlockResult r;
-        r.res = -ENOTSUP;
+        r.Fail(ENOTSUP);
         r.status = absl::UnimplementedError("fast zero of a range not aligned to the device");
         co_return r;
       }
@@ -338,7 +334,7 @@ Task<ringline::block::BlockResult> Session::PerformUnaligned(const nbd::Request&
     }
     default: {
       ringline::block::BlockResult r;
-      r.res = -EINVAL;
+      r.Fail(EINVAL);
       co_return r;
     }
   }
@@ -391,15 +387,15 @@ Task<> Session::Execute(nbd::Request req, Buffer payload, uint32_t slot) {
         r = co_await t.WriteZeroes(req.offset, req.length, {.fua = fua});
         break;
       default:
-        r.res = -EINVAL;
+        r.Fail(EINVAL);
         break;
     }
     order.Release();
   }
   if (!r.ok()) {
-    const nbd::NbdError err = nbd::ErrnoToNbdError(r.res);
+    const nbd::NbdError err = nbd::ErrnoToNbdError(r.error());
     std::string msg(r.status.message());
-    if (msg.empty()) msg = ringline::ErrnoName(-r.res);
+    if (msg.empty()) msg = ringline::ErrnoName(r.error());
     RecordFailure(req, err, msg);
     co_await Reply(req, err, msg.c_str());
   } else if (req.type == nbd::kCmdRead) {

@@ -37,40 +37,12 @@
 #include "ringline/net/connection.h"
 #include "ringline/spawn.h"
 #include "ringline/task.h"
+#include "ringline/wait_list.h"
 
 namespace blockserve {
 
 struct WorkerContext;
 struct ExportStats;
-
-// A single-waiter wake-up between tasks of one worker.
-class Wakeup {
- public:
-  class Awaiter {
-   public:
-    explicit Awaiter(Wakeup* w) : w_(w) {}
-    Awaiter(const Awaiter&) = delete;
-    ~Awaiter() {
-      if (mine_ && w_->waiter_ == mine_) w_->waiter_ = nullptr;
-    }
-    bool await_ready() const noexcept { return false; }
-    template <ringline::EnginePromise P>
-    void await_suspend(std::coroutine_handle<P> h) {
-      mine_ = &h.promise();
-      w_->waiter_ = mine_;
-    }
-    void await_resume() noexcept { mine_ = nullptr; }
-
-   private:
-    Wakeup* w_;
-    ringline::PromiseBase* mine_ = nullptr;
-  };
-  Awaiter Wait() { return Awaiter(this); }
-  void Notify();
-
- private:
-  ringline::PromiseBase* waiter_ = nullptr;
-};
 
 class Session {
  public:
@@ -127,7 +99,7 @@ class Session {
   ringline::JoinHandle<void> reader_;
   std::array<ringline::JoinHandle<void>, kMaxInFlight> requests_;
   std::vector<uint32_t> free_slots_;
-  Wakeup slot_freed_;
+  ringline::WaitList slot_freed_;     // notified when a request slot is freed
   std::vector<uint8_t> scratch_;     // discarded payloads land here
   std::unique_ptr<RequestLog> log_;  // from the handshake on (needs the export)
 };

@@ -13,6 +13,7 @@
 #include "blockserve/stats.h"
 #include "ringline/buffer_pool.h"
 #include "ringline/net/tls.h"
+#include "ringline/wait_list.h"
 #include "ringline/worker.h"
 
 namespace blockserve {
@@ -54,7 +55,7 @@ struct WorkerContext {
   };
   std::unordered_map<uint64_t, std::unique_ptr<SessionEntry>> sessions;
   uint64_t next_session = 0;
-  Wakeup sessions_changed;
+  ringline::WaitList sessions_changed;
   bool stopping = false;
 };
 

@@ -202,7 +202,7 @@ void WriteOrder::Wake(std::vector<std::shared_ptr<Waiter>>& wake) {
       if (w->abandoned) {
         w->order->Unlock(w->id, w->rmw);
       } else {
-        Worker::Current().Schedule(w->promise);
+        Worker::Current().internals().Schedule(w->promise);
       }
     };
     if (w->worker == Worker::CurrentOrNull()) {

@@ -46,7 +46,7 @@
 #include <mutex>
 #include <vector>
 
-#include "ringline/promise_base.h"
+#include "ringline/internal/promise_base.h"
 #include "ringline/task.h"
 #include "ringline/worker.h"
 

@@ -12,7 +12,6 @@
 
 #include <sys/uio.h>
 
-#include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -20,7 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "ringline/buffer.h"
-#include "ringline/promise_base.h"
+#include "ringline/wait_list.h"
 
 namespace ringline {
 
@@ -54,28 +53,22 @@ class BufferPool {
   // A buffer if one is free now, else an empty Buffer.
   Buffer TryAcquire();
 
-  // Waits (FIFO) for a free buffer.
-  class AcquireAwaiter {
+  // Waits (FIFO) for a free buffer. A buffer handed to an awaiter whose task is
+  // destroyed before it resumed goes back to the pool (and so to the next
+  // waiter) through the awaiter's Buffer member.
+  class [[nodiscard]] AcquireAwaiter : public WaitNode {
    public:
-    explicit AcquireAwaiter(BufferPool* pool) : pool_(pool) {}
-    AcquireAwaiter(AcquireAwaiter&& o) noexcept : pool_(o.pool_) {}
-    AcquireAwaiter(const AcquireAwaiter&) = delete;
-    ~AcquireAwaiter();
+    explicit AcquireAwaiter(BufferPool* pool) : WaitNode(&pool->waiters_), pool_(pool) {}
+    AcquireAwaiter(AcquireAwaiter&& o) noexcept = default;  // before awaiting only
     bool await_ready();
-    template <EnginePromise P>
-    void await_suspend(std::coroutine_handle<P> h) {
-      waiter_ = &h.promise();
-      pool_->Enqueue(this);
+    Buffer await_resume() {
+      Resumed();
+      return std::move(buffer_);
     }
-    Buffer await_resume() { return std::move(buffer_); }
 
    private:
     friend class BufferPool;
     BufferPool* pool_;
-    PromiseBase* waiter_ = nullptr;
-    AcquireAwaiter* next_ = nullptr;
-    AcquireAwaiter* prev_ = nullptr;
-    bool queued_ = false;
     Buffer buffer_;
   };
   AcquireAwaiter Acquire() { return AcquireAwaiter(this); }
@@ -83,7 +76,7 @@ class BufferPool {
   std::size_t buffer_size() const { return buffer_size_; }
   uint32_t count() const { return count_; }
   uint32_t available() const { return static_cast<uint32_t>(free_.size()); }
-  uint32_t waiting() const { return waiting_; }
+  uint32_t waiting() const { return static_cast<uint32_t>(waiters_.size()); }
   bool registered() const { return !reg_indexes_.empty(); }
 
   // Called by the worker as it is destroyed: forget the ring registrations.
@@ -97,8 +90,6 @@ class BufferPool {
   BufferPool(Worker& worker, std::size_t buffer_size, uint32_t count);
   Buffer Make(uint32_t i);
   void Return(uint8_t* data);
-  void Enqueue(AcquireAwaiter* a);
-  void Unlink(AcquireAwaiter* a);
 
   Worker* worker_;  // null once the worker is gone
   std::size_t buffer_size_;
@@ -108,9 +99,8 @@ class BufferPool {
   uint32_t per_registration_ = 1;  // buffers covered by one registration
   std::vector<int> reg_indexes_;   // ring registration of each group; empty: none
   std::vector<uint32_t> free_;
-  AcquireAwaiter* head_ = nullptr;
-  AcquireAwaiter* tail_ = nullptr;
-  uint32_t waiting_ = 0;
+  std::vector<bool> lent_;  // per buffer: out of the pool (checks every Return)
+  WaitList waiters_;        // tasks waiting for a buffer, FIFO
 };
 
 }  // namespace ringline

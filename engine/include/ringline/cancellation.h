@@ -11,7 +11,7 @@
 #include <memory>
 #include <optional>
 
-#include "ringline/promise_base.h"
+#include "ringline/internal/promise_base.h"
 #include "ringline/task.h"
 
 namespace ringline {

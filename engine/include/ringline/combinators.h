@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "ringline/cancellation.h"
-#include "ringline/promise_base.h"
+#include "ringline/internal/promise_base.h"
 #include "ringline/sleep.h"
 #include "ringline/task.h"
 #include "ringline/worker.h"
@@ -99,7 +99,7 @@ class ChildGroup {
       for (std::size_t i = 0; i < c_.size(); ++i) {
         c_[i].h.promise().group = g_;
         c_[i].h.promise().index = i;
-        w.Schedule(&c_[i].h.promise());
+        w.internals().Schedule(&c_[i].h.promise());
       }
     }
     void await_resume() const noexcept {}

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "ringline/ring.h"
+#include "ringline/internal/ring.h"
 
 namespace ringline {
 

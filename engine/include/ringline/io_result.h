@@ -1,5 +1,7 @@
 #pragma once
 // Results of operations on the I/O path: values, never exceptions.
+// IoResult is the raw member of the result family that ringline/result.h
+// describes (one sign convention: error() is a positive errno).
 
 #include <cstdint>
 #include <cstring>

@@ -8,18 +8,19 @@
 // The prep callable fills the SQE; anything the kernel reads or writes through a
 // pointer must be placed in the slot (slot.storage, slot.held) — never in the
 // coroutine frame — because the frame may be destroyed while the operation is in
-// flight (DESIGN.md rule 1). The finish callable turns the slot into the result
+// flight (docs/io_uring-rules.md R1). The finish callable turns the slot into the result
 // (e.g. hands back a held Buffer). The operation resumes its coroutine only on
 // the final completion (for zero-copy sends: after the notification).
 
 #include <liburing.h>
 
 #include <coroutine>
+#include <cstdint>
 #include <utility>
 
+#include "ringline/internal/op_slab.h"
+#include "ringline/internal/promise_base.h"
 #include "ringline/io_result.h"
-#include "ringline/op_slab.h"
-#include "ringline/promise_base.h"
 #include "ringline/worker.h"
 
 namespace ringline {
@@ -28,43 +29,55 @@ struct DefaultFinish {
   IoResult operator()(OpSlot& slot) const { return IoResult{slot.res, slot.flags}; }
 };
 
+// The submission entry an operation needs.
+enum class SqeKind : uint8_t {
+  kNormal,
+  // A 128-byte entry whose command area (80 bytes) is cleared first, for
+  // IORING_OP_URING_CMD (e.g. NVMe passthrough; liburing 2.3's prep helpers
+  // do not clear it).
+  kCommand128,
+};
+
 template <typename Prep, typename Finish = DefaultFinish>
 class [[nodiscard]] OpAwaiter {
  public:
-  OpAwaiter(OpTag tag, Prep prep, Finish finish = {})
-      : tag_(tag), prep_(std::move(prep)), finish_(std::move(finish)) {}
+  OpAwaiter(OpTag tag, Prep prep, Finish finish = {}, SqeKind sqe_kind = SqeKind::kNormal)
+      : tag_(tag), sqe_kind_(sqe_kind), prep_(std::move(prep)), finish_(std::move(finish)) {}
   // Movable only before it is awaited (to wrap it in a Task).
   OpAwaiter(OpAwaiter&& o) noexcept
-      : tag_(o.tag_), prep_(std::move(o.prep_)), finish_(std::move(o.finish_)) {}
+      : tag_(o.tag_),
+        sqe_kind_(o.sqe_kind_),
+        prep_(std::move(o.prep_)),
+        finish_(std::move(o.finish_)) {}
   OpAwaiter(const OpAwaiter&) = delete;
   OpAwaiter& operator=(const OpAwaiter&) = delete;
   OpAwaiter& operator=(OpAwaiter&&) = delete;
   ~OpAwaiter() {
-    if (slot_) worker_->slab().Orphan(*slot_);
+    if (slot_) worker_->internals().slab().Orphan(*slot_);
   }
 
   bool await_ready() const noexcept { return false; }
   template <EnginePromise P>
   void await_suspend(std::coroutine_handle<P> h) {
     worker_ = &Worker::Current();
-    OpSlot& slot = worker_->slab().Allocate(tag_);
-    // Commands that use the SQE128 command area get the whole entry cleared.
-    io_uring_sqe* sqe =
-        tag_ == OpTag::kNvmeCmd ? worker_->ring().GetSqe128() : worker_->ring().GetSqe();
+    OpSlot& slot = worker_->internals().slab().Allocate(tag_);
+    io_uring_sqe* sqe = sqe_kind_ == SqeKind::kCommand128 ? worker_->internals().ring().GetSqe128()
+                                                          : worker_->internals().ring().GetSqe();
     prep_(sqe, slot);
     io_uring_sqe_set_data64(sqe, slot.user_data().raw());
-    worker_->slab().SetWaiter(slot, &h.promise());
+    worker_->internals().slab().SetWaiter(slot, &h.promise());
     slot_ = &slot;
   }
   decltype(auto) await_resume() {
     OpSlot* slot = std::exchange(slot_, nullptr);
     auto result = finish_(*slot);
-    worker_->slab().Consume(*slot);
+    worker_->internals().slab().Consume(*slot);
     return result;
   }
 
  private:
   OpTag tag_;
+  SqeKind sqe_kind_;
   Prep prep_;
   Finish finish_;
   Worker* worker_ = nullptr;
@@ -78,6 +91,11 @@ OpAwaiter<Prep> Submit(OpTag tag, Prep prep) {
 template <typename Prep, typename Finish>
 OpAwaiter<Prep, Finish> Submit(OpTag tag, Prep prep, Finish finish) {
   return OpAwaiter<Prep, Finish>(tag, std::move(prep), std::move(finish));
+}
+// Submit() on a cleared 128-byte entry (SqeKind::kCommand128).
+template <typename Prep, typename Finish>
+OpAwaiter<Prep, Finish> SubmitCommand128(OpTag tag, Prep prep, Finish finish) {
+  return OpAwaiter<Prep, Finish>(tag, std::move(prep), std::move(finish), SqeKind::kCommand128);
 }
 
 // A no-op through the ring (benchmarks, tests, a cheap yield via the kernel).

@@ -15,7 +15,7 @@
 
 namespace ringline {
 
-// The oldest kernel the engine runs on (DESIGN.md "Kernel floor").
+// The oldest kernel the engine runs on (docs/architecture.md "Kernel floor and feature probing").
 inline constexpr int kMinKernelMajor = 6;
 inline constexpr int kMinKernelMinor = 1;
 

@@ -5,7 +5,7 @@
 #include <chrono>
 #include <coroutine>
 
-#include "ringline/promise_base.h"
+#include "ringline/internal/promise_base.h"
 #include "ringline/task.h"
 #include "ringline/timer_queue.h"
 #include "ringline/worker.h"

@@ -13,8 +13,9 @@
 #include <optional>
 #include <utility>
 
-#include "ringline/promise_base.h"
+#include "ringline/internal/promise_base.h"
 #include "ringline/task.h"
+#include "ringline/wait_list.h"
 
 namespace ringline {
 
@@ -45,7 +46,7 @@ class RootPromiseBase : public PromiseBase {
   RootPromiseBase* next_root_ = nullptr;
   RootPromiseBase* prev_root_ = nullptr;
   JoinHandleBase* handle_ = nullptr;  // null once detached
-  PromiseBase* join_waiter_ = nullptr;
+  WaitList joiners_;                  // tasks awaiting the JoinHandle
   bool finished_ = false;
 };
 
@@ -161,27 +162,18 @@ class [[nodiscard]] JoinHandle : public detail::JoinHandleBase {
     return out;
   }
 
-  class Awaiter {
+  // Waits for the task to finish or be aborted. Safe to destroy at any point.
+  class [[nodiscard]] Awaiter : public WaitNode {
    public:
-    explicit Awaiter(JoinHandle* h) : h_(h) {}
+    explicit Awaiter(JoinHandle* h) : WaitNode(h->root_ ? &h->root_->joiners_ : nullptr), h_(h) {}
     bool await_ready() const noexcept { return h_->done(); }
-    template <EnginePromise P>
-    void await_suspend(std::coroutine_handle<P> c) noexcept {
-      waiting_on_ = h_->root_;
-      waiting_on_->join_waiter_ = &c.promise();
-    }
     std::optional<Value> await_resume() {
-      waiting_on_ = nullptr;
+      Resumed();
       return h_->TakeResult();
-    }
-    ~Awaiter() {
-      // Destroyed while waiting: the task must not wake a dead frame.
-      if (waiting_on_ && h_->root_ == waiting_on_) waiting_on_->join_waiter_ = nullptr;
     }
 
    private:
     JoinHandle* h_;
-    detail::RootPromiseBase* waiting_on_ = nullptr;
   };
   Awaiter operator co_await() noexcept { return Awaiter(this); }
 };

@@ -23,7 +23,7 @@
 #include <type_traits>
 #include <utility>
 
-#include "ringline/promise_base.h"
+#include "ringline/internal/promise_base.h"
 
 namespace ringline {
 

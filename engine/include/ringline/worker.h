@@ -27,11 +27,11 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "ringline/config.h"
+#include "ringline/internal/op_slab.h"
+#include "ringline/internal/promise_base.h"
+#include "ringline/internal/ring.h"
 #include "ringline/message_queue.h"
 #include "ringline/metrics.h"
-#include "ringline/op_slab.h"
-#include "ringline/promise_base.h"
-#include "ringline/ring.h"
 #include "ringline/task.h"
 #include "ringline/timer_queue.h"
 
@@ -39,6 +39,9 @@ namespace ringline {
 
 namespace detail {
 class RootPromiseBase;
+}
+namespace internal {
+class WorkerInternals;
 }
 class BufferPool;
 class CancellationSource;
@@ -105,7 +108,6 @@ class Worker {
   // Called once per loop iteration at most every Config::tick.
   void SetTickHook(absl::AnyInvocable<void()> hook) { tick_hook_ = std::move(hook); }
 
-  void Schedule(PromiseBase* p) { ready_.Push(p); }
   // `service` (owned by this worker) gets one BeforeSubmit() call before the
   // next io_uring_enter; repeated requests before then are one request.
   void RequestBeforeSubmit(WorkerService* service) {
@@ -130,8 +132,10 @@ class Worker {
   };
   YieldAwaiter Yield() { return YieldAwaiter(this); }
 
-  Ring& ring() { return *ring_; }
-  OpSlab& slab() { return *slab_; }
+  // The engine's internals (ring, operation slab, scheduling, spawned-task and
+  // pool bookkeeping), for the engine's own layers (net, block) and its public
+  // templates. Not part of the API: applications never need them.
+  internal::WorkerInternals internals();
   TimerQueue& timers() { return timers_; }
   WorkerMetrics& metrics() { return *metrics_; }
   const Config& config() const { return config_; }
@@ -150,16 +154,19 @@ class Worker {
   // must not start new operations then.
   bool draining() const { return draining_; }
 
+ private:
+  friend class internal::WorkerInternals;
+  Ring& ring() { return *ring_; }
+  OpSlab& slab() { return *slab_; }
+  void Schedule(PromiseBase* p) { ready_.Push(p); }
   // Buffer pools registered with this worker's ring (buffer_pool.cc): they are
   // told when the ring goes away so they never touch it afterwards.
   void AttachPool(BufferPool* pool) { pools_.push_back(pool); }
   void DetachPool(BufferPool* pool) { std::erase(pools_, pool); }
-
-  // Used by spawn.h.
+  // Spawned tasks (spawn.h).
   void AdoptRoot(detail::RootPromiseBase* root);
   void ForgetRoot(detail::RootPromiseBase* root);
 
- private:
   Worker(const Config& config, uint32_t index, WorkerMetrics* metrics);
   absl::Status Init();
   // One loop iteration: RunReady() then WaitAndDispatch(true).
@@ -209,6 +216,30 @@ class Worker {
   detail::RootPromiseBase* roots_ = nullptr;  // intrusive list of spawned tasks
   std::size_t root_count_ = 0;
 };
+
+namespace internal {
+
+// INTERNAL: the entry points of a Worker that only the engine's layers use
+// (Worker::internals()). A view; valid while the worker lives; worker thread only.
+class WorkerInternals {
+ public:
+  explicit WorkerInternals(Worker& w) : w_(w) {}
+  Ring& ring() { return w_.ring(); }
+  OpSlab& slab() { return w_.slab(); }
+  // Puts `p` on the ready queue (a second call before it runs is a no-op).
+  void Schedule(PromiseBase* p) { w_.Schedule(p); }
+  void AttachPool(BufferPool* pool) { w_.AttachPool(pool); }
+  void DetachPool(BufferPool* pool) { w_.DetachPool(pool); }
+  void AdoptRoot(detail::RootPromiseBase* root) { w_.AdoptRoot(root); }
+  void ForgetRoot(detail::RootPromiseBase* root) { w_.ForgetRoot(root); }
+
+ private:
+  Worker& w_;
+};
+
+}  // namespace internal
+
+inline internal::WorkerInternals Worker::internals() { return internal::WorkerInternals(*this); }
 
 }  // namespace ringline
 

@@ -104,13 +104,15 @@ struct NvmeIoCommand {
   uint32_t timeout_ms = 0;  // 0: the driver's default
 };
 
-struct NvmeCommandResult {
-  // The CQE res: 0 success, > 0 an NVMe status, < 0 a negated errno.
-  int32_t res = 0;
-  uint32_t dword0 = 0;  // the completion's result dword 0 (command specific)
-  absl::Status status;  // OK, or the named NVMe status / errno
-  Buffer buffer;        // the buffer handed in
-  bool ok() const { return res == 0; }
+// A member of the engine's result family (ringline/result.h): `res` is 0 on
+// success or a negated errno, never positive. A command the controller
+// completed with an error status has that status in `nvme_status` and an errno
+// chosen by its meaning in `res` (as for BlockResult); a failure before the
+// controller (refused, or an errno from the kernel) has nvme_status 0.
+struct NvmeCommandResult : IoStatus {
+  uint16_t nvme_status = 0;  // the NVMe status (SCT << 8 | SC), 0 when none
+  uint32_t dword0 = 0;       // the completion's result dword 0 (command specific)
+  Buffer buffer;             // the buffer handed in
 };
 
 class NvmeNamespace final : public TargetBase {

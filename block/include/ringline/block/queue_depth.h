@@ -1,5 +1,5 @@
 #pragma once
-// Queue-depth accounting for block targets (DESIGN.md "Block layer").
+// Queue-depth accounting for block targets (docs/architecture.md "Block layer").
 //
 // QueueDepthLimiter is a FIFO semaphore whose waiters are coroutines: every
 // target owns one with a configurable limit. A request that would exceed the
@@ -19,14 +19,14 @@
 // destroy the tasks that use a target before the target.
 
 #include <array>
+#include <cassert>
 #include <chrono>
-#include <coroutine>
 #include <cstdint>
 #include <utility>
 
 #include "ringline/block/target.h"
 #include "ringline/metrics.h"
-#include "ringline/promise_base.h"
+#include "ringline/wait_list.h"
 
 namespace ringline::block {
 
@@ -87,23 +87,25 @@ class QueueDepthLimiter {
   };
 
   // Awaitable returned by Acquire(). If it is destroyed while waiting (its task
-  // was destroyed), it unlinks itself; if it was already granted a place that
-  // its task never took, the place is released.
-  class [[nodiscard]] AcquireAwaiter {
+  // was destroyed), it leaves the queue; if it was already granted a place that
+  // its task never took, the place is released (and so passed on).
+  class [[nodiscard]] AcquireAwaiter : public WaitNode {
    public:
-    explicit AcquireAwaiter(QueueDepthLimiter* l) : limiter_(l) {}
-    AcquireAwaiter(AcquireAwaiter&& o) noexcept : limiter_(o.limiter_) {}  // before awaiting only
-    AcquireAwaiter(const AcquireAwaiter&) = delete;
+    explicit AcquireAwaiter(QueueDepthLimiter* l) : WaitNode(&l->waiters_), limiter_(l) {}
+    AcquireAwaiter(AcquireAwaiter&& o) noexcept = default;  // before awaiting only
     AcquireAwaiter& operator=(const AcquireAwaiter&) = delete;
     ~AcquireAwaiter();
 
-    bool await_ready() noexcept { return limiter_->TryTake(this); }
-    template <EnginePromise P>
-    void await_suspend(std::coroutine_handle<P> h) {
-      waiter_ = &h.promise();
-      limiter_->Enqueue(this);
+    // Takes a free place, or notes the wait that await_suspend (WaitNode) parks.
+    bool await_ready() noexcept {
+      if (limiter_->TryTake(this)) [[likely]]
+        return true;
+      limiter_->NoteWaiting(this);
+      return false;
     }
     Permit await_resume() noexcept {
+      Resumed();
+      assert(granted_ && "resumed without a place");
       granted_ = false;
       return Permit(limiter_, ticket_);
     }
@@ -111,12 +113,8 @@ class QueueDepthLimiter {
    private:
     friend class QueueDepthLimiter;
     QueueDepthLimiter* limiter_;
-    PromiseBase* waiter_ = nullptr;
-    AcquireAwaiter* next_ = nullptr;
-    AcquireAwaiter* prev_ = nullptr;
     Clock::time_point since_{};
     uint64_t ticket_ = 0;
-    bool queued_ = false;
     bool granted_ = false;  // holds a place not yet turned into a Permit
   };
 
@@ -131,12 +129,12 @@ class QueueDepthLimiter {
 
   uint32_t limit() const { return limit_; }
   uint32_t in_flight() const { return in_flight_; }
-  uint32_t waiting() const { return waiting_; }
+  uint32_t waiting() const { return static_cast<uint32_t>(waiters_.size()); }
   const QueueDepthMetrics& metrics() const { return metrics_; }
 
  private:
   bool TryTake(AcquireAwaiter* a) noexcept {
-    if (head_ == nullptr && in_flight_ < limit_) [[likely]] {
+    if (waiters_.empty() && in_flight_ < limit_) [[likely]] {
       a->ticket_ = next_ticket_++;
       a->granted_ = true;
       ++in_flight_;
@@ -146,6 +144,8 @@ class QueueDepthLimiter {
     return false;
   }
   void NoteAdmitted() {
+    // Admission happens only below the limit (SetLimit may later lower it).
+    assert(in_flight_ <= limit_ && "admitted above the queue-depth limit");
     metrics_.in_flight.Set(in_flight_);
     metrics_.admitted.Add();
     if (in_flight_ > max_in_flight_) {
@@ -154,18 +154,15 @@ class QueueDepthLimiter {
     }
   }
   void ReleasePlace();
-  void Enqueue(AcquireAwaiter* a);
-  void Unlink(AcquireAwaiter* a);
+  void NoteWaiting(AcquireAwaiter* a);
   // Hands free places to waiters, in order, while the limit allows.
   void Grant();
 
   uint32_t limit_;
   uint32_t in_flight_ = 0;
-  uint32_t waiting_ = 0;
   uint32_t max_in_flight_ = 0;
   uint64_t next_ticket_ = 0;
-  AcquireAwaiter* head_ = nullptr;
-  AcquireAwaiter* tail_ = nullptr;
+  WaitList waiters_;  // requests waiting for a place, FIFO
   QueueDepthMetrics metrics_;
 };
 

@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "ringline/buffer.h"
+#include "ringline/result.h"
 #include "ringline/task.h"
 
 namespace ringline::block {
@@ -48,15 +49,13 @@ enum class OpKind : uint8_t { kRead, kWrite, kFlush, kDiscard, kWriteZeroes };
 inline constexpr int kOpKinds = 5;
 const char* OpKindName(OpKind kind);
 
-// The result of one operation: `res` is the byte count on success (0 for flush,
-// discard and write-zeroes) or a negated errno; `status` carries the detailed
-// reason on failure (the alignment that was required, the NVMe status name,
-// ...). `buffer` is the buffer handed in.
-struct BlockResult {
-  int32_t res = 0;
-  absl::Status status;
+// The result of one operation, a member of the engine's result family
+// (ringline/result.h: error() is a positive errno): `res` is the byte count on
+// success (0 for flush, discard and write-zeroes) or a negated errno; `status`
+// carries the detailed reason on failure (the alignment that was required, the
+// NVMe status name, ...). `buffer` is the buffer handed in.
+struct BlockResult : IoStatus {
   Buffer buffer;
-  bool ok() const { return res >= 0; }
 };
 
 // One run of bytes with the same allocation state, as an extent query reports
@@ -70,15 +69,12 @@ struct Extent {
   uint32_t flags = 0;  // kExtentHole | kExtentZero, or 0 for data
 };
 
-// The result of an extent query: `res` is 0 or a negated errno, `status` the
-// reason on failure. `extents` are contiguous from the queried offset; they
-// cover at least one byte and at most the queried range (a target may stop
-// early, e.g. after max_extents).
-struct ExtentResult {
-  int32_t res = 0;
-  absl::Status status;
+// The result of an extent query (result family, ringline/result.h): `res` is 0
+// or a negated errno, `status` the reason on failure. `extents` are contiguous
+// from the queried offset; they cover at least one byte and at most the queried
+// range (a target may stop early, e.g. after max_extents).
+struct ExtentResult : IoStatus {
   std::vector<Extent> extents;
-  bool ok() const { return res >= 0; }
 };
 
 struct WriteOptions {

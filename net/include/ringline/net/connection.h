@@ -67,11 +67,12 @@
 
 #include "absl/container/inlined_vector.h"
 #include "ringline/buffer.h"
+#include "ringline/internal/promise_base.h"
 #include "ringline/io_result.h"
 #include "ringline/net/result.h"
 #include "ringline/net/socket_address.h"
-#include "ringline/promise_base.h"
 #include "ringline/task.h"
+#include "ringline/wait_list.h"
 
 namespace ringline::net {
 
@@ -216,22 +217,16 @@ class ReadExactWait {
   Stage stage_ = Stage::kNew;
 };
 
-// A send waiting for room in the connection's send queue (one FIFO for both kinds).
-class SendWaiter {
- public:
-  SendWaiter(const SendWaiter&) = delete;
-  SendWaiter& operator=(const SendWaiter&) = delete;
-
+// A send waiting for room in the connection's send queue (one FIFO wait list
+// for both kinds), or, once admitted for zero-copy, for the kernel to finish
+// with its buffers. await_ready chooses the list; WaitNode parks the task.
+class SendWaiter : public WaitNode {
  protected:
   friend class ConnState;
   enum class Kind : uint8_t { kCopy, kOwned };
-  explicit SendWaiter(Kind k) : kind_(k) {}
+  explicit SendWaiter(Kind k) : WaitNode(nullptr), kind_(k) {}
   ~SendWaiter() = default;
   Kind kind_;
-  PromiseBase* promise_ = nullptr;
-  SendWaiter* next_ = nullptr;
-  SendWaiter* prev_ = nullptr;
-  bool queued_ = false;
 };
 
 // Copies `bytes` into the send queue, waiting for space (backpressure).
@@ -241,20 +236,14 @@ class SendCopy : public SendWaiter {
   SendCopy(SendCopy&& o) noexcept;
   ~SendCopy();
   bool await_ready();
-  template <EnginePromise P>
-  void await_suspend(std::coroutine_handle<P> h) {
-    Park(&h.promise());
-  }
   IoResult await_resume();
 
  private:
   friend class ConnState;
-  void Park(PromiseBase* p);
   ConnState* s_;
   std::span<const uint8_t> bytes_;
   std::size_t copied_ = 0;
   int error_ = 0;
-  bool waited_ = false;
 };
 
 // Queues header (copied) + owned Buffers and completes after the zero-copy
@@ -267,17 +256,12 @@ class SendOwned : public SendWaiter {
   SendOwned(SendOwned&& o) noexcept;
   ~SendOwned();
   bool await_ready();
-  template <EnginePromise P>
-  void await_suspend(std::coroutine_handle<P> h) {
-    Park(&h.promise());
-  }
 
  protected:
   IoResult TakeResult(Buffers& out);
 
  private:
   friend class ConnState;
-  void Park(PromiseBase* p);
   ConnState* s_;
   std::span<const uint8_t> header_;
   Buffers buffers_;

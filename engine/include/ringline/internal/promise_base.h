@@ -1,4 +1,8 @@
 #pragma once
+// INTERNAL to ringline: installed only because public templates need it; not
+// part of the API and may change without notice. Applications include the
+// headers in ringline/ (ringline/ringline.h).
+//
 // The base of every coroutine promise the engine schedules.
 //
 // A promise carries an intrusive hook into its worker's ready queue. A frame that
@@ -7,14 +11,16 @@
 
 #include <coroutine>
 #include <cstddef>
+#include <type_traits>
 
 #include "ringline/frame_allocator.h"
+#include "ringline/internal/intrusive_list.h"
 
 namespace ringline {
 
 class ReadyQueue;
 
-class PromiseBase {
+class PromiseBase : public internal::ListHook {
  public:
   PromiseBase() = default;
   PromiseBase(const PromiseBase&) = delete;
@@ -23,19 +29,13 @@ class PromiseBase {
 
   // The coroutine this promise belongs to; set by the derived promise.
   std::coroutine_handle<> self() const { return self_; }
-  bool scheduled() const { return queue_ != nullptr; }
+  bool scheduled() const { return linked(); }
 
   static void* operator new(std::size_t size) { return FrameAllocator::Allocate(size); }
   static void operator delete(void* p, std::size_t size) noexcept { FrameAllocator::Free(p, size); }
 
  protected:
   std::coroutine_handle<> self_;
-
- private:
-  friend class ReadyQueue;
-  PromiseBase* next_ = nullptr;
-  PromiseBase* prev_ = nullptr;
-  ReadyQueue* queue_ = nullptr;
 };
 
 // FIFO of promises ready to resume; owned by one worker, used only on its thread.
@@ -47,17 +47,17 @@ class ReadyQueue {
   ~ReadyQueue();
 
   // Appends `p` unless it is already queued (a second wake-up is a no-op).
-  void Push(PromiseBase* p);
+  void Push(PromiseBase* p) {
+    if (!p->scheduled()) list_.push_back(*p);
+  }
   // Removes and returns the first promise, or nullptr.
-  PromiseBase* Pop();
-  void Remove(PromiseBase* p);
-  bool empty() const { return head_ == nullptr; }
-  std::size_t size() const { return size_; }
+  PromiseBase* Pop() { return list_.pop_front(); }
+  void Remove(PromiseBase* p) { list_.remove(*p); }
+  bool empty() const { return list_.empty(); }
+  std::size_t size() const { return list_.size(); }
 
  private:
-  PromiseBase* head_ = nullptr;
-  PromiseBase* tail_ = nullptr;
-  std::size_t size_ = 0;
+  internal::IntrusiveList<PromiseBase> list_;
 };
 
 // Awaiters that park a coroutine and later schedule it need its PromiseBase.

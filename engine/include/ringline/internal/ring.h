@@ -1,4 +1,8 @@
 #pragma once
+// INTERNAL to ringline: installed only because public templates need it; not
+// part of the API and may change without notice. Applications include the
+// headers in ringline/ (ringline/ringline.h).
+//
 // Ring: one io_uring instance, set up the way every worker needs it.
 //
 // SQE128|CQE32 (NVMe passthrough shares the ring), SINGLE_ISSUER and
@@ -6,7 +10,7 @@
 // larger than the SQ, optional SQPOLL, a sparse fixed-file table and a sparse
 // registered-buffer table. GetSqe() never fails: a full SQ is submitted first,
 // and EINTR/EBUSY/EAGAIN from the kernel are treated as backpressure (completions
-// are stashed to make room, then the submit is retried) — DESIGN.md rule 7.
+// are stashed to make room, then the submit is retried) — docs/io_uring-rules.md R7.
 // Thread-safety: single issuer — every method must be called on the thread that
 // created the ring (except ring_fd()).
 

@@ -1,4 +1,8 @@
 #pragma once
+// INTERNAL to ringline: installed only because public templates need it; not
+// part of the API and may change without notice. Applications include the
+// headers in ringline/ (ringline/ringline.h).
+//
 // OpSlab: engine-owned state for every in-flight io_uring operation.
 //
 // Each SQE's user_data names a slot (tag, index, generation; user_data.h). The
@@ -7,7 +11,7 @@
 // Buffers in `held`. Slots live in fixed-size chunks, so their addresses never
 // move while the kernel holds pointers into them.
 //
-// Lifecycle (DESIGN.md rules 1 and 3):
+// Lifecycle (docs/io_uring-rules.md R1 and R3):
 //   Allocate -> in flight -> completions (F_MORE keeps it in flight) -> final CQE.
 //   If the awaiting coroutine is destroyed first, the slot is orphaned: an
 //   async-cancel is submitted and the slot (with its buffers) is released only
@@ -25,7 +29,7 @@
 #include <vector>
 
 #include "ringline/buffer.h"
-#include "ringline/user_data.h"
+#include "ringline/internal/user_data.h"
 
 namespace ringline {
 
