@@ -573,11 +573,13 @@ TEST_P(BoundedReceiveTest, PipelinedPayloadsArriveIntactAndInOrder) {
       break;
     case Arrival::kLateReader:
       // What was accumulated while nobody read is copied out of the
-      // accumulator; after that, payloads from the threshold up go direct.
+      // accumulator. Whether later payloads still find the socket short of
+      // them (and go direct) depends on how fast this machine drains it: on a
+      // loaded one the multishot receive can take the whole stream first, so
+      // only the bound is asserted here; NotYetArrived asserts direct receives.
       EXPECT_GT(recopied, 0u);
-      EXPECT_GT(direct, 0u);
       EXPECT_LT(direct, large);
-      EXPECT_LT(copied + recopied, payload_bytes);
+      EXPECT_LE(copied + recopied, payload_bytes);
       break;
     case Arrival::kNotYetArrived:
       // Nothing went through the accumulator; a payload that was not there
