@@ -94,7 +94,7 @@ int Ring::SubmitPending() {
     }
     if (ret == -EINTR) continue;
     if (ret == -EBUSY || ret == -EAGAIN) {
-      // Backpressure (rule 7): the CQ is full or overflowing. Copy completions
+      // Backpressure (docs/io_uring-rules.md R7): the CQ is full or overflowing. Copy completions
       // out so the kernel can post more, flush its overflow list, and retry.
       ++backpressure_events_;
       Stash();

@@ -1,7 +1,7 @@
-// ConnState: the send side. One ordered queue per connection (rule 2), one send
+// ConnState: the send side. One ordered queue per connection (docs/io_uring-rules.md R2), one send
 // operation in flight at a time, MSG_WAITALL plus explicit continuation of short
-// sends (rule 5), zero-copy items released only after their notification
-// (rule 1), and a byte limit that makes senders wait (backpressure).
+// sends (R5), zero-copy items released only after their notification
+// (R1), and a byte limit that makes senders wait (backpressure).
 // Sends are started at the end of the worker's iteration (NetWorker::
 // BeforeSubmit), so everything the connection's tasks queued in one iteration
 // leaves in one operation: many small replies make one TCP send, not one each.

@@ -8,7 +8,7 @@
 // or into this object (iovecs, msghdr, send chunks, a lent Buffer). A ConnState
 // is freed only when no reference (handle, operation in progress) is left and
 // the kernel has returned its last completion, so that memory provably outlives
-// every operation (DESIGN.md rule 1). Tasks wait on it through awaiters that
+// every operation (docs/io_uring-rules.md R1). Tasks wait on it through awaiters that
 // unlink themselves when destroyed.
 //
 // Life: kInstalling (a plain fd is being put into the fixed-file table) ->

@@ -9,7 +9,7 @@
 // and the end-of-batch work (BeforeSubmit, right before the worker's
 // io_uring_enter): accumulate the receive buffers connections still hold,
 // publish returned receive buffers in one step, re-arm
-// receives that ran out of buffers (ENOBUFS, DESIGN.md rule 6: re-armed once
+// receives that ran out of buffers (ENOBUFS, docs/io_uring-rules.md R6: re-armed once
 // buffers are back, never in a loop), and start one send per connection for
 // everything its tasks queued during the iteration.
 // Thread-safety: worker-local; everything here runs on the worker's thread.

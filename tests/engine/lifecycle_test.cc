@@ -1,4 +1,4 @@
-// Operation lifecycles (DESIGN.md rules 1, 3 and 4): destroying a task with an
+// Operation lifecycles (docs/io_uring-rules.md R1, R3 and R4): destroying a task with an
 // operation in flight is safe, the loser of WhenAny has its kernel operation
 // cancelled, stale completions are dropped. Run under ASan in CI.
 #include <fcntl.h>

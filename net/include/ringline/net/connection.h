@@ -18,7 +18,7 @@
 // and every operation in progress hold references; when the last one goes the
 // connection closes gracefully (queued bytes are sent, TLS close_notify, FIN,
 // bounded by ConnectionOptions::close_linger), and its table slot is freed only
-// after the kernel's last completion for it (DESIGN.md rule 1).
+// after the kernel's last completion for it (docs/io_uring-rules.md R1).
 //
 // Receiving. Bytes arrive by multishot recv into the worker's provided buffer
 // ring; recv(parse) runs the parser over them in place (they are copied into
@@ -33,9 +33,9 @@
 // The connection decides all of this from the sizes readers ask for.
 // One task receives at a time (a second gets EBUSY).
 //
-// Sending. Every send goes through one ordered queue per connection (DESIGN.md
-// rule 2); one send operation is in flight at a time, short sends are continued
-// (rule 5), and what the connection's tasks queue during one loop iteration
+// Sending. Every send goes through one ordered queue per connection
+// (docs/io_uring-rules.md R2); one send operation is in flight at a time, short
+// sends are continued (R5), and what the connection's tasks queue during one loop iteration
 // leaves in one operation at the end of it. A send completes when the caller's
 // memory is free again:
 //   send(bytes)            copies the bytes into the queue: done when copied.

@@ -26,7 +26,7 @@ struct NetMetrics {
   Counter zc_sends;          // SEND_ZC/SENDMSG_ZC operations submitted
   Counter zc_copied;         // zero-copy sends the kernel reported it copied
   Counter copy_fallbacks;    // payloads asked to go zero-copy that were copied
-  Counter partial_sends;     // short sends continued (DESIGN.md rule 5)
+  Counter partial_sends;     // short sends continued (docs/io_uring-rules.md R5)
   Counter send_waits;        // sends that waited for queue space (backpressure)
   Counter direct_reads;  // read_exact payloads (or their rest) received straight into the buffer
   Counter read_copied_bytes;      // bytes reads copied once, from a receive buffer to the caller
