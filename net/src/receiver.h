@@ -50,8 +50,8 @@
 #include "accumulator.h"
 #include "buffer_ring.h"
 #include "ringline/buffer.h"
-#include "ringline/net/connection.h"
 #include "ringline/internal/op_slab.h"
+#include "ringline/net/connection.h"
 
 namespace ringline {
 class PromiseBase;

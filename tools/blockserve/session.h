@@ -99,7 +99,7 @@ class Session {
   ringline::JoinHandle<void> reader_;
   std::array<ringline::JoinHandle<void>, kMaxInFlight> requests_;
   std::vector<uint32_t> free_slots_;
-  ringline::WaitList slot_freed_;     // notified when a request slot is freed
+  ringline::WaitList slot_freed_;    // notified when a request slot is freed
   std::vector<uint8_t> scratch_;     // discarded payloads land here
   std::unique_ptr<RequestLog> log_;  // from the handshake on (needs the export)
 };

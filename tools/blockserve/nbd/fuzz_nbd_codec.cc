@@ -177,8 +177,8 @@ void RunTransmission(std::span<const uint8_t> stream, const TransmissionParams& 
         // bytes that follow, possibly longer or shorter than the request.
         std::vector<ExtentIn> extents;
         for (size_t i = pos; i + 3 <= stream.size() && extents.size() < 300; i += 3) {
-          extents.push_back({uint64_t{LoadBe16(stream.data() + i)} << (stream[i + 2] & 15),
-                             stream[i + 2]});
+          extents.push_back(
+              {uint64_t{LoadBe16(stream.data() + i)} << (stream[i + 2] & 15), stream[i + 2]});
         }
         std::vector<BlockStatusDescriptor> descriptors;
         const bool req_one = (r.flags & kCmdFlagReqOne) != 0;
