@@ -148,7 +148,7 @@ Task<bool> Session::Handshake() {
 
 Task<> Session::Run() {
   ctx_.stats->connections_total.Add();
-  ctx_.stats->connections_active.Add();
+  ctx_.stats->connections_active.Inc();
   RL_LOG_INFO("%s: connected", peer_);
   in_handshake_ = true;
   // --handshake-timeout bounds the whole handshake (TLS included) from the
@@ -176,7 +176,7 @@ Task<> Session::Run() {
     if (wrote_ && stopping_) co_await export_->target->Flush();
   }
   co_await conn_.close();
-  ctx_.stats->connections_active.Set(ctx_.stats->connections_active.Get() - 1);
+  ctx_.stats->connections_active.Dec();
   RL_LOG_INFO("%s: closed", peer_);
 }
 
@@ -344,7 +344,7 @@ Task<> Session::Execute(nbd::Request req, Buffer payload, uint32_t slot) {
   const Cmd cmd = CmdOf(req.type);
   const int c = static_cast<int>(cmd);
   ExportStats& st = *stats_;
-  st.in_flight.Add();
+  st.in_flight.Inc();
   const auto start = Clock::now();
   ringline::block::Target& t = *export_->target;
   const bool fua = req.flags & nbd::kCmdFlagFua;
@@ -416,7 +416,7 @@ Task<> Session::Execute(nbd::Request req, Buffer payload, uint32_t slot) {
   if (cmd == Cmd::kRead || cmd == Cmd::kWrite) st.bytes[c].Add(req.length);
   st.latency_ns[c].Record(static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count()));
-  st.in_flight.Set(st.in_flight.Get() - 1);
+  st.in_flight.Dec();
   Finish(slot);
 }
 

@@ -32,7 +32,7 @@ struct ExportStats {
   std::array<ringline::Counter, kCmds> bytes;
   std::array<ringline::Counter, kCmds> errors;
   std::array<ringline::Histogram, kCmds> latency_ns;
-  ringline::Counter in_flight;  // gauge: requests being served
+  ringline::Gauge in_flight;  // requests being served
   // Refused without touching the backend, by reason (nbd::Refusal).
   std::array<ringline::Counter, nbd::kRefusals> refused;
   // Failed by the backend, by the NBD error sent (FailureIndex).
@@ -48,7 +48,7 @@ struct WorkerStats {
   }
   std::vector<std::unique_ptr<ExportStats>> per_export;  // same order as the config
   ringline::Counter connections_total;
-  ringline::Counter connections_active;  // gauge
+  ringline::Gauge connections_active;
   ringline::Counter handshakes_failed;
   ringline::Counter protocol_errors;
   ringline::Counter tls_connections;

@@ -3,10 +3,13 @@
 //
 // Each metric has exactly one writer (its worker thread), which updates it with
 // relaxed load+store — no locked instructions on the hot path. Any thread may
-// read a consistent-enough snapshot at any time (values are monotonic).
+// read a consistent-enough snapshot at any time. A Counter only grows (export
+// it as a Prometheus counter); a Gauge goes up and down (a level: connections
+// open, requests in flight).
 
 #include <array>
 #include <atomic>
+#include <cassert>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -18,6 +21,24 @@ class Counter {
  public:
   void Add(uint64_t n = 1) {
     v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void Set(uint64_t n) { v_.store(n, std::memory_order_relaxed); }
+  uint64_t Get() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+// A level with one writer: Inc/Dec/Set, never below zero (asserted).
+class Gauge {
+ public:
+  void Inc(uint64_t n = 1) {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void Dec(uint64_t n = 1) {
+    const uint64_t v = v_.load(std::memory_order_relaxed);
+    assert(v >= n && "Gauge below zero");
+    v_.store(v - n, std::memory_order_relaxed);
   }
   void Set(uint64_t n) { v_.store(n, std::memory_order_relaxed); }
   uint64_t Get() const { return v_.load(std::memory_order_relaxed); }
@@ -67,7 +88,7 @@ struct WorkerMetrics {
   Counter timers_fired;
   Counter messages;
   Counter backpressure;
-  Counter ops_in_flight;    // gauge
+  Gauge ops_in_flight;
   Histogram op_latency_ns;  // submit-to-completion of awaited operations
 
   // Name/value pairs of every counter, in a stable order.

@@ -32,9 +32,9 @@ namespace ringline::block {
 
 // Gauges and counters of one limiter. Single writer (the worker), any reader.
 struct QueueDepthMetrics {
-  Counter limit;          // gauge: the configured limit
-  Counter in_flight;      // gauge: places held now
-  Counter waiting;        // gauge: requests waiting for a place now
+  Gauge limit;            // the configured limit
+  Gauge in_flight;        // places held now
+  Gauge waiting;          // requests waiting for a place now
   Counter max_in_flight;  // high-water mark of in_flight
   Counter admitted;       // requests admitted (with or without waiting)
   Counter waited;         // requests that had to wait

@@ -15,7 +15,7 @@ struct NetMetrics {
   Counter accepted;          // connections accepted and installed
   Counter refused;           // accepted then closed at once: table full
   Counter closed;            // connections whose close completed
-  Counter active;            // gauge: connections open now (accepted + outbound)
+  Gauge active;              // connections open now (accepted + outbound)
   Counter connects;          // outbound connections established
   Counter connect_failures;  // refused, unreachable, timed out
   Counter bytes_in;          // TCP payload bytes received (ciphertext for TLS)
