@@ -3,8 +3,8 @@
 //
 // Every operation takes owned Buffers and hands them back in its result: the
 // buffer belongs to the operation (kept in the engine's slot, see
-// ringline/op_slab.h) until the kernel's final completion, so destroying the
-// awaiting task never frees memory under the device. Each target has a
+// ringline/internal/op_slab.h) until the kernel's final completion, so
+// destroying the awaiting task never frees memory under the device. Each target has a
 // queue-depth limit; a request beyond it waits in FIFO order until a completion
 // frees a place (it is never rejected for being one too many).
 // Thread-safety: a Target belongs to one worker and is used on its thread.
