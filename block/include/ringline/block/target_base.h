@@ -35,6 +35,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "ringline/align.h"
 #include "ringline/block/queue_depth.h"
 #include "ringline/block/target.h"
 #include "ringline/unique_fd.h"
@@ -119,14 +120,12 @@ class TargetBase : public Target {
   // True when [offset, offset+length) starts on a block, ends on one or at
   // the end of the target, and lies inside it.
   bool RangeOk(uint64_t offset, uint64_t length) const {
-    const uint64_t mask = geometry_.logical_block_size - 1;
-    return (offset & mask) == 0 && length <= geometry_.size_bytes &&
+    const uint32_t block = geometry_.logical_block_size;
+    return IsAligned(offset, block) && length <= geometry_.size_bytes &&
            offset <= geometry_.size_bytes - length &&
-           ((length & mask) == 0 || offset + length == geometry_.size_bytes);
+           (IsAligned(length, block) || offset + length == geometry_.size_bytes);
   }
-  bool AddressOk(const uint8_t* p) const {
-    return (reinterpret_cast<uintptr_t>(p) & (geometry_.memory_alignment - 1)) == 0;
-  }
+  bool AddressOk(const uint8_t* p) const { return IsAligned(p, geometry_.memory_alignment); }
   // A request refused before the kernel saw it: counts the error and returns
   // an already-finished task with `res`, the explanation and the buffer.
   // Cold path.
