@@ -55,6 +55,10 @@ class TargetBase : public Target {
 
   Task<BlockResult> Read(uint64_t offset, uint32_t length, Buffer buffer) final;
   Task<BlockResult> Write(uint64_t offset, Buffer buffer, WriteOptions options = {}) final;
+  // Validated like Write (read-only, range of the total, addresses), plus the
+  // header's size a multiple of memory_alignment.
+  Task<GatherResult> WriteGather(uint64_t offset, Buffer header, Buffer payload,
+                                 WriteOptions options = {}) final;
   Task<BlockResult> Flush() final;
   Task<BlockResult> Discard(uint64_t offset, uint64_t length) final;
   Task<BlockResult> WriteZeroes(uint64_t offset, uint64_t length, WriteOptions options = {}) final;
@@ -98,6 +102,12 @@ class TargetBase : public Target {
   virtual Task<BlockResult> SubmitWriteZeroes(uint64_t offset, uint64_t length, bool fua) = 0;
   // Called only when geometry().supports_cache; the default does nothing.
   virtual Task<BlockResult> SubmitCache(uint64_t offset, uint64_t length);
+  // A validated gathered write. The default, for targets that take one
+  // contiguous buffer: copies the header in front of the payload inside the
+  // payload's Buffer (EINVAL when its capacity is too small) and SubmitWrite()s
+  // that; the payload Buffer comes back holding both.
+  virtual Task<GatherResult> SubmitWriteGather(uint64_t offset, Buffer header, Buffer payload,
+                                               bool fua);
 
   // The start of a request's latency (no clock read without histograms).
   Clock::time_point StartTimer() const { return latency_ ? Clock::now() : Clock::time_point(); }
