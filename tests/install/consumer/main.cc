@@ -36,8 +36,7 @@ int main() {
     return 1;
   }
 #ifdef CONSUMER_USES_NVME
-  std::printf("consumer: nvme status 0x2 is %s\n",
-              ringline::block::NvmeStatusName(0x2).c_str());
+  std::printf("consumer: nvme status 0x2 is %s\n", ringline::block::NvmeStatusName(0x2).c_str());
   auto t = ringline::block::OpenTarget(**worker, "/nonexistent-ringline-consumer-path");
   if (t.ok()) return 1;
   std::printf("consumer: OpenTarget refused: %s\n", t.status().ToString().c_str());

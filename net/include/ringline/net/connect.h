@@ -36,10 +36,10 @@ struct ConnectOptions {
   std::string server_name;
 };
 
-// Note for GCC 12 callers: a temporary holding a std::string (such as a
-// ConnectOptions{...} prvalue) inside a co_await expression is corrupted by a
-// GCC 12 coroutine bug; pass a named ConnectOptions (or use the overload
-// without options).
+// Note for GCC 12 callers: a ConnectOptions{...} temporary anywhere in a
+// statement that contains co_await is destroyed from a bitwise copy by a GCC
+// 12 coroutine bug (it owns a std::string); pass a named ConnectOptions (or
+// use the overload without options). docs/gcc12-coroutines.md, rule 2.
 Task<Result<Connection>> Connect(SocketAddress address, std::chrono::milliseconds timeout);
 Task<Result<Connection>> Connect(SocketAddress address, std::chrono::milliseconds timeout,
                                  const ConnectOptions& options);

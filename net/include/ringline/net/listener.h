@@ -150,6 +150,8 @@ struct ServeOptions {
 // its own task (on this worker) for every connection. Returns an error only if
 // binding fails; handlers still running when it returns keep running.
 // `bound` (optional) is called once with the listening address.
+// With GCC 12 name the ServeOptions before the statement that awaits Serve
+// (docs/gcc12-coroutines.md, rule 2).
 Task<absl::Status> Serve(SocketAddress address, ServeOptions options, ConnectionHandler handler,
                          CancellationToken stop = {},
                          std::function<void(const SocketAddress&)> bound = {});
