@@ -1,5 +1,6 @@
 #include "ringline/net/readers.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cerrno>
 #include <cstring>
@@ -9,6 +10,18 @@
 #include "absl/strings/str_cat.h"
 
 namespace ringline::net {
+namespace {
+
+// Makes room for `n` bytes in a reader's storage, growing geometrically (at
+// least 256 bytes, at most `bound`) so records that grow slowly do not
+// reallocate each time; the storage never exceeds the reader's bound.
+template <typename V>
+void Reserve(V& storage, std::size_t n, std::size_t bound) {
+  if (n <= storage.capacity()) return;
+  storage.reserve(std::max(n, std::min(bound, std::max<std::size_t>(256, 2 * storage.capacity()))));
+}
+
+}  // namespace
 
 // The coroutines below keep every co_await a plain statement or an
 // initializer of a named local: g++ 12 miscompiles co_await inside a
@@ -40,6 +53,7 @@ std::size_t DelimitedReader::Find(std::span<const uint8_t> bytes) {
 }
 
 std::string_view DelimitedReader::Keep(std::span<const uint8_t> record) {
+  Reserve(storage_, record.size(), options_.max_record);
   storage_.assign(record.begin(), record.end());  // reuses the capacity: no allocation
   return {storage_.data(), storage_.size()};
 }
@@ -170,6 +184,7 @@ ParseResult<std::span<const uint8_t>> LengthPrefixedReader::operator()(
   }
   const std::size_t total = n + static_cast<std::size_t>(size);
   if (bytes.size() < total) return R::NeedMore(total);
+  Reserve(storage_, static_cast<std::size_t>(size), options_.max_frame);
   storage_.assign(bytes.begin() + static_cast<std::ptrdiff_t>(n),
                   bytes.begin() + static_cast<std::ptrdiff_t>(total));
   return R::Done(std::span<const uint8_t>(storage_.data(), storage_.size()), total);
