@@ -376,6 +376,12 @@ TEST_F(ReadersTest, CancellingReadFrameMidPayloadIsSafe) {
 }
 
 TEST_F(ReadersTest, NoAllocationPerRecordInSteadyState) {
+  if (testing::kAsan) {
+    std::printf(
+        "SKIPPED: under ASan coroutine frames come from the heap (frame_allocator.cc), "
+        "so counting allocations says nothing about the readers\n");
+    GTEST_SKIP();
+  }
   // 3000 lines and 3000 frames; after the first 500 of each warmed the reader's
   // storage and the frame allocator, reading the next 2000 allocates nothing
   // per record on the worker's thread. What may still allocate is growth that
