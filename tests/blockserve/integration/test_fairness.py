@@ -418,6 +418,51 @@ def io_timeout_closes_stalled_clients(ctx):
 
 
 @R.case
+def limits_are_configurable_and_bad_values_named(ctx):
+    import subprocess
+    conf = ctx.path("fair.toml")
+    with open(conf, "w") as f:
+        f.write('max_in_flight = 2\nmax_in_flight_bytes = "64K"\nbuffer_memory = 0\n'
+                'io_timeout = 5\n')
+    srv = Server(ctx, exports=[("disk", ctx.path("disk.img"), False)], workers=1, metrics=True,
+                 name="conf", extra=["--config", conf]).start()
+    # max_in_flight 2: the third of three pipelined reads waits for a place.
+    c = connect_raw(srv)
+    c.sock.sendall(b"".join(header(CMD_READ, i, 0, 4096) for i in range(3)))
+    for _ in range(3):
+        err, _, _ = c.read_simple_reply({0: 4096, 1: 4096, 2: 4096})
+        check(err == 0, "a read failed under max_in_flight 2")
+    # 64K per connection: a 1 MiB write is still admitted alone.
+    err = c.write(0, b"\x42" * MiB)
+    check(err == 0, "a 1 MiB write alone was not admitted under max_in_flight_bytes 64K")
+    c.close()
+    waits = metric(scrape_metrics(srv), "blockserve_admission_waits_total")
+    log("max_in_flight = 2 from TOML: %d admission waits for 3 pipelined reads" % waits)
+    check(waits >= 1, "no admission wait with max_in_flight = 2")
+    srv.stop()
+    for extra, field in ((["--max-in-flight-bytes", "1K"], "max_in_flight_bytes"),
+                         (["--buffer-memory", "3X"], "--buffer-memory"),
+                         (["--io-timeout", "99999"], "--io-timeout"),
+                         (["--max-in-flight", "0"], "--max-in-flight")):
+        bad = Server(ctx, exports=[("disk", ctx.path("disk.img"), False)], extra=extra,
+                     name="bad", port=12345)
+        p = subprocess.run(bad.argv(), capture_output=True, text=True, timeout=30)
+        check(p.returncode != 0 and field in p.stderr,
+              "%s was not refused naming %s: %r" % (" ".join(extra), field, p.stderr))
+    for line, field in (('io_timeout = 4000', "io_timeout"),
+                        ('buffer_memory = "lots"', "buffer_memory"),
+                        ('max_in_flight = 5000', "max_in_flight")):
+        with open(conf, "w") as f:
+            f.write(line + "\n")
+        bad = Server(ctx, exports=[("disk", ctx.path("disk.img"), False)],
+                     extra=["--config", conf], name="bad", port=12345)
+        p = subprocess.run(bad.argv(), capture_output=True, text=True, timeout=30)
+        check(p.returncode != 0 and field in p.stderr,
+              "TOML %s was not refused naming %s: %r" % (line, field, p.stderr))
+    log("bad values refused, naming the flag or key")
+
+
+@R.case
 def figures(ctx):
     log("fresh-client latency per row (bound %.1f s):" % BOUND_S)
     for k, v in ctx.latency.items():
