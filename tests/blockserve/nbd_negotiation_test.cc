@@ -515,9 +515,10 @@ TEST_F(NegotiationTest, AnOptionAnnouncingMoreThanTheHardLimitClosesAtOnce) {
     Negotiator n(catalog_, options);
     const DriveResult run =
         Drive(n, Wire().U32(kBoth).Option(kOptPeekExport, Bytes(1000, 0)).Option(kOptAbort));
-    EXPECT_EQ(run.output, Expect(Wire()
-                                     .Reply(kOptPeekExport, kRepErrUnsup, "option 4 is not supported")
-                                     .Reply(kOptAbort, kRepAck)));
+    EXPECT_EQ(run.output,
+              Expect(Wire()
+                         .Reply(kOptPeekExport, kRepErrUnsup, "option 4 is not supported")
+                         .Reply(kOptAbort, kRepAck)));
   }
   for (uint32_t option : {kOptPeekExport, kOptGo, kOptExportName, kOptSetMetaContext}) {
     for (uint32_t length : {1001u, 0xffffffffu}) {

@@ -162,8 +162,8 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
     if (text->empty()) continue;
     auto v = ParseSize(*text);
     if (!v.ok()) {
-      return fail(absl::InvalidArgumentError(std::string(flag) + " " +
-                                             std::string(v.status().message())));
+      return fail(
+          absl::InvalidArgumentError(std::string(flag) + " " + std::string(v.status().message())));
     }
     *field = *v;
   }

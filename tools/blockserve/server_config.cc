@@ -177,14 +177,14 @@ absl::Status ServerConfig::ValidateFairness() const {
                                                     kMaxInFlightLimit, " (default 128)"));
   }
   if (max_in_flight_bytes < (64u << 10) || max_in_flight_bytes > (uint64_t{4} << 30)) {
-    return FieldError("max_in_flight_bytes",
-                      absl::StrCat(max_in_flight_bytes,
-                                   " is out of range: use 64K..4G (default 32M)"));
+    return FieldError(
+        "max_in_flight_bytes",
+        absl::StrCat(max_in_flight_bytes, " is out of range: use 64K..4G (default 32M)"));
   }
   if (buffer_memory > (uint64_t{1} << 40)) {
-    return FieldError("buffer_memory",
-                      absl::StrCat(buffer_memory,
-                                   " is out of range: use 0 (the pools only)..1T (default 1G)"));
+    return FieldError(
+        "buffer_memory",
+        absl::StrCat(buffer_memory, " is out of range: use 0 (the pools only)..1T (default 1G)"));
   }
   if (io_timeout_s > 3600) {
     return FieldError("io_timeout",

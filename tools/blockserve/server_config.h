@@ -100,7 +100,7 @@ struct ServerConfig {
   absl::Status Validate() const;
 
  private:
-  absl::Status ValidateService() const;  // the fields of the section above
+  absl::Status ValidateService() const;   // the fields of the section above
   absl::Status ValidateFairness() const;  // the fairness section
 };
 

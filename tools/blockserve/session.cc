@@ -395,8 +395,7 @@ Task<ringline::block::BlockResult> Session::BlockStatus(const nbd::Request& req)
 }
 
 Task<ringline::block::BlockResult> Session::PerformUnaligned(const nbd::Request& req,
-                                                             Buffer payload,
-                                                             BudgetCharge& charge) {
+                                                             Buffer payload, BudgetCharge& charge) {
   ringline::block::Target& t = *export_->target;
   const bool fua = req.flags & nbd::kCmdFlagFua;
   const AlignedSpan span = SpanOf(req);

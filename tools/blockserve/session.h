@@ -43,8 +43,8 @@
 
 #include "blockserve/export_table.h"
 #include "blockserve/nbd/request.h"
-#include "blockserve/request_memory.h"
 #include "blockserve/request_log.h"
+#include "blockserve/request_memory.h"
 #include "blockserve/unaligned_io.h"
 #include "ringline/net/connection.h"
 #include "ringline/spawn.h"
@@ -138,16 +138,16 @@ class Session {
   bool wrote_ = false;
 
   ringline::JoinHandle<void> reader_;
-  ringline::JoinHandle<void> watchdog_;                 // while in transmission, if --io-timeout
+  ringline::JoinHandle<void> watchdog_;               // while in transmission, if --io-timeout
   std::vector<ringline::JoinHandle<void>> requests_;  // --max-in-flight places
   std::vector<uint32_t> free_slots_;
-  uint64_t in_flight_bytes_ = 0;     // BufferCost of the requests in flight
-  ringline::WaitList slot_freed_;    // notified when a request finishes
-  uint32_t client_waits_ = 0;        // ClientWaits alive
+  uint64_t in_flight_bytes_ = 0;               // BufferCost of the requests in flight
+  ringline::WaitList slot_freed_;              // notified when a request finishes
+  uint32_t client_waits_ = 0;                  // ClientWaits alive
   ringline::Clock::time_point progress_at_{};  // last start or end of one
-  ringline::WaitList owed_;          // the watchdog, while nothing is owed
-  std::vector<uint8_t> scratch_;     // discarded payloads land here
-  std::unique_ptr<RequestLog> log_;  // from the handshake on (needs the export)
+  ringline::WaitList owed_;                    // the watchdog, while nothing is owed
+  std::vector<uint8_t> scratch_;               // discarded payloads land here
+  std::unique_ptr<RequestLog> log_;            // from the handshake on (needs the export)
 };
 
 }  // namespace blockserve

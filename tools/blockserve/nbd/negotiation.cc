@@ -180,11 +180,11 @@ bool Negotiator::OnOptionHeader(NegotiationEvent& event) {
     return true;
   }
   if (option_length_ > options_.max_announced_option_length) {
-    event = Terminate(CloseReason::kOptionTooLong,
-                      absl::StrFormat("%s announces %u bytes of data, more than the %u any option "
-                                      "may have: closing",
-                                      OptionName(option_), option_length_,
-                                      options_.max_announced_option_length));
+    event = Terminate(
+        CloseReason::kOptionTooLong,
+        absl::StrFormat("%s announces %u bytes of data, more than the %u any option "
+                        "may have: closing",
+                        OptionName(option_), option_length_, options_.max_announced_option_length));
     return true;
   }
   ++options_seen_;

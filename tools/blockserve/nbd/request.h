@@ -48,13 +48,13 @@ void EncodeRequest(const Request& request, std::span<uint8_t, kRequestHeaderSize
 
 // What the server must do with a parsed request.
 enum class Verdict : uint8_t {
-  kExecute,     // Valid: run it against the backend, then reply.
-  kReplyError,  // Reply with `error` without touching the backend.
-  kReplyOk,     // Zero-length READ/WRITE/TRIM/WRITE_ZEROES/CACHE: reply success
-                // without touching the backend (a READ reply carries no data;
-                // with structured replies send NBD_REPLY_TYPE_NONE, since an
-                // OFFSET_DATA chunk must describe at least one byte).
-  kDisconnect,  // NBD_CMD_DISC: no reply; finish in-flight requests, close.
+  kExecute,              // Valid: run it against the backend, then reply.
+  kReplyError,           // Reply with `error` without touching the backend.
+  kReplyOk,              // Zero-length READ/WRITE/TRIM/WRITE_ZEROES/CACHE: reply success
+                         // without touching the backend (a READ reply carries no data;
+                         // with structured replies send NBD_REPLY_TYPE_NONE, since an
+                         // OFFSET_DATA chunk must describe at least one byte).
+  kDisconnect,           // NBD_CMD_DISC: no reply; finish in-flight requests, close.
   kReplyErrorThenClose,  // A WRITE longer than the maximum block size: its
                          // payload is not read (it may be up to 4 GiB, or never
                          // come), so the stream cannot be resynchronised. Reply
