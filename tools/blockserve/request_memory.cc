@@ -18,7 +18,7 @@ void BudgetCharge::Reset() {
   n_ = 0;
 }
 
-ringline::Task<ringline::Buffer> AcquireRequestBuffer(const RequestBufferSource& source,
+ringline::Task<ringline::Buffer> AcquireRequestBuffer(RequestBufferSource source,
                                                       std::size_t length, BudgetCharge& charge) {
   if (ringline::Buffer b = source.pool->TryAcquire()) co_return b;
   // The pool is empty: allocate, page-rounded, if the budget allows (even

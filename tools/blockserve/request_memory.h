@@ -92,7 +92,8 @@ struct RequestBufferSource {
 // the budget (`charge` then holds the charge: keep it as long as the buffer),
 // else the next buffer returned to the pool (FIFO). An empty Buffer only if
 // the heap allocation failed and the pool is gone.
-ringline::Task<ringline::Buffer> AcquireRequestBuffer(const RequestBufferSource& source,
+// `charge` must outlive the returned task.
+ringline::Task<ringline::Buffer> AcquireRequestBuffer(RequestBufferSource source,
                                                       std::size_t length, BudgetCharge& charge);
 
 }  // namespace blockserve

@@ -235,7 +235,8 @@ Task<> Session::Run() {
 }
 
 Task<Buffer> Session::AcquireBuffer(uint32_t length, BudgetCharge& charge) {
-  co_return co_await AcquireRequestBuffer(ctx_.SourceFor(length), length, charge);
+  // Not a coroutine itself: one frame per acquisition, as before.
+  return AcquireRequestBuffer(ctx_.SourceFor(length), length, charge);
 }
 
 Task<bool> Session::ReadPayload(Buffer& buf, std::size_t offset, uint32_t length) {

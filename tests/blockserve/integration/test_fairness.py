@@ -9,7 +9,7 @@ bound (answered within 2 s). Lengths that cannot be honoured (an option
 announcing 0xFFFFFFFF bytes, a WRITE longer than --max-request) close the
 connection at once. --io-timeout closes a stalled payload and a client that
 never reads its replies, logs once and counts it in /metrics. The hostile-client
-list runs against the same server; for each case the server's peak RSS
+list runs first against the same server; for each case the server's peak RSS
 (VmHWM, reset through /proc/PID/clear_refs before the case) is printed and held
 to a bound derived from the configured limits."""
 
@@ -198,79 +198,6 @@ def setup(ctx):
     ctx.rss = {}
 
 
-# ---- the issue's table ----------------------------------------------------------------------
-@R.case
-def one_client_never_reads_replies(ctx):
-    row(ctx, "1 client never reading 200 x 256K reads", never_reading(ctx.srv, 1),
-        [("write", 0, 4096)], 2)
-
-
-@R.case
-def four_clients_never_read_replies(ctx):
-    row(ctx, "4 clients never reading", never_reading(ctx.srv, 4),
-        [("read", 0, 4096), ("write", 4096, 4096)], 5)
-
-
-@R.case
-def stalled_256k_writes_300_connections(ctx):
-    row(ctx, "300 stalled 256K writes", stalled_writers(ctx.srv, 300, 256 * 1024, 1),
-        [("read", 0, 4096), ("write", 8192, 4096)], 301)
-
-
-@R.case
-def stalled_32m_write_headers_10_connections(ctx):
-    row(ctx, "10 stalled 32M write headers", stalled_writers(ctx.srv, 10, 32 * MiB, 1),
-        [("read", 0, MiB)], 11)
-
-
-@R.case
-def half_sent_32m_writes_12_connections(ctx):
-    row(ctx, "12 half-sent 32M writes", stalled_writers(ctx.srv, 12, 32 * MiB, 16 * MiB),
-        [("read", 0, MiB), ("write", MiB, MiB), ("write", 64 * MiB, 32 * MiB)], 13)
-
-
-@R.case
-def option_announcing_4gib_closes_at_once(ctx):
-    reset_hwm(ctx.srv)
-    c = RawNbd(ctx.srv.port)
-    t0 = time.monotonic()
-    c.sock.sendall(struct.pack(">QII", IHAVEOPT, 0x4242, 0xFFFFFFFF))
-    closed = c.expect_closed(BOUND_S + 3)
-    dt = time.monotonic() - t0
-    log("option announcing 0xFFFFFFFF bytes: closed in %.1f ms" % (dt * 1000))
-    check(closed and dt <= BOUND_S, "the connection was not closed within %.1f s" % BOUND_S)
-    c.close()
-    fresh(ctx, ctx.srv, [("read", 0, 4096)], "after the 4 GiB option")
-    report_rss(ctx, ctx.srv, "option length 0xFFFFFFFF", 1)
-
-
-@R.case
-def write_announcing_4gib_closes_at_once(ctx):
-    reset_hwm(ctx.srv)
-    c = connect_raw(ctx.srv)
-    t0 = time.monotonic()
-    c.sock.sendall(header(CMD_WRITE, 0x4444, 0, 0xFFFFFFFF))
-    # The EINVAL reply where the client still reads it, then the close.
-    err = None
-    try:
-        magic, err, cookie = struct.unpack(">IIQ", recv_exact(c.sock, 16))
-        check(cookie == 0x4444, "reply cookie %x" % cookie)
-    except (EOFError, ConnectionResetError):
-        pass
-    closed = c.expect_closed(BOUND_S + 3)
-    dt = time.monotonic() - t0
-    log("WRITE announcing 0xFFFFFFFF bytes: reply %s, closed in %.1f ms"
-        % ("none" if err is None else "errno %d" % err, dt * 1000))
-    check(err in (None, NBD_EINVAL), "answered errno %s, want NBD_EINVAL" % err)
-    check(closed and dt <= BOUND_S, "the connection was not closed within %.1f s" % BOUND_S)
-    c.close()
-    m = scrape_metrics(ctx.srv)
-    check((metric(m, "blockserve_oversize_writes_total") or 0) >= 1,
-          "blockserve_oversize_writes_total did not count it")
-    fresh(ctx, ctx.srv, [("write", 0, 4096)], "after the 4 GiB write")
-    report_rss(ctx, ctx.srv, "WRITE length 0xFFFFFFFF", 1)
-
-
 # ---- the hostile-client list ---------------------------------------------------------------
 @R.case
 def hostile_option_lengths(ctx):
@@ -364,6 +291,79 @@ def hostile_starttls_then_garbage(ctx):
     c.close()
     fresh(ctx, ctx.srv, [("read", 0, 4096)], "after STARTTLS garbage")
     report_rss(ctx, ctx.srv, "STARTTLS then garbage", 1)
+
+
+@R.case
+def option_announcing_4gib_closes_at_once(ctx):
+    reset_hwm(ctx.srv)
+    c = RawNbd(ctx.srv.port)
+    t0 = time.monotonic()
+    c.sock.sendall(struct.pack(">QII", IHAVEOPT, 0x4242, 0xFFFFFFFF))
+    closed = c.expect_closed(BOUND_S + 3)
+    dt = time.monotonic() - t0
+    log("option announcing 0xFFFFFFFF bytes: closed in %.1f ms" % (dt * 1000))
+    check(closed and dt <= BOUND_S, "the connection was not closed within %.1f s" % BOUND_S)
+    c.close()
+    fresh(ctx, ctx.srv, [("read", 0, 4096)], "after the 4 GiB option")
+    report_rss(ctx, ctx.srv, "option length 0xFFFFFFFF", 1)
+
+
+@R.case
+def write_announcing_4gib_closes_at_once(ctx):
+    reset_hwm(ctx.srv)
+    c = connect_raw(ctx.srv)
+    t0 = time.monotonic()
+    c.sock.sendall(header(CMD_WRITE, 0x4444, 0, 0xFFFFFFFF))
+    # The EINVAL reply where the client still reads it, then the close.
+    err = None
+    try:
+        magic, err, cookie = struct.unpack(">IIQ", recv_exact(c.sock, 16))
+        check(cookie == 0x4444, "reply cookie %x" % cookie)
+    except (EOFError, ConnectionResetError):
+        pass
+    closed = c.expect_closed(BOUND_S + 3)
+    dt = time.monotonic() - t0
+    log("WRITE announcing 0xFFFFFFFF bytes: reply %s, closed in %.1f ms"
+        % ("none" if err is None else "errno %d" % err, dt * 1000))
+    check(err in (None, NBD_EINVAL), "answered errno %s, want NBD_EINVAL" % err)
+    check(closed and dt <= BOUND_S, "the connection was not closed within %.1f s" % BOUND_S)
+    c.close()
+    m = scrape_metrics(ctx.srv)
+    check((metric(m, "blockserve_oversize_writes_total") or 0) >= 1,
+          "blockserve_oversize_writes_total did not count it")
+    fresh(ctx, ctx.srv, [("write", 0, 4096)], "after the 4 GiB write")
+    report_rss(ctx, ctx.srv, "WRITE length 0xFFFFFFFF", 1)
+
+
+# ---- the issue's table ----------------------------------------------------------------------
+@R.case
+def one_client_never_reads_replies(ctx):
+    row(ctx, "1 client never reading 200 x 256K reads", never_reading(ctx.srv, 1),
+        [("write", 0, 4096)], 2)
+
+
+@R.case
+def four_clients_never_read_replies(ctx):
+    row(ctx, "4 clients never reading", never_reading(ctx.srv, 4),
+        [("read", 0, 4096), ("write", 4096, 4096)], 5)
+
+
+@R.case
+def stalled_256k_writes_300_connections(ctx):
+    row(ctx, "300 stalled 256K writes", stalled_writers(ctx.srv, 300, 256 * 1024, 1),
+        [("read", 0, 4096), ("write", 8192, 4096)], 301)
+
+
+@R.case
+def stalled_32m_write_headers_10_connections(ctx):
+    row(ctx, "10 stalled 32M write headers", stalled_writers(ctx.srv, 10, 32 * MiB, 1),
+        [("read", 0, MiB)], 11)
+
+
+@R.case
+def half_sent_32m_writes_12_connections(ctx):
+    row(ctx, "12 half-sent 32M writes", stalled_writers(ctx.srv, 12, 32 * MiB, 16 * MiB),
+        [("read", 0, MiB), ("write", MiB, MiB), ("write", 64 * MiB, 32 * MiB)], 13)
 
 
 # ---- --io-timeout --------------------------------------------------------------------------
