@@ -84,8 +84,12 @@ Session::~Session() {
 // ---- fairness: the connection's budget and the io-timeout -------------------------
 
 Session::ClientWait::ClientWait(Session& s) : s_(s) {
-  s_.progress_at_ = s_.ctx_.worker.now();
-  if (s_.client_waits_++ == 0) s_.owed_.NotifyOne();
+  // Only the first wait starts the clock: a client that never reads cannot
+  // keep resetting it by sending new requests while the old replies sit.
+  if (s_.client_waits_++ == 0) {
+    s_.progress_at_ = s_.ctx_.worker.now();
+    s_.owed_.NotifyOne();
+  }
 }
 
 Session::ClientWait::~ClientWait() {

@@ -110,7 +110,8 @@ class Session {
   void Finish(uint32_t slot, uint64_t cost);
 
   // While one lives the server waits on the client (a payload piece, a reply
-  // send); its start and its end are progress. Counted, not allocated.
+  // send). The first one's start and every one's end are progress. Counted,
+  // not allocated.
   class ClientWait {
    public:
     explicit ClientWait(Session& s);
@@ -144,7 +145,7 @@ class Session {
   uint64_t in_flight_bytes_ = 0;               // BufferCost of the requests in flight
   ringline::WaitList slot_freed_;              // notified when a request finishes
   uint32_t client_waits_ = 0;                  // ClientWaits alive
-  ringline::Clock::time_point progress_at_{};  // last start or end of one
+  ringline::Clock::time_point progress_at_{};  // last progress (see ClientWait)
   ringline::WaitList owed_;                    // the watchdog, while nothing is owed
   std::vector<uint8_t> scratch_;               // discarded payloads land here
   std::unique_ptr<RequestLog> log_;            // from the handshake on (needs the export)

@@ -373,6 +373,12 @@ def io_timeout_closes_stalled_clients(ctx):
                  name="timeout", extra=["--io-timeout", str(IO_TIMEOUT_S)]).start()
     stalled = stalled_writers(srv, 3, 32 * MiB, 16 * MiB)
     deaf = never_reading(srv, 2)
+    # One that never reads but keeps sending small requests, which its budget
+    # still admits (24 x 256 KiB is well under it): new requests are not
+    # progress on the replies it owes.
+    trickler = small_rcvbuf(srv)
+    trickler.sock.sendall(b"".join(header(CMD_READ, i, i * 256 * 1024, 256 * 1024)
+                                   for i in range(24)))
     # An idle client owes nothing and is never timed out.
     idle = connect_raw(srv)
     # Watched from the server's side: a client that never reads cannot see the
@@ -380,19 +386,26 @@ def io_timeout_closes_stalled_clients(ctx):
     # them here would be progress.
     t0 = time.monotonic()
     n = 0
+    i = 0
     while time.monotonic() - t0 < IO_TIMEOUT_S + 8:
         n = metric(scrape_metrics(srv), "blockserve_io_timeouts_total")
-        if n >= 5:
+        if n >= 6:
             break
         time.sleep(0.1)
+        i += 1
+        if i % 3 == 0:
+            try:
+                trickler.sock.sendall(header(CMD_READ, 1000 + i, 0, 4096))
+            except OSError:
+                pass
     dt = time.monotonic() - t0
-    log("5 stalled clients timed out %.1f s after they stalled (--io-timeout %d)"
-        % (dt, IO_TIMEOUT_S))
-    check(n == 5, "blockserve_io_timeouts_total %s after %.1f s, want 5" % (n, dt))
+    log("6 stalled clients (one trickling new requests) timed out %.1f s after they stalled "
+        "(--io-timeout %d)" % (dt, IO_TIMEOUT_S))
+    check(n == 6, "blockserve_io_timeouts_total %s after %.1f s, want 6" % (n, dt))
     check(dt >= IO_TIMEOUT_S - 0.5, "timed out after %.1f s, before the timeout" % dt)
     for c in stalled:
         check(c.expect_closed(2), "a stalled writer's connection is still open")
-    close_all(stalled + deaf)
+    close_all(stalled + deaf + [trickler])
     check(alive(idle), "an idle client was closed")
     err, _ = idle.read(0, 4096)
     check(err == 0, "the idle client's read failed")
@@ -402,7 +415,7 @@ def io_timeout_closes_stalled_clients(ctx):
     check(metric(m, "blockserve_buffer_memory_bytes") == 0, "buffer memory not returned")
     idle.close()
     lines = [l for l in srv.log_text().splitlines() if "no progress for" in l]
-    check(len(lines) == 5, "%d io-timeout log lines, want one per connection" % len(lines))
+    check(len(lines) == 6, "%d io-timeout log lines, want one per connection" % len(lines))
     # A slow but steady payload is progress: 4 MiB in 4 s at 1 MiB/s (a
     # piece a second, each under the 2 s timeout) completes.
     c = connect_raw(srv)
