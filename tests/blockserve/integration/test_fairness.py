@@ -366,6 +366,38 @@ def half_sent_32m_writes_12_connections(ctx):
         [("read", 0, MiB), ("write", MiB, MiB), ("write", 64 * MiB, 32 * MiB)], 13)
 
 
+# ---- normal clients are not throttled by the defaults ------------------------------------
+@R.case
+def normal_clients_are_not_throttled(ctx):
+    import shutil
+    import subprocess
+    if not shutil.which("fio") or not shutil.which("nbdcopy"):
+        raise Skip("fio or nbdcopy is not installed")
+    srv = Server(ctx, exports=[("disk", ctx.path("disk.img"), False)], workers=1, metrics=True,
+                 name="normal").start()
+    # fio at iodepth 32 and 128 with 128k blocks, nbdcopy with its defaults.
+    for depth in (32, 128):
+        p = subprocess.run(["fio", "--name=qd%d" % depth, "--ioengine=nbd",
+                            "--uri=nbd://127.0.0.1:%d/disk" % srv.port, "--rw=randrw",
+                            "--bs=128k", "--iodepth=%d" % depth, "--size=64M", "--runtime=2",
+                            "--time_based", "--output-format=terse"],
+                           capture_output=True, text=True, timeout=60)
+        check(p.returncode == 0, "fio iodepth %d failed: %s" % (depth, p.stderr[-500:]))
+    out = ctx.path("copy.img")
+    make_sparse(out, SIZE)
+    p = subprocess.run(["nbdcopy", "nbd://127.0.0.1:%d/disk" % srv.port, out],
+                       capture_output=True, text=True, timeout=60)
+    check(p.returncode == 0, "nbdcopy failed: %s" % p.stderr[-500:])
+    m = scrape_metrics(srv)
+    waits = metric(m, "blockserve_admission_waits_total")
+    log("fio QD32 and QD128 x 128k, nbdcopy defaults: %d admission waits, %d buffer waits"
+        % (waits, metric(m, "blockserve_buffer_memory_waits_total")))
+    check(waits == 0, "a normal client waited %d times for its connection's budget" % waits)
+    check(metric(m, "blockserve_buffer_memory_waits_total") == 0, "a normal client waited for "
+          "a buffer")
+    srv.stop()
+
+
 # ---- --io-timeout --------------------------------------------------------------------------
 @R.case
 def io_timeout_closes_stalled_clients(ctx):
