@@ -289,6 +289,21 @@ def hostile_starttls_then_garbage(ctx):
     check(c.expect_closed(BOUND_S), "garbage after STARTTLS: not closed")
     log("STARTTLS (refused: TLS off) then 4 KiB of garbage: closed")
     c.close()
+    # With TLS on, the garbage is the start of the TLS handshake, which fails.
+    psk = ctx.path("keys.psk")
+    with open(psk, "w") as f:
+        f.write("alice:000102030405060708090a0b0c0d0e0f\n")
+    tls = Server(ctx, exports=[("disk", ctx.path("disk.img"), False)], workers=1,
+                 name="tls", extra=["--tls", "on", "--tls-psk", psk]).start()
+    c = RawNbd(tls.port)
+    c.send_option(OPT_STARTTLS)
+    r = c.read_opt_reply()
+    check(r.type == REP_ACK, "STARTTLS with TLS on answered %s" % rep_name(r.type))
+    c.sock.sendall(os.urandom(4096))
+    check(c.expect_closed(BOUND_S + 3), "garbage after an accepted STARTTLS: not closed")
+    c.close()
+    log("STARTTLS (accepted: TLS on) then 4 KiB of garbage: TLS handshake failed, closed")
+    tls.stop()
     fresh(ctx, ctx.srv, [("read", 0, 4096)], "after STARTTLS garbage")
     report_rss(ctx, ctx.srv, "STARTTLS then garbage", 1)
 
