@@ -318,7 +318,8 @@ Task<> Session::ReadLoop() {
         // edges the read-modify-write fills in (unaligned_io.h).
         const AlignedSpan span = SpanOf(req);
         payload = co_await AcquireBuffer(static_cast<uint32_t>(span.length()), charge);
-        if (!co_await ReadPayload(payload, span.head, req.length)) {
+        const bool received = co_await ReadPayload(payload, span.head, req.length);
+        if (!received) {  // (awaited into a local: docs/gcc12-coroutines.md)
           RL_LOG_INFO("%s: connection lost inside a write payload", peer_);
           Finish(slot, cost);
           co_return;
