@@ -48,6 +48,9 @@ struct Shared {
   // One per export, shared by the workers (each opens its own target on the
   // same path): orders read-modify-writes across all of them.
   std::vector<std::unique_ptr<WriteOrder>> orders;
+  // One per export, shared by the workers: its health (poisoned by a failed
+  // flush) and fault plan (export_table.h).
+  std::vector<std::unique_ptr<ExportState>> states;
   std::shared_ptr<net::TlsServerContext> tls;
   std::mutex mu;
   ringline::Runtime* runtime = nullptr;  // guarded by mu; set once Start returned
@@ -191,7 +194,9 @@ Task<> AcceptLoop(WorkerContext& ctx, net::Listener& listener, Shared& shared) {
 absl::Status SetUp(WorkerContext& ctx, Shared& shared) {
   std::vector<WriteOrder*> orders;
   for (auto& o : shared.orders) orders.push_back(o.get());
-  auto table = ExportTable::Open(ctx.worker, shared.config, orders);
+  std::vector<ExportState*> states;
+  for (auto& s : shared.states) states.push_back(s.get());
+  auto table = ExportTable::Open(ctx.worker, shared.config, orders, states);
   if (!table.ok()) return table.status();
   ctx.exports = std::move(*table);
   ctx.tls = shared.tls;
@@ -270,8 +275,11 @@ Task<> WorkerMain(ringline::Worker& worker, Shared& shared) {
         }
         std::vector<const WriteOrder*> orders;
         for (const auto& o : shared.orders) orders.push_back(o.get());
+        std::vector<const ExportState*> states;
+        for (const auto& s : shared.states) states.push_back(s.get());
         return RenderPrometheus(names, ws, rt ? rt->Metrics() : ringline::MetricsSnapshot{},
-                                orders);
+                                orders) +
+               RenderExportStates(states);
       }));
     }
   }
@@ -371,6 +379,12 @@ int main(int argc, char** argv) {
   }
   for (std::size_t i = 0; i < shared.config.exports.size(); ++i) {
     shared.orders.push_back(std::make_unique<WriteOrder>(shared.config.workers));
+    auto state = ExportState::Create(shared.config.exports[i]);
+    if (!state.ok()) {
+      std::fprintf(stderr, "blockserve: %s\n", std::string(state.status().message()).c_str());
+      return 1;
+    }
+    shared.states.push_back(std::move(*state));
   }
 
   auto signals = ringline::SignalShutdown::Install();

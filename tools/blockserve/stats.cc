@@ -32,7 +32,9 @@ constexpr nbd::NbdError kFailureErrors[kFailureKinds] = {
     nbd::NbdError::kInval,  nbd::NbdError::kNoSpc,   nbd::NbdError::kOverflow,
     nbd::NbdError::kNotSup, nbd::NbdError::kShutdown};
 
-std::string Escape(const std::string& s) {
+}  // namespace
+
+std::string EscapeLabelValue(const std::string& s) {
   std::string out;
   for (char c : s) {
     if (c == '\\' || c == '"') out.push_back('\\');
@@ -44,8 +46,6 @@ std::string Escape(const std::string& s) {
   }
   return out;
 }
-
-}  // namespace
 
 int FailureIndex(nbd::NbdError error) {
   for (int i = 0; i < kFailureKinds; ++i) {
@@ -98,7 +98,7 @@ std::string RenderPrometheus(const std::vector<std::string>& names,
   header("blockserve_requests_in_flight", "gauge", "Requests being served (queue depth).");
   header("blockserve_request_duration_seconds", "histogram", "Request latency.");
   for (std::size_t e = 0; e < names.size(); ++e) {
-    const std::string ex = Escape(names[e]);
+    const std::string ex = EscapeLabelValue(names[e]);
     uint64_t in_flight = 0;
     for (const WorkerStats* w : workers) in_flight += w->per_export[e]->in_flight.Get();
     absl::StrAppend(&out, "blockserve_requests_in_flight{export=\"", ex, "\"} ", in_flight, "\n");
@@ -144,7 +144,7 @@ std::string RenderPrometheus(const std::vector<std::string>& names,
   header("blockserve_requests_unaligned_total", "counter",
          "Requests not aligned to the backend, served by bounce buffer or read-modify-write.");
   for (std::size_t e = 0; e < names.size(); ++e) {
-    const std::string ex = Escape(names[e]);
+    const std::string ex = EscapeLabelValue(names[e]);
     for (int r = 1; r < nbd::kRefusals; ++r) {
       const uint64_t n =
           sum([&](const WorkerStats& w) { return w.per_export[e]->refused[r].Get(); });
@@ -169,7 +169,7 @@ std::string RenderPrometheus(const std::vector<std::string>& names,
     header("blockserve_write_order_waits_total", "counter",
            "Writes that waited for an overlapping write or read-modify-write.");
     for (std::size_t e = 0; e < names.size(); ++e) {
-      const std::string labels = absl::StrCat("{export=\"", Escape(names[e]), "\"} ");
+      const std::string labels = absl::StrCat("{export=\"", EscapeLabelValue(names[e]), "\"} ");
       absl::StrAppend(&out, "blockserve_read_modify_writes_total", labels,
                       orders[e]->read_modify_writes(), "\n");
       absl::StrAppend(&out, "blockserve_aligned_writes_ordered_total", labels,

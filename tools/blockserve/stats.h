@@ -56,6 +56,9 @@ struct WorkerStats {
   ringline::Counter handshake_timeouts;   // not in transmission within --handshake-timeout
 };
 
+// A Prometheus label value with `\`, `"` and newlines escaped.
+std::string EscapeLabelValue(const std::string& value);
+
 // Prometheus text for every worker's stats plus the engine's counters.
 // `orders`: each export's WriteOrder, in the same order as the names (or empty).
 std::string RenderPrometheus(const std::vector<std::string>& export_names,
