@@ -115,6 +115,36 @@ TEST_F(ExportStateTest, FuaWriteFailingWithEioPoisonsEnospcDoesNot) {
   }(target_.get(), state_.get()));
 }
 
+// The server opens each export once per worker, each worker on its own thread
+// with its own target; the state is shared. A flush failed on one worker's
+// target refuses the next flush on another's.
+TEST_F(ExportStateTest, PoisonOnOneWorkerRefusesOnAnother) {
+  Open({{.ops = blk::OpBit(blk::OpKind::kFlush), .limit = 1, .error = EIO}});
+  target_.reset();  // this test runs its own workers
+  auto on_worker = [this](bool expect_injected) {
+    auto w = ringline::Worker::Create(ringline::Config{});
+    ASSERT_TRUE(w.ok()) << w.status();
+    auto inner = blk::OpenTarget(**w, path_);
+    ASSERT_TRUE(inner.ok()) << inner.status();
+    HealthCheckedTarget t(std::make_unique<blk::FaultyTarget>(std::move(*inner), state_->faults()),
+                          *state_);
+    (*w)->BlockOn([](HealthCheckedTarget* t, bool injected) -> Task<> {
+      blk::BlockResult f = co_await t->Flush();
+      EXPECT_EQ(f.res, -EIO);
+      EXPECT_EQ(f.status.message().find("injected by fault rule 0") != std::string::npos, injected)
+          << f.status;
+      EXPECT_EQ((co_await t->Write(0, Block(3))).res, static_cast<int32_t>(kBlock));
+    }(&t, expect_injected));
+  };
+  std::thread first(on_worker, true);
+  first.join();
+  EXPECT_TRUE(state_->poisoned());
+  std::thread second(on_worker, false);
+  second.join();
+  EXPECT_EQ(state_->faults()->matched(0), 1u) << "the second worker's flush never reached it";
+  EXPECT_EQ(state_->refused(), 1u);
+}
+
 TEST(ExportStatePoisonTest, ManyThreadsPoisonOnce) {
   ExportConfig c;
   c.name = "race";
