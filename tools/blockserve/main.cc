@@ -408,6 +408,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "blockserve: %s\n", std::string(shared.first_error.message()).c_str());
     return 1;
   }
+  // A poisoned export could not be flushed at the stop either: the stop was
+  // not clean, and the exit status says so (a supervisor sees a failure).
+  bool poisoned = false;
+  for (const auto& s : shared.states) {
+    if (!s->poisoned()) continue;
+    poisoned = true;
+    std::fprintf(stderr,
+                 "blockserve: export '%s' is poisoned (a flush failed with %s): writes "
+                 "acknowledged before that failure may not be durable\n",
+                 s->name().c_str(), ringline::ErrnoName(s->poison_errno()));
+  }
+  if (poisoned) return 1;
   RL_LOG_INFO("blockserve stopped");
   return 0;
 }
