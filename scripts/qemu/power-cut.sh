@@ -1,0 +1,162 @@
+# shellcheck shell=bash
+# The --power-cut mode of scripts/nvme-qemu-test.sh, sourced by it after the
+# initramfs and the base QEMU command line (QEMU_ARGS) are built; uses its
+# variables (TMP, RESULTS, REPO, QEMU, QEMU_ARGS, APPEND, POWER_CUTS, TIMEOUT,
+# START, ...) and helpers (say, skip, fail_early, clean_console).
+#
+# A power cut that really loses data: each drive the writer uses sits on an
+# nbdkit process (file plugin over the image, cache filter in writeback mode)
+# that QEMU reaches over a Unix socket. The cache filter keeps written blocks
+# in an unlinked temporary file and writes them to the image only on a FLUSH
+# (or a FUA write) that it receives. QEMU's drives keep their default
+# cache=writeback, so the guest sees a volatile write cache (NVMe VWC = 1,
+# virtio-blk "write back"). The cut is SIGKILL of the nbdkit processes and then
+# of QEMU: whatever had not been flushed to the images is gone, as it would be
+# from a drive's volatile cache.
+#
+#   ns1 (NVMe, 256 MiB, 512-byte LBAs) -> nbdkit -> $TMP/ns1.img
+#   vda (virtio-blk, 64 MiB)           -> nbdkit -> $TMP/vda.img
+#   vdb (virtio-blk, 64 MiB)           -> nbdkit -> $TMP/vdb.img
+#
+# Boot K of N (kernel argument ringline.power_cut=K/N) runs
+# tests/nvme/power-cut/writer.sh, which writes region K of N of each export.
+# The host waits for RINGLINE-POWER-CUT-ARMED on the console, waits a delay
+# that grows with K, cuts, and checks the images against the writer's
+# acknowledgment log with scripts/qemu/check-power-cut.py. After the last cut
+# every earlier cut's log is checked again (a later boot must not have lost
+# what an earlier one made durable).
+
+POWER_CUT_VD_BYTES=$((64 * 1024 * 1024))
+# The first cut comes soon after the writer's first flushes, the later ones
+# after longer runs.
+power_cut_delay() { awk -v k="$1" 'BEGIN { printf "%.1f", 0.3 + 1.2 * (k - 1) }'; }
+
+# QEMU's NVMe emulation (hw/nvme/ctrl.c, 7.2) issues every Write to its block
+# backend without BDRV_REQ_FUA: the FUA bit of an NVMe Write is dropped, so on
+# this emulated controller a FUA write is durable only after a later Flush.
+# The nv export's FUA-only extents are counted, not asserted (docs/RELIABILITY.md).
+POWER_CUT_FUA_UNCHECKED=(--fua-unchecked nv)
+
+NBDKIT_PIDS=()
+power_cut_stop_nbdkit() {
+  ((${#NBDKIT_PIDS[@]})) || return 0
+  kill -KILL "${NBDKIT_PIDS[@]}" 2>/dev/null
+  wait "${NBDKIT_PIDS[@]}" 2>/dev/null
+  NBDKIT_PIDS=()
+}
+
+# power_cut_start_nbdkit NAME: serve $TMP/NAME.img on $TMP/NAME.sock.
+power_cut_start_nbdkit() {
+  local name=$1 sock="$TMP/$1.sock"
+  rm -f "$sock"
+  mkdir -p "$TMP/nbdkit-cache"
+  # TMPDIR: where the cache filter keeps its (unlinked) cache file.
+  TMPDIR="$TMP/nbdkit-cache" nbdkit -f --exit-with-parent -U "$sock" --filter=cache \
+    file file="$TMP/$name.img" cache=writeback >>"$RESULTS/nbdkit-$name.log" 2>&1 &
+  NBDKIT_PIDS+=($!)
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [[ -S "$sock" ]] && return 0
+    sleep 0.1
+  done
+  fail_early "nbdkit for $name did not create $sock (see $RESULTS/nbdkit-$name.log)"
+}
+
+# power_cut_boot K: one boot, cut once armed. Sets CUT_RESULT (cut | a reason).
+power_cut_boot() {
+  local k=$1 console="$RESULTS/console-cut-$1" args=() a prev="" delay
+  delay=$(power_cut_delay "$k")
+  for a in "${QEMU_ARGS[@]}"; do
+    case "$prev|$a" in
+      "-append|"*) a="$APPEND ringline.power_cut=$k/$POWER_CUTS" ;;
+      "-drive|file=$TMP/ns1.img,"*) a="if=none,id=ns1,format=raw,discard=unmap,file.driver=nbd,file.server.type=unix,file.server.path=$TMP/ns1.sock" ;;
+    esac
+    args+=("$a")
+    prev=$a
+  done
+  for a in vda vdb; do
+    args+=(-drive "if=none,id=$a,format=raw,file.driver=nbd,file.server.type=unix,file.server.path=$TMP/$a.sock"
+           -device "virtio-blk-pci,drive=$a")
+  done
+  printf '%q ' "$QEMU" "${args[@]}" >"$RESULTS/qemu-cmdline-cut-$k"
+
+  for a in ns1 vda vdb; do power_cut_start_nbdkit "$a"; done
+  say "cut $k/$POWER_CUTS: booting; the cut comes ${delay}s after the writer is armed"
+  : >"$console.raw"
+  "$QEMU" "${args[@]}" </dev/null >"$console.raw" 2>&1 &
+  local qemu_pid=$! armed_at="" deadline=$((SECONDS + BOOT_BUDGET))
+  CUT_RESULT=""
+  while :; do
+    if ! kill -0 "$qemu_pid" 2>/dev/null; then
+      wait "$qemu_pid"
+      CUT_RESULT="QEMU exited with status $? before the cut (the guest stopped by itself: see $console.log)"
+      break
+    fi
+    if [[ -z "$armed_at" ]] && grep -q RINGLINE-POWER-CUT-ARMED "$console.raw"; then
+      armed_at=$SECONDS
+      sleep "$delay"
+      # The caches first, then QEMU: nothing can write back in between.
+      kill -KILL "${NBDKIT_PIDS[@]}" "$qemu_pid"
+      wait "$qemu_pid" 2>/dev/null
+      CUT_RESULT=cut
+      break
+    fi
+    if ((SECONDS >= deadline)); then
+      kill -KILL "$qemu_pid"
+      wait "$qemu_pid" 2>/dev/null
+      CUT_RESULT="the writer was not armed within ${BOOT_BUDGET}s of the boot"
+      break
+    fi
+    sleep 0.1
+  done
+  power_cut_stop_nbdkit
+  clean_console <"$console.raw" >"$console.log" && rm -f "$console.raw"
+  [[ "$CUT_RESULT" == cut ]] || { tail -n 30 "$console.log" | sed 's/^/  | /'; return 1; }
+  grep -q "FAIL" "$console.log" && { say "cut $k: the guest printed FAIL before the cut:"; grep FAIL "$console.log" | sed 's/^/  | /'; }
+  return 0
+}
+
+# power_cut_check K [QUIET]: check cut K's acknowledgment log against the images.
+power_cut_check() {
+  local acks="$RESULTS/power-cut-$1.acks"
+  [[ -s "$acks" ]] || { say "cut $1: no acknowledgment log $acks"; return 1; }
+  python3 "$REPO/scripts/qemu/check-power-cut.py" "${POWER_CUT_FUA_UNCHECKED[@]}" --json "$RESULTS/power-cut-$1.json" \
+    "$acks" nv="$TMP/ns1.img" vd="$TMP/vda.img" wb="$TMP/vdb.img" | sed "s/^/    cut $1: /"
+  return "${PIPESTATUS[0]}"
+}
+
+power_cut_main() {
+  command -v nbdkit >/dev/null || skip "--power-cut needs nbdkit (scripts/setup.sh installs it)"
+  nbdkit --dump-config >/dev/null 2>&1 && nbdkit --filter=cache file --dump-plugin >/dev/null 2>&1 \
+    || skip "--power-cut needs nbdkit's file plugin and cache filter"
+  grep -q 'name "virtio-blk-pci"' <<<"$devices" || skip "$QEMU lacks the virtio-blk-pci device"
+  truncate -s "$POWER_CUT_VD_BYTES" "$TMP/vda.img" && truncate -s "$POWER_CUT_VD_BYTES" "$TMP/vdb.img" \
+    || fail_early "cannot create the virtio-blk images in $TMP"
+  trap 'power_cut_stop_nbdkit; cleanup' EXIT
+
+  local k reasons=() left
+  for ((k = 1; k <= POWER_CUTS; k++)); do
+    left=$((TIMEOUT - (SECONDS - START) - 10))
+    BOOT_BUDGET=$((left / (POWER_CUTS - k + 1)))
+    ((BOOT_BUDGET >= 30)) || { reasons+=("no time left for cut $k of --timeout $TIMEOUT"); break; }
+    if ! power_cut_boot "$k"; then reasons+=("cut $k: $CUT_RESULT"); continue; fi
+    power_cut_check "$k" || reasons+=("cut $k: an extent acknowledged by FLUSH or written with FUA is missing")
+  done
+  if ((${#reasons[@]} == 0)) && ((POWER_CUTS > 1)); then
+    say "every cut's log again, against the final images:"
+    for ((k = 1; k <= POWER_CUTS; k++)); do
+      power_cut_check "$k" >/dev/null || reasons+=("cut $k's durable extents did not survive the later boots")
+    done
+    ((${#reasons[@]})) || say "    all hold"
+  fi
+
+  TOTAL_SECS=$((SECONDS - START))
+  if ((${#reasons[@]} == 0)); then
+    say "PASS: $POWER_CUTS power cuts in ${TOTAL_SECS}s; every extent acknowledged by FLUSH (and by FUA where the device honours it) was in the images; results: $RESULTS"
+    return 0
+  fi
+  say "FAIL after ${TOTAL_SECS}s:"
+  printf '    %s\n' "${reasons[@]}"
+  say "results: $RESULTS"
+  return 1
+}
