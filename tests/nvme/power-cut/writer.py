@@ -7,8 +7,9 @@ Writes a known pattern to each export through libnbd until it is killed: one
 synchronous request at a time per export, the exports in turn. Each write
 covers a fresh extent of 4-64 KiB in region K of N of the export (no extent is
 written twice, so what an extent holds after the cut is either its pattern or
-the zeroes it had before); one write in four carries FUA, and each export gets
-a FLUSH after every 8 to 16 of its writes.
+the zeroes it had before); one write in three carries FUA, and each export gets
+a FLUSH after every 6 to 20 of its writes (long enough that FUA writes with no
+FLUSH after them are common at the cut).
 
 Every acknowledgment is appended to the log *after* the server's reply
 arrived, one line per reply:
@@ -61,7 +62,7 @@ class Export:
         start = (region - 1) * span
         self.slots = [start + i * SLOT for i in range(span // SLOT)]
         rng.shuffle(self.slots)
-        self.until_flush = rng.randint(8, 16)
+        self.until_flush = rng.randint(6, 20)
         self.flushed = False
 
 
@@ -102,7 +103,7 @@ def main():
             offset = e.slots.pop()
             length = rng.randint(1, SLOT // BLOCK) * BLOCK
             seed = rng.randint(0, 250)
-            fua = rng.random() < 0.25
+            fua = rng.random() < 1 / 3
             if seed not in periods:
                 periods[seed] = check_expect.pattern_period(seed)
             data = (periods[seed] * (length // 251 + 1))[:length]
@@ -115,10 +116,10 @@ def main():
                 record(f"F {e.name}")
                 flushes += 1
                 e.flushed = True
-                e.until_flush = rng.randint(8, 16)
+                e.until_flush = rng.randint(6, 20)
         if not armed and all(e.flushed for e in exports):
             armed = True
-            print(ARMED, flush=True)
+            print(f"{ARMED} after {writes} writes and {flushes} flushes", flush=True)
     # Not cut yet (every slot written, or the time limit): say so and wait for
     # the cut, so the host still kills a running guest.
     print(f"writer: {writes} writes and {flushes} flushes acknowledged; waiting for the power cut", flush=True)

@@ -37,13 +37,14 @@ for d in /dev/vda /dev/vdb; do
   [[ -b "$d" ]] || fail "$d did not appear (virtio_blk loaded? the host adds two virtio-blk drives in --power-cut mode)"
 done
 
+up() { cut -d' ' -f1 /proc/uptime; }
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up 2>/dev/null || true
 
 # The point of the test: every device reports a volatile write cache.
 for d in nvme0n1 vda vdb; do
   wc=$(cat "/sys/block/$d/queue/write_cache")
-  echo "power cut $RINGLINE_POWER_CUT: $d write cache: $wc"
+  echo "power cut $RINGLINE_POWER_CUT: [$(up)s] $d write cache: $wc"
   [[ "$wc" == "write back" ]] || fail "$d reports '$wc', not a volatile write cache ('write back')"
 done
 "$bs" --listen 127.0.0.1 --port 10850 --workers 1 --cache direct \
@@ -61,6 +62,7 @@ for uri in nbd://127.0.0.1:10850/nv nbd://127.0.0.1:10851/wb; do
   ((ok)) || fail "blockserve did not serve $uri within 60 s"
 done
 
+echo "power cut $RINGLINE_POWER_CUT: [$(up)s] blockserve serves nv, vd and wb; starting the writer"
 vd_bytes=$(blockdev --getsize64 /dev/vda)
 wb_bytes=$(blockdev --getsize64 /dev/vdb)
 exec python3 "$RINGLINE_REPO/tests/nvme/power-cut/writer.py" \
