@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2154 # devices, TMP, RESULTS, ...: set by scripts/nvme-qemu-test.sh
 # The --power-cut mode of scripts/nvme-qemu-test.sh, sourced by it after the
 # initramfs and the base QEMU command line (QEMU_ARGS) are built; uses its
 # variables (TMP, RESULTS, REPO, QEMU, QEMU_ARGS, APPEND, POWER_CUTS, TIMEOUT,
@@ -8,7 +8,7 @@
 # nbdkit process (file plugin over the image, cache filter in writeback mode)
 # that QEMU reaches over a Unix socket. The cache filter keeps written blocks
 # in an unlinked temporary file and writes them to the image only on a FLUSH
-# (or a FUA write) that it receives. QEMU's drives keep their default
+# that it receives. QEMU's drives keep their default
 # cache=writeback, so the guest sees a volatile write cache (NVMe VWC = 1,
 # virtio-blk "write back"). The cut is SIGKILL of the nbdkit processes and then
 # of QEMU: whatever had not been flushed to the images is gone, as it would be
@@ -98,7 +98,7 @@ power_cut_boot() {
       # The caches first, then QEMU: nothing can write back in between.
       kill -KILL "${NBDKIT_PIDS[@]}" "$qemu_pid"
       wait "$qemu_pid" 2>/dev/null
-      CUT_RESULT=cut
+      CUT_RESULT="cut"
       break
     fi
     if ((SECONDS >= deadline)); then

@@ -6,7 +6,8 @@
 # as /dev/nbd2 and /dev/nbd3, and mdadm builds /dev/md0 (RAID1, metadata 1.2,
 # internal write-intent bitmap of 1 MiB chunks) with ext4 on it.
 #   1. create the array (--assume-clean), mkfs.ext4, write set 1;
-#   2. node B fails: SIGKILL of its blockserve while set 2 is being written.
+#   2. node B fails: SIGKILL of its blockserve while set 2 (page-cache files and
+#      O_DIRECT writes) is being written.
 #      The array must degrade (nbd3 faulty, md0 degraded = 1), the writes must
 #      go on, and after unmounting fsck.ext4 -fn must be clean and every file's
 #      checksum must hold;
@@ -91,12 +92,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_node() {  # start_node N: blockserve serving export d = the node's file
+start_node() {  # start_node N: blockserve serving export d = the node's file (no wait)
   local n=$1
   "$bs" --listen 127.0.0.1 --port "${port[$n]}" --workers 1 --cache auto \
     --export "d=${file[$n]}" --data-dir "$work/data-$n" --log-level info \
     >>"$RINGLINE_RESULTS_DIR/blockserve-md-node-$n.log" 2>&1 &
   pid[$n]=$!
+}
+wait_node() {  # wait_node N: until the node serves its export
+  local n=$1
   for _ in $(seq 1 120); do
     kill -0 "${pid[$n]}" 2>/dev/null || fail "node $n: blockserve exited during start-up"
     timeout 10 nbdinfo --size "nbd://127.0.0.1:${port[$n]}/d" >/dev/null 2>&1 && return 0
@@ -110,12 +114,14 @@ attach() {  # attach N: the node's export on its nbd device, 4 KiB blocks
     || { cat "$work/nbd-client.out"; fail "nbd-client 127.0.0.1 ${port[$n]} ${dev[$n]} -N d -b 4096 failed"; }
   [[ "$(blockdev --getsize64 "${dev[$n]}")" == "$NODE_BYTES" ]] || fail "${dev[$n]} has the wrong size"
 }
-# write_set NAME FILES: NAME/f1..fFILES of 4..64 KiB of random data, then sync.
+# write_set NAME FILES BYTES: NAME/f000.. (FILES files of BYTES random bytes,
+# through the page cache) and NAME/direct.bin (2 MiB of O_DIRECT 64 KiB writes,
+# each one a write to both members), then sync. Few processes: under TCG every
+# exec costs a fraction of a second.
 write_set() {
   mkdir -p "$mnt/$1"
-  for i in $(seq 1 "$2"); do
-    head -c $(((i % 16 + 1) * 4096)) /dev/urandom >"$mnt/$1/f$i"
-  done
+  head -c $(($2 * $3)) /dev/urandom | split -a 3 -d -b "$3" - "$mnt/$1/f"
+  dd if=/dev/urandom of="$mnt/$1/direct.bin" bs=64k count=32 oflag=direct status=none
   sync
 }
 record_sums() { (cd "$mnt" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) >"$work/sums"; }
@@ -136,7 +142,8 @@ same_data() {
 }
 
 step "start nodes a and b (32 MiB tmpfs files, ports ${port[a]} and ${port[b]}) and attach ${dev[a]}, ${dev[b]}"
-for n in a b; do truncate -s "$NODE_BYTES" "${file[$n]}"; start_node "$n"; attach "$n"; done
+for n in a b; do truncate -s "$NODE_BYTES" "${file[$n]}"; start_node "$n"; done
+for n in a b; do wait_node "$n"; attach "$n"; done
 
 # --assume-clean: both members are fresh zero-filled files, so they are already
 # identical; the initial resync would only copy zeroes over zeroes (CI time).
@@ -154,12 +161,12 @@ step "mkfs.ext4 on $md, mount, write set 1"
 mkfs.ext4 -q -F -E lazy_itable_init=1,lazy_journal_init=1 "$md" >"$work/mkfs.out" 2>&1 \
   || { cat "$work/mkfs.out"; fail "mkfs.ext4 $md"; }
 mount -t ext4 -o noinit_itable "$md" "$mnt" || fail "mount $md"
-write_set set1 40
+write_set set1 40 13001
 
 step "node b fails: SIGKILL of its blockserve while set 2 is being written"
-(write_set set2 80) &
+(write_set set2 60 21011) &
 writer=$!
-sleep 0.3
+sleep 0.2
 stop_node b KILL
 wait "$writer" || fail "writing set 2 failed after node b was killed (the array should have kept the writes going)"
 echo "    set 2 written; array: $(md_state); ${dev[b]}: $(member_state "${dev[b]}")"
@@ -173,16 +180,18 @@ mount -t ext4 "$md" "$mnt" || fail "mount $md (degraded)"
 check_sums "degraded"
 
 step "write set 3 while degraded; node b's data must now be stale"
-write_set set3 40
+write_set set3 40 17003
 record_sums
 umount "$mnt" || fail "umount $md"
 same_data && fail "node b's data area equals node a's after writes it missed: the test cannot see a resync"
 echo "    node b's data area differs from node a's"
 
+mdadm -X "${dev[a]}" 2>/dev/null | grep -i "bitmap :" | sed 's/^ */    write-intent bitmap of node a: /' || true
 step "node b returns: mdadm --remove, restart blockserve, reconnect nbd-client, mdadm --re-add"
 mdadm "$md" --remove "${dev[b]}" >"$work/mdadm.out" 2>&1 || { cat "$work/mdadm.out"; fail "mdadm --remove ${dev[b]}"; }
 detach "${dev[b]}" || fail "nbd-client -d ${dev[b]} did not detach"
 start_node b
+wait_node b
 attach b
 t0=$SECONDS
 mdadm "$md" --re-add "${dev[b]}" >"$work/mdadm.out" 2>&1 || { cat "$work/mdadm.out"; fail "mdadm --re-add ${dev[b]}"; }
