@@ -83,32 +83,38 @@ power_cut_boot() {
   for a in ns1 vda vdb; do power_cut_start_nbdkit "$a"; done
   say "cut $k/$POWER_CUTS: booting; the cut comes ${delay}s after the writer is armed"
   : >"$console.raw"
-  "$QEMU" "${args[@]}" </dev/null >"$console.raw" 2>&1 &
-  local qemu_pid=$! armed_at="" deadline=$((SECONDS + BOOT_BUDGET))
+  rm -f "$TMP/qemu.pid"
+  # timeout bounds QEMU even if this script dies without its EXIT trap; the
+  # cut itself goes to QEMU's own pid (-pidfile), not to timeout.
+  timeout -k 5 $((BOOT_BUDGET + 30)) "$QEMU" "${args[@]}" -pidfile "$TMP/qemu.pid" \
+    </dev/null >"$console.raw" 2>&1 &
+  QEMU_PID=$!  # nvme-qemu-test.sh's cleanup stops it on exit
+  local deadline=$((SECONDS + BOOT_BUDGET)) qemu_pid
   CUT_RESULT=""
   while :; do
-    if ! kill -0 "$qemu_pid" 2>/dev/null; then
-      wait "$qemu_pid"
+    if ! kill -0 "$QEMU_PID" 2>/dev/null; then
+      wait "$QEMU_PID"
       CUT_RESULT="QEMU exited with status $? before the cut (the guest stopped by itself: see $console.log)"
       break
     fi
-    if [[ -z "$armed_at" ]] && grep -q RINGLINE-POWER-CUT-ARMED "$console.raw"; then
-      armed_at=$SECONDS
+    if grep -q RINGLINE-POWER-CUT-ARMED "$console.raw" && qemu_pid=$(cat "$TMP/qemu.pid" 2>/dev/null) \
+       && [[ -n "$qemu_pid" ]]; then
       sleep "$delay"
       # The caches first, then QEMU: nothing can write back in between.
       kill -KILL "${NBDKIT_PIDS[@]}" "$qemu_pid"
-      wait "$qemu_pid" 2>/dev/null
+      wait "$QEMU_PID" 2>/dev/null
       CUT_RESULT="cut"
       break
     fi
     if ((SECONDS >= deadline)); then
-      kill -KILL "$qemu_pid"
-      wait "$qemu_pid" 2>/dev/null
+      kill -TERM "$QEMU_PID"
+      wait "$QEMU_PID" 2>/dev/null
       CUT_RESULT="the writer was not armed within ${BOOT_BUDGET}s of the boot"
       break
     fi
     sleep 0.1
   done
+  QEMU_PID=""
   power_cut_stop_nbdkit
   clean_console <"$console.raw" >"$console.log" && rm -f "$console.raw"
   [[ "$CUT_RESULT" == cut ]] || { tail -n 30 "$console.log" | sed 's/^/  | /'; return 1; }
