@@ -79,7 +79,7 @@ while (($#)); do
   esac
 done
 [[ "$TIMEOUT" =~ ^[0-9]+$ ]] && ((TIMEOUT >= 30)) || fail_early "--timeout must be a number of seconds >= 30"
-[[ "$POWER_CUTS" =~ ^[0-9]+$ ]] && ((POWER_CUTS <= 8)) || fail_early "--power-cut must be a number of cuts from 1 to 8"
+[[ "$POWER_CUTS" =~ ^[0-9]+$ ]] && ((POWER_CUTS <= 8)) || fail_early "--power-cut must be a number of cuts, at most 8"
 ((POWER_CUTS && ${#SCRIPTS_ARGS[@]} == 0)) && SCRIPTS_ARGS=(tests/nvme/power-cut/writer.sh)
 START=$SECONDS
 BUILD_DIR=$(realpath -m -- "$BUILD_DIR")

@@ -64,16 +64,21 @@ power_cut_start_nbdkit() {
 
 # power_cut_boot K: one boot, cut once armed. Sets CUT_RESULT (cut | a reason).
 power_cut_boot() {
-  local k=$1 console="$RESULTS/console-cut-$1" args=() a prev="" delay
+  local k=$1 console="$RESULTS/console-cut-$1" args=() a prev="" delay replaced=0
   delay=$(power_cut_delay "$k")
   for a in "${QEMU_ARGS[@]}"; do
     case "$prev|$a" in
-      "-append|"*) a="$APPEND ringline.power_cut=$k/$POWER_CUTS" ;;
-      "-drive|file=$TMP/ns1.img,"*) a="if=none,id=ns1,format=raw,discard=unmap,file.driver=nbd,file.server.type=unix,file.server.path=$TMP/ns1.sock" ;;
+      "-append|"*) a="$APPEND ringline.power_cut=$k/$POWER_CUTS"; replaced=$((replaced + 1)) ;;
+      "-drive|file=$TMP/ns1.img,"*)
+        a="if=none,id=ns1,format=raw,discard=unmap,file.driver=nbd,file.server.type=unix,file.server.path=$TMP/ns1.sock"
+        replaced=$((replaced + 1)) ;;
     esac
     args+=("$a")
     prev=$a
   done
+  # Both must be found: a namespace left on its raw image would not lose
+  # unflushed data, and the cut would prove nothing for it.
+  ((replaced == 2)) || fail_early "power cut: did not find '-append' and the ns1 '-drive file=$TMP/ns1.img,...' in QEMU_ARGS (changed in nvme-qemu-test.sh?)"
   for a in vda vdb; do
     args+=(-drive "if=none,id=$a,format=raw,file.driver=nbd,file.server.type=unix,file.server.path=$TMP/$a.sock"
            -device "virtio-blk-pci,drive=$a")

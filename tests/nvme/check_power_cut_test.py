@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Checks scripts/qemu/check-power-cut.py on made-up images: that it passes when
 every promised extent holds, and fails for each kind of loss the power-cut test
-must catch (a flushed extent lost, a FUA extent lost, a torn extent) while an
-unflushed extent lost is only counted. Runs on the host in well under a second.
+must catch (a flushed or FUA extent lost or torn) while an unflushed extent
+lost or torn is only counted. Runs on the host in well under a second.
 Prints PASS/FAIL per case; exits 0 when all pass."""
 import importlib.util
 import os
@@ -74,7 +74,9 @@ def main():
         ("FUA extent lost", {"skip": (131072,)}, (), 1, "FAIL: d: fua extent 131072+4096"),
         ("FUA extent lost, --fua-unchecked", {"skip": (131072,)}, ("--fua-unchecked", "d"), 0,
          "fua 0 held / 1 lost / 0 torn (not promised by the device)"),
-        ("unflushed extent torn", {"tear": 196608}, (), 1, "torn"),
+        ("unflushed extent torn: counted only", {"tear": 196608}, (), 0,
+         "unflushed 1 held / 0 lost / 1 torn"),
+        ("flushed extent torn", {"tear": 0}, (), 1, "FAIL: d: flushed extent 0+8192 (seed 11) torn"),
     ]
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
