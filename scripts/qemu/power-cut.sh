@@ -127,7 +127,7 @@ power_cut_boot() {
   return 0
 }
 
-# power_cut_check K [QUIET]: check cut K's acknowledgment log against the images.
+# power_cut_check K: check cut K's acknowledgment log against the images.
 power_cut_check() {
   local acks="$RESULTS/power-cut-$1.acks"
   [[ -s "$acks" ]] || { say "cut $1: no acknowledgment log $acks"; return 1; }
