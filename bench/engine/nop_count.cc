@@ -9,13 +9,12 @@
 // modes (SQE128|CQE32, SINGLE_ISSUER, DEFER_TASKRUN, SUBMIT_ALL, CQ 2048).
 // scripts/bench-engine.sh runs it at two ROUNDS values and divides the
 // difference in instructions by the difference in NOPs, which cancels start-up.
-#include <liburing.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
+#include "bench/engine/bare_nop.h"
 #include "ringline/ringline.h"
 
 namespace {
@@ -42,33 +41,13 @@ int RunEngine(int batch, int rounds) {
 }
 
 int RunBare(unsigned batch, int rounds) {
-  io_uring ring;
-  io_uring_params p{};
-  p.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQE32 | IORING_SETUP_CQSIZE |
-            IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL;
-  p.cq_entries = 2048;
-  if (int r = io_uring_queue_init_params(256, &ring, &p); r < 0) {
-    std::fprintf(stderr, "engine_nop_count: io_uring_queue_init_params: %s\n", std::strerror(-r));
+  ringline::bench::BareNopRing ring;
+  if (ring.error() < 0) {
+    std::fprintf(stderr, "engine_nop_count: io_uring_queue_init_params: %s\n",
+                 std::strerror(-ring.error()));
     return 1;
   }
-  uint64_t sum = 0;
-  for (int round = 0; round < rounds; ++round) {
-    for (unsigned i = 0; i < batch; ++i) {
-      io_uring_sqe* sqe = io_uring_get_sqe(&ring);
-      io_uring_prep_nop(sqe);
-      io_uring_sqe_set_data64(sqe, i);
-    }
-    io_uring_submit_and_wait(&ring, batch);
-    io_uring_cqe* cqe;
-    unsigned head, seen = 0;
-    io_uring_for_each_cqe(&ring, head, cqe) {
-      sum += static_cast<uint64_t>(cqe->res) + cqe->user_data;
-      ++seen;
-    }
-    io_uring_cq_advance(&ring, seen);
-  }
-  io_uring_queue_exit(&ring);
-  sink = sum;  // keeps the completion reads
+  sink = ring.Run(batch, rounds);  // keeps the completion reads
   return 0;
 }
 
