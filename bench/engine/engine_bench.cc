@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "bench/engine/bare_nop.h"
+#include "bench/engine/nop_loops.h"
 #include "ringline/ringline.h"
 
 namespace ringline {
@@ -51,14 +51,7 @@ void BM_TimerArmFire(benchmark::State& state) {
   Worker& w = TheWorker();
   const int batch = static_cast<int>(state.range(0));
   for (auto _ : state) {
-    w.BlockOn([](int n) -> Task<> {
-      std::vector<JoinHandle<void>> hs;
-      hs.reserve(n);
-      for (int i = 0; i < n; ++i) {
-        hs.push_back(Spawn([]() -> Task<> { co_await SleepUntil(Clock::now()); }()));
-      }
-      for (auto& h : hs) co_await h;
-    }(batch));
+    w.BlockOn(bench::SpawnAndJoin(batch, []() -> Task<> { co_await SleepUntil(Clock::now()); }));
   }
   state.SetItemsProcessed(state.iterations() * batch);
 }
@@ -70,18 +63,7 @@ void BM_EngineNop(benchmark::State& state) {
   Worker& w = TheWorker();
   const int batch = static_cast<int>(state.range(0));
   for (auto _ : state) {
-    // `batch` tasks each awaiting NOPs in a loop: every loop iteration of the
-    // worker submits `batch` SQEs in one io_uring_enter.
-    w.BlockOn([](int n) -> Task<> {
-      std::vector<JoinHandle<void>> hs;
-      hs.reserve(n);
-      for (int t = 0; t < n; ++t) {
-        hs.push_back(Spawn([]() -> Task<> {
-          for (int i = 0; i < kNopsPerTask; ++i) co_await Nop();
-        }()));
-      }
-      for (auto& h : hs) co_await h;
-    }(batch));
+    w.BlockOn(bench::EngineNops(batch, kNopsPerTask));
   }
   state.SetItemsProcessed(state.iterations() * batch * kNopsPerTask);
 }

@@ -12,9 +12,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <vector>
 
-#include "bench/engine/bare_nop.h"
+#include "bench/engine/nop_loops.h"
 #include "ringline/ringline.h"
 
 namespace {
@@ -27,16 +26,7 @@ int RunEngine(int batch, int rounds) {
     std::fprintf(stderr, "engine_nop_count: %s\n", w.status().ToString().c_str());
     return 1;
   }
-  (*w)->BlockOn([](int n, int r) -> ringline::Task<> {
-    std::vector<ringline::JoinHandle<void>> hs;
-    hs.reserve(n);
-    for (int t = 0; t < n; ++t) {
-      hs.push_back(ringline::Spawn([](int count) -> ringline::Task<> {
-        for (int i = 0; i < count; ++i) (void)co_await ringline::Nop();
-      }(r)));
-    }
-    for (auto& h : hs) co_await h;
-  }(batch, rounds));
+  (*w)->BlockOn(ringline::bench::EngineNops(batch, rounds));
   return 0;
 }
 

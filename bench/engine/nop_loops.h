@@ -1,11 +1,15 @@
 #pragma once
-// NOPs on bare liburing, on a ring set up the way a worker's is (SQE128|CQE32,
-// SINGLE_ISSUER, DEFER_TASKRUN, SUBMIT_ALL, SQ 256, CQ 2048): the baseline
-// that the engine's NOPs are compared with (engine_bench, engine_nop_count).
+// The NOP loops engine_bench and engine_nop_count compare: NOPs awaited by
+// tasks through the engine, and the same NOPs on bare liburing, on a ring set
+// up the way a worker's is (SQE128|CQE32, SINGLE_ISSUER, DEFER_TASKRUN,
+// SUBMIT_ALL, SQ 256, CQ 2048).
 
 #include <liburing.h>
 
 #include <cstdint>
+#include <vector>
+
+#include "ringline/ringline.h"
 
 namespace ringline::bench {
 
@@ -53,5 +57,22 @@ class BareNopRing {
   io_uring ring_{};
   int error_ = 0;
 };
+
+// Spawns `n` tasks `make()` on the current worker and waits for all of them.
+template <typename Make>
+Task<> SpawnAndJoin(int n, Make make) {
+  std::vector<JoinHandle<void>> hs;
+  hs.reserve(n);
+  for (int i = 0; i < n; ++i) hs.push_back(Spawn(make()));
+  for (auto& h : hs) co_await h;
+}
+
+// `tasks` tasks each awaiting `rounds` NOPs in a loop: every loop iteration of
+// the worker submits `tasks` SQEs in one io_uring_enter.
+inline Task<> EngineNops(int tasks, int rounds) {
+  return SpawnAndJoin(tasks, [rounds]() -> Task<> {
+    for (int i = 0; i < rounds; ++i) (void)co_await Nop();
+  });
+}
 
 }  // namespace ringline::bench
