@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 
@@ -21,6 +22,44 @@ Task<ExtentResult> Target::Extents(uint64_t offset, uint64_t length, uint32_t ma
 }
 
 Task<BlockResult> Target::Cache(uint64_t, uint64_t) { co_return BlockResult{}; }
+
+IoStatus Target::JoinHeaderIntoPayload(const Buffer& header, Buffer& payload,
+                                       const std::string& target_name) {
+  IoStatus r;
+  const std::size_t h = header.size();
+  const std::size_t p = payload.size();
+  if (h == 0) return r;
+  if (payload.capacity() < h + p) {
+    r.Fail(EINVAL, absl::InvalidArgumentError(absl::StrCat(
+                       "gathered write on ", target_name,
+                       ": this target takes one contiguous buffer, so the header is copied in "
+                       "front of the payload in the payload's Buffer, which needs a capacity of ",
+                       h + p, " bytes (it has ", payload.capacity(), ")")));
+    return r;
+  }
+  std::memmove(payload.data() + h, payload.data(), p);
+  std::memcpy(payload.data(), header.data(), h);
+  payload.set_size(h + p);
+  return r;
+}
+
+Task<GatherResult> Target::WriteGather(uint64_t offset, Buffer header, Buffer payload,
+                                       WriteOptions options) {
+  GatherResult r;
+  IoStatus joined = JoinHeaderIntoPayload(header, payload, name());
+  if (!joined.ok()) {
+    r.res = joined.res;
+    r.status = std::move(joined.status);
+  } else {
+    BlockResult written = co_await Write(offset, std::move(payload), options);
+    r.res = written.res;
+    r.status = std::move(written.status);
+    payload = std::move(written.buffer);
+  }
+  r.header = std::move(header);
+  r.payload = std::move(payload);
+  co_return r;
+}
 
 const char* CacheModeName(CacheMode mode) {
   switch (mode) {

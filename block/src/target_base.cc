@@ -1,7 +1,6 @@
 #include "ringline/block/target_base.h"
 
 #include <cerrno>
-#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -145,33 +144,20 @@ Task<GatherResult> TargetBase::WriteGather(uint64_t offset, Buffer header, Buffe
 
 Task<GatherResult> TargetBase::SubmitWriteGather(uint64_t offset, Buffer header, Buffer payload,
                                                  bool fua) {
-  const std::size_t h = header.size();
-  const std::size_t p = payload.size();
   GatherResult r;
-  if (h != 0) {
-    if (payload.capacity() < h + p) {
-      Record(OpKind::kWrite, false, 0, StartTimer());
-      BlockResult failed = Failure(
-          -EINVAL, absl::StrCat("gathered write on ", path_,
-                                ": this target takes one contiguous buffer, so the header is "
-                                "copied in front of the payload in the payload's Buffer, which "
-                                "needs a capacity of ",
-                                h + p, " bytes (it has ", payload.capacity(), ")"));
-      r.res = failed.res;
-      r.status = std::move(failed.status);
-      r.header = std::move(header);
-      r.payload = std::move(payload);
-      co_return r;
-    }
-    std::memmove(payload.data() + h, payload.data(), p);
-    std::memcpy(payload.data(), header.data(), h);
-    payload.set_size(h + p);
+  IoStatus joined = JoinHeaderIntoPayload(header, payload, path_);
+  if (!joined.ok()) {
+    Record(OpKind::kWrite, false, 0, StartTimer());
+    r.res = joined.res;
+    r.status = std::move(joined.status);
+  } else {
+    BlockResult written = co_await SubmitWrite(offset, std::move(payload), fua);
+    r.res = written.res;
+    r.status = std::move(written.status);
+    payload = std::move(written.buffer);
   }
-  BlockResult written = co_await SubmitWrite(offset, std::move(payload), fua);
-  r.res = written.res;
-  r.status = std::move(written.status);
   r.header = std::move(header);
-  r.payload = std::move(written.buffer);
+  r.payload = std::move(payload);
   co_return r;
 }
 

@@ -17,6 +17,7 @@
 
 #include "ringline/align.h"
 #include "ringline/block/direct_file.h"
+#include "ringline/block/fault_injection.h"
 #include "ringline/block/target_base.h"
 #include "ringline/buffer_pool.h"
 #include "ringline/unique_fd.h"
@@ -139,6 +140,30 @@ TEST(WriteGatherFileTest, RefusalsNameTheRule) {
     EXPECT_EQ(far.res, -EINVAL);
     EXPECT_NE(far.status.message().find("beyond the end"), std::string::npos) << far.status;
   }(**f));
+  ::unlink(path.c_str());
+}
+
+TEST(WriteGatherFileTest, AWrappingTargetJoinsAndWrites) {
+  // Targets that wrap another (here FaultyTarget with no rules) get the
+  // default: the header joined in front of the payload, then Write().
+  auto w = Worker::Create(Config{});
+  ASSERT_TRUE(w.ok()) << w.status();
+  const std::string path = DiskDir() + "/ringline-gather-wrap-" + std::to_string(getpid());
+  ::unlink(path.c_str());
+  auto f = DirectFile::Open(
+      **w, path, {.create = true, .create_size = 1 << 20, .cache = CacheMode::kWriteback});
+  ASSERT_TRUE(f.ok()) << f.status();
+  FaultyTarget wrapped(std::move(*f), std::make_shared<FaultPlan>(std::vector<FaultRule>{}, 1));
+  (*w)->BlockOn([](Target& t) -> Task<> {
+    GatherResult r = co_await t.WriteGather(4096, Filled(4096, 512, 1), Filled(8192, 3584, 2));
+    EXPECT_TRUE(r.ok()) << r.status;
+    EXPECT_EQ(r.res, 4096);
+  }(wrapped));
+  const std::vector<uint8_t> got = FileBytes(path, 4096, 4096);
+  bool same = true;
+  for (std::size_t i = 0; same && i < 512; ++i) same = got[i] == PatternAt(1, i);
+  for (std::size_t i = 0; same && i < 3584; ++i) same = got[512 + i] == PatternAt(2, i);
+  EXPECT_TRUE(same) << "header then payload on disk";
   ::unlink(path.c_str());
 }
 

@@ -164,9 +164,11 @@ class Target {
   // takes one contiguous data buffer, so the header is copied in front of the
   // payload inside the payload's Buffer (it needs capacity >= header + payload
   // sizes, else EINVAL naming the capacity needed) and the payload Buffer
-  // comes back holding both.
+  // comes back holding both. That joined path is also the default here, for
+  // targets that wrap another one (FaultyTarget, blockserve's health check):
+  // it calls Write() with the joined Buffer.
   virtual Task<GatherResult> WriteGather(uint64_t offset, Buffer header, Buffer payload,
-                                         WriteOptions options = {}) = 0;
+                                         WriteOptions options = {});
   virtual Task<BlockResult> Flush() = 0;
   virtual Task<BlockResult> Discard(uint64_t offset, uint64_t length) = 0;
   virtual Task<BlockResult> WriteZeroes(uint64_t offset, uint64_t length,
@@ -195,6 +197,14 @@ class Target {
   // keeps none.
   virtual const TargetMetrics* metrics() const { return nullptr; }
   virtual const QueueDepthLimiter* queue() const { return nullptr; }
+
+ protected:
+  // For targets that take one contiguous buffer: copies `header` in front of
+  // the payload inside `payload`'s Buffer (payload.size() grows by
+  // header.size()). EINVAL, naming the capacity needed, when the Buffer lacks
+  // the room; nothing is changed then.
+  static IoStatus JoinHeaderIntoPayload(const Buffer& header, Buffer& payload,
+                                        const std::string& target_name);
 };
 
 }  // namespace ringline::block
