@@ -153,7 +153,9 @@ TEST(WriteGatherFileTest, AWrappingTargetJoinsAndWrites) {
   auto f = DirectFile::Open(
       **w, path, {.create = true, .create_size = 1 << 20, .cache = CacheMode::kWriteback});
   ASSERT_TRUE(f.ok()) << f.status();
-  FaultyTarget wrapped(std::move(*f), std::make_shared<FaultPlan>(std::vector<FaultRule>{}, 1));
+  auto plan = FaultPlan::Create({}, 1);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  FaultyTarget wrapped(std::move(*f), std::move(*plan));
   (*w)->BlockOn([](Target& t) -> Task<> {
     GatherResult r = co_await t.WriteGather(4096, Filled(4096, 512, 1), Filled(8192, 3584, 2));
     EXPECT_TRUE(r.ok()) << r.status;
