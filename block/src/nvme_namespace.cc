@@ -20,6 +20,7 @@
 #include "absl/strings/strip.h"
 #include "op_tags.h"
 #include "ringline/block/nvme_status.h"
+#include "ringline/block/placement.h"
 #include "ringline/io_result.h"
 #include "ringline/log.h"
 #include "ringline/operation.h"
@@ -501,6 +502,8 @@ Geometry NamespaceGeometry(const Identity& id, const std::string& block_name, ui
     }
     // Write protected (the kernel read the namespace attributes).
     if (auto ro = ReadSysfsUint(dir + "ro"); ro && *ro != 0) g.read_only = true;
+    // Passthrough commands use the block device's hardware queues.
+    g.completion_cpus = ProbeCompletionPlacementOfDisk(block_name).PreferredCpus();
   }
   g.volatile_write_cache = id.ctrl.volatile_write_cache;
   g.supports_fua = true;

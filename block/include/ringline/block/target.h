@@ -43,6 +43,13 @@ struct Geometry {
   // (O_DIRECT, memory file systems, NVMe passthrough); NBD servers advertise
   // NBD_CMD_CACHE only when this is true.
   bool supports_cache = false;
+  // The CPUs on which the device's completions arrive for requests submitted
+  // on that same CPU (its queue's interrupt targets it), ascending: a worker
+  // that uses the target waits least there (ringline/block/placement.h has
+  // the whole picture and PlaceWorkers). Empty when no CPU is better than
+  // another: no device (tmpfs), completions local everywhere (one queue per
+  // CPU), or not known.
+  std::vector<int> completion_cpus;
 };
 
 enum class OpKind : uint8_t { kRead, kWrite, kFlush, kDiscard, kWriteZeroes };
