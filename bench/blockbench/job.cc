@@ -149,6 +149,7 @@ Task<> RunJob(Worker& worker, const BenchOptions& o, JobResult* result, StartGat
   std::unique_ptr<block::Target> target = std::move(*opened);
   const block::Geometry& g = target->geometry();
   result->target_kind = KindOf(*target);
+  result->completion_cpus = g.completion_cpus;
   const uint64_t region = o.size ? o.size : g.size_bytes;
   if (o.bs % g.logical_block_size != 0) {
     fail(absl::InvalidArgumentError(absl::StrCat("--bs=", o.bs, " is not a multiple of the ",

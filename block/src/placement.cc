@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "sysfs.h"
 
@@ -378,15 +379,16 @@ WorkerPlacement PlaceWorkers(uint32_t workers, const CpuList& allowed, const Cpu
                             FormatCpuList(allowed_sorted), "): allow them (taskset, cgroup)");
     } else {
       choose =
-          absl::StrCat("run the workers on CPUs ", FormatCpuList(usable), " (", fix_cpus_hint, ")");
+          absl::StrCat("run the workers on CPUs ", FormatCpuList(usable), " (",
+                       absl::StrReplaceAll(fix_cpus_hint, {{"LIST", FormatCpuList(usable)}}), ")");
     }
     out.warnings.push_back(absl::StrCat(
         t.name, ": worker", remote_workers.size() == 1 ? " " : "s ", FormatCpuList(remote_workers),
         " on CPU", remote_cpus.size() == 1 ? " " : "s ", FormatCpuList(remote_cpus),
-        " wait for completions of ", p.device, " that arrive on CPU ",
-        FormatCpuList(Normalized(irq_cpus)), " (IRQ ", absl::StrJoin(Normalized(irqs), ", "),
-        "): each one costs a cross-CPU wake-up. Fix: ", choose, ", or move the interrupt (",
-        absl::StrJoin(moves, "; "),
+        remote_workers.size() == 1 ? " waits" : " wait", " for completions of ", p.device,
+        " that arrive on CPU ", FormatCpuList(Normalized(irq_cpus)), " (IRQ ",
+        absl::StrJoin(Normalized(irqs), ", "), "): each one costs a cross-CPU wake-up. Fix: ",
+        choose, ", or move the interrupt (", absl::StrJoin(moves, "; "),
         "; the kernel refuses this for its managed NVMe queue interrupts)"));
   }
   return out;

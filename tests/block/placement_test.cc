@@ -239,10 +239,10 @@ TEST(PlaceWorkersTest, PutsWorkersOnLocalCpusFirstAndWarnsForTheRest) {
   EXPECT_EQ(two.worker_cpus, (CpuList{1, 0}));
   ASSERT_EQ(two.warnings.size(), 1u);
   const std::string& w = two.warnings[0];
-  EXPECT_NE(w.find("worker 1 on CPU 0"), std::string::npos) << w;
+  EXPECT_NE(w.find("worker 1 on CPU 0 waits"), std::string::npos) << w;
   EXPECT_NE(w.find("arrive on CPU 1 (IRQ 36)"), std::string::npos) << w;
   EXPECT_NE(w.find("cross-CPU wake-up"), std::string::npos) << w;
-  EXPECT_NE(w.find("--cpus=LIST"), std::string::npos) << w;
+  EXPECT_NE(w.find("run the workers on CPUs 1 (--cpus=1)"), std::string::npos) << w;
   EXPECT_NE(w.find("echo 0 > /proc/irq/36/smp_affinity_list"), std::string::npos) << w;
 
   // The user's choice is kept, with the warning.

@@ -128,7 +128,8 @@ struct WorkerPlacement {
 // `requested`: CPUs the user chose (worker i on requested[i % size]), empty
 // to let this choose: the CPUs local to every target first, then the other
 // allowed CPUs, one worker per CPU as far as they go. `fix_cpus_hint`: how the
-// user chooses CPUs in this program ("--cpus=LIST", "taskset -c LIST").
+// user chooses CPUs in this program ("--cpus=LIST", "taskset -c LIST"; LIST
+// is replaced by the CPUs to choose).
 WorkerPlacement PlaceWorkers(uint32_t workers, const CpuList& allowed, const CpuList& requested,
                              const std::vector<PlacedTarget>& targets,
                              absl::string_view fix_cpus_hint);
