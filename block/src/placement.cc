@@ -290,7 +290,13 @@ CompletionPlacement ProbeCompletionPlacementOfDisk(const std::string& kernel_nam
 CompletionPlacement ProbeCompletionPlacement(const std::string& path, const SysRoot& root) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
-    return Unknown(path, absl::StrCat("stat failed: ", std::strerror(errno)));
+    // A file about to be created lives on its directory's device.
+    const std::size_t slash = path.rfind('/');
+    const std::string dir =
+        slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+    if (errno != ENOENT || ::stat(dir.c_str(), &st) != 0) {
+      return Unknown(path, absl::StrCat("stat failed: ", std::strerror(errno)));
+    }
   }
   if (S_ISBLK(st.st_mode)) {
     return ProbeCompletionPlacementOfDevice(true, major(st.st_rdev), minor(st.st_rdev), root);

@@ -93,7 +93,8 @@ struct SysRoot {
 
 // The placement of the device behind `path`: a regular file (its
 // filesystem's device, the whole disk for a partition), a block device, or an
-// NVMe generic char device (/dev/ngXnY: its namespace's queues). The path is
+// NVMe generic char device (/dev/ngXnY: its namespace's queues); a path that
+// does not exist yet is a file to be created in its directory. The path is
 // stat()ed on the real filesystem; sysfs and procfs are read under `root`.
 CompletionPlacement ProbeCompletionPlacement(const std::string& path, const SysRoot& root = {});
 // The same for a device number: `block` (a block device, or a file's st_dev)
