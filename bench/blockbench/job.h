@@ -61,6 +61,7 @@ struct JobResult {
   double elapsed_s = 0;
   int cpu = -1;                      // the CPU the job's worker was pinned to
   std::vector<int> completion_cpus;  // the opened target's Geometry::completion_cpus
+  bool polled = false;               // completions polled (--hipri took effect)
   std::string target_kind;           // "file", "block device", ...
 };
 

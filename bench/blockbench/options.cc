@@ -118,6 +118,9 @@ absl::StatusOr<BenchOptions> ParseOptions(int argc, const char* const* argv) {
                  "CPUs for the jobs' workers (0,1 or 0-1); default: the allowed CPUs, those on "
                  "which the target's completions arrive first");
   app.add_option("--direct", direct, "accepted for fio compatibility; must be 1");
+  app.add_flag("--hipri", o.hipri,
+               "polled completions (NVMe passthrough on a namespace with poll queues; else "
+               "interrupts, with a warning)");
   app.add_option("--name", o.name, "job name (accepted for fio compatibility)");
   app.add_option("--ioengine", ioengine, "accepted and ignored (always ringline's io_uring path)");
   app.add_flag("--group_reporting,--norandommap,--thread", flag_ignored,

@@ -34,6 +34,8 @@ struct BenchOptions {
   // the allowed CPUs, those on which the target's completions arrive first.
   std::vector<int> cpus;
   std::string name = "ringline";
+  // fio's --hipri: polled completions (TargetOptions::polled; NVMe passthrough).
+  bool hipri = false;
 
   bool random() const {
     return rw == RwMode::kRandRead || rw == RwMode::kRandWrite || rw == RwMode::kRandRw;

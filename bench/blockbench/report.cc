@@ -84,6 +84,7 @@ std::string RenderReport(const BenchOptions& o, const std::vector<JobResult>& jo
       e["cpu"] = jobs[i].cpu;
       e["target"] = jobs[i].target_kind;
       e["completion_cpus"] = jobs[i].completion_cpus;
+      e["polled"] = jobs[i].polled;
       e["ios"] = jobs[i].ios[0] + jobs[i].ios[1];
       e["errors"] = jobs[i].errors;
       e["elapsed_s"] = jobs[i].elapsed_s;

@@ -7,7 +7,7 @@
 //   lat_ns {min, mean, max, p50, p90, p99, p99.9},
 //   read / write {ios, iops, bw_bytes, lat_ns {...}},
 //   cpu_user_s, cpu_sys_s, cpu_s_per_million_ios (whole process, during the run),
-//   jobs [{job, cpu, target, completion_cpus, ios, errors, elapsed_s}],
+//   jobs [{job, cpu, target, completion_cpus, polled, ios, errors, elapsed_s}],
 //   placement {device, worker_cpus, summary, warnings}, options {...}.
 
 #include <sys/resource.h>

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "ringline/buffer_pool.h"
 #include "ringline/cancellation.h"
+#include "ringline/internal/poll_ring.h"
 #include "ringline/io_result.h"
 #include "ringline/log.h"
 #include "ringline/spawn.h"
@@ -162,7 +163,10 @@ void Worker::WaitAndDispatch(bool may_block) {
 
   unsigned wait_nr = 0;
   int64_t timeout_ns = -1;
-  if (may_block && ready_.empty() && deferred_.empty() && !messages_pending_) {
+  // Polled commands complete only when polled: never block in the main ring
+  // while any is in flight.
+  const bool polling = poll_ring_ && poll_ring_->in_flight() > 0;
+  if (may_block && !polling && ready_.empty() && deferred_.empty() && !messages_pending_) {
     wait_nr = 1;
     std::optional<Clock::time_point> wake = timers_.NextDeadline();
     if (config_.tick.count() > 0 && (!wake || next_tick_ < *wake)) wake = next_tick_;
@@ -187,6 +191,7 @@ void Worker::WaitAndDispatch(bool may_block) {
     if (UserData(c.user_data).tag() == OpTag::kCancel) continue;
     if (!slab_->Dispatch(c.user_data, c.res, c.flags, c.big)) metrics_->stale_cqes.Add();
   }
+  PollPollRing();
 
   metrics_->ops_in_flight.Set(slab_->in_flight());
   now_ = Clock::now();
@@ -273,13 +278,18 @@ void Worker::DrainRing() {
   slab_->CancelAll();
   const auto limit = Clock::now() + kDrainLimit;
   while (slab_->in_flight() > 0 && Clock::now() < limit) {
-    ring_->SubmitAndWait(1, 10'000'000);
+    // Polled commands are not cancelled; they finish when polled (below).
+    if (poll_ring_ && poll_ring_->in_flight() > 0)
+      ring_->SubmitAndWait(0, -1);
+    else
+      ring_->SubmitAndWait(1, 10'000'000);
     completions_.clear();
     ring_->Reap(completions_);
     for (const Completion& c : completions_) {
       if (UserData(c.user_data).tag() == OpTag::kCancel) continue;
       slab_->Dispatch(c.user_data, c.res, c.flags, c.big);
     }
+    PollPollRing();
     // Woken waiters belong to destroyed tasks only if something is badly wrong;
     // nothing is resumed during the drain.
     while (ready_.Pop()) {

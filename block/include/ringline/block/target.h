@@ -132,6 +132,14 @@ struct TargetOptions {
   uint64_t create_size = 0;
   // Files and block devices: O_DIRECT or the page cache (see CacheMode).
   CacheMode cache = CacheMode::kAuto;
+  // NVMe passthrough: complete reads, writes, flushes, write-zeroes and
+  // deallocates by polling the namespace's poll queues (the worker's
+  // IORING_SETUP_IOPOLL ring) instead of by interrupt: the worker spins while
+  // such commands are in flight. Opt-in. Where the namespace has no poll
+  // queues (queue/io_poll is 0: load nvme with poll_queues=N) or the kernel
+  // refuses a polled ring or command, the target uses interrupts and says so
+  // in one warning. Polled commands use plain (not registered) buffers.
+  bool polled = false;
 };
 
 class Target {
