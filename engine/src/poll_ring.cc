@@ -18,22 +18,17 @@ absl::StatusOr<std::unique_ptr<PollRing>> PollRing::Create(uint32_t sq_entries) 
   o.registered_buffers = 0;
   auto ring = Ring::Create(o);
   if (!ring.ok()) return ring.status();
-  std::unique_ptr<PollRing> p(new PollRing(std::move(*ring)));
-  p->completions_.reserve(o.cq_entries);
-  return p;
+  return std::unique_ptr<PollRing>(new PollRing(std::move(*ring)));
 }
 
 std::size_t PollRing::Poll(OpSlab& slab) {
   // With IOPOLL, io_uring_enter(GETEVENTS) polls the device's queues once
   // when no completion is waiting yet; min_complete 0 keeps it from spinning.
   ring_->SubmitAndWait(0, -1);
-  completions_.clear();
-  ring_->Reap(completions_);
-  for (const Completion& c : completions_) {
+  return ring_->ForEachCompletion([this, &slab](const Completion& c) {
     --in_flight_;
     slab.Dispatch(c.user_data, c.res, c.flags, c.big);
-  }
-  return completions_.size();
+  });
 }
 
 }  // namespace ringline

@@ -19,7 +19,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <vector>
 
 #include "absl/status/statusor.h"
 #include "ringline/internal/ring.h"
@@ -54,7 +53,6 @@ class PollRing {
  private:
   explicit PollRing(std::unique_ptr<Ring> ring) : ring_(std::move(ring)) {}
   std::unique_ptr<Ring> ring_;
-  std::vector<Completion> completions_;
   uint32_t in_flight_ = 0;
 };
 
