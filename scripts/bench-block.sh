@@ -9,17 +9,22 @@
 # Workloads: 4k randread QD1 and QD32, 4k randwrite QD32, 128k sequential read
 # QD8; targets: a file on the local disk and a file in /dev/shm (tmpfs takes
 # O_DIRECT on this kernel and shows the CPU-bound ceiling of the submission
-# path). Both tools run under `taskset -c CPUS` (ringline-blockbench also pins
+# path). By default neither tool is pinned: fio runs where the scheduler puts
+# it, and ringline-blockbench puts its worker where the engine chooses
+# (block::PlaceWorkers: a CPU on which the target's completions arrive). With
+# --cpus LIST both run under `taskset -c LIST` (ringline-blockbench also pins
 # its worker with --cpus), so the tool, its io_uring and io-wq threads share
 # the same CPU set. CPU time is the whole process's user+system time as
 # reported by /usr/bin/time (set-up included, for both tools alike).
-# Prints a Markdown table: IOPS, p50/p99 completion latency, CPU seconds per
-# million I/Os, and the ratios ours/fio.
+# Prints the placement the engine chose for each target, then a Markdown
+# table: IOPS, p50/p99 completion latency, CPU seconds per million I/Os, the
+# ratios ours/fio, and where each tool's busiest thread ran (the share of
+# samples of its CPU, taken every 0.1 s from /proc).
 set -euo pipefail
 
 BUILD=build
 RUNTIME=5
-CPUS=0
+CPUS=
 DISK_DIR=/var/tmp
 SIZE=1g
 REPS=1
@@ -31,14 +36,14 @@ while [[ $# -gt 0 ]]; do
     --disk-dir) DISK_DIR=$2; shift 2 ;;
     --size) SIZE=$2; shift 2 ;;
     --reps) REPS=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 
 cd "$(dirname "$0")/.."
 BENCH=$BUILD/bin/ringline-blockbench
-for tool in "$BENCH" fio jq /usr/bin/time taskset; do
+for tool in "$BENCH" fio jq /usr/bin/time taskset python3; do
   command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
 done
 if [[ "$(stat -f -c %T "$DISK_DIR")" == tmpfs ]]; then
@@ -54,39 +59,102 @@ trap cleanup EXIT
 
 # Lay the files out once with real data (reads must not hit holes); both tools
 # then use the same files.
+PIN=()
+CPU_OPT=()
+if [[ -n "$CPUS" ]]; then
+  PIN=(taskset -c "$CPUS")
+  CPU_OPT=(--cpus="$CPUS")
+fi
 for f in "$DISK_FILE" "$SHM_FILE"; do
-  "$BENCH" --filename="$f" --size="$SIZE" --rw=read --bs=1m --iodepth=4 --runtime=0.1 \
-    --time_based --cpus="${CPUS%%[,-]*}" >/dev/null
+  "${PIN[@]}" "$BENCH" --filename="$f" --size="$SIZE" --rw=read --bs=1m --iodepth=4 \
+    --runtime=0.1 --time_based "${CPU_OPT[@]}" >/dev/null
 done
 
-# run_one TOOL TARGETFILE RW BS QD -> prints "iops p50_us p99_us cpu_s_per_m"
+# where PID OUT: until PID exits, samples every 0.1 s the CPU each thread of
+# PID and its descendants last ran on; then writes "cpuN NN%" for the thread
+# that used the most CPU time (the one doing the I/O) to OUT.
+where() {
+  python3 - "$1" "$2" <<'PY'
+import os, sys, time, collections
+root, out = int(sys.argv[1]), sys.argv[2]
+seen = collections.defaultdict(collections.Counter)  # tid -> cpu -> samples
+busy = {}                                             # tid -> utime + stime
+def tasks(pid):
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return
+    for tid in tids:
+        yield tid
+        try:
+            for child in open(f"/proc/{pid}/task/{tid}/children").read().split():
+                yield from tasks(int(child))
+        except OSError:
+            pass
+while os.path.exists(f"/proc/{root}"):
+    for tid in set(tasks(root)):
+        try:
+            f = open(f"/proc/{tid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seen[tid][int(f[36])] += 1   # field 39: processor
+        busy[tid] = int(f[11]) + int(f[12])  # fields 14, 15: utime, stime
+    time.sleep(0.1)
+with open(out, "w") as o:
+    if busy:
+        tid = max(busy, key=busy.get)
+        c = seen[tid]
+        cpu, n = c.most_common(1)[0]
+        o.write(f"cpu{cpu} {100 * n // sum(c.values())}%\n")
+    else:
+        o.write("?\n")
+PY
+}
+
+# run_one TOOL TARGETFILE RW BS QD -> prints "iops p50_us p99_us cpu_s_per_m where"
 run_one() {
-  local tool=$1 file=$2 rw=$3 bs=$4 qd=$5 out=$WORK/out.json tm=$WORK/time
-  local dir=read
+  local tool=$1 file=$2 rw=$3 bs=$4 qd=$5 out=$WORK/out.json tm=$WORK/time wh=$WORK/where
+  local dir=read pid
   [[ $rw == randwrite || $rw == write ]] && dir=write
   if [[ $tool == ours ]]; then
-    /usr/bin/time -f "%U %S" -o "$tm" taskset -c "$CPUS" "$BENCH" --filename="$file" \
+    /usr/bin/time -f "%U %S" -o "$tm" "${PIN[@]}" "$BENCH" --filename="$file" \
       --rw="$rw" --bs="$bs" --iodepth="$qd" --runtime="$RUNTIME" --time_based \
-      --size="$SIZE" --cpus="$CPUS" --output-format=json --output="$out" >/dev/null
-    jq -r --arg d "$dir" '"\(.[$d].iops) \(.[$d].lat_ns.p50 / 1000) \(.[$d].lat_ns.p99 / 1000) \(.ios)"' "$out"
+      --size="$SIZE" "${CPU_OPT[@]}" --output-format=json --output="$out" >/dev/null 2>"$WORK/err" &
   else
-    /usr/bin/time -f "%U %S" -o "$tm" taskset -c "$CPUS" fio --name=bench --filename="$file" \
+    /usr/bin/time -f "%U %S" -o "$tm" "${PIN[@]}" fio --name=bench --filename="$file" \
       --direct=1 --ioengine=io_uring --rw="$rw" --bs="$bs" --iodepth="$qd" \
       --runtime="$RUNTIME" --time_based --size="$SIZE" --norandommap --randrepeat=0 \
-      --lat_percentiles=1 --output-format=json --output="$out" >/dev/null
+      --lat_percentiles=1 --output-format=json --output="$out" >/dev/null &
+  fi
+  pid=$!
+  where "$pid" "$wh"
+  wait "$pid"
+  if [[ $tool == ours ]]; then
+    jq -r --arg d "$dir" '"\(.[$d].iops) \(.[$d].lat_ns.p50 / 1000) \(.[$d].lat_ns.p99 / 1000) \(.ios)"' "$out"
+  else
     jq -r --arg d "$dir" '.jobs[0] | "\(.[$d].iops) \(.[$d].lat_ns.percentile["50.000000"] / 1000) \(.[$d].lat_ns.percentile["99.000000"] / 1000) \(.[$d].total_ios)"' "$out"
-  fi | { read -r iops p50 p99 ios; read -r u s < "$tm"
-         awk -v i="$iops" -v a="$p50" -v b="$p99" -v n="$ios" -v u="$u" -v s="$s" \
-           'BEGIN { printf "%.0f %.1f %.1f %.3f\n", i, a, b, (u + s) / n * 1e6 }'; }
+  fi | { read -r iops p50 p99 ios; read -r u s < "$tm"; read -r w < "$wh"
+         awk -v i="$iops" -v a="$p50" -v b="$p99" -v n="$ios" -v u="$u" -v s="$s" -v w="$w" \
+           'BEGIN { printf "%.0f %.1f %.1f %.3f %s\n", i, a, b, (u + s) / n * 1e6, w }'; }
 }
 
 echo "# bench-block: $(date -u +%FT%TZ), kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# both tools under taskset -c $CPUS (blockbench worker pinned with --cpus=$CPUS); ${RUNTIME}s per run, $REPS rep(s), file size $SIZE"
+if [[ -n "$CPUS" ]]; then
+  echo "# both tools under taskset -c $CPUS (blockbench worker pinned with --cpus=$CPUS); ${RUNTIME}s per run, $REPS rep(s), file size $SIZE"
+else
+  echo "# no taskset: fio unpinned, blockbench's worker placed by the engine; ${RUNTIME}s per run, $REPS rep(s), file size $SIZE"
+fi
+for f in "$DISK_FILE" "$SHM_FILE"; do
+  "${PIN[@]}" "$BENCH" --filename="$f" --size="$SIZE" --rw=randread --bs=4k --runtime=0.05 \
+    --time_based "${CPU_OPT[@]}" --output-format=json --output="$WORK/probe.json" 2>/dev/null
+  echo "# $f: $(jq -r '.placement.device' "$WORK/probe.json")"
+  echo "#   blockbench placement: $(jq -r '.placement.summary' "$WORK/probe.json")"
+done
 echo "# fio $(fio --version) --ioengine=io_uring --direct=1 --norandommap --randrepeat=0 --lat_percentiles=1"
 echo "# latency: submission to completion for both (fio's lat = slat + clat; ours: Target::Read/Write call to result)"
 echo
-echo "| target | workload | fio IOPS | ours IOPS | IOPS ours/fio | fio p50/p99 µs | ours p50/p99 µs | fio CPU-s/M I/O | ours CPU-s/M I/O | CPU ours/fio |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| target | workload | fio IOPS | ours IOPS | IOPS ours/fio | fio p50/p99 µs | ours p50/p99 µs | fio CPU-s/M I/O | ours CPU-s/M I/O | CPU ours/fio | fio ran on | ours ran on |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
 for target in disk shm; do
   file=$DISK_FILE
   [[ $target == shm ]] && file=$SHM_FILE
@@ -105,11 +173,12 @@ for target in disk shm; do
     done
     # Median by IOPS over the repetitions.
     med() { printf '%s\n' "$@" | sort -n -k1,1 | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }'; }
-    read -r fi fp50 fp99 fcpu <<<"$(med "${fio_r[@]}")"
-    read -r oi op50 op99 ocpu <<<"$(med "${ours_r[@]}")"
+    read -r fi fp50 fp99 fcpu fwcpu fwshare <<<"$(med "${fio_r[@]}")"
+    read -r oi op50 op99 ocpu owcpu owshare <<<"$(med "${ours_r[@]}")"
     awk -v t="$target" -v w="$bs $rw QD$qd" -v fi="$fi" -v oi="$oi" -v fp50="$fp50" -v fp99="$fp99" \
-      -v op50="$op50" -v op99="$op99" -v fc="$fcpu" -v oc="$ocpu" 'BEGIN {
-        printf "| %s | %s | %d | %d | **%.2fx** | %s / %s | %s / %s | %.2f | %.2f | **%.2fx** |\n",
-          t, w, fi, oi, oi / fi, fp50, fp99, op50, op99, fc, oc, oc / fc }'
+      -v op50="$op50" -v op99="$op99" -v fc="$fcpu" -v oc="$ocpu" \
+      -v fw="$fwcpu $fwshare" -v ow="$owcpu $owshare" 'BEGIN {
+        printf "| %s | %s | %d | %d | **%.2fx** | %s / %s | %s / %s | %.2f | %.2f | **%.2fx** | %s | %s |\n",
+          t, w, fi, oi, oi / fi, fp50, fp99, op50, op99, fc, oc, oc / fc, fw, ow }'
   done
 done

@@ -26,6 +26,8 @@
 #                                  (default <build-dir>/nvme-qemu-results)
 #   RINGLINE_QEMU_MEM              guest memory in MiB (default 1024)
 #   RINGLINE_QEMU_NVME_POLL_QUEUES nvme.poll_queues for the guest (default 2; 0 = none)
+#   RINGLINE_QEMU_NVME_IOQPAIRS    the controller's max_ioqpairs (default QEMU's, 64);
+#                                  fewer than vCPUs + poll queues leaves CPUs sharing a queue
 #   RINGLINE_QEMU_EXTRA_MODULES    more guest kernel modules to load (space-separated;
 #                                  nbd, crc32c_generic and ext4 are always loaded)
 #   RINGLINE_QEMU_APPEND           extra guest kernel arguments
@@ -300,7 +302,7 @@ QEMU_ARGS=(
   # Management deallocate leaves the data in place.
   -drive "file=$TMP/ns1.img,if=none,id=ns1,format=raw,discard=unmap"
   -drive "file=$TMP/ns2.img,if=none,id=ns2,format=raw,discard=unmap"
-  -device "nvme,id=nvme0,serial=$SERIAL"
+  -device "nvme,id=nvme0,serial=$SERIAL${RINGLINE_QEMU_NVME_IOQPAIRS:+,max_ioqpairs=$RINGLINE_QEMU_NVME_IOQPAIRS}"
   -device "nvme-ns,drive=ns1,bus=nvme0,nsid=1,logical_block_size=$NS1_LBA,physical_block_size=$NS1_LBA"
   -device "nvme-ns,drive=ns2,bus=nvme0,nsid=2,logical_block_size=$NS2_LBA,physical_block_size=$NS2_LBA"
 )

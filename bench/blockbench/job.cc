@@ -139,9 +139,11 @@ Task<> RunJob(Worker& worker, const BenchOptions& o, JobResult* result, StartGat
     gate->Ready(false);
     worker.RequestStop();
   };
-  auto opened = block::OpenTarget(
-      worker, o.filename,
-      {.read_only = !o.writes(), .queue_depth = o.iodepth, .latency_histograms = false});
+  auto opened = block::OpenTarget(worker, o.filename,
+                                  {.read_only = !o.writes(),
+                                   .queue_depth = o.iodepth,
+                                   .latency_histograms = false,
+                                   .polled = o.hipri});
   if (!opened.ok()) {
     fail(opened.status());
     co_return;
@@ -149,6 +151,8 @@ Task<> RunJob(Worker& worker, const BenchOptions& o, JobResult* result, StartGat
   std::unique_ptr<block::Target> target = std::move(*opened);
   const block::Geometry& g = target->geometry();
   result->target_kind = KindOf(*target);
+  result->completion_cpus = g.completion_cpus;
+  if (auto* ns = dynamic_cast<block::NvmeNamespace*>(target.get())) result->polled = ns->polled();
   const uint64_t region = o.size ? o.size : g.size_bytes;
   if (o.bs % g.logical_block_size != 0) {
     fail(absl::InvalidArgumentError(absl::StrCat("--bs=", o.bs, " is not a multiple of the ",

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "latency_histogram.h"
@@ -58,8 +59,10 @@ struct JobResult {
   uint64_t errors = 0;
   LatencyHistogram lat[2];
   double elapsed_s = 0;
-  int cpu = -1;             // the CPU the job's worker was pinned to
-  std::string target_kind;  // "file", "block device", ...
+  int cpu = -1;                      // the CPU the job's worker was pinned to
+  std::vector<int> completion_cpus;  // the opened target's Geometry::completion_cpus
+  bool polled = false;               // completions polled (--hipri took effect)
+  std::string target_kind;           // "file", "block device", ...
 };
 
 // The job's main task, run on `worker`.

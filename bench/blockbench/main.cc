@@ -13,6 +13,7 @@
 #include "options.h"
 #include "report.h"
 #include "ringline/block/open.h"
+#include "ringline/block/placement.h"
 #include "ringline/runtime.h"
 #include "ringline/worker.h"
 
@@ -70,9 +71,19 @@ int Main(int argc, char** argv) {
   const BenchOptions o = *parsed;
   if (int rc = LayOut(o); rc != 0) return rc;
 
+  // Each job's worker runs where the target's completions arrive when the
+  // configuration allows (docs/architecture.md "Placement"), else one warning
+  // per target says what it costs and how to fix it.
+  const block::CompletionPlacement device = block::ProbeCompletionPlacement(o.filename);
+  const block::WorkerPlacement placement = block::PlaceWorkers(
+      o.numjobs, block::AllowedCpus(), o.cpus, {{o.filename, device}}, "--cpus=LIST");
+  for (const std::string& w : placement.warnings) {
+    std::fprintf(stderr, "ringline-blockbench: warning: %s\n", w.c_str());
+  }
+
   Config config;
   config.workers = o.numjobs;
-  config.cpus = o.cpus;
+  config.cpus = placement.worker_cpus;
   config.pin_workers = true;
   uint32_t sq = 256;
   while (sq < o.iodepth && sq < 4096) sq *= 2;
@@ -99,7 +110,8 @@ int Main(int argc, char** argv) {
     }
     return 1;
   }
-  const std::string report = RenderReport(o, results, gate.cpu_start(), gate.cpu_end());
+  const std::string report =
+      RenderReport(o, results, gate.cpu_start(), gate.cpu_end(), device, placement);
   if (!o.output.empty()) {
     FILE* f = std::fopen(o.output.c_str(), "w");
     if (!f) {

@@ -3,12 +3,14 @@
 #include <cctype>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "ringline/block/placement.h"
 
 namespace ringline::blockbench {
 
@@ -77,19 +79,13 @@ absl::StatusOr<double> ParseSeconds(const std::string& text) {
 }
 
 absl::StatusOr<std::vector<int>> ParseCpuList(const std::string& text) {
-  std::vector<int> out;
-  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
-    std::vector<absl::string_view> ends = absl::StrSplit(part, '-');
-    int lo = 0, hi = 0;
-    if (ends.size() > 2 || !absl::SimpleAtoi(ends[0], &lo) || !absl::SimpleAtoi(ends.back(), &hi) ||
-        lo < 0 || hi < lo || hi > 4095) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("not a CPU list: '", text, "' (e.g. 0 or 0,2 or 0-3)"));
-    }
-    for (int c = lo; c <= hi; ++c) out.push_back(c);
+  std::optional<block::CpuList> out = block::ParseCpuList(text);
+  if (!out) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not a CPU list: '", text, "' (e.g. 0 or 0,2 or 0-3)"));
   }
-  if (out.empty()) return absl::InvalidArgumentError("empty CPU list");
-  return out;
+  if (out->empty()) return absl::InvalidArgumentError("empty CPU list");
+  return *out;
 }
 
 absl::StatusOr<BenchOptions> ParseOptions(int argc, const char* const* argv) {
@@ -118,8 +114,13 @@ absl::StatusOr<BenchOptions> ParseOptions(int argc, const char* const* argv) {
   app.add_option("--output-format", output_format, "normal|json")
       ->check(CLI::IsMember({"normal", "json"}));
   app.add_option("--output", o.output, "write the report to this file");
-  app.add_option("--cpus,--cpus_allowed", cpus, "CPUs for the jobs' workers (0,1 or 0-1)");
+  app.add_option("--cpus,--cpus_allowed", cpus,
+                 "CPUs for the jobs' workers (0,1 or 0-1); default: the allowed CPUs, those on "
+                 "which the target's completions arrive first");
   app.add_option("--direct", direct, "accepted for fio compatibility; must be 1");
+  app.add_flag("--hipri", o.hipri,
+               "polled completions (NVMe passthrough on a namespace with poll queues; else "
+               "interrupts, with a warning)");
   app.add_option("--name", o.name, "job name (accepted for fio compatibility)");
   app.add_option("--ioengine", ioengine, "accepted and ignored (always ringline's io_uring path)");
   app.add_flag("--group_reporting,--norandommap,--thread", flag_ignored,

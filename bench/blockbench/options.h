@@ -29,9 +29,13 @@ struct BenchOptions {
   uint64_t size = 0;  // bytes of the target to use; 0 = all of it
   uint32_t rwmixread = 50;
   bool json = false;
-  std::string output;     // write the report here instead of stdout
-  std::vector<int> cpus;  // worker i runs on cpus[i % size]; empty = CPU i
+  std::string output;  // write the report here instead of stdout
+  // Worker i runs on cpus[i % size]. Empty: block::PlaceWorkers chooses from
+  // the allowed CPUs, those on which the target's completions arrive first.
+  std::vector<int> cpus;
   std::string name = "ringline";
+  // fio's --hipri: polled completions (TargetOptions::polled; NVMe passthrough).
+  bool hipri = false;
 
   bool random() const {
     return rw == RwMode::kRandRead || rw == RwMode::kRandWrite || rw == RwMode::kRandRw;
@@ -48,7 +52,7 @@ absl::StatusOr<BenchOptions> ParseOptions(int argc, const char* const* argv);
 absl::StatusOr<uint64_t> ParseSize(const std::string& text);
 // "5" / "5s" -> 5.0, "500ms" -> 0.5, "2m" -> 120.
 absl::StatusOr<double> ParseSeconds(const std::string& text);
-// "0,2-3" -> {0, 2, 3}.
+// "0,2-3" -> {0, 2, 3} (ascending, block::ParseCpuList).
 absl::StatusOr<std::vector<int>> ParseCpuList(const std::string& text);
 
 }  // namespace ringline::blockbench

@@ -31,7 +31,9 @@ std::string Human(double bytes_per_s) {
 }  // namespace
 
 std::string RenderReport(const BenchOptions& o, const std::vector<JobResult>& jobs,
-                         const rusage& cpu_start, const rusage& cpu_end) {
+                         const rusage& cpu_start, const rusage& cpu_end,
+                         const block::CompletionPlacement& device,
+                         const block::WorkerPlacement& workers) {
   LatencyHistogram lat[2], all;
   uint64_t ios[2] = {0, 0}, bytes[2] = {0, 0}, errors = 0;
   double elapsed = 0;
@@ -81,6 +83,8 @@ std::string RenderReport(const BenchOptions& o, const std::vector<JobResult>& jo
       e["job"] = i;
       e["cpu"] = jobs[i].cpu;
       e["target"] = jobs[i].target_kind;
+      e["completion_cpus"] = jobs[i].completion_cpus;
+      e["polled"] = jobs[i].polled;
       e["ios"] = jobs[i].ios[0] + jobs[i].ios[1];
       e["errors"] = jobs[i].errors;
       e["elapsed_s"] = jobs[i].elapsed_s;
@@ -88,6 +92,10 @@ std::string RenderReport(const BenchOptions& o, const std::vector<JobResult>& jo
       js.push_back(std::move(e));
     }
     j["jobs"] = std::move(js);
+    j["placement"] = {{"device", device.Describe()},
+                      {"worker_cpus", workers.worker_cpus},
+                      {"summary", workers.summary},
+                      {"warnings", workers.warnings}};
     return j.dump(2) + "\n";
   }
 
@@ -110,7 +118,8 @@ std::string RenderReport(const BenchOptions& o, const std::vector<JobResult>& jo
                          cpu_per_m);
   out += "  jobs:";
   for (std::size_t i = 0; i < jobs.size(); ++i) out += absl::StrFormat(" %u@cpu%d", i, jobs[i].cpu);
-  out += absl::StrFormat("\n  run: %.2fs, errors=%u\n", elapsed, errors);
+  out += absl::StrFormat("\n  placement: %s\n  device: %s\n", workers.summary, device.Describe());
+  out += absl::StrFormat("  run: %.2fs, errors=%u\n", elapsed, errors);
   return out;
 }
 

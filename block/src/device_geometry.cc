@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "ringline/block/placement.h"
 #include "ringline/io_result.h"
 #include "sysfs.h"
 
@@ -115,6 +116,8 @@ absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path, bool d
     g.supports_write_zeroes = true;
     // Reads after a discard are undefined for block devices in general.
     g.discard_zeroes_data = false;
+    g.completion_cpus = ProbeCompletionPlacementOfDevice(true, st.stx_rdev_major, st.stx_rdev_minor)
+                            .PreferredCpus();
   } else if (S_ISREG(st.stx_mode)) {
     uint32_t offset_align = 0;
     uint32_t mem_align = 0;
@@ -150,6 +153,9 @@ absl::StatusOr<ProbedDevice> ProbeDevice(int fd, const std::string& path, bool d
     g.supports_discard = true;       // PUNCH_HOLE; EOPNOTSUPP is reported if the fs lacks it
     g.supports_write_zeroes = true;  // ZERO_RANGE, else PUNCH_HOLE
     g.discard_zeroes_data = true;    // a punched hole reads as zeroes
+    // The filesystem's device (none for tmpfs: no preference).
+    g.completion_cpus =
+        ProbeCompletionPlacementOfDevice(true, st.stx_dev_major, st.stx_dev_minor).PreferredCpus();
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat(path, " is neither a regular file nor a block device"));

@@ -13,6 +13,8 @@
 // filesystem, at the cost of refusing 512-byte requests there.
 // Block devices: BLKSSZGET, BLKPBSZGET, BLKGETSIZE64, BLKROGET and
 // /sys/dev/block/MAJ:MIN/queue/* (the parent's queue for a partition).
+// Both: Geometry::completion_cpus from the device's queue interrupts (the
+// filesystem's device for a file; see ringline/block/placement.h).
 
 #include <string>
 

@@ -1,6 +1,5 @@
 #include "ringline/block/nvme_device.h"
 
-#include <dirent.h>
 #include <endian.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -118,23 +117,6 @@ std::string FixedString(const char* data, size_t len) {
   return s;
 }
 
-bool Exists(const std::string& path) {
-  struct stat st;
-  return stat(path.c_str(), &st) == 0;
-}
-
-std::vector<std::string> ListDir(const std::string& path) {
-  std::vector<std::string> names;
-  DIR* dir = opendir(path.c_str());
-  if (dir == nullptr) return names;
-  while (dirent* e = readdir(dir)) {
-    if (e->d_name[0] != '.') names.emplace_back(e->d_name);
-  }
-  closedir(dir);
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 // Parses the decimal number at the front of `s`, advancing it.
 bool ConsumeNumber(absl::string_view& s, uint32_t* out) {
   size_t n = 0;
@@ -192,13 +174,13 @@ uint32_t SysfsNsid(const std::string& block_name) {
 // The controller (nvmeC) whose sysfs directory holds namespace nvmeXnY,
 // either directly (no multipath) or as the path device nvmeXcCnY.
 std::string ControllerOfNamespace(uint32_t x, uint32_t y) {
-  for (const std::string& ctrl : ListDir("/sys/class/nvme")) {
+  for (const std::string& ctrl : ListSysfsDir("/sys/class/nvme")) {
     const ParsedName pc = ParseName(ctrl);
     if (pc.kind != ParsedName::kController) continue;
     const std::string dir = absl::StrCat("/sys/class/nvme/", ctrl, "/");
-    if (Exists(absl::StrCat(dir, "nvme", x, "n", y)) ||
-        Exists(absl::StrCat(dir, "nvme", x, "c", pc.a, "n", y)) ||
-        Exists(absl::StrCat(dir, "ng", x, "n", y))) {
+    if (SysfsExists(absl::StrCat(dir, "nvme", x, "n", y)) ||
+        SysfsExists(absl::StrCat(dir, "nvme", x, "c", pc.a, "n", y)) ||
+        SysfsExists(absl::StrCat(dir, "ng", x, "n", y))) {
       return ctrl;
     }
   }
@@ -447,7 +429,7 @@ absl::StatusOr<NvmeDevicePaths> ResolveNvmeDevice(std::string_view path_view) {
                    is_block ? ", block" : ", character", " device)");
   switch (pn.kind) {
     case ParsedName::kController:
-      if (is_block || !Exists(absl::StrCat("/sys/class/nvme/", kernel_name))) {
+      if (is_block || !SysfsExists(absl::StrCat("/sys/class/nvme/", kernel_name))) {
         return absl::InvalidArgumentError(not_nvme);
       }
       out.kind = NvmeDeviceKind::kController;
@@ -474,8 +456,8 @@ absl::StatusOr<NvmeDevicePaths> ResolveNvmeDevice(std::string_view path_view) {
   }
   const std::string block = absl::StrCat("nvme", pn.a, "n", pn.n);
   const std::string generic = absl::StrCat("ng", pn.a, "n", pn.n);
-  if (Exists(absl::StrCat("/sys/class/block/", block))) out.block_name = block;
-  if (Exists(absl::StrCat("/sys/class/nvme-generic/", generic))) out.generic_name = generic;
+  if (SysfsExists(absl::StrCat("/sys/class/block/", block))) out.block_name = block;
+  if (SysfsExists(absl::StrCat("/sys/class/nvme-generic/", generic))) out.generic_name = generic;
   // The node given always belongs to the result, even if its class link is
   // missing (older kernels have no nvme-generic class).
   if (out.kind == NvmeDeviceKind::kNamespaceBlock) out.block_name = block;
@@ -499,7 +481,8 @@ absl::StatusOr<uint64_t> KernelMaxTransferBytes(std::string_view block_name) {
 
 std::vector<std::string> NvmeControllerNamespaces(std::string_view controller_name) {
   std::vector<std::pair<uint32_t, std::string>> found;
-  for (const std::string& entry : ListDir(absl::StrCat("/sys/class/nvme/", AV(controller_name)))) {
+  for (const std::string& entry :
+       ListSysfsDir(absl::StrCat("/sys/class/nvme/", AV(controller_name)))) {
     const ParsedName p = ParseName(entry);
     std::string name;
     if (p.kind == ParsedName::kBlock) {

@@ -20,6 +20,8 @@
 #include "absl/strings/strip.h"
 #include "op_tags.h"
 #include "ringline/block/nvme_status.h"
+#include "ringline/block/placement.h"
+#include "ringline/internal/poll_ring.h"
 #include "ringline/io_result.h"
 #include "ringline/log.h"
 #include "ringline/operation.h"
@@ -501,6 +503,8 @@ Geometry NamespaceGeometry(const Identity& id, const std::string& block_name, ui
     }
     // Write protected (the kernel read the namespace attributes).
     if (auto ro = ReadSysfsUint(dir + "ro"); ro && *ro != 0) g.read_only = true;
+    // Passthrough commands use the block device's hardware queues.
+    g.completion_cpus = ProbeCompletionPlacementOfDisk(block_name).PreferredCpus();
   }
   g.volatile_write_cache = id.ctrl.volatile_write_cache;
   g.supports_fua = true;
@@ -550,7 +554,53 @@ absl::StatusOr<std::unique_ptr<NvmeNamespace>> NvmeNamespace::Open(Worker& worke
   t->max_segments_ = limits->max_segments;
   t->ns_info_ = std::move(id->ns);
   t->ctrl_info_ = std::move(id->ctrl);
+  if (options.polled) t->EnablePolling(nodes->block_name);
   return t;
+}
+
+NvmeNamespace::~NvmeNamespace() {
+  // Polled commands of destroyed tasks may still be in flight: the kernel
+  // holds its own reference to the file for them.
+  if (poll_ring_) (void)poll_ring_->RemoveFixedFile(poll_fixed_file_);
+}
+
+void NvmeNamespace::EnablePolling(const std::string& block_name) {
+  // 6.18 refuses polled passthrough without poll queues (EOPNOTSUPP); 6.1
+  // silently completes it by interrupt. Ask sysfs first so both say so.
+  const std::optional<uint64_t> io_poll =
+      block_name.empty()
+          ? std::nullopt
+          : ReadSysfsUint(absl::StrCat("/sys/class/block/", block_name, "/queue/io_poll"));
+  if (!io_poll || *io_poll == 0) {
+    RL_LOG_WARN(
+        "%s: polled completions asked for, but %s: using interrupts (load the nvme driver "
+        "with poll_queues=N, e.g. nvme.poll_queues=2 on the kernel command line)",
+        name(),
+        io_poll ? absl::StrCat(block_name, " has no poll queues (queue/io_poll is 0)")
+                : std::string("sysfs does not say whether the namespace has poll queues"));
+    return;
+  }
+  auto ring = worker().internals().poll_ring();
+  if (!ring.ok()) {
+    RL_LOG_WARN("%s: the kernel refused an IOPOLL ring (%s): using interrupts", name(),
+                std::string(ring.status().message()));
+    return;
+  }
+  auto index = (*ring)->InstallFixedFile(fd());
+  if (!index.ok()) {
+    RL_LOG_WARN("%s: cannot install the descriptor in the IOPOLL ring (%s): using interrupts",
+                name(), std::string(index.status().message()));
+    return;
+  }
+  poll_ring_ = *ring;
+  poll_fixed_file_ = *index;
+}
+
+void NvmeNamespace::DisablePolling(const std::string& why) {
+  RL_LOG_WARN("%s: %s: polled completions off, using interrupts from now on", name(), why);
+  (void)poll_ring_->RemoveFixedFile(poll_fixed_file_);
+  poll_ring_ = nullptr;
+  poll_fixed_file_ = -1;
 }
 
 // ---- requests ------------------------------------------------------------------
@@ -641,13 +691,15 @@ Task<BlockResult> NvmeNamespace::Run(Plan plan, Buffer buffer) {
   uint32_t failed = 0;  // the failing command's index
   const uint32_t commands = plan.Commands();
   const bool nothing = plan.opcode == kOpFlush ? !geometry().volatile_write_cache : plan.nlb == 0;
-  plan.fixed = plan.data && FixedUsable(buffer);
   while (!nothing) {
+    // Polled commands go to the IOPOLL ring, which has no registered buffers.
+    const bool polled = poll_ring_ != nullptr;
+    const int file = polled ? poll_fixed_file_ : fixed_file();
+    plan.fixed = !polled && plan.data && FixedUsable(buffer);
     if (commands == 1) [[likely]] {
       Permit permit = co_await limiter().Acquire();
-      res = co_await SubmitCommand128(kTagNvmeCmd,
-                                      OneCommandPrep{&plan, &buffer, nsid_, fixed_file()},
-                                      OneCommandFinish{&buffer});
+      res = co_await SubmitCommand128(kTagNvmeCmd, OneCommandPrep{&plan, &buffer, nsid_, file},
+                                      OneCommandFinish{&buffer}, polled);
     } else {
       // Several commands into one buffer: see Fanout for who owns what, when.
       FanoutOwner fan(new Fanout(worker(), std::move(buffer)));
@@ -655,8 +707,9 @@ Task<BlockResult> NvmeNamespace::Run(Plan plan, Buffer buffer) {
         Permit permit = co_await limiter().Acquire();
         if (fan->error_res() != 0) break;  // an earlier command failed meanwhile
         OpSlot& slot = fan->Start(i, std::move(permit));
-        io_uring_sqe* sqe = worker().internals().ring().GetSqe128();
-        plan.Fill(i, nsid_, fixed_file(), &fan->buffer(), slot, sqe);
+        io_uring_sqe* sqe =
+            polled ? poll_ring_->GetSqe128() : worker().internals().ring().GetSqe128();
+        plan.Fill(i, nsid_, file, &fan->buffer(), slot, sqe);
         io_uring_sqe_set_data64(sqe, slot.user_data().raw());
       }
       co_await fan->Drained();
@@ -666,8 +719,12 @@ Task<BlockResult> NvmeNamespace::Run(Plan plan, Buffer buffer) {
     }
     if (res == -EINVAL && plan.fixed) [[unlikely]] {
       NoteFixedUnusable(buffer);  // see above: retry on plain memory
-      plan.fixed = false;
       continue;
+    }
+    if (res == -EOPNOTSUPP && polled) [[unlikely]] {
+      // (Another request may have switched already.)
+      if (poll_ring_ != nullptr) DisablePolling("the kernel refused a polled command (EOPNOTSUPP)");
+      continue;  // retry by interrupt
     }
     break;
   }

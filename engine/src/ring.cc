@@ -29,6 +29,7 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(const RingOptions& o) {
   } else {
     p.flags |= IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
   }
+  if (o.iopoll) p.flags |= IORING_SETUP_IOPOLL;
   int ret = io_uring_queue_init_params(o.sq_entries, &ring->ring_, &p);
   if (ret < 0) {
     return ErrnoToStatus(ret, absl::StrCat("io_uring_setup(entries=", o.sq_entries, ", flags=0x",

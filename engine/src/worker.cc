@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "ringline/buffer_pool.h"
 #include "ringline/cancellation.h"
+#include "ringline/internal/poll_ring.h"
 #include "ringline/io_result.h"
 #include "ringline/log.h"
 #include "ringline/spawn.h"
@@ -155,7 +156,10 @@ void Worker::WaitAndDispatch(bool may_block) {
 
   unsigned wait_nr = 0;
   int64_t timeout_ns = -1;
-  if (may_block && ready_.empty() && deferred_.empty() && !messages_pending_) {
+  // Polled commands complete only when polled: never block in the main ring
+  // while any is in flight.
+  const bool polling = poll_ring_ && poll_ring_->in_flight() > 0;
+  if (may_block && !polling && ready_.empty() && deferred_.empty() && !messages_pending_) {
     wait_nr = 1;
     std::optional<Clock::time_point> wake;
     if (timers_.size() != 0) wake = timers_.NextDeadline();
@@ -181,6 +185,7 @@ void Worker::WaitAndDispatch(bool may_block) {
   });
   metrics_->cqes.Add(reaped);
   if (stale) metrics_->stale_cqes.Add(stale);
+  PollPollRing();
 
   metrics_->ops_in_flight.Set(slab_->in_flight());
   now_ = Clock::now();
@@ -267,12 +272,17 @@ void Worker::DrainRing() {
   slab_->CancelAll();
   const auto limit = Clock::now() + kDrainLimit;
   while (slab_->in_flight() > 0 && Clock::now() < limit) {
-    ring_->SubmitAndWait(1, 10'000'000);
+    // Polled commands are not cancelled; they finish when polled (below).
+    if (poll_ring_ && poll_ring_->in_flight() > 0)
+      ring_->SubmitAndWait(0, -1);
+    else
+      ring_->SubmitAndWait(1, 10'000'000);
     ring_->ForEachCompletion([this](const Completion& c) {
       if (UserData(c.user_data).tag() != OpTag::kCancel) {
         slab_->Dispatch(c.user_data, c.res, c.flags, c.big);
       }
     });
+    PollPollRing();
     // Woken waiters belong to destroyed tasks only if something is badly wrong;
     // nothing is resumed during the drain.
     while (ready_.Pop()) {

@@ -7,6 +7,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -93,7 +94,7 @@ TEST(BlockbenchRunTest, JsonReportHasTheDocumentedKeys) {
   unlink(out.c_str());
   for (const char* key :
        {"iops", "bw_bytes", "ios", "elapsed_s", "errors", "lat_ns", "read", "write", "cpu_user_s",
-        "cpu_sys_s", "cpu_s_per_million_ios", "jobs", "options"}) {
+        "cpu_sys_s", "cpu_s_per_million_ios", "jobs", "options", "placement"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
   for (const char* p : {"min", "mean", "max", "p50", "p90", "p99", "p99.9"}) {
@@ -111,6 +112,16 @@ TEST(BlockbenchRunTest, JsonReportHasTheDocumentedKeys) {
   EXPECT_GT(j["cpu_user_s"].get<double>() + j["cpu_sys_s"].get<double>(), 0);
   EXPECT_GT(j["cpu_s_per_million_ios"].get<double>(), 0);
   EXPECT_EQ(j["jobs"].size(), 1u);
+  // The job ran where the placement put it; a target with a completion
+  // preference gets its worker on one of those CPUs (one job, no --cpus),
+  // unless the CPUs allowed exclude them (then a warning says so).
+  ASSERT_EQ(j["placement"]["worker_cpus"].size(), 1u);
+  EXPECT_EQ(j["jobs"][0]["cpu"], j["placement"]["worker_cpus"][0]);
+  const auto local = j["jobs"][0]["completion_cpus"].get<std::vector<int>>();
+  if (!local.empty() && j["placement"]["warnings"].empty()) {
+    EXPECT_NE(std::find(local.begin(), local.end(), j["jobs"][0]["cpu"].get<int>()), local.end())
+        << j["placement"].dump();
+  }
 }
 
 }  // namespace

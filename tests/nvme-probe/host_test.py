@@ -237,7 +237,7 @@ URING_KEYS = ["schema_version", "command", "ok", "kernel", "io_uring_disabled", 
               "setup_flags", "opcodes", "memlock", "verdict", "problems", "warnings"]
 CHECK_KEYS = ["schema_version", "command", "ok", "target", "device", "kind", "access", "nsid",
               "size_bytes", "alignment", "geometry", "registered_buffers", "io_size", "region",
-              "reads", "verify", "warnings"]
+              "reads", "verify", "completion_placement", "warnings"]
 
 
 def test_uring():

@@ -25,6 +25,7 @@
 #include "blockserve/stats.h"
 #include "blockserve/version.h"
 #include "blockserve/worker_context.h"
+#include "ringline/block/placement.h"
 #include "ringline/combinators.h"
 #include "ringline/log.h"
 #include "ringline/net/listener.h"
@@ -325,6 +326,29 @@ Task<> WorkerMain(ringline::Worker& worker, Shared& shared) {
   }
 }
 
+// Every worker serves every export: put the workers where the exports'
+// completions arrive, as far as the CPUs allow (docs/architecture.md
+// "Placement"); log where each runs, and one warning per export that pays
+// cross-CPU wake-ups.
+std::vector<int> ChooseWorkerCpus(const ServerConfig& c) {
+  namespace block = ringline::block;
+  std::vector<block::PlacedTarget> targets;
+  for (const ExportConfig& e : c.exports) {
+    targets.push_back({absl::StrCat("export '", e.name, "' (", e.path, ")"),
+                       block::ProbeCompletionPlacement(e.path)});
+  }
+  const block::CpuList allowed = block::AllowedCpus();
+  const uint32_t workers = c.workers ? c.workers : static_cast<uint32_t>(allowed.size());
+  const block::WorkerPlacement plan = block::PlaceWorkers(
+      workers, allowed, {}, targets, "taskset -c LIST, with --workers at most that many");
+  for (const block::PlacedTarget& t : targets) {
+    RL_LOG_INFO("%s: %s", t.name, t.placement.Describe());
+  }
+  RL_LOG_INFO("placement: %s", plan.summary);
+  for (const std::string& w : plan.warnings) RL_LOG_WARN("%s", w);
+  return plan.worker_cpus;
+}
+
 }  // namespace
 }  // namespace blockserve
 
@@ -395,6 +419,7 @@ int main(int argc, char** argv) {
   auto signals = ringline::SignalShutdown::Install();
   ringline::Config rc;
   rc.workers = shared.config.workers;
+  rc.cpus = ChooseWorkerCpus(shared.config);
   rc.shutdown_grace = std::chrono::milliseconds(shared.config.shutdown_grace_ms);
   auto rt = ringline::Runtime::Start(
       rc, [&shared](ringline::Worker& w) -> ringline::Task<> { return WorkerMain(w, shared); });

@@ -5,13 +5,15 @@
 // (block::OpenTarget on a Worker: NVMe passthrough for a generic char device
 // /dev/ngXnY, O_DIRECT for a block device or a regular file), its geometry is
 // reported, and 4 KiB random reads run at QD1 and QD32 for --seconds each
-// (check_load.h). With --write a verify pass writes a pattern, flushes and
-// reads it back; that destroys data, so it is allowed on a regular file, and
-// on a device only when --i-know-this-destroys-data names the same device a
-// second time (a typo in one place then cannot wipe the wrong disk).
+// (check_load.h), on a CPU where the target's completions arrive when the
+// process may use one (ringline/block/placement.h). With --write a verify pass writes a pattern,
+// flushes and reads it back; that destroys data, so it is allowed on a regular file, and on a
+// device only when --i-know-this-destroys-data names the same device a second time (a typo in one
+// place then cannot wipe the wrong disk).
 //
 // Exit codes: 0 passed; 1 not found, not a usable target, an I/O error or a
 // verify mismatch; 2 usage (including a refused --write); 3 permission.
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,6 +37,7 @@
 #include "check_load.h"
 #include "commands.h"
 #include "output.h"
+#include "placement_report.h"
 #include "ringline/block/direct_file.h"
 #include "ringline/block/nvme_namespace.h"
 #include "ringline/block/nvme_status.h"
@@ -113,6 +116,10 @@ struct CheckReport {
   std::vector<ReadRun> reads;
   std::optional<VerifyResult> verify;
   std::vector<std::string> warnings;
+  // Where the target's completions arrive, and the CPU the check ran on
+  // (chosen by block::PlaceWorkers as the engine's tools choose it).
+  block::CompletionPlacement placement;
+  int cpu = -1;
 
   void Fail(absl::Status st, std::string_view kind) {
     status = std::move(st);
@@ -378,6 +385,9 @@ Json ReportJson(const CheckOptions& o, const CheckReport& r) {
   } else {
     doc["verify"] = nullptr;
   }
+  Json placement = PlacementJson(r.placement);
+  placement["cpu"] = r.cpu;
+  doc["completion_placement"] = std::move(placement);
   doc["warnings"] = r.warnings;
   return doc;
 }
@@ -397,6 +407,13 @@ void PrintText(const CheckOptions& o, const CheckReport& r) {
                                                     : BytesWithUnit(g.max_transfer_bytes));
   top.Add("Write cache", g.volatile_write_cache ? "volatile (flush needed for durability)"
                                                 : "none or non-volatile");
+  top.Add("Completions", PlacementCell(r.placement));
+  top.Add("Measured on",
+          absl::StrCat("CPU ", r.cpu,
+                       r.placement.HasPreference()
+                           ? (r.placement.IsLocal(r.cpu) ? " (completions arrive here)"
+                                                         : " (completions arrive elsewhere)")
+                           : ""));
   top.Add("Buffers", r.registered_buffers
                          ? Cell("registered (fixed buffers)", Highlight::kGood)
                          : Cell("not registered (plain memory)", Highlight::kWarn));
@@ -477,6 +494,13 @@ std::optional<std::string> RefuseWrite(const CheckOptions& o, const struct stat&
                       o.target);
 }
 
+bool PinThisThread(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof set, &set) == 0;
+}
+
 int RunCheck(const CheckOptions& o) {
   struct stat st;
   if (::stat(o.target.c_str(), &st) != 0) {
@@ -510,7 +534,20 @@ int RunCheck(const CheckOptions& o) {
                              verdict.message(), " (`nvme-probe uring` has the details)")),
                          nullptr, kErrorCannotRun);
   }
-  absl::StatusOr<std::unique_ptr<Worker>> worker = Worker::Create(Config{});
+  // Measure where the engine's tools would run the worker: on a CPU where
+  // the target's completions arrive, if this process may use one.
+  const block::CompletionPlacement placement = block::ProbeCompletionPlacement(o.target);
+  const block::WorkerPlacement plan = block::PlaceWorkers(
+      1, block::AllowedCpus(), {}, {{o.target, placement}}, "taskset -c LIST nvme-probe check");
+  Config worker_config;
+  worker_config.cpus = plan.worker_cpus;
+  if (!PinThisThread(plan.worker_cpus[0])) {
+    return ReportFailure(
+        o.format, kCommand,
+        ErrnoToStatus(-errno, absl::StrCat("pinning to CPU ", plan.worker_cpus[0])), nullptr,
+        kErrorSystem);
+  }
+  absl::StatusOr<std::unique_ptr<Worker>> worker = Worker::Create(worker_config);
   if (!worker.ok()) {
     return ReportFailure(o.format, kCommand, worker.status(), nullptr, kErrorSystem);
   }
@@ -524,6 +561,9 @@ int RunCheck(const CheckOptions& o) {
       report.Fail(absl::AbortedError("the worker stopped before the check finished"), kErrorSystem);
   }
   worker->reset();
+  report.placement = placement;
+  report.cpu = plan.worker_cpus[0];
+  report.warnings.insert(report.warnings.end(), plan.warnings.begin(), plan.warnings.end());
 
   if (report.usage_error) {
     std::cerr << "nvme-probe check: " << report.status.message() << '\n';

@@ -1,7 +1,8 @@
 // `nvme-probe info DEVICE`: what the block layer reads at open time, for a
 // namespace (/dev/ngXnY, /dev/nvmeXnY) or for every namespace of a
 // controller (/dev/nvmeX): maximum transfer, LBA formats, volatile write
-// cache, optional commands and the passthrough device.
+// cache, optional commands, the passthrough device and on which CPUs its
+// completions arrive (ringline/block/placement.h).
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -15,6 +16,7 @@
 #include "commands.h"
 #include "device.h"
 #include "output.h"
+#include "placement_report.h"
 #include "ringline/block/nvme_device.h"
 
 namespace ringline::nvme_probe {
@@ -36,7 +38,19 @@ struct NamespaceReport {
   NvmeDevicePaths paths;
   NvmeNamespaceInfo info;
   MaxTransfer max_transfer;
+  // On which CPUs its completions arrive (from its block device's queues).
+  block::CompletionPlacement placement;
 };
+
+block::CompletionPlacement PlacementOf(const NvmeDevicePaths& paths) {
+  if (paths.block_name.empty()) {
+    block::CompletionPlacement p;
+    p.kind = block::CompletionPlacement::Kind::kUnknown;
+    p.reason = "the namespace has no block device in sysfs";
+    return p;
+  }
+  return block::ProbeCompletionPlacementOfDisk(paths.block_name);
+}
 
 MaxTransfer MaxTransferFor(const NvmeDevicePaths& paths, const NvmeControllerInfo& ctrl) {
   if (!paths.block_name.empty()) {
@@ -132,7 +146,8 @@ Json NamespaceJson(const NamespaceReport& r) {
               {"thin_provisioning", n.thin_provisioning},
               {"deallocated_reads_zeroes", n.deallocated_reads_zeroes},
               {"optimal_io_boundary_lbas", n.optimal_io_boundary_lbas},
-              {"max_transfer", MaxTransferJson(r.max_transfer)}};
+              {"max_transfer", MaxTransferJson(r.max_transfer)},
+              {"completion_placement", PlacementJson(r.placement)}};
 }
 
 void PrintText(const NvmeDevicePaths& device, const NvmeControllerInfo& c,
@@ -200,6 +215,7 @@ void PrintText(const NvmeDevicePaths& device, const NvmeControllerInfo& c,
                                ? std::string("no limit reported")
                                : absl::StrCat(BytesWithUnit(r.max_transfer.bytes), " [",
                                               r.max_transfer.detail, "]"));
+    ns.Add("Completions", PlacementCell(r.placement));
     ns.Add("Thin provisioning", YesNo(n.thin_provisioning));
     ns.Add("Deallocated reads zeroes", YesNo(n.deallocated_reads_zeroes));
     if (n.optimal_io_boundary_lbas != 0) {
@@ -248,7 +264,9 @@ int RunInfo(const std::string& path, OutputFormat format) {
       absl::StatusOr<NvmeNamespaceInfo> info = block::IdentifyNamespace(fd, ns_paths->nsid);
       if (!info.ok()) return ReportFailure(format, kCommand, info.status(), std::move(doc));
       MaxTransfer mt = MaxTransferFor(*ns_paths, *ctrl);
-      namespaces.push_back({*std::move(ns_paths), *std::move(info), std::move(mt)});
+      block::CompletionPlacement placement = PlacementOf(*ns_paths);
+      namespaces.push_back(
+          {*std::move(ns_paths), *std::move(info), std::move(mt), std::move(placement)});
     }
   } else {
     uint32_t nsid = paths.nsid;
@@ -262,7 +280,9 @@ int RunInfo(const std::string& path, OutputFormat format) {
     NvmeDevicePaths ns_paths = paths;
     ns_paths.nsid = nsid;
     MaxTransfer mt = MaxTransferFor(ns_paths, *ctrl);
-    namespaces.push_back({std::move(ns_paths), *std::move(info), std::move(mt)});
+    block::CompletionPlacement placement = PlacementOf(ns_paths);
+    namespaces.push_back(
+        {std::move(ns_paths), *std::move(info), std::move(mt), std::move(placement)});
   }
 
   // The device's limit: its namespace's, or for a controller the smallest

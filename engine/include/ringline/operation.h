@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "ringline/internal/op_slab.h"
+#include "ringline/internal/poll_ring.h"
 #include "ringline/internal/promise_base.h"
 #include "ringline/io_result.h"
 #include "ringline/worker.h"
@@ -36,6 +37,9 @@ enum class SqeKind : uint8_t {
   // IORING_OP_URING_CMD (e.g. NVMe passthrough; liburing 2.3's prep helpers
   // do not clear it).
   kCommand128,
+  // The same on the worker's IOPOLL ring (internal/poll_ring.h), which the
+  // caller has created (Worker::internals().poll_ring()) before submitting.
+  kPolledCommand128,
 };
 
 template <typename Prep, typename Finish = DefaultFinish>
@@ -61,8 +65,18 @@ class [[nodiscard]] OpAwaiter {
   void await_suspend(std::coroutine_handle<P> h) {
     worker_ = &Worker::Current();
     OpSlot& slot = worker_->internals().slab().Allocate(tag_);
-    io_uring_sqe* sqe = sqe_kind_ == SqeKind::kCommand128 ? worker_->internals().ring().GetSqe128()
-                                                          : worker_->internals().ring().GetSqe();
+    io_uring_sqe* sqe;
+    switch (sqe_kind_) {
+      case SqeKind::kCommand128:
+        sqe = worker_->internals().ring().GetSqe128();
+        break;
+      case SqeKind::kPolledCommand128:
+        sqe = (*worker_->internals().poll_ring())->GetSqe128();
+        break;
+      default:
+        sqe = worker_->internals().ring().GetSqe();
+        break;
+    }
     prep_(sqe, slot);
     io_uring_sqe_set_data64(sqe, slot.user_data().raw());
     worker_->internals().slab().SetWaiter(slot, &h.promise());
@@ -94,8 +108,9 @@ OpAwaiter<Prep, Finish> Submit(OpTag tag, Prep prep, Finish finish) {
 }
 // Submit() on a cleared 128-byte entry (SqeKind::kCommand128).
 template <typename Prep, typename Finish>
-OpAwaiter<Prep, Finish> SubmitCommand128(OpTag tag, Prep prep, Finish finish) {
-  return OpAwaiter<Prep, Finish>(tag, std::move(prep), std::move(finish), SqeKind::kCommand128);
+OpAwaiter<Prep, Finish> SubmitCommand128(OpTag tag, Prep prep, Finish finish, bool polled = false) {
+  return OpAwaiter<Prep, Finish>(tag, std::move(prep), std::move(finish),
+                                 polled ? SqeKind::kPolledCommand128 : SqeKind::kCommand128);
 }
 
 // A no-op through the ring (benchmarks, tests, a cheap yield via the kernel).

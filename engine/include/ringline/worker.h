@@ -44,6 +44,7 @@ namespace internal {
 class WorkerInternals;
 }
 class BufferPool;
+class PollRing;
 class CancellationSource;
 class CancellationToken;
 
@@ -170,6 +171,10 @@ class Worker {
   // Spawned tasks (spawn.h).
   void AdoptRoot(detail::RootPromiseBase* root);
   void ForgetRoot(detail::RootPromiseBase* root);
+  // The IOPOLL ring, created on first use (internal/poll_ring.h).
+  absl::StatusOr<PollRing*> GetPollRing();
+  // Polls it when anything is in flight there (poll_ring.cc).
+  void PollPollRing();
 
   // Inline: every operation looks its worker up (Current()) on submission.
   static inline thread_local Worker* t_current_ = nullptr;
@@ -201,6 +206,7 @@ class Worker {
   std::vector<WorkerService*> before_submit_;  // services owned by services_
   std::vector<WorkerService*> before_submit_running_;
   std::unique_ptr<OpSlab> slab_;
+  std::unique_ptr<PollRing> poll_ring_;  // null until a polled target asks for it
   TimerQueue timers_;
   Clock::time_point now_;
 
@@ -239,6 +245,9 @@ class WorkerInternals {
   void DetachPool(BufferPool* pool) { w_.DetachPool(pool); }
   void AdoptRoot(detail::RootPromiseBase* root) { w_.AdoptRoot(root); }
   void ForgetRoot(detail::RootPromiseBase* root) { w_.ForgetRoot(root); }
+  // The worker's IOPOLL ring (internal/poll_ring.h), created on first call;
+  // fails when the kernel refuses one.
+  absl::StatusOr<PollRing*> poll_ring() { return w_.GetPollRing(); }
 
  private:
   Worker& w_;

@@ -151,6 +151,11 @@ class NvmeNamespace final : public TargetBase {
   uint32_t fixed_buffer_fallbacks() const { return fixed_fallbacks_; }
   // The namespace queue's max_segments (sysfs; 0 if unknown).
   uint32_t max_segments() const { return max_segments_; }
+  // True while commands complete by polling (TargetOptions::polled, and the
+  // namespace and kernel allow it); false after a fallback to interrupts.
+  bool polled() const { return poll_ring_ != nullptr; }
+
+  ~NvmeNamespace() override;
 
   // Internal: one request's command plan (nvme_namespace.cc).
   struct Plan;
@@ -171,6 +176,10 @@ class NvmeNamespace final : public TargetBase {
   // Every data-path request: one command or a split.
   Task<BlockResult> Run(Plan plan, Buffer buffer);
   bool FixedUsable(const Buffer& buffer) const;
+  // TargetOptions::polled: sets up polled completion, or warns why not.
+  void EnablePolling(const std::string& block_name);
+  // Back to interrupts, with one warning saying `why`.
+  void DisablePolling(const std::string& why);
   void NoteFixedUnusable(const Buffer& buffer);
   bool AddressOk(const Buffer& b) const { return IsAligned(b.data(), geometry().memory_alignment); }
 
@@ -185,6 +194,11 @@ class NvmeNamespace final : public TargetBase {
   std::vector<bool> fixed_unusable_;  // by registered buffer index
   NvmeNamespaceInfo ns_info_;
   NvmeControllerInfo ctrl_info_;
+  // TargetOptions::polled: the worker's IOPOLL ring (it outlives this target)
+  // and this namespace's descriptor in its fixed-file table; null and -1 when
+  // commands complete by interrupt.
+  PollRing* poll_ring_ = nullptr;
+  int poll_fixed_file_ = -1;
 };
 
 }  // namespace ringline::block

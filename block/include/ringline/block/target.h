@@ -43,6 +43,13 @@ struct Geometry {
   // (O_DIRECT, memory file systems, NVMe passthrough); NBD servers advertise
   // NBD_CMD_CACHE only when this is true.
   bool supports_cache = false;
+  // The CPUs on which the device's completions arrive for requests submitted
+  // on that same CPU (its queue's interrupt targets it), ascending: a worker
+  // that uses the target waits least there (ringline/block/placement.h has
+  // the whole picture and PlaceWorkers). Empty when no CPU is better than
+  // another: no device (tmpfs), completions local everywhere (one queue per
+  // CPU), or not known.
+  std::vector<int> completion_cpus;
 };
 
 enum class OpKind : uint8_t { kRead, kWrite, kFlush, kDiscard, kWriteZeroes };
@@ -133,6 +140,14 @@ struct TargetOptions {
   uint64_t create_size = 0;
   // Files and block devices: O_DIRECT or the page cache (see CacheMode).
   CacheMode cache = CacheMode::kAuto;
+  // NVMe passthrough: complete reads, writes, flushes, write-zeroes and
+  // deallocates by polling the namespace's poll queues (the worker's
+  // IORING_SETUP_IOPOLL ring) instead of by interrupt: the worker spins while
+  // such commands are in flight. Opt-in. Where the namespace has no poll
+  // queues (queue/io_poll is 0: load nvme with poll_queues=N) or the kernel
+  // refuses a polled ring or command, the target uses interrupts and says so
+  // in one warning. Polled commands use plain (not registered) buffers.
+  bool polled = false;
 };
 
 class Target {

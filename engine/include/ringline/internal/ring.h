@@ -39,6 +39,11 @@ struct RingOptions {
   // Sparse registered-buffer table entries (a BufferPool registers its memory
   // in pieces of at most BufferPool::Options::max_registration_bytes).
   uint32_t registered_buffers = 1024;
+  // IORING_SETUP_IOPOLL: completions are polled from the device's poll
+  // queues instead of arriving by interrupt. Such a ring takes only polled
+  // storage commands (O_DIRECT, NVMe passthrough), never sockets or eventfd
+  // reads: the worker keeps one beside its main ring (internal/poll_ring.h).
+  bool iopoll = false;
 };
 
 // One completion copied out of the CQ (CQE32: `big` holds the extra 16 bytes).
