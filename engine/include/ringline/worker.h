@@ -129,7 +129,7 @@ class Worker {
   }
   // Yields: the task is resumed after the others that are ready, in a later
   // iteration (after the ring was submitted and reaped).
-  class YieldAwaiter {
+  class [[nodiscard]] YieldAwaiter {
    public:
     explicit YieldAwaiter(Worker* w) : w_(w) {}
     bool await_ready() const noexcept { return false; }
