@@ -142,9 +142,31 @@ template <typename P>
 concept RecvParser = std::invocable<P&, std::span<const uint8_t>> &&
     detail::IsParseResult<std::invoke_result_t<P&, std::span<const uint8_t>>>::value;
 
+namespace detail {
+// Defined for every type (void for what is not a parser), so that the
+// signature of recv() substitutes cleanly and the RecvParser constraint is
+// what rejects a wrong parser, on every compiler.
+template <typename R>
+struct ParseValueOf {
+  using type = void;
+};
+template <typename T>
+struct ParseValueOf<ParseResult<T>> {
+  using type = T;
+};
+template <typename P, typename = void>
+struct ParserValue {
+  using type = void;
+};
+template <typename P>
+struct ParserValue<P, std::enable_if_t<std::is_invocable_v<P&, std::span<const uint8_t>>>> {
+  using type = typename ParseValueOf<std::invoke_result_t<P&, std::span<const uint8_t>>>::type;
+};
+}  // namespace detail
+
 // The message type T of a RecvParser returning ParseResult<T>.
-template <RecvParser P>
-using ParsedValue = typename std::invoke_result_t<P&, std::span<const uint8_t>>::value_type;
+template <typename P>
+using ParsedValue = typename detail::ParserValue<P>::type;
 
 // The result of a send that owned Buffers: they come back once the kernel is done.
 struct SendResult {
