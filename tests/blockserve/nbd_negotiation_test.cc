@@ -16,16 +16,14 @@ namespace {
 using test_util::Bytes;
 using test_util::Drive;
 using test_util::DriveResult;
+using test_util::EventAs;
 using test_util::FakeCatalog;
 using test_util::Greeting;
+using test_util::kBoth;
+using test_util::kDiskFlags;
+using test_util::kDiskSize;
 using test_util::Wire;
 using test_util::WritableInfo;
-
-// Transmission flags of WritableInfo(): HAS_FLAGS | SEND_FLUSH | SEND_FUA |
-// SEND_TRIM | SEND_WRITE_ZEROES = 0x01 | 0x04 | 0x08 | 0x20 | 0x40.
-constexpr uint16_t kDiskFlags = 0x006d;
-constexpr uint64_t kDiskSize = 1 << 20;
-constexpr uint32_t kBoth = kClientFlagFixedNewstyle | kClientFlagNoZeroes;
 
 ExportInfo ReadOnlyInfo() {
   ExportInfo info;
@@ -58,18 +56,10 @@ class NegotiationTest : public ::testing::Test {
     return o;
   }
 
-  // Expected server output: the greeting followed by `rest`.
-  static Bytes Expect(const Bytes& rest) { return Wire().Raw(Greeting()).Raw(rest); }
+  static Bytes Expect(const Bytes& rest) { return test_util::AfterGreeting(rest); }
 
   FakeCatalog catalog_;
 };
-
-template <typename T>
-const T& EventAs(const DriveResult& run, size_t i = 0) {
-  EXPECT_LT(i, run.events.size());
-  EXPECT_TRUE(std::holds_alternative<T>(run.events.at(i))) << "event " << i;
-  return std::get<T>(run.events.at(i));
-}
 
 // ---- Greeting and client flags ---------------------------------------------------
 
@@ -504,6 +494,32 @@ TEST_F(NegotiationTest, TooManyOptionsCloses) {
   EXPECT_EQ(run.output,
             Expect(Wire().Reply(kOptStructuredReply, kRepAck).Reply(kOptStructuredReply, kRepAck)));
   EXPECT_EQ(EventAs<Close>(run).reason, CloseReason::kTooManyOptions);
+}
+
+TEST_F(NegotiationTest, AnOptionAnnouncingMoreThanTheHardLimitClosesAtOnce) {
+  // Up to the limit an unknown option is skipped and answered; one byte more,
+  // or 4 GiB, closes before any data arrives, whatever the option.
+  NegotiationOptions options = Options();
+  options.max_announced_option_length = 1000;
+  {
+    Negotiator n(catalog_, options);
+    const DriveResult run =
+        Drive(n, Wire().U32(kBoth).Option(kOptPeekExport, Bytes(1000, 0)).Option(kOptAbort));
+    EXPECT_EQ(run.output,
+              Expect(Wire()
+                         .Reply(kOptPeekExport, kRepErrUnsup, "option 4 is not supported")
+                         .Reply(kOptAbort, kRepAck)));
+  }
+  for (uint32_t option : {kOptPeekExport, kOptGo, kOptExportName, kOptSetMetaContext}) {
+    for (uint32_t length : {1001u, 0xffffffffu}) {
+      Negotiator n(catalog_, options);
+      const DriveResult run = Drive(n, Wire().U32(kBoth).Str("IHAVEOPT").U32(option).U32(length));
+      EXPECT_EQ(run.output, Expect(Wire())) << OptionName(option);  // the greeting only
+      EXPECT_EQ(EventAs<Close>(run).reason, CloseReason::kOptionTooLong) << OptionName(option);
+    }
+  }
+  // The default limit admits the longest option the protocol defines.
+  EXPECT_GE(NegotiationOptions().max_announced_option_length, 4u + 4096 + 2 + 2 * 65535);
 }
 
 TEST_F(NegotiationTest, ShutdownRefusesOptionsButAcknowledgesAbort) {

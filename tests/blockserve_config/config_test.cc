@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -94,6 +96,42 @@ TEST(ConfigTest, TomlErrorsNameTheKey) {
   EXPECT_NE(LoadConfigFile(p, &c).message().find("export[0].path"), std::string::npos);
   p = WriteTemp("port = \n");
   EXPECT_NE(LoadConfigFile(p, &c).message().find(":1:"), std::string::npos) << "line number";
+}
+
+TEST(ConfigTest, FaultRulesFillTheExportOrNameTheBuildOption) {
+  namespace blk = ringline::block;
+  ServerConfig c;
+  const std::string p = WriteTemp(
+      "[[export]]\nname = \"f\"\npath = \"/tmp/f.img\"\nfault_seed = 9\n"
+      "[[export.fault]]\nops = [\"flush\"]\nskip = 1\nlimit = 2\nerror = \"EIO\"\n"
+      "when = \"after\"\n"
+      "[[export.fault]]\nops = [\"write\", \"trim\"]\noffset = \"1M\"\nlength = 4096\n"
+      "probability = 0.25\nerror = \"ENOSPC\"\nlatency_ms = 2.5\n");
+  const absl::Status st = LoadConfigFile(p, &c);
+  if (!FaultInjectionBuiltIn()) {
+    EXPECT_NE(st.message().find("export[0].fault: fault injection is not built into this "
+                                "blockserve: configure it with -DRINGLINE_FAULT_INJECTION=ON"),
+              std::string::npos)
+        << st;
+    return;
+  }
+  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_EQ(c.exports.size(), 1u);
+  const ExportConfig& e = c.exports[0];
+  EXPECT_EQ(e.fault_seed, 9u);
+  ASSERT_EQ(e.faults.size(), 2u);
+  EXPECT_EQ(e.faults[0].ops, blk::OpBit(blk::OpKind::kFlush));
+  EXPECT_EQ(e.faults[0].skip, 1u);
+  EXPECT_EQ(e.faults[0].limit, 2u);
+  EXPECT_EQ(e.faults[0].error, EIO);
+  EXPECT_EQ(e.faults[0].timing, blk::FaultTiming::kAfter);
+  EXPECT_EQ(e.faults[1].ops, blk::OpBit(blk::OpKind::kWrite) | blk::OpBit(blk::OpKind::kDiscard));
+  EXPECT_EQ(e.faults[1].offset, 1u << 20);
+  EXPECT_EQ(e.faults[1].length, 4096u);
+  EXPECT_DOUBLE_EQ(e.faults[1].probability, 0.25);
+  EXPECT_EQ(e.faults[1].error, ENOSPC);
+  EXPECT_EQ(e.faults[1].timing, blk::FaultTiming::kInstead);
+  EXPECT_EQ(e.faults[1].latency, std::chrono::microseconds(2500));
 }
 
 TEST(ConfigTest, BadCacheModeNamesTheField) {
@@ -253,6 +291,63 @@ TEST(ServiceCliTest, FlagsAndTheirErrors) {
   EXPECT_NE(out.find(bad + ":2: the key is not an even number of hex digits"), std::string::npos)
       << out;
   std::remove(bad.c_str());
+}
+
+// ---- fairness: per-connection budgets, buffer memory, io-timeout ----------------
+
+TEST(FairnessConfigTest, DefaultsAdmitANormalClientAndOneRequestUpToTheLimit) {
+  const ServerConfig c;
+  EXPECT_EQ(c.max_in_flight, 128u);
+  EXPECT_EQ(c.max_in_flight_bytes, 32u << 20);  // fio QD32 x 128k is 4 MiB, nbdcopy 16 MiB
+  EXPECT_EQ(c.buffer_memory, uint64_t{1} << 30);
+  EXPECT_EQ(c.io_timeout_s, 30u);
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+}
+
+TEST(FairnessConfigTest, TomlKeysTakeSizesAsTextOrBytes) {
+  const std::string p = WriteTemp(
+      "max_in_flight = 16\nmax_in_flight_bytes = \"8M\"\nbuffer_memory = 268435456\n"
+      "io_timeout = 0\n");
+  ServerConfig c;
+  ASSERT_TRUE(LoadConfigFile(p, &c).ok());
+  EXPECT_EQ(c.max_in_flight, 16u);
+  EXPECT_EQ(c.max_in_flight_bytes, 8u << 20);
+  EXPECT_EQ(c.buffer_memory, 256u << 20);
+  EXPECT_EQ(c.io_timeout_s, 0u);
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+  std::remove(p.c_str());
+}
+
+TEST(FairnessConfigTest, BadValuesNameTheKeyAndTheRange) {
+  ServerConfig c;
+  std::string p = WriteTemp("max_in_flight = 2000\n");
+  EXPECT_NE(LoadConfigFile(p, &c).message().find("'max_in_flight' must be an integer"),
+            std::string::npos);
+  p = WriteTemp("buffer_memory = \"a lot\"\n");
+  EXPECT_NE(LoadConfigFile(p, &c).message().find("'buffer_memory'"), std::string::npos);
+  p = WriteTemp("io_timeout = 4000\n");
+  EXPECT_NE(LoadConfigFile(p, &c).message().find("'io_timeout' must be an integer"),
+            std::string::npos);
+  c = ServerConfig{};
+  c.max_in_flight = 0;
+  EXPECT_NE(c.Validate().message().find("max_in_flight: 0 is out of range: use 1..1024"),
+            std::string::npos)
+      << c.Validate();
+  c = ServerConfig{};
+  c.max_in_flight_bytes = 4096;
+  EXPECT_NE(c.Validate().message().find("max_in_flight_bytes"), std::string::npos);
+  c = ServerConfig{};
+  c.buffer_memory = uint64_t{2} << 40;
+  EXPECT_NE(c.Validate().message().find("buffer_memory"), std::string::npos);
+  c = ServerConfig{};
+  c.io_timeout_s = 3601;
+  EXPECT_NE(c.Validate().message().find("io_timeout"), std::string::npos);
+  std::string out;
+  EXPECT_EQ(RunBlockserve("--max-in-flight-bytes 12Q", &out), 2);
+  EXPECT_NE(out.find("--max-in-flight-bytes"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(RunBlockserve("--io-timeout -3", &out), 2);
+  EXPECT_NE(out.find("--io-timeout"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -48,7 +48,12 @@ struct Shared {
   // One per export, shared by the workers (each opens its own target on the
   // same path): orders read-modify-writes across all of them.
   std::vector<std::unique_ptr<WriteOrder>> orders;
+  // One per export, shared by the workers: its health (poisoned by a failed
+  // flush) and fault plan (export_table.h).
+  std::vector<std::unique_ptr<ExportState>> states;
   std::shared_ptr<net::TlsServerContext> tls;
+  // --buffer-memory: request buffers beyond the workers' pools (request_memory.h).
+  std::unique_ptr<BufferBudget> budget;
   std::mutex mu;
   ringline::Runtime* runtime = nullptr;  // guarded by mu; set once Start returned
   absl::Status first_error;              // guarded by mu: a worker that could not start
@@ -191,18 +196,22 @@ Task<> AcceptLoop(WorkerContext& ctx, net::Listener& listener, Shared& shared) {
 absl::Status SetUp(WorkerContext& ctx, Shared& shared) {
   std::vector<WriteOrder*> orders;
   for (auto& o : shared.orders) orders.push_back(o.get());
-  auto table = ExportTable::Open(ctx.worker, shared.config, orders);
+  std::vector<ExportState*> states;
+  for (auto& s : shared.states) states.push_back(s.get());
+  auto table = ExportTable::Open(ctx.worker, shared.config, orders, states);
   if (!table.ok()) return table.status();
   ctx.exports = std::move(*table);
   ctx.tls = shared.tls;
+  ctx.budget = shared.budget.get();
   // Registered (pinned, resident) buffers for requests up to 256 KiB: 128 per
-  // worker, as many as one connection keeps in flight; beyond that requests
-  // wait for a buffer in FIFO order. Larger requests (up to --max-request) are
-  // rare: unregistered, and resident only once used. A request's buffer also
-  // holds an unaligned request's covering range: up to one alignment unit
-  // (at most 64 KiB) more on each side. The worker's memory for them is
-  // bounded by their count: at most four, fewer for a large limit (at most
-  // 512 MiB, or one buffer); a request waits for a free one.
+  // worker, as many as one connection keeps in flight. Larger requests (up to
+  // --max-request) are rare: unregistered, and resident only once used. A
+  // request's buffer also holds an unaligned request's covering range: up to
+  // one alignment unit (at most 64 KiB) more on each side. The worker keeps at
+  // most four large ones, fewer for a large limit (at most 512 MiB, or one
+  // buffer). The pools are the steady-state cache, not a limit: when one is
+  // empty a request's buffer is allocated against --buffer-memory, and only
+  // when that is spent too does it wait for a pool buffer (request_memory.h).
   auto small = ringline::BufferPool::Create(ctx.worker, {.buffer_size = 256 * 1024, .count = 128});
   if (!small.ok()) return small.status();
   ctx.small = std::move(*small);
@@ -270,8 +279,11 @@ Task<> WorkerMain(ringline::Worker& worker, Shared& shared) {
         }
         std::vector<const WriteOrder*> orders;
         for (const auto& o : shared.orders) orders.push_back(o.get());
+        std::vector<const ExportState*> states;
+        for (const auto& s : shared.states) states.push_back(s.get());
         return RenderPrometheus(names, ws, rt ? rt->Metrics() : ringline::MetricsSnapshot{},
-                                orders);
+                                orders) +
+               RenderExportStates(states);
       }));
     }
   }
@@ -369,8 +381,15 @@ int main(int argc, char** argv) {
   for (uint32_t i = 0; i < shared.config.workers; ++i) {
     shared.stats.push_back(std::make_unique<WorkerStats>(shared.config.exports.size()));
   }
+  shared.budget = std::make_unique<BufferBudget>(shared.config.buffer_memory);
   for (std::size_t i = 0; i < shared.config.exports.size(); ++i) {
     shared.orders.push_back(std::make_unique<WriteOrder>(shared.config.workers));
+    auto state = ExportState::Create(shared.config.exports[i]);
+    if (!state.ok()) {
+      std::fprintf(stderr, "blockserve: %s\n", std::string(state.status().message()).c_str());
+      return 1;
+    }
+    shared.states.push_back(std::move(*state));
   }
 
   auto signals = ringline::SignalShutdown::Install();
@@ -394,6 +413,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "blockserve: %s\n", std::string(shared.first_error.message()).c_str());
     return 1;
   }
+  // A poisoned export could not be flushed at the stop either: the stop was
+  // not clean, and the exit status says so (a supervisor sees a failure).
+  bool poisoned = false;
+  for (const auto& s : shared.states) {
+    if (!s->poisoned()) continue;
+    poisoned = true;
+    std::fprintf(stderr,
+                 "blockserve: export '%s' is poisoned (a flush failed with %s): writes "
+                 "acknowledged before that failure may not be durable\n",
+                 s->name().c_str(), ringline::ErrnoName(s->poison_errno()));
+  }
+  if (poisoned) return 1;
   RL_LOG_INFO("blockserve stopped");
   return 0;
 }
