@@ -21,6 +21,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -39,7 +40,9 @@ namespace ringline {
 
 namespace detail {
 class RootPromiseBase;
-}
+struct RuntimeShared;
+struct PeerRouting;
+}  // namespace detail
 namespace internal {
 class WorkerInternals;
 }
@@ -101,12 +104,22 @@ class Worker {
   // and the destruction of the remaining tasks.
   void RunUntilStopped();
 
-  // Thread-safe. Runs `m` on this worker's thread; false if the queue is full.
-  bool Post(Message m);
+  // Thread-safe. Runs `m` on this worker's thread; false if the queue is full
+  // (or the worker is being destroyed).
+  bool Post(Message m) { return TryPost(m); }
+  // Thread-safe. Post() that leaves `m` with the caller when it fails.
+  bool TryPost(Message& m) { return PostMessage(m, /*bypass_capacity=*/false); }
   // Thread-safe. Starts shutdown: the stop token is cancelled, and once every
   // task is done or the grace period is over, the loop ends.
   void RequestStop();
   bool stop_requested() const { return stop_flag_.load(std::memory_order_acquire); }
+  // Worker thread. Stops the whole Runtime this worker belongs to (every
+  // worker's stop token is cancelled, then the grace period, as on SIGTERM);
+  // an error in `why` is what Runtime::Wait() returns (the first one wins). On
+  // a worker created on its own: RequestStop(), and exit_status() keeps `why`.
+  void StopRuntime(absl::Status why = absl::OkStatus());
+  // The first error given to StopRuntime() on a worker created on its own.
+  const absl::Status& exit_status() const { return exit_status_; }
   // Cancelled when a stop is requested; tasks watch it to wind down.
   CancellationToken stop_token();
 
@@ -122,7 +135,7 @@ class Worker {
   }
   // Yields: the task is resumed after the others that are ready, in a later
   // iteration (after the ring was submitted and reaped).
-  class YieldAwaiter {
+  class [[nodiscard]] YieldAwaiter {
    public:
     explicit YieldAwaiter(Worker* w) : w_(w) {}
     bool await_ready() const noexcept { return false; }
@@ -145,6 +158,9 @@ class Worker {
   WorkerMetrics& metrics() { return *metrics_; }
   const Config& config() const { return config_; }
   uint32_t index() const { return index_; }
+  // How many workers the Runtime this worker belongs to has (1 for a worker
+  // created on its own): the valid indexes for SubmitTo (submit_to.h).
+  uint32_t worker_count() const;
   // The clock as read after the latest wake-up (cheap; monotonic).
   Clock::time_point now() const { return now_; }
   std::size_t task_count() const { return root_count_; }
@@ -154,6 +170,27 @@ class Worker {
   // destroys) an existing one with the same key.
   WorkerService* Service(const void* key) const;
   void SetService(const void* key, std::unique_ptr<WorkerService> service);
+
+  // Per-worker application state: one T per worker (a buffer pool, open files,
+  // a shard of an index), created on first use by T's default constructor (or
+  // by EmplaceLocal) and owned by the worker. Where such state must live: a task
+  // frame (a task-local unique_ptr) is destroyed at shutdown while the kernel
+  // may still hold buffers of a pool in it, so the buffers come back to freed
+  // memory. A local is destroyed by ~Worker AFTER every task of the worker has
+  // been destroyed and AFTER the kernel's last completion (the ring is drained:
+  // every buffer an operation held is back), and BEFORE the ring itself (so T
+  // may still unregister what it registered). Locals and services are
+  // destroyed newest first. Worker thread only; the reference is valid until
+  // the worker is destroyed.
+  template <typename T>
+  T& Local();
+  // Creates the local T from `args` (replacing, and destroying, an existing one).
+  template <typename T, typename... Args>
+  T& EmplaceLocal(Args&&... args);
+  // The local T, or null if none was created.
+  template <typename T>
+  T* FindLocal() const;
+
   // True once the worker is cancelling every remaining operation and waiting for
   // the kernel to return them (shutdown or destruction): completion handlers
   // must not start new operations then.
@@ -161,6 +198,8 @@ class Worker {
 
  private:
   friend class internal::WorkerInternals;
+  friend struct detail::PeerRouting;
+  bool PostMessage(Message& m, bool bypass_capacity);
   Ring& ring() { return *ring_; }
   OpSlab& slab() { return *slab_; }
   void Schedule(PromiseBase* p) { ready_.Push(p); }
@@ -210,12 +249,14 @@ class Worker {
   TimerQueue timers_;
   Clock::time_point now_;
 
+  detail::RuntimeShared* runtime_ = nullptr;  // the Runtime's shared state; null when standalone
   MessageQueue messages_;
   std::deque<Message> message_batch_;
   int eventfd_ = -1;
   bool eventfd_armed_ = false;
   bool messages_pending_ = false;
   std::atomic<bool> stop_flag_{false};
+  absl::Status exit_status_;
   std::unique_ptr<CancellationSource> stop_source_;
   bool stopping_ = false;
   Clock::time_point stop_deadline_{};
@@ -229,6 +270,53 @@ class Worker {
   detail::RootPromiseBase* roots_ = nullptr;  // intrusive list of spawned tasks
   std::size_t root_count_ = 0;
 };
+
+namespace detail {
+template <typename T>
+class LocalService final : public WorkerService {
+ public:
+  template <typename... Args>
+  explicit LocalService(Args&&... args) : value(Construct(std::forward<Args>(args)...)) {}
+  T value;
+
+ private:
+  // T(args...) or, for an aggregate, T{args...} (clang 14 has no parenthesized
+  // aggregate initialization). Returned as a prvalue: T need not be movable.
+  template <typename... Args>
+  static T Construct(Args&&... args) {
+    if constexpr (std::is_constructible_v<T, Args&&...>) {
+      return T(std::forward<Args>(args)...);
+    } else {
+      return T{std::forward<Args>(args)...};
+    }
+  }
+};
+// The address of key<T> identifies T's local (one object per type in the program).
+template <typename T>
+struct LocalKey {
+  static constexpr char key = 0;
+};
+}  // namespace detail
+
+template <typename T>
+T* Worker::FindLocal() const {
+  auto* s = static_cast<detail::LocalService<T>*>(Service(&detail::LocalKey<T>::key));
+  return s ? &s->value : nullptr;
+}
+
+template <typename T, typename... Args>
+T& Worker::EmplaceLocal(Args&&... args) {
+  auto s = std::make_unique<detail::LocalService<T>>(std::forward<Args>(args)...);
+  T& ref = s->value;
+  SetService(&detail::LocalKey<T>::key, std::move(s));
+  return ref;
+}
+
+template <typename T>
+T& Worker::Local() {
+  if (T* t = FindLocal<T>()) return *t;
+  return EmplaceLocal<T>();
+}
 
 namespace internal {
 
@@ -248,6 +336,9 @@ class WorkerInternals {
   // The worker's IOPOLL ring (internal/poll_ring.h), created on first call;
   // fails when the kernel refuses one.
   absl::StatusOr<PollRing*> poll_ring() { return w_.GetPollRing(); }
+  // Set once by Runtime before the worker runs anything; outlives the worker.
+  void set_runtime(detail::RuntimeShared* rt) { w_.runtime_ = rt; }
+  detail::RuntimeShared* runtime() const { return w_.runtime_; }
 
  private:
   Worker& w_;
