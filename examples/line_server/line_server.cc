@@ -1,0 +1,206 @@
+// line_server: a command server over TCP, one request per line.
+//
+//   PING            -> PONG
+//   ECHO <text>     -> <text>
+//   SUM <n> <n> ... -> the sum (signed 64-bit), or ERR
+//   WORKER          -> the index of the worker serving this connection
+//   STATS           -> requests this worker has served
+//   QUIT            -> BYE, then the server closes the connection
+// Anything else gets "ERR ...". A line longer than kMaxLine gets "ERR line too
+// long" and the connection is closed (the stream cannot be resynchronised).
+//
+// Usage: line_server [--port N] [--workers N] [--grace-ms N]
+// Prints "listening on HOST:PORT" once every worker accepts. SIGTERM/SIGINT:
+// stop accepting, answer the requests already being served, close every
+// connection at a reply boundary, exit 0.
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "ringline/net/net.h"
+#include "ringline/ringline.h"
+
+namespace {
+
+using ringline::Task;
+using ringline::Worker;
+namespace net = ringline::net;
+
+constexpr std::size_t kMaxLine = 512;
+
+// One request line, copied out of the receive buffer (the parser's bytes are
+// only valid while it runs). Fixed size: no allocation per request.
+struct Line {
+  std::size_t size = 0;
+  char text[kMaxLine];
+  std::string_view view() const { return {text, size}; }
+};
+
+// [snippet:line-parser]
+// A parser sees every unconsumed byte, contiguous, and says Done (with how
+// many bytes the message took), NeedMore, or Invalid.
+net::ParseResult<Line> ParseLine(std::span<const uint8_t> bytes) {
+  const auto* begin = reinterpret_cast<const char*>(bytes.data());
+  const void* nl = std::memchr(begin, '\n', std::min(bytes.size(), kMaxLine + 1));
+  if (nl == nullptr) {
+    if (bytes.size() > kMaxLine) return net::ParseResult<Line>::Invalid(EMSGSIZE);
+    return net::ParseResult<Line>::NeedMore();
+  }
+  std::size_t n = static_cast<const char*>(nl) - begin;
+  const std::size_t consumed = n + 1;
+  if (n > 0 && begin[n - 1] == '\r') --n;  // accept CRLF too
+  Line line;
+  line.size = n;
+  std::memcpy(line.text, begin, n);
+  return net::ParseResult<Line>::Done(line, consumed);
+}
+// [/snippet:line-parser]
+
+// [snippet:line-worker-state]
+// Per-worker state: one instance per worker thread, created by its main task
+// and destroyed when that task returns, after every connection task of the
+// worker has finished (WorkerMain waits for `open` to reach zero). Only the
+// worker's own thread touches it, so it needs no lock.
+struct WorkerState {
+  uint64_t requests = 0;      // served by this worker
+  uint32_t open = 0;          // connection tasks running
+  ringline::WaitList closed;  // notified when one of them ends
+};
+// [/snippet:line-worker-state]
+
+// Appends the reply to `line` to `out`; false when the connection must close.
+bool Execute(std::string_view line, WorkerState& state, std::string& out) {
+  ++state.requests;
+  const std::size_t space = line.find(' ');
+  const std::string_view cmd = line.substr(0, space);
+  const std::string_view args = space == std::string_view::npos ? "" : line.substr(space + 1);
+  if (cmd == "PING") {
+    out += "PONG\n";
+  } else if (cmd == "ECHO") {
+    out.append(args).append("\n");
+  } else if (cmd == "SUM") {
+    int64_t sum = 0;
+    for (std::string_view rest = args; !rest.empty();) {
+      const std::size_t end = std::min(rest.find(' '), rest.size());
+      int64_t v = 0;
+      const auto [p, ec] = std::from_chars(rest.data(), rest.data() + end, v);
+      if (ec != std::errc() || p != rest.data() + end || __builtin_add_overflow(sum, v, &sum)) {
+        out.append("ERR bad number '").append(rest.substr(0, end)).append("'\n");
+        return true;
+      }
+      rest.remove_prefix(std::min(end + 1, rest.size()));
+    }
+    out.append(std::to_string(sum)).append("\n");
+  } else if (cmd == "WORKER") {
+    out.append(std::to_string(Worker::Current().index())).append("\n");
+  } else if (cmd == "STATS") {
+    out.append("requests ").append(std::to_string(state.requests)).append("\n");
+  } else if (cmd == "QUIT") {
+    out += "BYE\n";
+    return false;
+  } else {
+    out.append("ERR unknown command '").append(cmd).append("'\n");
+  }
+  return true;
+}
+
+// [snippet:line-serve]
+Task<> ServeConnection(net::Connection conn, WorkerState& state, ringline::CancellationToken stop) {
+  std::string reply;           // reused: grows to the largest reply once
+  while (!stop.cancelled()) {  // a stop ends the connection at a reply boundary
+    // Racing the receive against the stop token: a stop that comes while we
+    // wait for a line ends it too (an abandoned recv consumes nothing).
+    auto got = co_await ringline::WithCancellation(stop, conn.recv(ParseLine));
+    if (!got) break;                 // shutting down
+    net::Result<Line>& line = *got;  // g++ 12: name results before testing them
+    if (!line.ok()) {
+      if (line.error() == EMSGSIZE) co_await conn.send("ERR line too long\n");
+      break;  // end of stream, a truncated line, or a socket error
+    }
+    reply.clear();
+    const bool keep_open = Execute(line->view(), state, reply);
+    auto sent = co_await conn.send(reply);
+    if (!sent.ok() || !keep_open) break;
+  }
+  co_await conn.close();  // graceful: queued replies leave first, then FIN
+}
+// [/snippet:line-serve]
+
+struct Options {
+  uint16_t port = 0;
+  uint32_t workers = 2;
+  int grace_ms = 2000;
+};
+
+// [snippet:line-main]
+Task<> WorkerMain(Worker& worker, const net::ListenSocket& socket) {
+  WorkerState state;
+  auto listener = net::Listener::Bind(socket);
+  if (!listener.ok()) {
+    std::fprintf(stderr, "worker %u: %s\n", worker.index(), listener.status().ToString().c_str());
+    co_return;
+  }
+  ringline::CancellationToken stop = worker.stop_token();
+  for (;;) {
+    auto conn = co_await ringline::WithCancellation(stop, listener->Accept());
+    if (!conn) break;  // stop requested
+    if (!conn->ok()) continue;
+    ++state.open;
+    ringline::Spawn([](net::Connection c, WorkerState& s, ringline::CancellationToken t) -> Task<> {
+      co_await ServeConnection(std::move(c), s, t);
+      --s.open;
+      s.closed.NotifyAll();
+    }(std::move(**conn), state, stop))
+        .Detach();
+  }
+  listener->Close();
+  // `state` lives in this frame: keep it until the last connection is done.
+  while (state.open > 0) co_await state.closed.Wait();
+}
+// [/snippet:line-main]
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string_view flag = argv[i];
+    const long v = std::strtol(argv[i + 1], nullptr, 10);
+    if (flag == "--port") {
+      opt.port = static_cast<uint16_t>(v);
+    } else if (flag == "--workers") {
+      opt.workers = static_cast<uint32_t>(v);
+    } else if (flag == "--grace-ms") {
+      opt.grace_ms = static_cast<int>(v);
+    } else {
+      std::fprintf(stderr, "usage: %s [--port N] [--workers N] [--grace-ms N]\n", argv[0]);
+      return 2;
+    }
+  }
+  // One listening socket for the process, opened before the workers start, so
+  // a port in use fails here and every worker accepts on the same socket.
+  auto socket = net::ListenSocket::Open(net::SocketAddress::Loopback4(opt.port));
+  if (!socket.ok()) {
+    std::fprintf(stderr, "line_server: %s\n", socket.status().ToString().c_str());
+    return 1;
+  }
+  auto signals = ringline::SignalShutdown::Install();  // before the threads start
+  ringline::Config config;
+  config.workers = opt.workers;
+  config.shutdown_grace = std::chrono::milliseconds(opt.grace_ms);
+  const net::ListenSocket& listen = *socket;
+  auto rt =
+      ringline::Runtime::Start(config, [&listen](Worker& w) { return WorkerMain(w, listen); });
+  if (!rt.ok()) {
+    std::fprintf(stderr, "line_server: %s\n", rt.status().ToString().c_str());
+    return 1;
+  }
+  signals->Attach((*rt)->shutdown_handle());
+  std::printf("listening on %s\n", listen.address().ToString().c_str());
+  std::fflush(stdout);
+  (*rt)->Join();
+  return 0;
+}
