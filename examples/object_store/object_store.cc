@@ -1,0 +1,354 @@
+// object_store: a key-value object store on an O_DIRECT slab file.
+//
+//   PUT <key> <n>\n<n bytes>  -> OK | ERR full | ERR io | ERR unavailable
+//   GET <key>\n               -> VALUE <n>\n<n bytes> | NOTFOUND
+//   DEL <key>\n               -> OK | NOTFOUND
+// Keys are 1..250 bytes without spaces; a value fits in one slot.
+//
+// Thread per core, no locks: each key is owned by one worker (OwnerOf), which
+// alone holds its index and writes its slots. A connection is served by the
+// worker that accepted it; a request for a key another worker owns is
+// forwarded to the owner with SubmitTo and answered when the owner is done.
+// "OK" is sent only after the object is on stable storage (FUA), so a SIGTERM,
+// kill -9 or power loss never loses an acknowledged write (slab.h).
+//
+// Usage: object_store --slab PATH [--port N] [--workers N] [--slots N]
+//                     [--slot-size BYTES] [--grace-ms N]
+// Prints "listening on HOST:PORT" once every worker has recovered its slots.
+#include <atomic>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ringline/net/net.h"
+#include "ringline/ringline.h"
+#include "ringline/submit_to.h"
+#include "shard.h"
+
+namespace object_store {
+namespace {
+
+using ringline::Buffer;
+using ringline::Task;
+using ringline::Worker;
+namespace net = ringline::net;
+
+// What every worker reads; set before the workers start.
+struct Shared {
+  std::string slab_path;
+  Superblock slab{};
+  net::ListenSocket socket;
+  std::atomic<uint32_t> ready{0};  // workers that recovered their shard
+  std::mutex mu;
+  absl::Status failure;  // guarded by mu: why a worker could not start
+};
+
+struct Request {
+  enum class Op : uint8_t { kPut, kGet, kDel } op;
+  uint32_t size = 0;  // PUT: the value bytes after the line
+  std::size_t key_size = 0;
+  char key[kMaxKey];
+  std::string_view key_view() const { return {key, key_size}; }
+};
+
+// [snippet:store-parser]
+net::ParseResult<Request> ParseRequest(std::span<const uint8_t> bytes) {
+  using R = net::ParseResult<Request>;
+  constexpr std::size_t kMaxLine = kMaxKey + 20;
+  const std::string_view text(reinterpret_cast<const char*>(bytes.data()),
+                              std::min(bytes.size(), kMaxLine + 1));
+  const std::size_t nl = text.find('\n');
+  if (nl == std::string_view::npos) return text.size() > kMaxLine ? R::Invalid() : R::NeedMore();
+  const std::string_view line = text.substr(0, nl);
+  Request req;
+  const std::string_view verb = line.substr(0, 4);
+  if (verb == "PUT ") {
+    req.op = Request::Op::kPut;
+  } else if (verb == "GET ") {
+    req.op = Request::Op::kGet;
+  } else if (verb == "DEL ") {
+    req.op = Request::Op::kDel;
+  } else {
+    return R::Invalid();
+  }
+  std::string_view key = line.substr(std::min<std::size_t>(4, line.size()));
+  if (req.op == Request::Op::kPut) {  // "<key> <size>"
+    const std::size_t space = key.rfind(' ');
+    if (space == std::string_view::npos) return R::Invalid();
+    const std::string_view n = key.substr(space + 1);
+    const auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), req.size);
+    if (ec != std::errc() || end != n.data() + n.size()) return R::Invalid();
+    key = key.substr(0, space);
+  }
+  if (key.empty() || key.size() > kMaxKey || key.find(' ') != std::string_view::npos) {
+    return R::Invalid();
+  }
+  req.key_size = key.size();
+  std::memcpy(req.key, key.data(), key.size());
+  return R::Done(req, nl + 1);
+}
+// [/snippet:store-parser]
+
+const char* ReplyTo(Outcome o) {
+  switch (o) {
+    case Outcome::kOk:
+      return "OK\n";
+    case Outcome::kNotFound:
+      return "NOTFOUND\n";
+    case Outcome::kFull:
+      return "ERR full\n";
+    case Outcome::kIoError:
+      break;
+  }
+  return "ERR io\n";
+}
+
+// [snippet:store-forward]
+// These run on the key's owner, as tasks of that worker (SubmitTo). What
+// crosses between workers are values: the key and the bytes, copied. A pool
+// Buffer belongs to its worker (its pool, its ring registration) and never
+// crosses.
+Task<Outcome> PutOnOwner(std::string key, std::vector<uint8_t> value) {
+  Shard& shard = *Shard::Of(Worker::Current());
+  Buffer buf = co_await shard.buffers().Acquire();
+  std::memcpy(buf.data(), value.data(), value.size());
+  buf.set_size(value.size());
+  const Outcome o = co_await shard.Put(key, std::move(buf));
+  co_return o;
+}
+
+struct Value {
+  Outcome outcome = Outcome::kNotFound;
+  std::vector<uint8_t> bytes;
+};
+Task<Value> GetOnOwner(std::string key) {
+  Shard::Got got = co_await Shard::Of(Worker::Current())->Get(key);
+  Value v{got.outcome, {}};
+  if (got.outcome == Outcome::kOk)
+    v.bytes.assign(got.value.data(), got.value.data() + got.value.size());
+  co_return v;
+}
+
+Task<Outcome> DeleteOnOwner(std::string key) {
+  const Outcome o = co_await Shard::Of(Worker::Current())->Delete(key);
+  co_return o;
+}
+// [/snippet:store-forward]
+
+// [snippet:store-handle]
+// Serves one request; false when the connection must close.
+Task<bool> Handle(net::Connection& conn, const Request& req) {
+  Worker& self = Worker::Current();
+  Shard& shard = *Shard::Of(self);
+  const std::string_view key = req.key_view();
+  const uint32_t owner = OwnerOf(key, self.worker_count());
+  const bool local = owner == self.index();
+  char line[32];
+  switch (req.op) {
+    case Request::Op::kPut: {
+      if (req.size > shard.max_value()) {
+        co_await conn.send("ERR too large\n");  // the value is not read: close
+        co_return false;
+      }
+      Outcome o;
+      if (local) {  // socket -> registered buffer -> disk, no copy
+        Buffer buf = co_await shard.buffers().Acquire();
+        ringline::IoResult in{};
+        if (req.size > 0) in = co_await conn.read_exact(buf, req.size);
+        if (!in.ok()) co_return false;  // the client left mid-value: nothing stored
+        o = co_await shard.Put(key, std::move(buf));
+      } else {
+        std::vector<uint8_t> value(req.size);
+        ringline::IoResult in{};
+        if (req.size > 0) in = co_await conn.read_exact(std::span<uint8_t>(value));
+        if (!in.ok()) co_return false;
+        auto r = co_await ringline::SubmitTo(
+            owner, [k = std::string(key), v = std::move(value)]() mutable {
+              return PutOnOwner(std::move(k), std::move(v));
+            });
+        if (!r.ok()) {
+          co_await conn.send("ERR unavailable\n");  // the owner is shutting down
+          co_return true;
+        }
+        o = *r;
+      }
+      auto sent = co_await conn.send(ReplyTo(o));
+      co_return sent.ok();
+    }
+    case Request::Op::kGet: {
+      if (local) {  // disk -> registered buffer -> socket (zero-copy send)
+        Shard::Got got = co_await shard.Get(key);
+        if (got.outcome != Outcome::kOk) {
+          auto sent = co_await conn.send(ReplyTo(got.outcome));
+          co_return sent.ok();
+        }
+        const int n = std::snprintf(line, sizeof(line), "VALUE %zu\n", got.value.size());
+        auto sent = co_await conn.send_zc(std::span(reinterpret_cast<const uint8_t*>(line), n),
+                                          std::move(got.value));
+        co_return sent.result.ok();
+      }
+      auto r = co_await ringline::SubmitTo(
+          owner, [k = std::string(key)]() mutable { return GetOnOwner(std::move(k)); });
+      if (!r.ok()) {
+        auto sent = co_await conn.send("ERR unavailable\n");
+        co_return sent.ok();
+      }
+      if (r->outcome != Outcome::kOk) {
+        auto sent = co_await conn.send(ReplyTo(r->outcome));
+        co_return sent.ok();
+      }
+      const int n = std::snprintf(line, sizeof(line), "VALUE %zu\n", r->bytes.size());
+      co_await conn.send(std::string_view(line, n));
+      auto sent = co_await conn.send(std::span<const uint8_t>(r->bytes));
+      co_return sent.ok();
+    }
+    case Request::Op::kDel: {
+      Outcome o;
+      if (local) {
+        o = co_await shard.Delete(key);
+      } else {
+        auto r = co_await ringline::SubmitTo(
+            owner, [k = std::string(key)]() mutable { return DeleteOnOwner(std::move(k)); });
+        o = r.ok() ? *r : Outcome::kIoError;
+      }
+      auto sent = co_await conn.send(ReplyTo(o));
+      co_return sent.ok();
+    }
+  }
+  co_return false;
+}
+// [/snippet:store-handle]
+
+// Connection tasks of one worker; WorkerMain keeps it (in its frame) until
+// the last of them is done.
+struct Connections {
+  uint32_t open = 0;
+  ringline::WaitList closed;
+};
+
+Task<> ServeConnection(net::Connection conn, Connections& connections,
+                       ringline::CancellationToken stop) {
+  while (!stop.cancelled()) {  // a stop ends the connection between requests
+    auto got = co_await ringline::WithCancellation(stop, conn.recv(ParseRequest));
+    if (!got) break;
+    net::Result<Request>& req = *got;
+    if (!req.ok()) {
+      if (req.error() == EPROTO) co_await conn.send("ERR bad request\n");
+      break;
+    }
+    const bool keep_open = co_await Handle(conn, *req);
+    if (!keep_open) break;
+  }
+  co_await conn.close();
+  --connections.open;
+  connections.closed.NotifyAll();
+}
+
+// [snippet:store-main]
+Task<> WorkerMain(Worker& worker, Shared& shared) {
+  auto shard = Shard::Install(worker, shared.slab_path, shared.slab);
+  absl::Status st = shard.status();
+  if (st.ok()) st = co_await (*shard)->Recover();
+  if (!st.ok()) {
+    std::lock_guard<std::mutex> lock(shared.mu);
+    shared.failure = st;
+    co_return;  // main() sees the failure and stops the runtime
+  }
+  // Every shard must be ready before a request can be forwarded to it.
+  shared.ready.fetch_add(1);
+  while (shared.ready.load() < worker.worker_count() && !worker.stop_requested()) {
+    co_await ringline::Sleep(std::chrono::milliseconds(1));
+  }
+  auto listener = net::Listener::Bind(shared.socket);
+  if (!listener.ok()) co_return;
+  Connections connections;
+  ringline::CancellationToken stop = worker.stop_token();
+  for (;;) {
+    auto conn = co_await ringline::WithCancellation(stop, listener->Accept());
+    if (!conn) break;
+    if (!conn->ok()) continue;
+    ++connections.open;
+    ringline::Spawn(ServeConnection(std::move(**conn), connections, stop)).Detach();
+  }
+  listener->Close();
+  while (connections.open > 0) co_await connections.closed.Wait();
+}
+// [/snippet:store-main]
+
+}  // namespace
+}  // namespace object_store
+
+int main(int argc, char** argv) {
+  using namespace object_store;
+  Shared shared;
+  uint32_t workers = 2, slots = 1024, slot_size = 16384;
+  int port = 0, grace_ms = 5000;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string_view flag = argv[i];
+    const long v = std::strtol(argv[i + 1], nullptr, 10);
+    if (flag == "--slab") {
+      shared.slab_path = argv[i + 1];
+    } else if (flag == "--port") {
+      port = static_cast<int>(v);
+    } else if (flag == "--workers") {
+      workers = static_cast<uint32_t>(v);
+    } else if (flag == "--slots") {
+      slots = static_cast<uint32_t>(v);
+    } else if (flag == "--slot-size") {
+      slot_size = static_cast<uint32_t>(v);
+    } else if (flag == "--grace-ms") {
+      grace_ms = static_cast<int>(v);
+    } else {
+      shared.slab_path.clear();
+      break;
+    }
+  }
+  if (shared.slab_path.empty() || workers == 0 || slots == 0) {
+    std::fprintf(stderr,
+                 "usage: %s --slab PATH [--port N] [--workers N>0] [--slots N>0] "
+                 "[--slot-size BYTES] [--grace-ms N]\n",
+                 argv[0]);
+    return 2;
+  }
+  auto sb = PrepareSlab(shared.slab_path, workers, slots, slot_size);
+  auto socket = net::ListenSocket::Open(net::SocketAddress::Loopback4(static_cast<uint16_t>(port)));
+  if (!sb.ok() || !socket.ok()) {
+    std::fprintf(stderr, "object_store: %s\n",
+                 (!sb.ok() ? sb.status() : socket.status()).ToString().c_str());
+    return 1;
+  }
+  shared.slab = *sb;
+  shared.socket = *socket;
+  auto signals = ringline::SignalShutdown::Install();
+  ringline::Config config;
+  config.workers = workers;
+  config.shutdown_grace = std::chrono::milliseconds(grace_ms);
+  auto rt =
+      ringline::Runtime::Start(config, [&shared](Worker& w) { return WorkerMain(w, shared); });
+  if (!rt.ok()) {
+    std::fprintf(stderr, "object_store: %s\n", rt.status().ToString().c_str());
+    return 1;
+  }
+  signals->Attach((*rt)->shutdown_handle());
+  absl::Status failure;
+  while (shared.ready.load() < workers && failure.ok() && !(*rt)->shutdown_handle().requested()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::lock_guard<std::mutex> lock(shared.mu);
+    failure = shared.failure;
+  }
+  if (!failure.ok()) {
+    (*rt)->Shutdown();
+    (*rt)->Join();
+    std::fprintf(stderr, "object_store: %s\n", failure.ToString().c_str());
+    return 1;
+  }
+  std::printf("listening on %s\n", shared.socket.address().ToString().c_str());
+  std::fflush(stdout);
+  (*rt)->Join();
+  return 0;
+}
