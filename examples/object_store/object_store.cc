@@ -167,10 +167,12 @@ Task<bool> Handle(net::Connection& conn, const Request& req) {
         ringline::IoResult in{};
         if (req.size > 0) in = co_await conn.read_exact(std::span<uint8_t>(value));
         if (!in.ok()) co_return false;
-        auto r = co_await ringline::SubmitTo(
-            owner, [k = std::string(key), v = std::move(value)]() mutable {
-              return PutOnOwner(std::move(k), std::move(v));
-            });
+        // Named, not built inside the co_await (g++ 12: a temporary holding
+        // a std::string there can be copied bitwise).
+        auto put = [k = std::string(key), v = std::move(value)]() mutable {
+          return PutOnOwner(std::move(k), std::move(v));
+        };
+        auto r = co_await ringline::SubmitTo(owner, std::move(put));
         if (!r.ok()) {
           co_await conn.send("ERR unavailable\n");  // the owner is shutting down
           co_return true;
@@ -192,8 +194,8 @@ Task<bool> Handle(net::Connection& conn, const Request& req) {
                                           std::move(got.value));
         co_return sent.result.ok();
       }
-      auto r = co_await ringline::SubmitTo(
-          owner, [k = std::string(key)]() mutable { return GetOnOwner(std::move(k)); });
+      auto get = [k = std::string(key)]() mutable { return GetOnOwner(std::move(k)); };
+      auto r = co_await ringline::SubmitTo(owner, std::move(get));
       if (!r.ok()) {
         auto sent = co_await conn.send("ERR unavailable\n");
         co_return sent.ok();
@@ -212,8 +214,8 @@ Task<bool> Handle(net::Connection& conn, const Request& req) {
       if (local) {
         o = co_await shard.Delete(key);
       } else {
-        auto r = co_await ringline::SubmitTo(
-            owner, [k = std::string(key)]() mutable { return DeleteOnOwner(std::move(k)); });
+        auto del = [k = std::string(key)]() mutable { return DeleteOnOwner(std::move(k)); };
+        auto r = co_await ringline::SubmitTo(owner, std::move(del));
         o = r.ok() ? *r : Outcome::kIoError;
       }
       auto sent = co_await conn.send(ReplyTo(o));

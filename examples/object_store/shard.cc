@@ -131,7 +131,7 @@ Task<Outcome> Shard::Put(std::string_view key, Buffer value) {
 
 Task<Shard::Got> Shard::Get(std::string_view key) {
   for (;;) {
-    auto it = index_.find(key);
+    auto it = index_.find(absl::string_view(key.data(), key.size()));
     if (it == index_.end()) co_return Got{};
     const Entry want = it->second;
     Buffer buf = co_await pool_->Acquire();
@@ -145,7 +145,7 @@ Task<Shard::Got> Shard::Get(std::string_view key) {
     }
     // The key was overwritten or deleted (and its slot perhaps reused) while
     // we read: look again. The same entry with other bytes is damage.
-    it = index_.find(key);
+    it = index_.find(absl::string_view(key.data(), key.size()));
     if (it != index_.end() && it->second.slot == want.slot && it->second.seq == want.seq) {
       RL_LOG_ERROR("get: slot %u fails its checksum", want.slot);
       co_return Got{Outcome::kIoError, {}};
@@ -154,7 +154,7 @@ Task<Shard::Got> Shard::Get(std::string_view key) {
 }
 
 Task<Outcome> Shard::Delete(std::string_view key) {
-  auto it = index_.find(key);
+  auto it = index_.find(absl::string_view(key.data(), key.size()));
   if (it == index_.end()) co_return Outcome::kNotFound;
   const uint32_t slot = it->second.slot;
   index_.erase(it);
