@@ -94,18 +94,14 @@ net::ParseResult<Request> ParseRequest(std::span<const uint8_t> bytes) {
 }
 // [/snippet:store-parser]
 
-const char* ReplyTo(Outcome o) {
-  switch (o) {
-    case Outcome::kOk:
-      return "OK\n";
-    case Outcome::kNotFound:
-      return "NOTFOUND\n";
-    case Outcome::kFull:
-      return "ERR full\n";
-    case Outcome::kIoError:
-      break;
-  }
-  return "ERR io\n";
+Task<bool> Reply(net::Connection& conn, Outcome o) {
+  const char* text = o == Outcome::kOk            ? "OK\n"
+                     : o == Outcome::kNotFound    ? "NOTFOUND\n"
+                     : o == Outcome::kFull        ? "ERR full\n"
+                     : o == Outcome::kUnavailable ? "ERR unavailable\n"
+                                                  : "ERR io\n";
+  auto sent = co_await conn.send(text);
+  co_return sent.ok();
 }
 
 // [snippet:store-forward]
@@ -148,81 +144,62 @@ Task<bool> Handle(net::Connection& conn, const Request& req) {
   const std::string_view key = req.key_view();
   const uint32_t owner = OwnerOf(key, self.worker_count());
   const bool local = owner == self.index();
-  char line[32];
-  switch (req.op) {
-    case Request::Op::kPut: {
-      if (req.size > shard.max_value()) {
-        co_await conn.send("ERR too large\n");  // the value is not read: close
-        co_return false;
-      }
-      Outcome o;
-      if (local) {  // socket -> registered buffer -> disk, no copy
-        Buffer buf = co_await shard.buffers().Acquire();
-        ringline::IoResult in{};
-        if (req.size > 0) in = co_await conn.read_exact(buf, req.size);
-        if (!in.ok()) co_return false;  // the client left mid-value: nothing stored
-        o = co_await shard.Put(key, std::move(buf));
-      } else {
-        std::vector<uint8_t> value(req.size);
-        ringline::IoResult in{};
-        if (req.size > 0) in = co_await conn.read_exact(std::span<uint8_t>(value));
-        if (!in.ok()) co_return false;
-        // Named, not built inside the co_await (g++ 12: a temporary holding
-        // a std::string there can be copied bitwise).
-        auto put = [k = std::string(key), v = std::move(value)]() mutable {
-          return PutOnOwner(std::move(k), std::move(v));
-        };
-        auto r = co_await ringline::SubmitTo(owner, std::move(put));
-        if (!r.ok()) {
-          co_await conn.send("ERR unavailable\n");  // the owner is shutting down
-          co_return true;
-        }
-        o = *r;
-      }
-      auto sent = co_await conn.send(ReplyTo(o));
-      co_return sent.ok();
+  Outcome o = Outcome::kUnavailable;  // until an owner answers
+  if (req.op == Request::Op::kPut) {
+    if (req.size > shard.max_value()) {
+      co_await conn.send("ERR too large\n");  // the value is not read: close
+      co_return false;
     }
-    case Request::Op::kGet: {
-      if (local) {  // disk -> registered buffer -> socket (zero-copy send)
-        Shard::Got got = co_await shard.Get(key);
-        if (got.outcome != Outcome::kOk) {
-          auto sent = co_await conn.send(ReplyTo(got.outcome));
-          co_return sent.ok();
-        }
-        const int n = std::snprintf(line, sizeof(line), "VALUE %zu\n", got.value.size());
-        auto sent = co_await conn.send_zc(std::span(reinterpret_cast<const uint8_t*>(line), n),
-                                          std::move(got.value));
-        co_return sent.result.ok();
-      }
-      auto get = [k = std::string(key)]() mutable { return GetOnOwner(std::move(k)); };
-      auto r = co_await ringline::SubmitTo(owner, std::move(get));
-      if (!r.ok()) {
-        auto sent = co_await conn.send("ERR unavailable\n");
-        co_return sent.ok();
-      }
-      if (r->outcome != Outcome::kOk) {
-        auto sent = co_await conn.send(ReplyTo(r->outcome));
-        co_return sent.ok();
-      }
+    ringline::IoResult in{};
+    if (local) {  // socket -> registered buffer -> disk, no copy
+      Buffer buf = co_await shard.buffers().Acquire();
+      if (req.size > 0) in = co_await conn.read_exact(buf, req.size);
+      if (!in.ok()) co_return false;  // the client left mid-value: nothing stored
+      o = co_await shard.Put(key, std::move(buf));
+    } else {
+      std::vector<uint8_t> value(req.size);
+      if (req.size > 0) in = co_await conn.read_exact(std::span<uint8_t>(value));
+      if (!in.ok()) co_return false;
+      // Named, not built inside the co_await (g++ 12: a temporary holding a
+      // std::string there can be copied bitwise).
+      auto put = [k = std::string(key), v = std::move(value)]() mutable {
+        return PutOnOwner(std::move(k), std::move(v));
+      };
+      auto r = co_await ringline::SubmitTo(owner, std::move(put));
+      if (r.ok()) o = *r;
+    }
+  } else if (req.op == Request::Op::kDel) {
+    if (local) {
+      o = co_await shard.Delete(key);
+    } else {
+      auto del = [k = std::string(key)]() mutable { return DeleteOnOwner(std::move(k)); };
+      auto r = co_await ringline::SubmitTo(owner, std::move(del));
+      if (r.ok()) o = *r;
+    }
+  } else if (local) {  // GET: disk -> registered buffer -> socket (zero-copy send)
+    Shard::Got got = co_await shard.Get(key);
+    o = got.outcome;
+    if (o == Outcome::kOk) {
+      char line[32];
+      const int n = std::snprintf(line, sizeof(line), "VALUE %zu\n", got.value.size());
+      auto sent = co_await conn.send_zc(std::span(reinterpret_cast<const uint8_t*>(line), n),
+                                        std::move(got.value));
+      co_return sent.result.ok();
+    }
+  } else {
+    auto get = [k = std::string(key)]() mutable { return GetOnOwner(std::move(k)); };
+    auto r = co_await ringline::SubmitTo(owner, std::move(get));
+    if (r.ok()) o = r->outcome;
+    if (o == Outcome::kOk) {
+      char line[32];
       const int n = std::snprintf(line, sizeof(line), "VALUE %zu\n", r->bytes.size());
       co_await conn.send(std::string_view(line, n));
       auto sent = co_await conn.send(std::span<const uint8_t>(r->bytes));
       co_return sent.ok();
     }
-    case Request::Op::kDel: {
-      Outcome o;
-      if (local) {
-        o = co_await shard.Delete(key);
-      } else {
-        auto del = [k = std::string(key)]() mutable { return DeleteOnOwner(std::move(k)); };
-        auto r = co_await ringline::SubmitTo(owner, std::move(del));
-        o = r.ok() ? *r : Outcome::kIoError;
-      }
-      auto sent = co_await conn.send(ReplyTo(o));
-      co_return sent.ok();
-    }
   }
-  co_return false;
+  const bool sent = co_await Reply(conn, o);
+  co_return sent;
 }
 // [/snippet:store-handle]
 

@@ -25,7 +25,9 @@
 
 namespace object_store {
 
-enum class Outcome : uint8_t { kOk, kNotFound, kFull, kIoError };
+// kUnavailable is never a shard's: a request forwarded to a worker that could
+// not run it (stopping, or its message queue full) was not served.
+enum class Outcome : uint8_t { kOk, kNotFound, kFull, kIoError, kUnavailable };
 
 class Shard final : public ringline::WorkerService {
  public:
