@@ -22,6 +22,7 @@
 #include "blocking_helper.h"
 #include "device_geometry.h"
 #include "op_tags.h"
+#include "ringline/align.h"
 #include "ringline/io_result.h"
 #include "ringline/log.h"
 #include "ringline/operation.h"
@@ -65,6 +66,39 @@ struct RwFinish {
   Buffer* buffer;
   int32_t operator()(OpSlot& slot) const {
     *buffer = std::move(slot.held[0]);
+    return slot.res;
+  }
+};
+
+// A vectored write of [header, payload] pieces: both Buffers move into the
+// slot (held[0], held[1]) and the iovecs into its storage, where they stay
+// until the final completion (docs/io_uring-rules.md R1). Moving a Buffer
+// keeps its memory where it is, so the iovecs built before still point right.
+struct WritevPrep {
+  Buffer* header;
+  Buffer* payload;
+  iovec iov[2];
+  unsigned iov_count;
+  uint64_t offset;
+  int fixed_file;
+  int rw_flags;
+
+  void operator()(io_uring_sqe* sqe, OpSlot& slot) const {
+    slot.held[0] = std::move(*header);
+    slot.held[1] = std::move(*payload);
+    static_assert(OpSlot::kMaxIov >= 2);
+    std::copy(iov, iov + iov_count, slot.storage.msg.iov);
+    io_uring_prep_writev(sqe, fixed_file, slot.storage.msg.iov, iov_count, offset);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    sqe->rw_flags = rw_flags;
+  }
+};
+struct WritevFinish {
+  Buffer* header;
+  Buffer* payload;
+  int32_t operator()(OpSlot& slot) const {
+    *header = std::move(slot.held[0]);
+    *payload = std::move(slot.held[1]);
     return slot.res;
   }
 };
@@ -319,9 +353,8 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
     if (res <= 0) [[unlikely]]
       break;
     done += static_cast<uint32_t>(res);
-    if (done < length &&
-        (done & (std::max(geometry().logical_block_size, geometry().memory_alignment) - 1)) != 0)
-        [[unlikely]] {
+    if (done < length && !IsAligned(done, std::max(geometry().logical_block_size,
+                                                   geometry().memory_alignment))) [[unlikely]] {
       res = -EIO;  // the rest could not be issued aligned
       break;
     }
@@ -347,6 +380,76 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
     r = Failure(res, Describe(kind, offset, length), std::move(buffer));
   }
   Record(kind, r.ok(), length, start);
+  co_return r;
+}
+
+Task<GatherResult> DirectFile::SubmitWriteGather(uint64_t offset, Buffer header, Buffer payload,
+                                                 bool fua) {
+  const Clock::time_point start = StartTimer();
+  QueueDepthLimiter::Permit permit = co_await limiter().Acquire();
+  const int rw_flags = fua ? RWF_DSYNC : 0;
+  const std::size_t h = header.size();
+  const auto total = static_cast<uint32_t>(h + payload.size());
+  const uint32_t unit = std::max(geometry().logical_block_size, geometry().memory_alignment);
+  int32_t res = 0;
+  uint32_t done = 0;
+  while (done < total) {
+    WritevPrep prep{.header = &header,
+                    .payload = &payload,
+                    .iov = {},
+                    .iov_count = 0,
+                    .offset = offset + done,
+                    .fixed_file = fixed_file(),
+                    .rw_flags = rw_flags};
+    uint32_t len = std::min(total - done, max_chunk_);
+    // The O_DIRECT part ends at tail_start_; the rest goes buffered (OpenTail).
+    const bool tail = prep.offset >= tail_start_;
+    if (!tail && prep.offset + len > tail_start_) [[unlikely]] {
+      len = static_cast<uint32_t>(tail_start_ - prep.offset);
+    }
+    if (tail) prep.fixed_file = tail_fixed_file_;
+    // [done, done + len) of the concatenation: the rest of the header, then
+    // payload bytes.
+    const std::size_t end = std::size_t{done} + len;
+    if (done < h) {
+      prep.iov[prep.iov_count++] = {header.data() + done, std::min(end, h) - done};
+    }
+    if (end > h) {
+      const std::size_t from = std::max<std::size_t>(done, h) - h;
+      prep.iov[prep.iov_count++] = {payload.data() + from, end - h - from};
+    }
+    if (memory_backed_) {
+      const ssize_t n =
+          ::pwritev2(tail ? tail_fd_.get() : fd(), prep.iov, static_cast<int>(prep.iov_count),
+                     static_cast<off_t>(prep.offset), rw_flags);
+      res = n < 0 ? -errno : static_cast<int32_t>(n);
+    } else {
+      res = co_await Submit(kTagWrite, prep, WritevFinish{&header, &payload});
+    }
+    if (res <= 0) [[unlikely]]
+      break;
+    done += static_cast<uint32_t>(res);
+    if (done < total && !IsAligned(done, unit)) [[unlikely]] {
+      res = -EIO;  // the rest could not be issued aligned
+      break;
+    }
+  }
+  permit.Release();
+  GatherResult r;
+  if (done == total) [[likely]] {
+    r.res = static_cast<int32_t>(total);
+  } else {
+    const std::string what = absl::StrCat("gathered ", Describe(OpKind::kWrite, offset, total));
+    BlockResult failed =
+        res == 0
+            ? Failure(-EIO, absl::StrCat(what, ": the kernel wrote nothing after ", done, " bytes"))
+            : Failure(res, what);
+    r.res = failed.res;
+    r.status = std::move(failed.status);
+  }
+  Record(OpKind::kWrite, r.ok(), total, start);
+  r.header = std::move(header);
+  r.payload = std::move(payload);
   co_return r;
 }
 

@@ -1,6 +1,7 @@
 #include "ringline/block/target_base.h"
 
 #include <cerrno>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -99,6 +100,79 @@ Task<BlockResult> TargetBase::Write(uint64_t offset, Buffer buffer, WriteOptions
     return RefuseRequest(OpKind::kWrite, offset, length, address, std::move(buffer));
   }
   return SubmitWrite(offset, std::move(buffer), options.fua);
+}
+
+Task<GatherResult> TargetBase::WriteGather(uint64_t offset, Buffer header, Buffer payload,
+                                           WriteOptions options) {
+  const std::size_t h = header.size();
+  const std::size_t p = payload.size();
+  const uint64_t total = uint64_t{h} + p;
+  const uint8_t* bad_address = nullptr;
+  if (h != 0 && !AddressOk(header.data())) bad_address = header.data();
+  if (p != 0 && !AddressOk(payload.data())) bad_address = payload.data();
+  if (geometry_.read_only || total > UINT32_MAX || !RangeOk(offset, total) ||
+      bad_address != nullptr || !IsAligned(h, geometry_.memory_alignment)) [[unlikely]] {
+    BlockResult refused;
+    if (geometry_.read_only) {
+      refused = co_await Refuse(OpKind::kWrite, -EPERM,
+                                absl::StrCat("gathered write: ", path_, " is read-only"), Buffer());
+    } else if (total > UINT32_MAX) {
+      refused = co_await Refuse(
+          OpKind::kWrite, -EINVAL,
+          absl::StrCat("gathered write of ", total, " bytes exceeds 4 GiB - 1 in one request"),
+          Buffer());
+    } else if (!IsAligned(h, geometry_.memory_alignment)) {
+      refused = co_await Refuse(
+          OpKind::kWrite, -EINVAL,
+          absl::StrCat("gathered write on ", path_, ": a header of ", h,
+                       " bytes is not a multiple of the memory alignment (",
+                       geometry_.memory_alignment, " bytes); pad it (ringline::PadToAlignment)"),
+          Buffer());
+    } else {
+      refused = co_await RefuseRequest(OpKind::kWrite, offset, total, bad_address, Buffer());
+    }
+    GatherResult r;
+    r.res = refused.res;
+    r.status = std::move(refused.status);
+    r.header = std::move(header);
+    r.payload = std::move(payload);
+    co_return r;
+  }
+  GatherResult r =
+      co_await SubmitWriteGather(offset, std::move(header), std::move(payload), options.fua);
+  co_return r;
+}
+
+Task<GatherResult> TargetBase::SubmitWriteGather(uint64_t offset, Buffer header, Buffer payload,
+                                                 bool fua) {
+  const std::size_t h = header.size();
+  const std::size_t p = payload.size();
+  GatherResult r;
+  if (h != 0) {
+    if (payload.capacity() < h + p) {
+      Record(OpKind::kWrite, false, 0, StartTimer());
+      BlockResult failed = Failure(
+          -EINVAL, absl::StrCat("gathered write on ", path_,
+                                ": this target takes one contiguous buffer, so the header is "
+                                "copied in front of the payload in the payload's Buffer, which "
+                                "needs a capacity of ",
+                                h + p, " bytes (it has ", payload.capacity(), ")"));
+      r.res = failed.res;
+      r.status = std::move(failed.status);
+      r.header = std::move(header);
+      r.payload = std::move(payload);
+      co_return r;
+    }
+    std::memmove(payload.data() + h, payload.data(), p);
+    std::memcpy(payload.data(), header.data(), h);
+    payload.set_size(h + p);
+  }
+  BlockResult written = co_await SubmitWrite(offset, std::move(payload), fua);
+  r.res = written.res;
+  r.status = std::move(written.status);
+  r.header = std::move(header);
+  r.payload = std::move(written.buffer);
+  co_return r;
 }
 
 Task<BlockResult> TargetBase::Flush() { return SubmitFlush(); }

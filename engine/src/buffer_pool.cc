@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cassert>
 #include <cerrno>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "ringline/align.h"
 #include "ringline/io_result.h"
 #include "ringline/log.h"
 #include "ringline/worker.h"
@@ -21,7 +23,7 @@ std::atomic<bool> g_memlock_warned{false};
 
 Buffer Buffer::Allocate(std::size_t capacity, std::size_t alignment) {
   void* p = nullptr;
-  const std::size_t rounded = (capacity + alignment - 1) / alignment * alignment;
+  const std::size_t rounded = AlignUp(capacity, alignment);
   if (posix_memalign(&p, alignment, rounded ? rounded : alignment) != 0) return Buffer();
   Buffer b;
   b.data_ = static_cast<uint8_t*>(p);
@@ -48,7 +50,7 @@ absl::StatusOr<std::unique_ptr<BufferPool>> BufferPool::Create(Worker& worker, c
   if (o.count == 0 || o.buffer_size == 0) {
     return absl::InvalidArgumentError("BufferPool: count and buffer_size must be positive");
   }
-  const std::size_t size = (o.buffer_size + kPage - 1) / kPage * kPage;
+  const std::size_t size = AlignUp(o.buffer_size, kPage);
   if (size > (1u << 31)) {
     return absl::InvalidArgumentError(
         absl::StrCat("BufferPool: buffer_size ", o.buffer_size, " exceeds 2 GiB"));
@@ -129,11 +131,18 @@ void BufferPool::Return(uint8_t* data) {
   assert((data - base_) % buffer_size_ == 0 && "Buffer returned with a moved data pointer");
   const uint32_t i = static_cast<uint32_t>((data - base_) / buffer_size_);
   assert(lent_[i] && "Buffer returned twice");
-  if (WaitNode* n = waiters_.front()) {
-    // Hand it straight to the longest waiter (FIFO); it stays lent.
-    auto* a = static_cast<AcquireAwaiter*>(n);
-    a->buffer_ = Make(i);
-    waiters_.Wake(*a);
+  while (WaitNode* n = waiters_.front()) {
+    auto* w = static_cast<Waiter*>(n);
+    if (w->expired()) {
+      // Its deadline passed and its task is already scheduled to see that:
+      // park it where it can still leave, and serve the next one.
+      waiters_.MoveTo(*w, expired_);
+      continue;
+    }
+    // Hand it straight to the longest live waiter (FIFO); it stays lent.
+    w->DisarmTimer();
+    w->buffer_ = Make(i);
+    waiters_.Wake(*w);
     return;
   }
   lent_[i] = false;
@@ -145,6 +154,124 @@ bool BufferPool::AcquireAwaiter::await_ready() {
   if (!pool_->waiters_.empty()) return false;
   buffer_ = pool_->TryAcquire();
   return static_cast<bool>(buffer_);
+}
+
+void BufferPool::Waiter::DisarmTimer() {
+  if (timer_.queued()) Worker::Current().timers().Remove(&timer_);
+}
+
+bool BufferPool::TimedAcquireAwaiter::await_ready() {
+  if (pool_ == nullptr) return true;  // completes at once (a buffer or an error)
+  if (pool_->waiters_.empty()) {
+    buffer_ = pool_->TryAcquire();
+    if (buffer_) return true;
+  }
+  return deadline_ <= Clock::now();  // already late: time out without waiting
+}
+
+void BufferPool::TimedAcquireAwaiter::ArmTimer(PromiseBase* promise) {
+  if (deadline_ == Clock::time_point::max()) return;
+  timed_ = true;
+  timer_.deadline = deadline_;
+  timer_.waiter = promise;
+  Worker::Current().timers().Insert(&timer_);
+}
+
+Result<Buffer> BufferPool::TimedAcquireAwaiter::await_resume() {
+  // Resumed by the timer, we are still in `waiters_` or `expired_`: leave it.
+  Leave();
+  DisarmTimer();
+  Resumed();
+  if (buffer_) return Result<Buffer>(std::move(buffer_));
+  if (error_ != 0) return Result<Buffer>::Error(error_, std::move(detail_));
+  return Result<Buffer>::Error(
+      ETIMEDOUT, absl::DeadlineExceededError(absl::StrCat(
+                     "no ", pool_->buffer_size(), "-byte buffer was free before the deadline (",
+                     pool_->count(), " in the pool, all in use)")));
+}
+
+// ---- SizeClassPool ------------------------------------------------------------
+
+SizeClassPool::Options SizeClassPool::Options::PowersOfTwo(std::size_t min_size,
+                                                           std::size_t max_size, uint32_t count) {
+  Options o;
+  std::size_t size = std::bit_ceil(std::max(min_size, kPage));
+  const std::size_t top = std::bit_ceil(std::max(max_size, size));
+  for (; size <= top; size *= 2) o.classes.push_back({.buffer_size = size, .count = count});
+  return o;
+}
+
+absl::StatusOr<std::unique_ptr<SizeClassPool>> SizeClassPool::Create(Worker& worker,
+                                                                     const Options& o) {
+  if (o.classes.empty()) {
+    return absl::InvalidArgumentError(
+        "SizeClassPool: Options::classes is empty; give at least one");
+  }
+  std::vector<Class> classes = o.classes;
+  for (Class& c : classes) c.buffer_size = AlignUp(c.buffer_size, kPage);
+  std::sort(classes.begin(), classes.end(),
+            [](const Class& a, const Class& b) { return a.buffer_size < b.buffer_size; });
+  for (std::size_t k = 0; k < classes.size(); ++k) {
+    if (classes[k].count == 0 || classes[k].buffer_size == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("SizeClassPool: class of ",
+                                                     classes[k].buffer_size, " bytes has count ",
+                                                     classes[k].count, "; both must be positive"));
+    }
+    if (k > 0 && classes[k].buffer_size == classes[k - 1].buffer_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("SizeClassPool: two classes are ", classes[k].buffer_size,
+                       " bytes once rounded up to a page; merge them (add their counts)"));
+    }
+  }
+  std::unique_ptr<SizeClassPool> set(new SizeClassPool());
+  for (const Class& c : classes) {
+    auto pool = BufferPool::Create(worker, {.buffer_size = c.buffer_size,
+                                            .count = c.count,
+                                            .register_with_ring = o.register_with_ring,
+                                            .populate = o.populate,
+                                            .max_registration_bytes = o.max_registration_bytes});
+    if (!pool.ok()) {
+      return absl::Status(pool.status().code(),
+                          absl::StrCat("SizeClassPool class of ", c.buffer_size,
+                                       " bytes: ", pool.status().message()));
+    }
+    set->pools_.push_back(std::move(*pool));
+  }
+  return set;
+}
+
+int SizeClassPool::ClassFor(std::size_t min_bytes) const {
+  for (std::size_t k = 0; k < pools_.size(); ++k) {
+    if (pools_[k]->buffer_size() >= min_bytes) return static_cast<int>(k);
+  }
+  return -1;
+}
+
+Buffer SizeClassPool::TryAcquire(std::size_t min_bytes) {
+  const int first = ClassFor(min_bytes);
+  if (first < 0) return Buffer();
+  // A class's free list is non-empty only while nobody waits in it (a returned
+  // buffer goes to a live waiter first), so taking from it overtakes nobody.
+  for (std::size_t k = static_cast<std::size_t>(first); k < pools_.size(); ++k) {
+    if (Buffer b = pools_[k]->TryAcquire()) return b;
+  }
+  return Buffer();
+}
+
+BufferPool::TimedAcquireAwaiter SizeClassPool::AcquireUntil(std::size_t min_bytes,
+                                                            Clock::time_point deadline) {
+  const int k = ClassFor(min_bytes);
+  if (k < 0) {
+    return BufferPool::TimedAcquireAwaiter(
+        Buffer(), EMSGSIZE,
+        absl::InvalidArgumentError(absl::StrCat("SizeClassPool: ", min_bytes,
+                                                " bytes exceed the largest class (", largest(),
+                                                " bytes); add a larger class")));
+  }
+  if (Buffer b = TryAcquire(min_bytes)) {
+    return BufferPool::TimedAcquireAwaiter(std::move(b), 0, absl::OkStatus());
+  }
+  return pools_[static_cast<std::size_t>(k)]->AcquireUntil(deadline);
 }
 
 }  // namespace ringline

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <utility>
 
+#include "ringline/align.h"
+
 namespace blockserve {
 
 using ringline::Buffer;
@@ -11,8 +13,6 @@ using ringline::Task;
 using ringline::block::BlockResult;
 
 namespace {
-
-uint64_t Down(uint64_t v, uint32_t a) { return v & ~(uint64_t{a} - 1); }
 
 // The blocks a zeroing or trim touches only in part, and the whole blocks
 // between them.
@@ -28,8 +28,8 @@ struct Edges {
 Edges SplitEdges(const UnalignedIo& io, uint64_t offset, uint64_t end) {
   Edges e;
   const uint32_t a = io.alignment;
-  e.head_block = Down(offset, a);
-  e.tail_block = Down(end, a);
+  e.head_block = ringline::AlignDown(offset, a);
+  e.tail_block = ringline::AlignDown(end, a);
   e.head_partial = offset != e.head_block;
   // The end of the export is a boundary even mid-block.
   const bool end_partial = end != e.tail_block && end != io.export_size;
@@ -82,9 +82,9 @@ Task<BlockResult> ZeroEdge(const UnalignedIo& io, uint64_t block, uint64_t block
 
 AlignedSpan AlignSpan(uint64_t offset, uint64_t length, uint32_t alignment, uint64_t export_size) {
   AlignedSpan s;
-  s.begin = Down(offset, alignment);
+  s.begin = ringline::AlignDown(offset, alignment);
   const uint64_t end = offset + length;
-  s.end = std::min(Down(end + alignment - 1, alignment), std::max(export_size, end));
+  s.end = std::min(ringline::AlignUp(end, alignment), std::max(export_size, end));
   s.head = static_cast<uint32_t>(offset - s.begin);
   return s;
 }
@@ -112,7 +112,7 @@ Task<BlockResult> WriteUnaligned(const UnalignedIo& io, uint64_t offset, uint32_
         co_await MergeEdge(io, span.begin, head_end, offset, end, payload.data(), span.begin);
     if (!r.ok()) co_return r;
   }
-  const uint64_t tail = Down(end, io.alignment);
+  const uint64_t tail = ringline::AlignDown(end, io.alignment);
   const bool tail_read_with_head = span.head > 0 && tail == span.begin;
   if (end < span.end && !tail_read_with_head) {
     BlockResult r = co_await MergeEdge(io, tail, span.end, offset, end, payload.data(), span.begin);

@@ -1,5 +1,6 @@
 #pragma once
 // The engine in one include.
+#include "ringline/align.h"
 #include "ringline/buffer.h"
 #include "ringline/buffer_pool.h"
 #include "ringline/cancellation.h"

@@ -89,6 +89,10 @@ class DirectFile final : public TargetBase {
 
   Task<BlockResult> SubmitRead(uint64_t offset, uint32_t length, Buffer buffer) override;
   Task<BlockResult> SubmitWrite(uint64_t offset, Buffer buffer, bool fua) override;
+  // IORING_OP_WRITEV of [header, payload] (pwritev2 inline on memory-backed
+  // files), chunked and continued like Transfer.
+  Task<GatherResult> SubmitWriteGather(uint64_t offset, Buffer header, Buffer payload,
+                                       bool fua) override;
   Task<BlockResult> SubmitFlush() override;
   Task<BlockResult> SubmitDiscard(uint64_t offset, uint64_t length) override;
   Task<BlockResult> SubmitWriteZeroes(uint64_t offset, uint64_t length, bool fua) override;

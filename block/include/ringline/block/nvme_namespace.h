@@ -172,9 +172,7 @@ class NvmeNamespace final : public TargetBase {
   Task<BlockResult> Run(Plan plan, Buffer buffer);
   bool FixedUsable(const Buffer& buffer) const;
   void NoteFixedUnusable(const Buffer& buffer);
-  bool AddressOk(const Buffer& b) const {
-    return (reinterpret_cast<uintptr_t>(b.data()) & (geometry().memory_alignment - 1)) == 0;
-  }
+  bool AddressOk(const Buffer& b) const { return IsAligned(b.data(), geometry().memory_alignment); }
 
   uint32_t nsid_ = 0;
   uint32_t lba_shift_ = 9;

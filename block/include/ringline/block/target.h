@@ -58,6 +58,14 @@ struct BlockResult : IoStatus {
   Buffer buffer;
 };
 
+// The result of a gathered write (Target::WriteGather): `res` is the bytes
+// written (header and payload) or a negated errno, `status` the reason on
+// failure; both buffers come back.
+struct GatherResult : IoStatus {
+  Buffer header;
+  Buffer payload;
+};
+
 // One run of bytes with the same allocation state, as an extent query reports
 // it. Flags are those of NBD's base:allocation context, because that is what
 // every consumer of them speaks: a hole is unallocated (a write there may need
@@ -142,6 +150,23 @@ class Target {
   virtual Task<BlockResult> Read(uint64_t offset, uint32_t length, Buffer buffer) = 0;
   // Writes buffer.size() bytes at `offset`.
   virtual Task<BlockResult> Write(uint64_t offset, Buffer buffer, WriteOptions options = {}) = 0;
+  // Writes header.size() bytes of `header` and then payload.size() bytes of
+  // `payload` at `offset`, as one request (e.g. a record header in front of a
+  // block of data, without copying the data to join them). The total follows
+  // Write's rules (offset and length multiples of logical_block_size, or
+  // ending at the end of the target); each buffer's address is a multiple of
+  // memory_alignment and the header's size too (pad it with zeroes:
+  // ringline::PadToAlignment in ringline/align.h). Either may be empty.
+  // Buffers belong to the operation until it completes and come back in the
+  // result. How targets do it: DirectFile issues IORING_OP_WRITEV (a vector of
+  // two; plain, not _FIXED, since the kernel has no fixed-buffer vectored
+  // write), one kernel write per max-transfer chunk; NvmeNamespace passthrough
+  // takes one contiguous data buffer, so the header is copied in front of the
+  // payload inside the payload's Buffer (it needs capacity >= header + payload
+  // sizes, else EINVAL naming the capacity needed) and the payload Buffer
+  // comes back holding both.
+  virtual Task<GatherResult> WriteGather(uint64_t offset, Buffer header, Buffer payload,
+                                         WriteOptions options = {}) = 0;
   virtual Task<BlockResult> Flush() = 0;
   virtual Task<BlockResult> Discard(uint64_t offset, uint64_t length) = 0;
   virtual Task<BlockResult> WriteZeroes(uint64_t offset, uint64_t length,

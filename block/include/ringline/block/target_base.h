@@ -35,6 +35,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "ringline/align.h"
 #include "ringline/block/queue_depth.h"
 #include "ringline/block/target.h"
 #include "ringline/unique_fd.h"
@@ -54,6 +55,10 @@ class TargetBase : public Target {
 
   Task<BlockResult> Read(uint64_t offset, uint32_t length, Buffer buffer) final;
   Task<BlockResult> Write(uint64_t offset, Buffer buffer, WriteOptions options = {}) final;
+  // Validated like Write (read-only, range of the total, addresses), plus the
+  // header's size a multiple of memory_alignment.
+  Task<GatherResult> WriteGather(uint64_t offset, Buffer header, Buffer payload,
+                                 WriteOptions options = {}) final;
   Task<BlockResult> Flush() final;
   Task<BlockResult> Discard(uint64_t offset, uint64_t length) final;
   Task<BlockResult> WriteZeroes(uint64_t offset, uint64_t length, WriteOptions options = {}) final;
@@ -97,6 +102,12 @@ class TargetBase : public Target {
   virtual Task<BlockResult> SubmitWriteZeroes(uint64_t offset, uint64_t length, bool fua) = 0;
   // Called only when geometry().supports_cache; the default does nothing.
   virtual Task<BlockResult> SubmitCache(uint64_t offset, uint64_t length);
+  // A validated gathered write. The default, for targets that take one
+  // contiguous buffer: copies the header in front of the payload inside the
+  // payload's Buffer (EINVAL when its capacity is too small) and SubmitWrite()s
+  // that; the payload Buffer comes back holding both.
+  virtual Task<GatherResult> SubmitWriteGather(uint64_t offset, Buffer header, Buffer payload,
+                                               bool fua);
 
   // The start of a request's latency (no clock read without histograms).
   Clock::time_point StartTimer() const { return latency_ ? Clock::now() : Clock::time_point(); }
@@ -119,14 +130,12 @@ class TargetBase : public Target {
   // True when [offset, offset+length) starts on a block, ends on one or at
   // the end of the target, and lies inside it.
   bool RangeOk(uint64_t offset, uint64_t length) const {
-    const uint64_t mask = geometry_.logical_block_size - 1;
-    return (offset & mask) == 0 && length <= geometry_.size_bytes &&
+    const uint32_t block = geometry_.logical_block_size;
+    return IsAligned(offset, block) && length <= geometry_.size_bytes &&
            offset <= geometry_.size_bytes - length &&
-           ((length & mask) == 0 || offset + length == geometry_.size_bytes);
+           (IsAligned(length, block) || offset + length == geometry_.size_bytes);
   }
-  bool AddressOk(const uint8_t* p) const {
-    return (reinterpret_cast<uintptr_t>(p) & (geometry_.memory_alignment - 1)) == 0;
-  }
+  bool AddressOk(const uint8_t* p) const { return IsAligned(p, geometry_.memory_alignment); }
   // A request refused before the kernel saw it: counts the error and returns
   // an already-finished task with `res`, the explanation and the buffer.
   // Cold path.

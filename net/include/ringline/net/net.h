@@ -5,6 +5,7 @@
 #include "ringline/net/listener.h"
 #include "ringline/net/net_metrics.h"
 #include "ringline/net/options.h"
+#include "ringline/net/readers.h"
 #include "ringline/net/result.h"
 #include "ringline/net/socket_address.h"
 #include "ringline/net/tls.h"
