@@ -12,6 +12,7 @@
 #include "ringline/log.h"
 #include "ringline/probe.h"
 #include "ringline/spawn.h"
+#include "ringline/submit_to.h"
 #include "ringline/worker.h"
 
 namespace ringline {
@@ -59,7 +60,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Config& config, Wo
   for (uint32_t i = 0; i < n; ++i) {
     const int cpu =
         config.cpus.empty() ? static_cast<int>(i % online) : config.cpus[i % config.cpus.size()];
-    rt->threads_.emplace_back([shared, config, main, i, cpu] {
+    rt->threads_.emplace_back([shared, config, main, i, cpu, n] {
       absl::Status st;
       if (config.pin_workers) {
         cpu_set_t set;
@@ -88,6 +89,13 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Config& config, Wo
       }
       shared->started_cv.notify_all();
       if (!worker) return;
+      worker->internals().set_runtime(shared.get());
+      {
+        // Every worker is in the table before any main task runs, so a main may
+        // SubmitTo any worker at once.
+        std::unique_lock<std::mutex> lock(shared->mu);
+        shared->started_cv.wait(lock, [&] { return shared->started == n; });
+      }
       if (shared->stop.load()) worker->RequestStop();
       Spawn(main(*worker)).Detach();
       worker->RunUntilStopped();
@@ -127,10 +135,56 @@ void Runtime::Join() {
 ShutdownHandle Runtime::shutdown_handle() const { return ShutdownHandle(shared_); }
 
 bool Runtime::Post(uint32_t index, Message m) {
-  std::lock_guard<std::mutex> lock(shared_->mu);
-  if (index >= shared_->workers.size() || !shared_->workers[index]) return false;
-  return shared_->workers[index]->Post(std::move(m));
+  absl::Status why;
+  // A refused message is destroyed here, after the table's lock is released.
+  return detail::PeerRouting::Post(shared_.get(), nullptr, index, m, /*reply=*/false, &why) == 0;
 }
+
+uint32_t Worker::worker_count() const {
+  return runtime_ ? static_cast<uint32_t>(runtime_->workers.size()) : 1;  // size fixed at Start
+}
+
+namespace detail {
+
+int PeerRouting::Post(RuntimeShared* rt, Worker* self, uint32_t index, Message& m, bool reply,
+                      absl::Status* why) {
+  if (!rt) {
+    if (self && self->index() == index) {
+      if (self->PostMessage(m, reply)) return 0;
+      *why = absl::ResourceExhaustedError(absl::StrCat(
+          "SubmitTo: worker ", index, "'s message queue is full (config.message_queue_capacity = ",
+          self->config().message_queue_capacity, "); retry later or raise the capacity"));
+      return EAGAIN;
+    }
+    *why = absl::InvalidArgumentError(
+        absl::StrCat("SubmitTo: there is no worker ", index,
+                     ": this worker runs on its own (no Runtime), so only its own index ",
+                     self ? self->index() : 0, " is valid"));
+    return EINVAL;
+  }
+  std::lock_guard<std::mutex> lock(rt->mu);
+  if (index >= rt->workers.size()) {
+    *why = absl::InvalidArgumentError(
+        absl::StrCat("SubmitTo: there is no worker ", index, " (the runtime has ",
+                     rt->workers.size(), "; valid indexes are 0..", rt->workers.size() - 1, ")"));
+    return EINVAL;
+  }
+  Worker* w = rt->workers[index];
+  if (!w) {
+    *why = absl::UnavailableError(absl::StrCat("SubmitTo: worker ", index, " has stopped"));
+    return ESHUTDOWN;
+  }
+  // A worker in the table has not closed its queue (it leaves the table first).
+  if (w->PostMessage(m, reply)) return 0;
+  *why = absl::ResourceExhaustedError(absl::StrCat(
+      "SubmitTo: worker ", index, "'s message queue is full (config.message_queue_capacity = ",
+      w->config().message_queue_capacity, "); retry later or raise the capacity"));
+  return EAGAIN;
+}
+
+RuntimeShared* PeerRouting::Of(Runtime& runtime) { return runtime.shared_.get(); }
+
+}  // namespace detail
 
 MetricsSnapshot Runtime::Metrics() const {
   std::vector<const WorkerMetrics*> ms;

@@ -67,6 +67,15 @@ Worker::~Worker() {
     DestroyAllTasks();
     DrainRing();
   }
+  // Messages never run are destroyed here, on this thread, after the tasks (a
+  // message's destructor may answer a SubmitTo caller elsewhere, or post to this
+  // worker: the closed queue refuses that, and the refused message is destroyed
+  // by its poster).
+  messages_.Close(message_batch_);
+  while (!message_batch_.empty()) {
+    Message m = std::move(message_batch_.front());
+    message_batch_.pop_front();
+  }
   // Services go after the drain (nothing in flight references them) and while
   // the ring exists (they unregister what they registered), newest first.
   before_submit_.clear();
@@ -97,8 +106,8 @@ void Worker::OnEventfd(void* owner, OpSlot&, int32_t, uint32_t) {
   w->messages_pending_ = true;
 }
 
-bool Worker::Post(Message m) {
-  if (!messages_.TryPush(std::move(m))) return false;
+bool Worker::PostMessage(Message& m, bool bypass_capacity) {
+  if (!messages_.TryPush(m, bypass_capacity)) return false;
   const uint64_t one = 1;
   ssize_t r = ::write(eventfd_, &one, sizeof one);
   (void)r;  // EAGAIN means the counter is already non-zero: a wake-up is pending
@@ -123,7 +132,9 @@ void Worker::DrainMessages() {
     metrics_->messages.Add();
     std::move(m)();
   }
-  if (!eventfd_armed_ && !stopping_) ArmEventfd();
+  // Messages keep arriving during the shutdown grace (replies to SubmitTo the
+  // winding-down tasks await); only the final drain stops listening.
+  if (!eventfd_armed_ && !draining_) ArmEventfd();
 }
 
 void Worker::RunReady() {

@@ -15,5 +15,6 @@
 #include "ringline/runtime.h"
 #include "ringline/sleep.h"
 #include "ringline/spawn.h"
+#include "ringline/submit_to.h"
 #include "ringline/task.h"
 #include "ringline/worker.h"

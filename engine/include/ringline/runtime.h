@@ -32,7 +32,8 @@ class Worker;
 
 namespace detail {
 struct RuntimeShared;
-}
+struct PeerRouting;
+}  // namespace detail
 
 // Copyable; usable from any thread, including a signal-handling thread.
 class ShutdownHandle {
@@ -69,6 +70,7 @@ class Runtime {
   MetricsSnapshot Metrics() const;
 
  private:
+  friend struct detail::PeerRouting;
   Runtime() = default;
   std::shared_ptr<detail::RuntimeShared> shared_;
   std::vector<std::thread> threads_;

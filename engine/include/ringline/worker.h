@@ -39,7 +39,9 @@ namespace ringline {
 
 namespace detail {
 class RootPromiseBase;
-}
+struct RuntimeShared;
+struct PeerRouting;
+}  // namespace detail
 namespace internal {
 class WorkerInternals;
 }
@@ -96,8 +98,11 @@ class Worker {
   // and the destruction of the remaining tasks.
   void RunUntilStopped();
 
-  // Thread-safe. Runs `m` on this worker's thread; false if the queue is full.
-  bool Post(Message m);
+  // Thread-safe. Runs `m` on this worker's thread; false if the queue is full
+  // (or the worker is being destroyed).
+  bool Post(Message m) { return TryPost(m); }
+  // Thread-safe. Post() that leaves `m` with the caller when it fails.
+  bool TryPost(Message& m) { return PostMessage(m, /*bypass_capacity=*/false); }
   // Thread-safe. Starts shutdown: the stop token is cancelled, and once every
   // task is done or the grace period is over, the loop ends.
   void RequestStop();
@@ -140,6 +145,9 @@ class Worker {
   WorkerMetrics& metrics() { return *metrics_; }
   const Config& config() const { return config_; }
   uint32_t index() const { return index_; }
+  // How many workers the Runtime this worker belongs to has (1 for a worker
+  // created on its own): the valid indexes for SubmitTo (submit_to.h).
+  uint32_t worker_count() const;
   // The clock as read after the latest wake-up (cheap; monotonic).
   Clock::time_point now() const { return now_; }
   std::size_t task_count() const { return root_count_; }
@@ -156,6 +164,8 @@ class Worker {
 
  private:
   friend class internal::WorkerInternals;
+  friend struct detail::PeerRouting;
+  bool PostMessage(Message& m, bool bypass_capacity);
   Ring& ring() { return *ring_; }
   OpSlab& slab() { return *slab_; }
   void Schedule(PromiseBase* p) { ready_.Push(p); }
@@ -197,6 +207,7 @@ class Worker {
   std::vector<Completion> completions_;
   Clock::time_point now_;
 
+  detail::RuntimeShared* runtime_ = nullptr;  // the Runtime's shared state; null when standalone
   MessageQueue messages_;
   std::deque<Message> message_batch_;
   int eventfd_ = -1;
@@ -232,6 +243,9 @@ class WorkerInternals {
   void DetachPool(BufferPool* pool) { w_.DetachPool(pool); }
   void AdoptRoot(detail::RootPromiseBase* root) { w_.AdoptRoot(root); }
   void ForgetRoot(detail::RootPromiseBase* root) { w_.ForgetRoot(root); }
+  // Set once by Runtime before the worker runs anything; outlives the worker.
+  void set_runtime(detail::RuntimeShared* rt) { w_.runtime_ = rt; }
+  detail::RuntimeShared* runtime() const { return w_.runtime_; }
 
  private:
   Worker& w_;
