@@ -6,8 +6,9 @@
 //   WORKER          -> the index of the worker serving this connection
 //   STATS           -> requests this worker has served
 //   QUIT            -> BYE, then the server closes the connection
-// Anything else gets "ERR ...". A line longer than kMaxLine gets "ERR line too
-// long" and the connection is closed (the stream cannot be resynchronised).
+// Lines end with LF or CRLF. Anything else gets "ERR ...". A line longer than
+// kMaxLine gets "ERR line too long" and the connection is closed (the stream
+// cannot be resynchronised).
 //
 // Usage: line_server [--port N] [--workers N] [--grace-ms N]
 // Prints "listening on HOST:PORT" once every worker accepts. SIGTERM/SIGINT:
@@ -30,34 +31,6 @@ using ringline::Worker;
 namespace net = ringline::net;
 
 constexpr std::size_t kMaxLine = 512;
-
-// One request line, copied out of the receive buffer (the parser's bytes are
-// only valid while it runs). Fixed size: no allocation per request.
-struct Line {
-  std::size_t size = 0;
-  char text[kMaxLine];
-  std::string_view view() const { return {text, size}; }
-};
-
-// [snippet:line-parser]
-// A parser sees every unconsumed byte, contiguous, and says Done (with how
-// many bytes the message took), NeedMore, or Invalid.
-net::ParseResult<Line> ParseLine(std::span<const uint8_t> bytes) {
-  const auto* begin = reinterpret_cast<const char*>(bytes.data());
-  const void* nl = std::memchr(begin, '\n', std::min(bytes.size(), kMaxLine + 1));
-  if (nl == nullptr) {
-    if (bytes.size() > kMaxLine) return net::ParseResult<Line>::Invalid(EMSGSIZE);
-    return net::ParseResult<Line>::NeedMore();
-  }
-  std::size_t n = static_cast<const char*>(nl) - begin;
-  const std::size_t consumed = n + 1;
-  if (n > 0 && begin[n - 1] == '\r') --n;  // accept CRLF too
-  Line line;
-  line.size = n;
-  std::memcpy(line.text, begin, n);
-  return net::ParseResult<Line>::Done(line, consumed);
-}
-// [/snippet:line-parser]
 
 // [snippet:line-worker-state]
 // Per-worker state: one instance per worker thread, created by its main task
@@ -109,19 +82,23 @@ bool Execute(std::string_view line, WorkerState& state, std::string& out) {
 
 // [snippet:line-serve]
 Task<> ServeConnection(net::Connection conn, WorkerState& state, ringline::CancellationToken stop) {
+  // A LineReader is a parser for conn.recv: it finds each line in the bytes
+  // received so far and copies it once into its own storage (at most kMaxLine
+  // bytes, reused), so nothing is allocated per request.
+  net::LineReader lines({.max_line = kMaxLine});
   std::string reply;           // reused: grows to the largest reply once
   while (!stop.cancelled()) {  // a stop ends the connection at a reply boundary
     // Racing the receive against the stop token: a stop that comes while we
-    // wait for a line ends it too (an abandoned recv consumes nothing).
-    auto got = co_await ringline::WithCancellation(stop, conn.recv(ParseLine));
-    if (!got) break;                 // shutting down
-    net::Result<Line>& line = *got;  // g++ 12: name results before testing them
+    // wait for a line ends it too (an abandoned receive consumes nothing).
+    auto got = co_await ringline::WithCancellation(stop, lines.Next(conn));
+    if (!got) break;                             // shutting down
+    net::Result<std::string_view>& line = *got;  // g++ 12: name results before testing them
     if (!line.ok()) {
       if (line.error() == EMSGSIZE) co_await conn.send("ERR line too long\n");
       break;  // end of stream, a truncated line, or a socket error
     }
     reply.clear();
-    const bool keep_open = Execute(line->view(), state, reply);
+    const bool keep_open = Execute(*line, state, reply);  // *line is valid until the next Next
     auto sent = co_await conn.send(reply);
     if (!sent.ok() || !keep_open) break;
   }

@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,23 +49,16 @@ struct Shared {
   absl::Status failure;  // guarded by mu: why a worker could not start
 };
 
+// [snippet:store-parser]
 struct Request {
   enum class Op : uint8_t { kPut, kGet, kDel } op;
-  uint32_t size = 0;  // PUT: the value bytes after the line
-  std::size_t key_size = 0;
-  char key[kMaxKey];
-  std::string_view key_view() const { return {key, key_size}; }
+  std::string_view key;  // points into the LineReader: valid until its next line
+  uint32_t size = 0;     // PUT: the value bytes after the line
 };
+constexpr std::size_t kMaxLine = 4 + kMaxKey + 1 + 10;  // "PUT " key " " size
 
-// [snippet:store-parser]
-net::ParseResult<Request> ParseRequest(std::span<const uint8_t> bytes) {
-  using R = net::ParseResult<Request>;
-  constexpr std::size_t kMaxLine = kMaxKey + 20;
-  const std::string_view text(reinterpret_cast<const char*>(bytes.data()),
-                              std::min(bytes.size(), kMaxLine + 1));
-  const std::size_t nl = text.find('\n');
-  if (nl == std::string_view::npos) return text.size() > kMaxLine ? R::Invalid() : R::NeedMore();
-  const std::string_view line = text.substr(0, nl);
+// "PUT <key> <size>", "GET <key>" or "DEL <key>"; nullopt when malformed.
+std::optional<Request> ParseRequest(std::string_view line) {
   Request req;
   const std::string_view verb = line.substr(0, 4);
   if (verb == "PUT ") {
@@ -74,23 +68,21 @@ net::ParseResult<Request> ParseRequest(std::span<const uint8_t> bytes) {
   } else if (verb == "DEL ") {
     req.op = Request::Op::kDel;
   } else {
-    return R::Invalid();
+    return std::nullopt;
   }
-  std::string_view key = line.substr(std::min<std::size_t>(4, line.size()));
-  if (req.op == Request::Op::kPut) {  // "<key> <size>"
-    const std::size_t space = key.rfind(' ');
-    if (space == std::string_view::npos) return R::Invalid();
-    const std::string_view n = key.substr(space + 1);
+  req.key = line.substr(4);
+  if (req.op == Request::Op::kPut) {
+    const std::size_t space = req.key.rfind(' ');
+    if (space == std::string_view::npos) return std::nullopt;
+    const std::string_view n = req.key.substr(space + 1);
     const auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), req.size);
-    if (ec != std::errc() || end != n.data() + n.size()) return R::Invalid();
-    key = key.substr(0, space);
+    if (ec != std::errc() || end != n.data() + n.size()) return std::nullopt;
+    req.key = req.key.substr(0, space);
   }
-  if (key.empty() || key.size() > kMaxKey || key.find(' ') != std::string_view::npos) {
-    return R::Invalid();
+  if (req.key.empty() || req.key.size() > kMaxKey || req.key.find(' ') != std::string_view::npos) {
+    return std::nullopt;
   }
-  req.key_size = key.size();
-  std::memcpy(req.key, key.data(), key.size());
-  return R::Done(req, nl + 1);
+  return req;
 }
 // [/snippet:store-parser]
 
@@ -141,7 +133,7 @@ Task<Outcome> DeleteOnOwner(std::string key) {
 Task<bool> Handle(net::Connection& conn, const Request& req) {
   Worker& self = Worker::Current();
   Shard& shard = *Shard::Of(self);
-  const std::string_view key = req.key_view();
+  const std::string_view key = req.key;
   const uint32_t owner = OwnerOf(key, self.worker_count());
   const bool local = owner == self.index();
   Outcome o = Outcome::kUnavailable;  // until an owner answers
@@ -212,12 +204,18 @@ struct Connections {
 
 Task<> ServeConnection(net::Connection conn, Connections& connections,
                        ringline::CancellationToken stop) {
+  net::LineReader lines({.max_line = kMaxLine});
   while (!stop.cancelled()) {  // a stop ends the connection between requests
-    auto got = co_await ringline::WithCancellation(stop, conn.recv(ParseRequest));
+    auto got = co_await ringline::WithCancellation(stop, lines.Next(conn));
     if (!got) break;
-    net::Result<Request>& req = *got;
-    if (!req.ok()) {
-      if (req.error() == EPROTO) co_await conn.send("ERR bad request\n");
+    net::Result<std::string_view>& line = *got;
+    if (!line.ok()) {
+      if (line.error() == EMSGSIZE) co_await conn.send("ERR bad request\n");
+      break;
+    }
+    const std::optional<Request> req = ParseRequest(*line);
+    if (!req) {
+      co_await conn.send("ERR bad request\n");
       break;
     }
     const bool keep_open = co_await Handle(conn, *req);

@@ -26,9 +26,6 @@ run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 run(${WORK_DIR}/build/consumer)
 
 # The guide's project: the object store example built out of tree.
-if(NOT EXISTS ${PREFIX}/include/ringline/submit_to.h)  # TEMPORARY until xcore is merged
-  return()
-endif()
 run(${CMAKE_COMMAND} -S ${EXAMPLE_DIR} -B ${WORK_DIR}/object_store -DCMAKE_PREFIX_PATH=${PREFIX}
     -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_C_COMPILER=${C}
     "-DCMAKE_CXX_FLAGS=${FLAGS}" "-DCMAKE_EXE_LINKER_FLAGS=${FLAGS}")
