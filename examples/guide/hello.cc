@@ -14,7 +14,7 @@ ringline::Task<int> Answer() {
 // Runs once on every worker, on that worker's thread.
 ringline::Task<> WorkerMain(ringline::Worker& worker) {
   const int answer = co_await Answer();
-  std::printf("worker %u of %u: %d\n", worker.index(), worker.config().workers, answer);
+  std::printf("worker %u of %u: %d\n", worker.index(), worker.worker_count(), answer);
   std::fflush(stdout);
   co_await worker.stop_token().Cancelled();  // until shutdown
 }

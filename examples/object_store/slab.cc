@@ -28,6 +28,14 @@ absl::StatusOr<Superblock> PrepareSlab(const std::string& path, uint32_t workers
         ::fsync(fd.get()) != 0) {
       return absl::ErrnoToStatus(errno, absl::StrCat("creating ", path));
     }
+    // The new name must be durable too, or a crash could lose the whole slab
+    // with every object acknowledged in it.
+    const std::size_t slash = path.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+    ringline::UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dfd || ::fsync(dfd.get()) != 0) {
+      return absl::ErrnoToStatus(errno, absl::StrCat("syncing the directory of ", path));
+    }
     return sb;
   }
   if (n != sizeof(sb) || sb.magic != kSuperMagic) {

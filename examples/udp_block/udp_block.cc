@@ -54,8 +54,10 @@ struct Shared {
   std::atomic<uint32_t> ready{0};  // workers receiving
 };
 
-// Worker-local: lives in WorkerMain's frame until its requests are done.
-struct WorkerState {
+// Worker-local state, owned by the worker as a WorkerService: destroyed after
+// every task of the worker (a request task destroyed at the end of the
+// shutdown grace may still hold a buffer of `pool`), before the ring.
+struct WorkerState final : ringline::WorkerService {
   std::unique_ptr<block::DirectFile> file;
   std::unique_ptr<ringline::BufferPool> pool;
   net::UdpSocket socket;
@@ -119,7 +121,10 @@ Task<> ServeRequest(WorkerState& w, net::Datagram d) {
 // [/snippet:udp-serve]
 
 Task<> WorkerMain(Worker& worker, Shared& shared) {
-  WorkerState w;
+  static const char kStateKey = 0;  // the service's key: its address
+  auto owned = std::make_unique<WorkerState>();
+  WorkerState& w = *owned;
+  worker.SetService(&kStateKey, std::move(owned));
   block::TargetOptions fo;
   fo.cache = block::CacheMode::kWriteback;
   auto file = block::DirectFile::Open(worker, shared.path, fo);
