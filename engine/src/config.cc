@@ -1,5 +1,6 @@
 #include "ringline/config.h"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +15,22 @@ absl::Status Bad(absl::string_view field, const std::string& value, absl::string
 bool PowerOfTwo(uint64_t v) { return v && !(v & (v - 1)); }
 
 }  // namespace
+
+std::vector<int> AllowedCpus() {
+  std::vector<int> out;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, &set)) out.push_back(c);
+    }
+  }
+  if (out.empty()) {
+    const long online = sysconf(_SC_NPROCESSORS_ONLN);
+    for (long c = 0; c < (online > 0 ? online : 1); ++c) out.push_back(static_cast<int>(c));
+  }
+  return out;
+}
 
 absl::Status Config::Validate() const {
   const long cpus_online = sysconf(_SC_NPROCESSORS_ONLN);

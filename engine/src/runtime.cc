@@ -24,6 +24,23 @@ struct RuntimeShared {
   std::vector<Worker*> workers;  // guarded by mu; null until started / after exit
   std::vector<std::unique_ptr<WorkerMetrics>> metrics;  // outlive the workers
 
+  // The first error a worker main returned (guarded by mu).
+  absl::Status exit_error;
+
+  // Records `why` (if it is an error and the first) and stops every worker.
+  void StopWith(uint32_t worker, const absl::Status& why) {
+    if (!why.ok()) {
+      std::lock_guard<std::mutex> lock(mu);
+      const absl::Status tagged(why.code(), absl::StrCat("worker ", worker, ": ", why.message()));
+      if (exit_error.ok()) {
+        exit_error = tagged;
+      } else {
+        RL_LOG_ERROR("after the first error, %s", tagged.ToString().c_str());
+      }
+    }
+    StopAll();
+  }
+
   // Start-up handshake.
   std::condition_variable started_cv;
   uint32_t started = 0;
@@ -45,11 +62,32 @@ void ShutdownHandle::Shutdown() const {
 }
 bool ShutdownHandle::requested() const { return shared_ && shared_->stop.load(); }
 
+namespace {
+
+Task<absl::Status> RunVoidMain(Task<> main) {
+  co_await std::move(main);
+  co_return absl::OkStatus();
+}
+
+// The root task of a worker main: an error stops the runtime.
+Task<> RunMain(Worker& worker, Task<absl::Status> main) {
+  absl::Status st = co_await std::move(main);
+  if (!st.ok()) worker.StopRuntime(std::move(st));
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Config& config, WorkerMain main) {
+  return Start(config, FallibleWorkerMain(
+                           [main = std::move(main)](Worker& w) { return RunVoidMain(main(w)); }));
+}
+
+absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Config& config,
+                                                        FallibleWorkerMain main) {
   if (auto st = config.Validate(); !st.ok()) return st;
   if (auto st = CheckKernelSupport(); !st.ok()) return st;
-  const long online = sysconf(_SC_NPROCESSORS_ONLN);
-  const uint32_t n = config.workers ? config.workers : static_cast<uint32_t>(online);
+  const std::vector<int> allowed = AllowedCpus();
+  const uint32_t n = config.workers ? config.workers : static_cast<uint32_t>(allowed.size());
 
   std::unique_ptr<Runtime> rt(new Runtime());
   auto shared = std::make_shared<detail::RuntimeShared>();
@@ -59,7 +97,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Config& config, Wo
 
   for (uint32_t i = 0; i < n; ++i) {
     const int cpu =
-        config.cpus.empty() ? static_cast<int>(i % online) : config.cpus[i % config.cpus.size()];
+        config.cpus.empty() ? allowed[i % allowed.size()] : config.cpus[i % config.cpus.size()];
     rt->threads_.emplace_back([shared, config, main, i, cpu, n] {
       absl::Status st;
       if (config.pin_workers) {
@@ -97,7 +135,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const Config& config, Wo
         shared->started_cv.wait(lock, [&] { return shared->started == n; });
       }
       if (shared->stop.load()) worker->RequestStop();
-      Spawn(main(*worker)).Detach();
+      Spawn(RunMain(*worker, main(*worker))).Detach();
       worker->RunUntilStopped();
       {
         std::lock_guard<std::mutex> lock(shared->mu);
@@ -130,6 +168,21 @@ void Runtime::Join() {
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
+}
+
+absl::Status Runtime::Wait() {
+  Join();
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  return shared_->exit_error;
+}
+
+void Worker::StopRuntime(absl::Status why) {
+  if (runtime_) {
+    runtime_->StopWith(index_, why);
+    return;
+  }
+  if (!why.ok() && exit_status_.ok()) exit_status_ = std::move(why);
+  RequestStop();
 }
 
 ShutdownHandle Runtime::shutdown_handle() const { return ShutdownHandle(shared_); }

@@ -22,6 +22,7 @@
 #include "ringline/log.h"
 #include "ringline/net/tls.h"
 #include "ringline/spawn.h"
+#include "ringline/task_group.h"
 #include "ringline/unique_fd.h"
 
 namespace ringline::net {
@@ -356,6 +357,7 @@ Task<absl::Status> ServeImpl(SocketAddress address, std::unique_ptr<ServeArgs> a
   if (!listener.ok()) co_return listener.status();
   if (bound) bound(listener->local_address());
   auto shared = std::make_shared<ConnectionHandler>(std::move(handler));
+  TaskGroup handlers;
   for (;;) {
     auto next = co_await WithCancellation(stop, listener->Accept());
     if (!next) break;  // stop requested
@@ -364,9 +366,12 @@ Task<absl::Status> ServeImpl(SocketAddress address, std::unique_ptr<ServeArgs> a
       if (r.error() == ECANCELED) break;
       continue;
     }
-    Spawn(ServeOne(std::move(*r), shared, options.tls)).Detach();
+    handlers.Spawn(ServeOne(std::move(*r), shared, options.tls));
   }
   listener->Close();
+  // Serve returns only after every handler it started has returned, so what the
+  // caller owns and the handlers use may be destroyed once Serve is done.
+  co_await handlers.Wait();
   co_return absl::OkStatus();
 }
 }  // namespace

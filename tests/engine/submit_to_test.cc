@@ -177,7 +177,9 @@ TEST(SubmitToTest, FullQueueIsEagainAndTheCallDidNothing) {
 }
 
 TEST(SubmitToTest, TargetStoppingBeforeTheTaskEndsIsEcanceled) {
-  auto rt = StartIdle(2);
+  Config c;
+  c.shutdown_grace = milliseconds(0);  // the task ignores the stop token
+  auto rt = StartIdle(2, c);
   ASSERT_TRUE(rt);
   std::atomic<bool> started{false};
   Result<int> r = Result<int>::Error(EINVAL);
@@ -246,7 +248,9 @@ TEST(SubmitToTest, CallerWorkerGoneBeforeTheReplyIsSafe) {
   // Worker 0's caller awaits a task on worker 1 that only shutdown ends: the
   // task's ECANCELED reply either reaches worker 0 before it stops, or finds it
   // gone (or its queue closed) and is dropped where it was made.
-  auto rt = StartIdle(2);
+  Config c;
+  c.shutdown_grace = milliseconds(0);  // the task ignores the stop token
+  auto rt = StartIdle(2, c);
   ASSERT_TRUE(rt);
   std::atomic<bool> awaiting{false};
   ASSERT_TRUE(rt->Post(0, [&awaiting] {

@@ -98,5 +98,37 @@ TEST(RuntimeNetTest, TwoWorkersShareOneUnixSocket) {
   EXPECT_NE(::access(path.c_str(), F_OK), 0);
 }
 
+// Serve returns only after the handlers it started have returned: what the
+// caller owns and the handlers use may be destroyed once Serve is done.
+TEST(RuntimeNetTest, ServeReturnsOnlyAfterItsHandlers) {
+  auto w = testing::NewWorker();
+  ASSERT_TRUE(w);
+  const SocketAddress addr = SocketAddress::Loopback4(testing::FreePort());
+  int client = -1;
+  auto r = w->BlockOn([](SocketAddress addr, int* client) -> Task<std::pair<int, int>> {
+    CancellationSource stop;
+    int started = 0, finished = 0;
+    auto handler = [&started, &finished](Connection c) -> Task<> {
+      ++started;
+      co_await Sleep(std::chrono::milliseconds(30));  // still running when Serve is stopped
+      (void)c;
+      ++finished;
+    };
+    auto serve = Spawn(Serve(addr, {}, handler, stop.token()));
+    co_await Sleep(std::chrono::milliseconds(5));
+    *client = testing::BlockingConnect(addr);
+    while (started == 0) co_await Sleep(std::chrono::milliseconds(1));
+    stop.Cancel();
+    std::optional<absl::Status> st = co_await serve;
+    EXPECT_TRUE(st.has_value() && st->ok());
+    co_return std::pair<int, int>(started, finished);  // read when Serve returned
+  }(addr, &client));
+  if (client >= 0) ::close(client);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->first, 1);
+  EXPECT_EQ(r->second, 1) << "Serve returned while its handler still ran";
+  std::printf("%s Serve waits for its handlers\n", HasFailure() ? "FAIL" : "PASS");
+}
+
 }  // namespace
 }  // namespace ringline::net

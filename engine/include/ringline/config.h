@@ -12,9 +12,12 @@
 namespace ringline {
 
 struct Config {
-  // Worker threads; each owns one ring. 0 means one per online CPU.
-  uint32_t workers = 2;
-  // CPUs to pin worker i to (cpus[i % size]); empty means CPU i % online CPUs.
+  // Worker threads; each owns one ring. 0 (the default) means one per CPU this
+  // process may run on (sched_getaffinity at Runtime::Start: under taskset or a
+  // cgroup cpuset that is fewer than the machine has).
+  uint32_t workers = 0;
+  // CPUs to pin worker i to (cpus[i % size]); empty means the i-th CPU (mod
+  // their number) of those this process may run on.
   std::vector<int> cpus;
   bool pin_workers = true;
 
@@ -27,10 +30,16 @@ struct Config {
   // Period of the worker tick hook; zero disables it.
   std::chrono::milliseconds tick{0};
   // After a shutdown request, how long tasks may run to wind down (they see the
-  // worker's stop token cancelled) before the remaining ones are destroyed.
-  std::chrono::milliseconds shutdown_grace{0};
+  // worker's stop token cancelled) before the remaining ones are destroyed. The
+  // worker stops earlier as soon as it has no task left. 5 s lets in-flight
+  // requests finish on SIGTERM; 0 destroys them at once.
+  std::chrono::milliseconds shutdown_grace{5000};
 
   absl::Status Validate() const;
 };
+
+// The CPUs this process may run on (sched_getaffinity), ascending; every online
+// CPU if the call fails.
+std::vector<int> AllowedCpus();
 
 }  // namespace ringline

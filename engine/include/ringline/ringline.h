@@ -17,4 +17,5 @@
 #include "ringline/spawn.h"
 #include "ringline/submit_to.h"
 #include "ringline/task.h"
+#include "ringline/task_group.h"
 #include "ringline/worker.h"

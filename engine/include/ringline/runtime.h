@@ -1,9 +1,16 @@
 #pragma once
 // Runtime: N workers, one per CPU, each running its own handler instance.
 //
-//   auto rt = Runtime::Start(config, [](Worker& w) -> Task<> { ... per-worker main ... });
-//   auto signals = ShutdownOnSignals((*rt)->shutdown_handle());   // SIGINT/SIGTERM
-//   (*rt)->Join();
+//   auto rt = Runtime::Start(config, [](Worker& w) -> Task<absl::Status> { ... per-worker main ...
+//   }); auto signals = SignalShutdown::Install();                    // SIGINT/SIGTERM
+//   signals->Attach((*rt)->shutdown_handle());
+//   absl::Status st = (*rt)->Wait();   // Join(), and the first error a worker main returned
+//
+// A worker main returning Task<absl::Status> reports failure by returning an
+// error: that stops the whole runtime (as Shutdown() does) and Wait() returns
+// it, prefixed with the worker's index. A main returning OK (or a Task<> main)
+// just ends; the worker keeps running the tasks it spawned until shutdown. Any
+// task can do the same with Worker::StopRuntime(status).
 //
 // Start probes the kernel first and fails with an actionable message; a worker
 // that fails to start stops the ones already started. Shutdown (from any thread,
@@ -52,8 +59,13 @@ class Runtime {
   // Called on each worker's thread to build that worker's handler and return its
   // main task (which may spawn more). Must be thread-safe.
   using WorkerMain = std::function<Task<>(Worker&)>;
+  // The same, for a main that can fail: an error stops the runtime and is what
+  // Wait() returns.
+  using FallibleWorkerMain = std::function<Task<absl::Status>(Worker&)>;
 
   static absl::StatusOr<std::unique_ptr<Runtime>> Start(const Config& config, WorkerMain main);
+  static absl::StatusOr<std::unique_ptr<Runtime>> Start(const Config& config,
+                                                        FallibleWorkerMain main);
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
   ~Runtime();  // Shutdown() and Join()
@@ -61,6 +73,10 @@ class Runtime {
   void Shutdown();
   // Waits for every worker to exit.
   void Join();
+  // Join(), then the first error a worker main returned or passed to
+  // Worker::StopRuntime() (later ones are logged), else OK. May be called again
+  // (returns the same).
+  absl::Status Wait();
   ShutdownHandle shutdown_handle() const;
 
   // Thread-safe: runs `m` on worker `index`; false if its queue is full.

@@ -107,6 +107,13 @@ class Worker {
   // task is done or the grace period is over, the loop ends.
   void RequestStop();
   bool stop_requested() const { return stop_flag_.load(std::memory_order_acquire); }
+  // Worker thread. Stops the whole Runtime this worker belongs to (every
+  // worker's stop token is cancelled, then the grace period, as on SIGTERM);
+  // an error in `why` is what Runtime::Wait() returns (the first one wins). On
+  // a worker created on its own: RequestStop(), and exit_status() keeps `why`.
+  void StopRuntime(absl::Status why = absl::OkStatus());
+  // The first error given to StopRuntime() on a worker created on its own.
+  const absl::Status& exit_status() const { return exit_status_; }
   // Cancelled when a stop is requested; tasks watch it to wind down.
   CancellationToken stop_token();
 
@@ -157,6 +164,27 @@ class Worker {
   // destroys) an existing one with the same key.
   WorkerService* Service(const void* key) const;
   void SetService(const void* key, std::unique_ptr<WorkerService> service);
+
+  // Per-worker application state: one T per worker (a buffer pool, open files,
+  // a shard of an index), created on first use by T's default constructor (or
+  // by EmplaceLocal) and owned by the worker. Where such state must live: a task
+  // frame (a task-local unique_ptr) is destroyed at shutdown while the kernel
+  // may still hold buffers of a pool in it, so the buffers come back to freed
+  // memory. A local is destroyed by ~Worker AFTER every task of the worker has
+  // been destroyed and AFTER the kernel's last completion (the ring is drained:
+  // every buffer an operation held is back), and BEFORE the ring itself (so T
+  // may still unregister what it registered). Locals and services are
+  // destroyed newest first. Worker thread only; the reference is valid until
+  // the worker is destroyed.
+  template <typename T>
+  T& Local();
+  // Creates the local T from `args` (replacing, and destroying, an existing one).
+  template <typename T, typename... Args>
+  T& EmplaceLocal(Args&&... args);
+  // The local T, or null if none was created.
+  template <typename T>
+  T* FindLocal() const;
+
   // True once the worker is cancelling every remaining operation and waiting for
   // the kernel to return them (shutdown or destruction): completion handlers
   // must not start new operations then.
@@ -214,6 +242,7 @@ class Worker {
   bool eventfd_armed_ = false;
   bool messages_pending_ = false;
   std::atomic<bool> stop_flag_{false};
+  absl::Status exit_status_;
   std::unique_ptr<CancellationSource> stop_source_;
   bool stopping_ = false;
   Clock::time_point stop_deadline_{};
@@ -227,6 +256,41 @@ class Worker {
   detail::RootPromiseBase* roots_ = nullptr;  // intrusive list of spawned tasks
   std::size_t root_count_ = 0;
 };
+
+namespace detail {
+template <typename T>
+class LocalService final : public WorkerService {
+ public:
+  template <typename... Args>
+  explicit LocalService(Args&&... args) : value(std::forward<Args>(args)...) {}
+  T value;
+};
+// The address of key<T> identifies T's local (one object per type in the program).
+template <typename T>
+struct LocalKey {
+  static constexpr char key = 0;
+};
+}  // namespace detail
+
+template <typename T>
+T* Worker::FindLocal() const {
+  auto* s = static_cast<detail::LocalService<T>*>(Service(&detail::LocalKey<T>::key));
+  return s ? &s->value : nullptr;
+}
+
+template <typename T, typename... Args>
+T& Worker::EmplaceLocal(Args&&... args) {
+  auto s = std::make_unique<detail::LocalService<T>>(std::forward<Args>(args)...);
+  T& ref = s->value;
+  SetService(&detail::LocalKey<T>::key, std::move(s));
+  return ref;
+}
+
+template <typename T>
+T& Worker::Local() {
+  if (T* t = FindLocal<T>()) return *t;
+  return EmplaceLocal<T>();
+}
 
 namespace internal {
 

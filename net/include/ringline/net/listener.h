@@ -148,7 +148,11 @@ struct ServeOptions {
 
 // Accepts on the current worker until `stop` is cancelled, running `handler` as
 // its own task (on this worker) for every connection. Returns an error only if
-// binding fails; handlers still running when it returns keep running.
+// binding fails. After `stop` it stops accepting, then waits for every handler
+// it started to return (a TaskGroup), so it returns only when no handler runs:
+// handlers that should end on stop watch the same token (or the worker's stop
+// token); at worker shutdown those still running at the end of
+// Config::shutdown_grace are destroyed with Serve.
 // `bound` (optional) is called once with the listening address.
 Task<absl::Status> Serve(SocketAddress address, ServeOptions options, ConnectionHandler handler,
                          CancellationToken stop = {},
