@@ -11,7 +11,8 @@
 // cannot be resynchronised).
 //
 // Usage: line_server [--port N] [--workers N] [--grace-ms N]
-// Prints "listening on HOST:PORT" once every worker accepts. SIGTERM/SIGINT:
+// (defaults: a port the kernel picks, one worker per CPU, a 5 s grace).
+// Prints "listening on HOST:PORT" once the socket listens. SIGTERM/SIGINT:
 // stop accepting, answer the requests already being served, close every
 // connection at a reply boundary, exit 0.
 #include <charconv>
@@ -33,14 +34,11 @@ namespace net = ringline::net;
 constexpr std::size_t kMaxLine = 512;
 
 // [snippet:line-worker-state]
-// Per-worker state: one instance per worker thread, created by its main task
-// and destroyed when that task returns, after every connection task of the
-// worker has finished (WorkerMain waits for `open` to reach zero). Only the
-// worker's own thread touches it, so it needs no lock.
+// Per-worker state: one instance per worker, worker.Local<WorkerState>(),
+// created on first use and owned by the worker, which destroys it after every
+// one of its tasks. Only the worker's own thread touches it: no lock.
 struct WorkerState {
-  uint64_t requests = 0;      // served by this worker
-  uint32_t open = 0;          // connection tasks running
-  ringline::WaitList closed;  // notified when one of them ends
+  uint64_t requests = 0;  // served by this worker
 };
 // [/snippet:line-worker-state]
 
@@ -108,34 +106,28 @@ Task<> ServeConnection(net::Connection conn, WorkerState& state, ringline::Cance
 
 struct Options {
   uint16_t port = 0;
-  uint32_t workers = 2;
-  int grace_ms = 2000;
+  uint32_t workers = 0;  // Config's default: one per CPU this process may use
+  int grace_ms = 5000;   // Config's default
 };
 
 // [snippet:line-main]
-Task<> WorkerMain(Worker& worker, const net::ListenSocket& socket) {
-  WorkerState state;
+// A main that can fail: an error stops every worker, and Runtime::Wait()
+// returns it.
+Task<absl::Status> WorkerMain(Worker& worker, const net::ListenSocket& socket) {
   auto listener = net::Listener::Bind(socket);
-  if (!listener.ok()) {
-    std::fprintf(stderr, "worker %u: %s\n", worker.index(), listener.status().ToString().c_str());
-    co_return;
-  }
+  if (!listener.ok()) co_return listener.status();
+  WorkerState& state = worker.Local<WorkerState>();
+  ringline::TaskGroup connections;  // one task per connection
   ringline::CancellationToken stop = worker.stop_token();
   for (;;) {
     auto conn = co_await ringline::WithCancellation(stop, listener->Accept());
     if (!conn) break;  // stop requested
     if (!conn->ok()) continue;
-    ++state.open;
-    ringline::Spawn([](net::Connection c, WorkerState& s, ringline::CancellationToken t) -> Task<> {
-      co_await ServeConnection(std::move(c), s, t);
-      --s.open;
-      s.closed.NotifyAll();
-    }(std::move(**conn), state, stop))
-        .Detach();
+    connections.Spawn(ServeConnection(std::move(**conn), state, stop));
   }
   listener->Close();
-  // `state` lives in this frame: keep it until the last connection is done.
-  while (state.open > 0) co_await state.closed.Wait();
+  co_await connections.Wait();  // each ends at a reply boundary (or at the grace's end)
+  co_return absl::OkStatus();
 }
 // [/snippet:line-main]
 
@@ -178,6 +170,9 @@ int main(int argc, char** argv) {
   signals->Attach((*rt)->shutdown_handle());
   std::printf("listening on %s\n", listen.address().ToString().c_str());
   std::fflush(stdout);
-  (*rt)->Join();
+  if (absl::Status st = (*rt)->Wait(); !st.ok()) {
+    std::fprintf(stderr, "line_server: %s\n", st.ToString().c_str());
+    return 1;
+  }
   return 0;
 }

@@ -14,13 +14,16 @@
 //
 // Usage: object_store --slab PATH [--port N] [--workers N] [--slots N]
 //                     [--slot-size BYTES] [--grace-ms N]
+// Defaults: a port the kernel picks, one worker per CPU the process may use,
+// 1024 slots of 16 KiB per worker, a 5 s grace. --workers, --slots and
+// --slot-size shape a new slab; an existing slab keeps its own and must be
+// served by as many workers as it was made for.
 // Prints "listening on HOST:PORT" once every worker has recovered its slots.
 #include <atomic>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -45,8 +48,6 @@ struct Shared {
   Superblock slab{};
   net::ListenSocket socket;
   std::atomic<uint32_t> ready{0};  // workers that recovered their shard
-  std::mutex mu;
-  absl::Status failure;  // guarded by mu: why a worker could not start
 };
 
 // [snippet:store-parser]
@@ -195,15 +196,7 @@ Task<bool> Handle(net::Connection& conn, const Request& req) {
 }
 // [/snippet:store-handle]
 
-// Connection tasks of one worker; WorkerMain keeps it (in its frame) until
-// the last of them is done.
-struct Connections {
-  uint32_t open = 0;
-  ringline::WaitList closed;
-};
-
-Task<> ServeConnection(net::Connection conn, Connections& connections,
-                       ringline::CancellationToken stop) {
+Task<> ServeConnection(net::Connection conn, ringline::CancellationToken stop) {
   net::LineReader lines({.max_line = kMaxLine});
   while (!stop.cancelled()) {  // a stop ends the connection between requests
     auto got = co_await ringline::WithCancellation(stop, lines.Next(conn));
@@ -222,38 +215,32 @@ Task<> ServeConnection(net::Connection conn, Connections& connections,
     if (!keep_open) break;
   }
   co_await conn.close();
-  --connections.open;
-  connections.closed.NotifyAll();
 }
 
 // [snippet:store-main]
-Task<> WorkerMain(Worker& worker, Shared& shared) {
+Task<absl::Status> WorkerMain(Worker& worker, Shared& shared) {
   auto shard = Shard::Install(worker, shared.slab_path, shared.slab);
-  absl::Status st = shard.status();
-  if (st.ok()) st = co_await (*shard)->Recover();
-  if (!st.ok()) {
-    std::lock_guard<std::mutex> lock(shared.mu);
-    shared.failure = st;
-    co_return;  // main() sees the failure and stops the runtime
-  }
+  if (!shard.ok()) co_return shard.status();  // stops every worker; main() reports it
+  const absl::Status recovered = co_await (*shard)->Recover();
+  if (!recovered.ok()) co_return recovered;
   // Every shard must be ready before a request can be forwarded to it.
   shared.ready.fetch_add(1);
   while (shared.ready.load() < worker.worker_count() && !worker.stop_requested()) {
     co_await ringline::Sleep(std::chrono::milliseconds(1));
   }
   auto listener = net::Listener::Bind(shared.socket);
-  if (!listener.ok()) co_return;
-  Connections connections;
+  if (!listener.ok()) co_return listener.status();
+  ringline::TaskGroup connections;
   ringline::CancellationToken stop = worker.stop_token();
   for (;;) {
     auto conn = co_await ringline::WithCancellation(stop, listener->Accept());
     if (!conn) break;
     if (!conn->ok()) continue;
-    ++connections.open;
-    ringline::Spawn(ServeConnection(std::move(**conn), connections, stop)).Detach();
+    connections.Spawn(ServeConnection(std::move(**conn), stop));
   }
   listener->Close();
-  while (connections.open > 0) co_await connections.closed.Wait();
+  co_await connections.Wait();
+  co_return absl::OkStatus();
 }
 // [/snippet:store-main]
 
@@ -263,7 +250,7 @@ Task<> WorkerMain(Worker& worker, Shared& shared) {
 int main(int argc, char** argv) {
   using namespace object_store;
   Shared shared;
-  uint32_t workers = 2, slots = 1024, slot_size = 16384;
+  uint32_t workers = 0, slots = 1024, slot_size = 16384;  // 0: one per CPU we may use
   int port = 0, grace_ms = 5000;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string_view flag = argv[i];
@@ -285,13 +272,14 @@ int main(int argc, char** argv) {
       break;
     }
   }
-  if (shared.slab_path.empty() || workers == 0 || slots == 0) {
+  if (shared.slab_path.empty() || slots == 0) {
     std::fprintf(stderr,
-                 "usage: %s --slab PATH [--port N] [--workers N>0] [--slots N>0] "
+                 "usage: %s --slab PATH [--port N] [--workers N] [--slots N>0] "
                  "[--slot-size BYTES] [--grace-ms N]\n",
                  argv[0]);
     return 2;
   }
+  if (workers == 0) workers = static_cast<uint32_t>(ringline::AllowedCpus().size());
   auto sb = PrepareSlab(shared.slab_path, workers, slots, slot_size);
   auto socket = net::ListenSocket::Open(net::SocketAddress::Loopback4(static_cast<uint16_t>(port)));
   if (!sb.ok() || !socket.ok()) {
@@ -312,20 +300,20 @@ int main(int argc, char** argv) {
     return 1;
   }
   signals->Attach((*rt)->shutdown_handle());
-  absl::Status failure;
-  while (shared.ready.load() < workers && failure.ok() && !(*rt)->shutdown_handle().requested()) {
+  // Serve once every shard has recovered, or report why a worker could not.
+  while (shared.ready.load() < (*rt)->worker_count() && !(*rt)->shutdown_handle().requested()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    std::lock_guard<std::mutex> lock(shared.mu);
-    failure = shared.failure;
   }
-  if (!failure.ok()) {
-    (*rt)->Shutdown();
-    (*rt)->Join();
-    std::fprintf(stderr, "object_store: %s\n", failure.ToString().c_str());
-    return 1;
+  if (shared.ready.load() < (*rt)->worker_count()) {
+    const absl::Status st = (*rt)->Wait();
+    std::fprintf(stderr, "object_store: %s\n", st.ok() ? "stopped" : st.ToString().c_str());
+    return st.ok() ? 0 : 1;
   }
   std::printf("listening on %s\n", shared.socket.address().ToString().c_str());
   std::fflush(stdout);
-  (*rt)->Join();
+  if (absl::Status st = (*rt)->Wait(); !st.ok()) {
+    std::fprintf(stderr, "object_store: %s\n", st.ToString().c_str());
+    return 1;
+  }
   return 0;
 }

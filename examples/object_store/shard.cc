@@ -5,39 +5,27 @@
 #include "ringline/log.h"
 
 namespace object_store {
-namespace {
-// The key of the Shard in its worker's services: the address is what counts.
-const char kShardKey = 0;
-}  // namespace
-
 using ringline::Buffer;
 using ringline::Task;
-
-Shard::Shard(ringline::Worker& worker, const Superblock& sb) : worker_(worker), sb_(sb) {}
 
 // [snippet:shard-install]
 absl::StatusOr<Shard*> Shard::Install(ringline::Worker& worker, const std::string& path,
                                       const Superblock& sb) {
-  std::unique_ptr<Shard> shard(new Shard(worker, sb));
+  // Owned by the worker from here on: destroyed after all of its tasks.
+  Shard& shard = worker.EmplaceLocal<Shard>(worker, sb);
   // Registered with this worker's ring: reads and writes are READ_FIXED /
   // WRITE_FIXED, no page pinning per request. A request waits for a free one.
   auto pool = ringline::BufferPool::Create(worker, {.buffer_size = sb.slot_size, .count = 64});
   if (!pool.ok()) return pool.status();
-  shard->pool_ = std::move(*pool);
+  shard.pool_ = std::move(*pool);
   // O_DIRECT or nothing: the store's durability argument is about the device.
   ringline::block::TargetOptions options;
   options.cache = ringline::block::CacheMode::kDirect;
   options.queue_depth = 64;
   auto file = ringline::block::DirectFile::Open(worker, path, options);
   if (!file.ok()) return file.status();
-  shard->file_ = std::move(*file);
-  Shard* raw = shard.get();
-  worker.SetService(&kShardKey, std::move(shard));  // the worker owns it now
-  return raw;
-}
-
-Shard* Shard::Of(ringline::Worker& worker) {
-  return static_cast<Shard*>(worker.Service(&kShardKey));
+  shard.file_ = std::move(*file);
+  return &shard;
 }
 // [/snippet:shard-install]
 

@@ -2,11 +2,12 @@
 // Shard: one worker's part of the object store: its slots of the slab file,
 // the index of the keys it owns, and its registered buffers.
 //
-// Ownership and lifetime: a Shard is worker-local state. It is created on its
-// worker's thread and installed as that worker's WorkerService, so the worker
-// destroys it after every task of the worker has been destroyed and the ring
-// drained (no task or kernel operation can still use its file or buffers), and
-// before the ring goes (the file leaves the fixed-file table cleanly).
+// Ownership and lifetime: a Shard is per-worker state, worker.Local<Shard>:
+// created on its worker's thread and owned by the worker, which destroys it
+// after every task of the worker has been destroyed and the ring drained (no
+// task or kernel operation can still use its file or buffers), and before the
+// ring goes (the file leaves the fixed-file table cleanly). See
+// ringline/worker.h, Worker::Local.
 // Thread-safety: none needed and none taken: only its worker's tasks call it.
 // Requests for its keys from other workers come in through SubmitTo and run
 // as tasks of this worker.
@@ -29,14 +30,18 @@ namespace object_store {
 // not run it (stopping, or its message queue full) was not served.
 enum class Outcome : uint8_t { kOk, kNotFound, kFull, kIoError, kUnavailable };
 
-class Shard final : public ringline::WorkerService {
+class Shard {
  public:
-  // Opens the slab on `worker` (its thread) and installs the shard as its
-  // service; then Recover() must run before any request.
+  Shard(ringline::Worker& worker, const Superblock& sb) : worker_(worker), sb_(sb) {}
+  Shard(const Shard&) = delete;
+  Shard& operator=(const Shard&) = delete;
+
+  // Creates this worker's shard and opens the slab for it (on the worker's
+  // thread); then Recover() must run before any request.
   static absl::StatusOr<Shard*> Install(ringline::Worker& worker, const std::string& path,
                                         const Superblock& sb);
   // This worker's shard (null before Install).
-  static Shard* Of(ringline::Worker& worker);
+  static Shard* Of(ringline::Worker& worker) { return worker.FindLocal<Shard>(); }
 
   // Reads every slot this worker owns and rebuilds the index: the newest
   // valid copy of each key wins; older copies are cleared.
@@ -67,7 +72,6 @@ class Shard final : public ringline::WorkerService {
     uint32_t slot;
     uint64_t seq;
   };
-  Shard(ringline::Worker& worker, const Superblock& sb);
   uint64_t SlotOffset(uint32_t slot) const;
   // Writes zeroes over the slot's last block (its header), with FUA.
   ringline::Task<bool> Clear(uint32_t slot);

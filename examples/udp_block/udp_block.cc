@@ -49,18 +49,19 @@ constexpr uint32_t kMaxInFlight = 64;  // requests one worker serves at once
 struct Shared {
   std::string path;
   uint64_t size = 64 << 20;
-  uint32_t workers = 2;
+  uint32_t workers = 0;            // Config's default: one per CPU this process may use
   std::atomic<uint16_t> port{0};   // chosen by worker 0's bind
   std::atomic<uint32_t> ready{0};  // workers receiving
 };
 
-// Worker-local state, owned by the worker as a WorkerService: destroyed after
-// every task of the worker (a request task destroyed at the end of the
-// shutdown grace may still hold a buffer of `pool`), before the ring.
-struct WorkerState final : ringline::WorkerService {
+// Per-worker state, worker.EmplaceLocal<WorkerState>(): owned by the worker
+// and destroyed after every task of the worker (a request task destroyed at
+// the end of the shutdown grace may still hold a buffer of `pool`). The socket
+// is not here but in WorkerMain's frame: network objects must go before the
+// network layer's own per-worker state, which a local may outlive.
+struct WorkerState {
   std::unique_ptr<block::DirectFile> file;
   std::unique_ptr<ringline::BufferPool> pool;
-  net::UdpSocket socket;
   uint32_t in_flight = 0;
   ringline::WaitList request_done;
 };
@@ -75,7 +76,7 @@ struct Request {
 // [snippet:udp-serve]
 // One datagram in, one out. The reply is built on this task's frame and
 // copied by send_to; the file's buffer goes back to the pool when `r` dies.
-Task<> ServeRequest(WorkerState& w, net::Datagram d) {
+Task<> ServeRequest(WorkerState& w, net::UdpSocket& socket, net::Datagram d) {
   std::array<uint8_t, kReplyHeader + kMaxData> reply{};
   Request q;
   int32_t status = 0;
@@ -114,26 +115,20 @@ Task<> ServeRequest(WorkerState& w, net::Datagram d) {
   std::memcpy(reply.data() + 4, &status, 4);
   std::memcpy(reply.data() + 8, &q.id, 8);
   // A peer that is gone (ECONNREFUSED from its ICMP) is not our problem.
-  co_await w.socket.send_to(std::span(reply.data(), kReplyHeader + data_bytes), d.peer);
+  co_await socket.send_to(std::span(reply.data(), kReplyHeader + data_bytes), d.peer);
   --w.in_flight;
   w.request_done.NotifyAll();
 }
 // [/snippet:udp-serve]
 
-Task<> WorkerMain(Worker& worker, Shared& shared) {
-  static const char kStateKey = 0;  // the service's key: its address
-  auto owned = std::make_unique<WorkerState>();
-  WorkerState& w = *owned;
-  worker.SetService(&kStateKey, std::move(owned));
+Task<absl::Status> WorkerMain(Worker& worker, Shared& shared) {
   block::TargetOptions fo;
   fo.cache = block::CacheMode::kWriteback;
   auto file = block::DirectFile::Open(worker, shared.path, fo);
+  if (!file.ok()) co_return file.status();
   auto pool = ringline::BufferPool::Create(worker, {.buffer_size = 4096, .count = kMaxInFlight});
-  if (!file.ok() || !pool.ok()) {
-    std::fprintf(stderr, "worker %u: %s\n", worker.index(),
-                 (!file.ok() ? file.status() : pool.status()).ToString().c_str());
-    co_return;
-  }
+  if (!pool.ok()) co_return pool.status();
+  WorkerState& w = worker.EmplaceLocal<WorkerState>();
   w.file = std::move(*file);
   w.pool = std::move(*pool);
   // Worker 0 lets the kernel choose the port; the others bind the same one.
@@ -144,24 +139,21 @@ Task<> WorkerMain(Worker& worker, Shared& shared) {
   uo.reuse_port = true;
   uo.max_datagram = kRequestHeader + kMaxData;
   auto socket = net::UdpSocket::Bind(net::SocketAddress::Loopback4(shared.port.load()), uo);
-  if (!socket.ok()) {
-    std::fprintf(stderr, "worker %u: %s\n", worker.index(), socket.status().ToString().c_str());
-    co_return;
-  }
-  w.socket = std::move(*socket);
-  if (worker.index() == 0) shared.port.store(w.socket.local_address().port());
+  if (!socket.ok()) co_return socket.status();
+  if (worker.index() == 0) shared.port.store(socket->local_address().port());
   shared.ready.fetch_add(1);
 
   ringline::CancellationToken stop = worker.stop_token();
   for (;;) {
     while (w.in_flight >= kMaxInFlight) co_await w.request_done.Wait();
-    auto d = co_await ringline::WithCancellation(stop, w.socket.recv_from());
+    auto d = co_await ringline::WithCancellation(stop, socket->recv_from());
     if (!d) break;  // stop requested: requests in flight still finish
     if (!d->ok()) continue;
     ++w.in_flight;
-    ringline::Spawn(ServeRequest(w, std::move(**d))).Detach();
+    ringline::Spawn(ServeRequest(w, *socket, std::move(**d))).Detach();
   }
-  while (w.in_flight > 0) co_await w.request_done.Wait();
+  while (w.in_flight > 0) co_await w.request_done.Wait();  // they use *socket
+  co_return absl::OkStatus();
 }
 
 }  // namespace
@@ -183,8 +175,8 @@ int main(int argc, char** argv) {
       break;
     }
   }
-  if (shared.path.empty() || shared.workers == 0) {
-    std::fprintf(stderr, "usage: %s --file PATH [--port N] [--workers N>0] [--size BYTES]\n",
+  if (shared.path.empty()) {
+    std::fprintf(stderr, "usage: %s --file PATH [--port N] [--workers N] [--size BYTES]\n",
                  argv[0]);
     return 2;
   }
@@ -200,7 +192,6 @@ int main(int argc, char** argv) {
   auto signals = ringline::SignalShutdown::Install();
   ringline::Config config;
   config.workers = shared.workers;
-  config.shutdown_grace = std::chrono::milliseconds(2000);
   auto rt =
       ringline::Runtime::Start(config, [&shared](Worker& w) { return WorkerMain(w, shared); });
   if (!rt.ok()) {
@@ -208,17 +199,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   signals->Attach((*rt)->shutdown_handle());
-  for (int i = 0; i < 10000 && shared.ready.load() < shared.workers; ++i) {
+  while (shared.ready.load() < (*rt)->worker_count() && !(*rt)->shutdown_handle().requested()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  if (shared.ready.load() < shared.workers) {
-    (*rt)->Shutdown();
-    (*rt)->Join();
-    std::fprintf(stderr, "udp_block: a worker could not start\n");
+  if (shared.ready.load() == (*rt)->worker_count()) {
+    std::printf("listening on 127.0.0.1:%u\n", shared.port.load());
+    std::fflush(stdout);
+  }
+  if (absl::Status st = (*rt)->Wait(); !st.ok()) {  // a worker could not start
+    std::fprintf(stderr, "udp_block: %s\n", st.ToString().c_str());
     return 1;
   }
-  std::printf("listening on 127.0.0.1:%u\n", shared.port.load());
-  std::fflush(stdout);
-  (*rt)->Join();
   return 0;
 }
