@@ -21,7 +21,7 @@ ringline::Task<> WorkerMain(ringline::Worker& worker) {
 
 int main() {
   auto signals = ringline::SignalShutdown::Install();  // before any thread starts
-  ringline::Config config;                             // config.workers == 2
+  ringline::Config config;  // workers: one per CPU we may use; shutdown grace: 5 s
   auto rt = ringline::Runtime::Start(config, WorkerMain);
   if (!rt.ok()) {
     std::fprintf(stderr, "%s\n", rt.status().ToString().c_str());
