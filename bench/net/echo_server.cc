@@ -30,7 +30,8 @@ Task<> EchoCopy(Connection c, std::size_t chunk) {
   for (;;) {
     auto n = co_await c.read_some(buf);
     if (!n) co_return;
-    if (!(co_await c.send(std::span<const uint8_t>(buf.data(), *n))).ok()) co_return;
+    const IoResult sent = co_await c.send(std::span<const uint8_t>(buf.data(), *n));
+    if (!sent.ok()) co_return;
   }
 }
 

@@ -324,7 +324,9 @@ TEST_F(ReadersTest, ReadFrameLandsPayloadsInTheBuffer) {
       if (!n.ok()) co_return;
       EXPECT_EQ(*n, sizes[i]);
       EXPECT_EQ(buf.size(), sizes[i]);
-      EXPECT_TRUE(MatchesPattern(i, 0, buf.data(), buf.size())) << "frame " << i;
+      if (buf.size() > 0) {
+        EXPECT_TRUE(MatchesPattern(i, 0, buf.data(), buf.size())) << "frame " << i;
+      }
     }
     Result<std::size_t> over = co_await reader.ReadFrame(conn, buf);
     EXPECT_EQ(over.error(), EMSGSIZE);

@@ -108,7 +108,8 @@ Task<bool> EchoClient(SocketAddress addr, int id) {
        {std::size_t{1}, std::size_t{64}, std::size_t{4096}, std::size_t{70000}}) {
     std::vector<uint8_t> msg(size);
     FillPattern(static_cast<uint64_t>(id), size, msg.data(), size);
-    if (!(co_await c->send(msg)).ok()) co_return false;
+    const IoResult sent = co_await c->send(msg);
+    if (!sent.ok()) co_return false;
     std::vector<uint8_t> back(size);
     IoResult r = co_await c->read_exact(std::span<uint8_t>(back));
     if (!r.ok() || back != msg) {
@@ -263,7 +264,8 @@ TEST_F(TcpTest, PipelinedSmallMessagesStayInOrder) {
       auto line = co_await c.recv(ParseLine);
       if (!line) co_return;
       std::string reply = "ack " + *line + "\n";
-      if (!(co_await c.send(reply)).ok()) co_return;
+      const IoResult sent = co_await c.send(reply);
+      if (!sent.ok()) co_return;
     }
   }));
   std::atomic<int> in_order{0};
