@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # NVMe passthrough tests in a QEMU guest with an emulated NVMe controller.
 #
-# Usage: scripts/nvme-qemu-test.sh [--build-dir DIR] [--timeout SECS] [--keep] [GUEST_SCRIPT...]
+# Usage: scripts/nvme-qemu-test.sh [--build-dir DIR] [--timeout SECS] [--keep] [--power-cut N] [GUEST_SCRIPT...]
 #
 # Boots Debian 12's 6.1 kernel under QEMU (TCG) with a busybox initramfs, one
 # emulated NVMe controller (serial RINGLINE0001) with two namespaces backed by
@@ -12,6 +12,10 @@
 # in lexical order (exit 0 = pass, 77 = skipped, else fail; see tests/nvme/README.md
 # for the environment). Afterwards it checks the `pattern` expectations the guest
 # scripts appended to $RINGLINE_RESULTS_DIR/expect against the image files.
+#
+# --power-cut N: instead, boot N times with the writer of tests/nvme/power-cut/
+# on drives with a volatile write cache, SIGKILL QEMU mid-run each time and check
+# the images against the writer's acknowledgment log (scripts/qemu/power-cut.sh).
 #
 # Exit: 0 = every guest script passed or skipped and every expectation held;
 # 1 = anything else; 77 = QEMU cannot run on this machine (printed as SKIPPED).
@@ -39,6 +43,10 @@ BASE_MODULES=(nvme virtio_pci 9pnet_virtio 9p)
 # because ext4 asks the crypto API for "crc32c" by name, which busybox insmod
 # cannot resolve on demand.
 GUEST_TEST_MODULES=(nbd crc32c_generic ext4)
+# Loaded when the guest kernel package has them (and their dependencies); the
+# guest scripts that need one print SKIPPED without it. raid1 (with md-mod):
+# tests/nvme/guest.d/50-md-raid1.sh.
+OPTIONAL_GUEST_MODULES=(raid1)
 HOST_PACKAGES=(qemu-system-x86 busybox-static cpio python3 nvme-cli fio)
 NVME_WAIT_SECONDS=60
 KEEP_RESULT_RUNS=20
@@ -53,6 +61,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 BUILD_DIR="$REPO/build"
 TIMEOUT=300
 KEEP=0
+POWER_CUTS=0
 SCRIPTS_ARGS=()
 while (($#)); do
   case "$1" in
@@ -61,6 +70,8 @@ while (($#)); do
     --timeout) [[ $# -ge 2 ]] || { usage; exit 1; }; TIMEOUT=$2; shift 2 ;;
     --timeout=*) TIMEOUT=${1#*=}; shift ;;
     --keep) KEEP=1; shift ;;
+    --power-cut) [[ $# -ge 2 ]] || { usage; exit 1; }; POWER_CUTS=$2; shift 2 ;;
+    --power-cut=*) POWER_CUTS=${1#*=}; shift ;;
     -h|--help) usage; exit 0 ;;
     --) shift; SCRIPTS_ARGS+=("$@"); break ;;
     -*) echo "nvme-qemu: unknown option $1" >&2; usage >&2; exit 1 ;;
@@ -68,6 +79,8 @@ while (($#)); do
   esac
 done
 [[ "$TIMEOUT" =~ ^[0-9]+$ ]] && ((TIMEOUT >= 30)) || fail_early "--timeout must be a number of seconds >= 30"
+[[ "$POWER_CUTS" =~ ^[0-9]+$ ]] && ((POWER_CUTS <= 8)) || fail_early "--power-cut must be a number of cuts, at most 8"
+((POWER_CUTS && ${#SCRIPTS_ARGS[@]} == 0)) && SCRIPTS_ARGS=(tests/nvme/power-cut/writer.sh)
 START=$SECONDS
 BUILD_DIR=$(realpath -m -- "$BUILD_DIR")
 MEM=${RINGLINE_QEMU_MEM:-1024}
@@ -227,6 +240,11 @@ cp /bin/busybox "$IRD/bin/busybox"
 cp "$REPO/scripts/qemu/init.sh" "$IRD/init"
 chmod 755 "$IRD/init" "$IRD/bin/busybox"
 read -r -a extra_modules <<<"${RINGLINE_QEMU_EXTRA_MODULES:-}"
+for m in "${OPTIONAL_GUEST_MODULES[@]}"; do
+  if python3 "$REPO/scripts/qemu/kmod-order.py" "$MODDIR" "$m" >/dev/null 2>&1; then extra_modules+=("$m")
+  else say "the guest kernel package has no loadable $m module: guest scripts that need it will skip"; fi
+done
+((POWER_CUTS)) && extra_modules+=(virtio_blk)
 python3 "$REPO/scripts/qemu/kmod-order.py" "$MODDIR" "${BASE_MODULES[@]}" "${GUEST_TEST_MODULES[@]}" \
   "${extra_modules[@]}" \
   >"$TMP/modules.order" || fail_early "could not resolve the guest kernel modules in $MODDIR"
@@ -286,6 +304,12 @@ QEMU_ARGS=(
   -device "nvme-ns,drive=ns1,bus=nvme0,nsid=1,logical_block_size=$NS1_LBA,physical_block_size=$NS1_LBA"
   -device "nvme-ns,drive=ns2,bus=nvme0,nsid=2,logical_block_size=$NS2_LBA,physical_block_size=$NS2_LBA"
 )
+if ((POWER_CUTS)); then
+  # shellcheck source=scripts/qemu/power-cut.sh
+  . "$REPO/scripts/qemu/power-cut.sh"
+  power_cut_main
+  exit $?
+fi
 printf '%q ' "$QEMU" "${QEMU_ARGS[@]}" >"$RESULTS/qemu-cmdline"
 echo >>"$RESULTS/qemu-cmdline"
 

@@ -13,8 +13,9 @@ PACKAGES=(
   # peers and real clients used by tests and benchmarks
   fio openssl util-linux procps iproute2 python3 curl
   libnbd-bin python3-libnbd nbdkit qemu-utils nbd-server nvme-cli
-  # the kernel's NBD client and ext4 tools, run in the QEMU guest from the host's root
-  nbd-client e2fsprogs
+  # the kernel's NBD client, ext4 tools and mdadm (md RAID1 over two blockserve nodes),
+  # run in the QEMU guest from the host's root
+  nbd-client e2fsprogs mdadm
   # systemd-socket-activate and systemd-analyze (socket activation, unit checks)
   systemd
   # QEMU NVMe passthrough harness

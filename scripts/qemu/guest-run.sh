@@ -38,6 +38,10 @@ guest_env=(
   LANG=C.UTF-8
 )
 
+# scripts/nvme-qemu-test.sh --power-cut: which boot this is (K/N).
+power_cut=$(tr ' ' '\n' </proc/cmdline | sed -n 's/^ringline\.power_cut=//p')
+[[ -n "$power_cut" ]] && guest_env+=("RINGLINE_POWER_CUT=$power_cut")
+
 echo "ringline-guest: $(uname -srm), $(nproc) CPUs, $(awk '/MemTotal/ {print int($2/1024) " MiB"}' /proc/meminfo)"
 echo "ringline-guest: environment of the guest scripts:"
 printf '    %s\n' "${guest_env[@]}"

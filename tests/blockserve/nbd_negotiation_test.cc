@@ -506,6 +506,32 @@ TEST_F(NegotiationTest, TooManyOptionsCloses) {
   EXPECT_EQ(EventAs<Close>(run).reason, CloseReason::kTooManyOptions);
 }
 
+TEST_F(NegotiationTest, AnOptionAnnouncingMoreThanTheHardLimitClosesAtOnce) {
+  // Up to the limit an unknown option is skipped and answered; one byte more,
+  // or 4 GiB, closes before any data arrives, whatever the option.
+  NegotiationOptions options = Options();
+  options.max_announced_option_length = 1000;
+  {
+    Negotiator n(catalog_, options);
+    const DriveResult run =
+        Drive(n, Wire().U32(kBoth).Option(kOptPeekExport, Bytes(1000, 0)).Option(kOptAbort));
+    EXPECT_EQ(run.output,
+              Expect(Wire()
+                         .Reply(kOptPeekExport, kRepErrUnsup, "option 4 is not supported")
+                         .Reply(kOptAbort, kRepAck)));
+  }
+  for (uint32_t option : {kOptPeekExport, kOptGo, kOptExportName, kOptSetMetaContext}) {
+    for (uint32_t length : {1001u, 0xffffffffu}) {
+      Negotiator n(catalog_, options);
+      const DriveResult run = Drive(n, Wire().U32(kBoth).Str("IHAVEOPT").U32(option).U32(length));
+      EXPECT_EQ(run.output, Expect(Wire())) << OptionName(option);  // the greeting only
+      EXPECT_EQ(EventAs<Close>(run).reason, CloseReason::kOptionTooLong) << OptionName(option);
+    }
+  }
+  // The default limit admits the longest option the protocol defines.
+  EXPECT_GE(NegotiationOptions().max_announced_option_length, 4u + 4096 + 2 + 2 * 65535);
+}
+
 TEST_F(NegotiationTest, ShutdownRefusesOptionsButAcknowledgesAbort) {
   Negotiator n(catalog_, Options());
   n.BeginShutdown();

@@ -235,25 +235,37 @@ TEST(ValidateRequestTest, MisalignedToMinimumBlockSizeIsEinval) {
   ExpectExecute(ValidateRequest(Req(kCmdRead, 1, 3), p));
 }
 
-TEST(ValidateRequestTest, OverMaximumIsEinvalAndAWritePayloadMustBeDiscarded) {
+void ExpectErrorThenClose(const RequestCheck& c, uint32_t payload) {
+  EXPECT_EQ(c.verdict, Verdict::kReplyErrorThenClose);
+  EXPECT_EQ(c.error, NbdError::kInval) << NbdErrorName(c.error);
+  EXPECT_EQ(c.refusal, Refusal::kTooLong);
+  EXPECT_EQ(c.payload_length, payload);
+  EXPECT_EQ(std::string(c.reason), "write longer than the maximum block size: closing");
+}
+
+TEST(ValidateRequestTest, OverMaximumIsEinvalAndAWriteClosesTheConnection) {
   const std::string big = "request longer than the maximum block size";
   ExpectError(ValidateRequest(Req(kCmdRead, 0, 128 * 1024), Params()), NbdError::kInval, 0, big);
   ExpectError(ValidateRequest(Req(kCmdCache, 0, 128 * 1024), Params()), NbdError::kInval, 0, big);
-  // A write over the maximum: the client still sends its payload.
-  ExpectError(ValidateRequest(Req(kCmdWrite, 0, 128 * 1024), Params()), NbdError::kInval,
-              128 * 1024, big);
+  // A write over the maximum: its payload is not read, so the stream cannot
+  // be resynchronised; the server answers and closes.
+  ExpectErrorThenClose(ValidateRequest(Req(kCmdWrite, 0, 128 * 1024), Params()), 128 * 1024);
   // Payload-free commands are not held to the maximum.
   ExpectExecute(ValidateRequest(Req(kCmdTrim, 0, 512 * 1024), Params()));
   ExpectExecute(ValidateRequest(Req(kCmdWriteZeroes, 0, 512 * 1024), Params()));
 }
 
-TEST(ValidateRequestTest, WriteOverThirtyTwoMebibytesIsRefusedWithFullDiscard) {
+TEST(ValidateRequestTest, WriteOverTheMaximumClosesBeforeAnyOtherCheck) {
   TransmissionParams p = Params();
   p.export_size = uint64_t{1} << 40;
   p.block_size.maximum = kMaxPayloadLength;
   ExpectExecute(ValidateRequest(Req(kCmdWrite, 0, kMaxPayloadLength), p), kMaxPayloadLength);
-  ExpectError(ValidateRequest(Req(kCmdWrite, 0, 0xfffffe00), p), NbdError::kInval, 0xfffffe00,
-              "request longer than the maximum block size");
+  ExpectErrorThenClose(ValidateRequest(Req(kCmdWrite, 0, 0xffffffff), p), 0xffffffff);
+  // Read-only, past the end and bad flags: still closed, the payload unread.
+  ExpectErrorThenClose(ValidateRequest(Req(kCmdWrite, 0, 0xffffffff), ReadOnlyParams()),
+                       0xffffffff);
+  ExpectErrorThenClose(ValidateRequest(Req(kCmdWrite, uint64_t{1} << 41, 0xfffffe00, 0x80), p),
+                       0xfffffe00);
 }
 
 TEST(ValidateRequestTest, ZeroLengthRequestsSucceedWithoutIo) {

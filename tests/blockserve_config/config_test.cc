@@ -255,5 +255,62 @@ TEST(ServiceCliTest, FlagsAndTheirErrors) {
   std::remove(bad.c_str());
 }
 
+// ---- fairness: per-connection budgets, buffer memory, io-timeout ----------------
+
+TEST(FairnessConfigTest, DefaultsAdmitANormalClientAndOneRequestUpToTheLimit) {
+  const ServerConfig c;
+  EXPECT_EQ(c.max_in_flight, 128u);
+  EXPECT_EQ(c.max_in_flight_bytes, 32u << 20);  // fio QD32 x 128k is 4 MiB, nbdcopy 16 MiB
+  EXPECT_EQ(c.buffer_memory, uint64_t{1} << 30);
+  EXPECT_EQ(c.io_timeout_s, 30u);
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+}
+
+TEST(FairnessConfigTest, TomlKeysTakeSizesAsTextOrBytes) {
+  const std::string p = WriteTemp(
+      "max_in_flight = 16\nmax_in_flight_bytes = \"8M\"\nbuffer_memory = 268435456\n"
+      "io_timeout = 0\n");
+  ServerConfig c;
+  ASSERT_TRUE(LoadConfigFile(p, &c).ok());
+  EXPECT_EQ(c.max_in_flight, 16u);
+  EXPECT_EQ(c.max_in_flight_bytes, 8u << 20);
+  EXPECT_EQ(c.buffer_memory, 256u << 20);
+  EXPECT_EQ(c.io_timeout_s, 0u);
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+  std::remove(p.c_str());
+}
+
+TEST(FairnessConfigTest, BadValuesNameTheKeyAndTheRange) {
+  ServerConfig c;
+  std::string p = WriteTemp("max_in_flight = 2000\n");
+  EXPECT_NE(LoadConfigFile(p, &c).message().find("'max_in_flight' must be an integer"),
+            std::string::npos);
+  p = WriteTemp("buffer_memory = \"a lot\"\n");
+  EXPECT_NE(LoadConfigFile(p, &c).message().find("'buffer_memory'"), std::string::npos);
+  p = WriteTemp("io_timeout = 4000\n");
+  EXPECT_NE(LoadConfigFile(p, &c).message().find("'io_timeout' must be an integer"),
+            std::string::npos);
+  c = ServerConfig{};
+  c.max_in_flight = 0;
+  EXPECT_NE(c.Validate().message().find("max_in_flight: 0 is out of range: use 1..1024"),
+            std::string::npos)
+      << c.Validate();
+  c = ServerConfig{};
+  c.max_in_flight_bytes = 4096;
+  EXPECT_NE(c.Validate().message().find("max_in_flight_bytes"), std::string::npos);
+  c = ServerConfig{};
+  c.buffer_memory = uint64_t{2} << 40;
+  EXPECT_NE(c.Validate().message().find("buffer_memory"), std::string::npos);
+  c = ServerConfig{};
+  c.io_timeout_s = 3601;
+  EXPECT_NE(c.Validate().message().find("io_timeout"), std::string::npos);
+  std::string out;
+  EXPECT_EQ(RunBlockserve("--max-in-flight-bytes 12Q", &out), 2);
+  EXPECT_NE(out.find("--max-in-flight-bytes"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(RunBlockserve("--io-timeout -3", &out), 2);
+  EXPECT_NE(out.find("--io-timeout"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace blockserve

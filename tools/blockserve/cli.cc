@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <tuple>
 
 #include "blockserve/version.h"
 #include "ringline/log.h"
@@ -72,6 +73,23 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
   app.add_option("--tls-psk", tls_psk,
                  "pre-shared keys, one identity:hexkey per line (psktool's format)")
       ->check(CLI::ExistingFile);
+  // Fairness: what one connection, and the server, may hold.
+  std::string max_in_flight_bytes, buffer_memory;
+  std::optional<uint32_t> max_in_flight, io_timeout;
+  app.add_option("--max-in-flight", max_in_flight,
+                 "requests one connection may have in flight; beyond it the server stops reading "
+                 "from it (default 128)")
+      ->check(CLI::Range(1u, kMaxInFlightLimit));
+  app.add_option("--max-in-flight-bytes", max_in_flight_bytes,
+                 "request buffer bytes one connection may hold, 64K..4G; one request up to "
+                 "--max-request is always admitted (default 32M)");
+  app.add_option("--buffer-memory", buffer_memory,
+                 "request buffer memory beyond the per-worker pools, all workers together, "
+                 "0..1T (default 1G)");
+  app.add_option("--io-timeout", io_timeout,
+                 "seconds a write payload may stop arriving, or replies stop being read, before "
+                 "the connection is closed; 0: no limit (default 30)")
+      ->check(CLI::Range(0, 3600));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -136,6 +154,19 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
   if (!keepalive.empty()) c.keepalive = keepalive == "on";
   if (keepalive_idle) c.keepalive_idle_s = *keepalive_idle;
   if (!tls_psk.empty()) c.tls_psk = tls_psk;
+  if (max_in_flight) c.max_in_flight = *max_in_flight;
+  if (io_timeout) c.io_timeout_s = *io_timeout;
+  for (auto [flag, text, field] :
+       {std::tuple{"--max-in-flight-bytes", &max_in_flight_bytes, &c.max_in_flight_bytes},
+        std::tuple{"--buffer-memory", &buffer_memory, &c.buffer_memory}}) {
+    if (text->empty()) continue;
+    auto v = ParseSize(*text);
+    if (!v.ok()) {
+      return fail(
+          absl::InvalidArgumentError(std::string(flag) + " " + std::string(v.status().message())));
+    }
+    *field = *v;
+  }
   if (!exports.empty()) c.exports.clear();  // flags replace the file's exports
   for (const auto& spec : exports) {
     auto e = ParseExportSpec(spec);

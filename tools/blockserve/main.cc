@@ -49,6 +49,8 @@ struct Shared {
   // same path): orders read-modify-writes across all of them.
   std::vector<std::unique_ptr<WriteOrder>> orders;
   std::shared_ptr<net::TlsServerContext> tls;
+  // --buffer-memory: request buffers beyond the workers' pools (request_memory.h).
+  std::unique_ptr<BufferBudget> budget;
   std::mutex mu;
   ringline::Runtime* runtime = nullptr;  // guarded by mu; set once Start returned
   absl::Status first_error;              // guarded by mu: a worker that could not start
@@ -195,14 +197,16 @@ absl::Status SetUp(WorkerContext& ctx, Shared& shared) {
   if (!table.ok()) return table.status();
   ctx.exports = std::move(*table);
   ctx.tls = shared.tls;
+  ctx.budget = shared.budget.get();
   // Registered (pinned, resident) buffers for requests up to 256 KiB: 128 per
-  // worker, as many as one connection keeps in flight; beyond that requests
-  // wait for a buffer in FIFO order. Larger requests (up to --max-request) are
-  // rare: unregistered, and resident only once used. A request's buffer also
-  // holds an unaligned request's covering range: up to one alignment unit
-  // (at most 64 KiB) more on each side. The worker's memory for them is
-  // bounded by their count: at most four, fewer for a large limit (at most
-  // 512 MiB, or one buffer); a request waits for a free one.
+  // worker, as many as one connection keeps in flight. Larger requests (up to
+  // --max-request) are rare: unregistered, and resident only once used. A
+  // request's buffer also holds an unaligned request's covering range: up to
+  // one alignment unit (at most 64 KiB) more on each side. The worker keeps at
+  // most four large ones, fewer for a large limit (at most 512 MiB, or one
+  // buffer). The pools are the steady-state cache, not a limit: when one is
+  // empty a request's buffer is allocated against --buffer-memory, and only
+  // when that is spent too does it wait for a pool buffer (request_memory.h).
   auto small = ringline::BufferPool::Create(ctx.worker, {.buffer_size = 256 * 1024, .count = 128});
   if (!small.ok()) return small.status();
   ctx.small = std::move(*small);
@@ -369,6 +373,7 @@ int main(int argc, char** argv) {
   for (uint32_t i = 0; i < shared.config.workers; ++i) {
     shared.stats.push_back(std::make_unique<WorkerStats>(shared.config.exports.size()));
   }
+  shared.budget = std::make_unique<BufferBudget>(shared.config.buffer_memory);
   for (std::size_t i = 0; i < shared.config.exports.size(); ++i) {
     shared.orders.push_back(std::make_unique<WriteOrder>(shared.config.workers));
   }

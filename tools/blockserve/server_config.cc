@@ -168,6 +168,28 @@ absl::Status ServerConfig::ValidateService() const {
     return FieldError("keepalive_idle",
                       absl::StrCat(keepalive_idle_s, " s is out of range: use 1..32767"));
   }
+  return ValidateFairness();
+}
+
+absl::Status ServerConfig::ValidateFairness() const {
+  if (max_in_flight < 1 || max_in_flight > kMaxInFlightLimit) {
+    return FieldError("max_in_flight", absl::StrCat(max_in_flight, " is out of range: use 1..",
+                                                    kMaxInFlightLimit, " (default 128)"));
+  }
+  if (max_in_flight_bytes < (64u << 10) || max_in_flight_bytes > (uint64_t{4} << 30)) {
+    return FieldError(
+        "max_in_flight_bytes",
+        absl::StrCat(max_in_flight_bytes, " is out of range: use 64K..4G (default 32M)"));
+  }
+  if (buffer_memory > (uint64_t{1} << 40)) {
+    return FieldError(
+        "buffer_memory",
+        absl::StrCat(buffer_memory, " is out of range: use 0 (the pools only)..1T (default 1G)"));
+  }
+  if (io_timeout_s > 3600) {
+    return FieldError("io_timeout",
+                      absl::StrCat(io_timeout_s, " s is out of range: use 0 (none)..3600"));
+  }
   return absl::OkStatus();
 }
 
@@ -186,7 +208,9 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
       // operating it as a service
       "unix", "tcp", "pid_file", "handshake_timeout", "keepalive", "keepalive_idle",
       // issue 12
-      "max_request"};
+      "max_request",
+      // fairness
+      "max_in_flight", "max_in_flight_bytes", "buffer_memory", "io_timeout"};
   for (const auto& [k, v] : t) {
     if (!kTop.count(std::string(k.str()))) {
       return absl::InvalidArgumentError(
@@ -262,6 +286,29 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
   if (!(st = get_bool(t["keepalive"], "keepalive", &c->keepalive)).ok()) return st;
   if (!(st = get_uint(t["keepalive_idle"], "keepalive_idle", 32767, &c->keepalive_idle_s)).ok())
     return st;
+  // Fairness. Sizes are a string ("32M") or a number of bytes.
+  auto get_size = [&](const toml::node_view<toml::node> n, const std::string& key, uint64_t max,
+                      uint64_t* out) -> absl::Status {
+    if (!n) return absl::OkStatus();
+    if (auto text = n.value<std::string>()) {
+      auto parsed = ParseSize(*text);
+      if (!parsed.ok()) return err(key, std::string(parsed.status().message()));
+      *out = *parsed;
+      return absl::OkStatus();
+    }
+    return get_uint(n, key, max, out);
+  };
+  if (!(st = get_uint(t["max_in_flight"], "max_in_flight", kMaxInFlightLimit, &c->max_in_flight))
+           .ok())
+    return st;
+  if (!(st = get_size(t["max_in_flight_bytes"], "max_in_flight_bytes", uint64_t{4} << 30,
+                      &c->max_in_flight_bytes))
+           .ok())
+    return st;
+  if (!(st = get_size(t["buffer_memory"], "buffer_memory", uint64_t{1} << 40, &c->buffer_memory))
+           .ok())
+    return st;
+  if (!(st = get_uint(t["io_timeout"], "io_timeout", 3600, &c->io_timeout_s)).ok()) return st;
   if (auto n = t["default_size"]) {
     if (auto s = n.value<std::string>()) {
       auto v = ParseSize(*s);

@@ -16,6 +16,9 @@ namespace blockserve {
 
 enum class TlsMode { kOff, kOn, kRequire };
 
+// The largest max_in_flight accepted (requests one connection may have in flight).
+inline constexpr uint32_t kMaxInFlightLimit = 1024;
+
 struct ExportConfig {
   std::string name;
   std::string path;  // file, block device or NVMe generic char device (/dev/ngXnY)
@@ -68,11 +71,37 @@ struct ServerConfig {
   uint32_t keepalive_idle_s = 60;
   std::string tls_psk;  // psktool-format key file (identity:hexkey per line)
 
+  // ---- fairness: what one connection, and the server, may hold -----------------
+  // Requests one connection may have in flight (--max-in-flight, TOML
+  // max_in_flight, 1..1024); at the limit the server reads no further request
+  // from it until one finishes (the rest wait in its socket).
+  uint32_t max_in_flight = 128;
+  // Request buffer bytes one connection may hold (--max-in-flight-bytes, TOML
+  // max_in_flight_bytes, 64K..4G). A request that would pass it waits like
+  // one over max_in_flight, except that a request arriving while the
+  // connection holds nothing is always admitted, so one request up to
+  // max_request is always served. So one connection holds at most
+  // max(max_in_flight_bytes, max_request) plus an alignment unit per side.
+  uint64_t max_in_flight_bytes = 32u << 20;
+  // Request buffer memory beyond the per-worker pools, all workers together
+  // (--buffer-memory, TOML buffer_memory, 0..1T; 0: the pools only). When a
+  // pool is empty a request buffer is allocated from this budget and freed
+  // when the request finishes; when the budget is spent too, requests wait
+  // for a pool buffer (FIFO), which --io-timeout bounds.
+  uint64_t buffer_memory = uint64_t{1} << 30;
+  // Seconds the server waits on a client in transmission without progress
+  // (--io-timeout, TOML io_timeout, 0 = none..3600): a write payload that
+  // stops arriving, or replies the client stops reading. Every completed
+  // payload piece or reply send is progress. The connection is then closed
+  // and its buffers returned. An idle client (nothing owed) never times out.
+  uint32_t io_timeout_s = 30;
+
   bool ServesTcp() const { return listen_tcp.value_or(unix_socket.empty()); }
   absl::Status Validate() const;
 
  private:
-  absl::Status ValidateService() const;  // the fields of the section above
+  absl::Status ValidateService() const;   // the fields of the section above
+  absl::Status ValidateFairness() const;  // the fairness section
 };
 
 // "NAME=PATH[,ro]" as given to --export.

@@ -66,15 +66,70 @@ net::ParseResult<nbd::Request> ParseHeader(std::span<const uint8_t> bytes) {
 }  // namespace
 
 Session::Session(WorkerContext& ctx, net::Connection conn)
-    : ctx_(ctx), conn_(std::move(conn)), peer_(conn_.peer().ToString()) {
-  free_slots_.reserve(kMaxInFlight);
-  for (uint32_t i = kMaxInFlight; i-- > 0;) free_slots_.push_back(i);
+    : ctx_(ctx),
+      conn_(std::move(conn)),
+      peer_(conn_.peer().ToString()),
+      requests_(ctx.config.max_in_flight) {
+  free_slots_.reserve(requests_.size());
+  for (auto i = static_cast<uint32_t>(requests_.size()); i-- > 0;) free_slots_.push_back(i);
 }
 
 Session::~Session() {
   // Request tasks reference this session: they go first.
   reader_.Abort();
   for (auto& r : requests_) r.Abort();
+  watchdog_.Abort();
+}
+
+// ---- fairness: the connection's budget and the io-timeout -------------------------
+
+Session::ClientWait::ClientWait(Session& s) : s_(s) {
+  // Only the first wait starts the clock: a client that never reads cannot
+  // keep resetting it by sending new requests while the old replies sit.
+  if (s_.client_waits_++ == 0) {
+    s_.progress_at_ = s_.ctx_.worker.now();
+    s_.owed_.NotifyOne();
+  }
+}
+
+Session::ClientWait::~ClientWait() {
+  --s_.client_waits_;
+  s_.progress_at_ = s_.ctx_.worker.now();
+}
+
+Task<> Session::Watchdog() {
+  const auto limit = std::chrono::seconds(ctx_.config.io_timeout_s);
+  for (;;) {
+    // Parked while nothing is owed. Woken by a ClientWait, it sleeps until a
+    // timeout after the last progress before it looks again, so a busy
+    // connection wakes it about once per timeout, not once per request.
+    while (client_waits_ == 0) co_await owed_.Wait();
+    while (ctx_.worker.now() < progress_at_ + limit) {
+      co_await ringline::SleepUntil(progress_at_ + limit);
+    }
+    if (client_waits_ == 0) continue;  // all that was owed came: park again
+    ctx_.stats->io_timeouts.Add();
+    RL_LOG_WARN(
+        "%s: closing: no progress for %u s on what the client owes (a write payload still to "
+        "arrive, or replies it does not read) (--io-timeout)",
+        peer_, ctx_.config.io_timeout_s);
+    // Fails the reader's receive and every send: the requests finish, their
+    // buffers go back, and Run() closes.
+    conn_.abort();
+    co_return;
+  }
+}
+
+uint64_t Session::BufferCost(const nbd::Request& req, const nbd::RequestCheck& check) const {
+  if (check.verdict != nbd::Verdict::kExecute) return 0;
+  if (req.type != nbd::kCmdRead && req.type != nbd::kCmdWrite) return 0;
+  return SpanOf(req).length();
+}
+
+bool Session::Admits(uint64_t cost) const {
+  if (free_slots_.empty()) return false;
+  // Alone, any request is admitted: one up to --max-request always fits.
+  return in_flight_bytes_ == 0 || in_flight_bytes_ + cost <= ctx_.config.max_in_flight_bytes;
 }
 
 void Session::BeginShutdown() {
@@ -173,10 +228,13 @@ Task<> Session::Run() {
   if (!entered || stopping_) {
     ctx_.stats->handshakes_failed.Add();
   } else {
+    if (ctx_.config.io_timeout_s > 0) watchdog_ = ringline::Spawn(Watchdog());
     reader_ = ringline::Spawn(ReadLoop());
     co_await reader_;
-    // Finish every request in flight (their replies go out), then close.
-    while (free_slots_.size() != kMaxInFlight) co_await slot_freed_.Wait();
+    // Finish every request in flight (their replies go out, under the
+    // watchdog), then close.
+    while (free_slots_.size() != requests_.size()) co_await slot_freed_.Wait();
+    watchdog_.Abort();
     if (wrote_ && stopping_) co_await export_->target->Flush();
   }
   co_await conn_.close();
@@ -184,14 +242,27 @@ Task<> Session::Run() {
   RL_LOG_INFO("%s: closed", peer_);
 }
 
-Task<Buffer> Session::AcquireBuffer(uint32_t length) {
-  co_return co_await ctx_.PoolFor(length).Acquire();
+Task<Buffer> Session::AcquireBuffer(uint32_t length, BudgetCharge& charge) {
+  // Not a coroutine itself: one frame per acquisition, as before.
+  return AcquireRequestBuffer(ctx_.SourceFor(length), length, charge);
+}
+
+Task<bool> Session::ReadPayload(Buffer& buf, std::size_t offset, uint32_t length) {
+  for (uint32_t done = 0; done < length;) {
+    const uint32_t n = std::min(length - done, kPayloadPiece);
+    ClientWait wait(*this);
+    auto r = co_await conn_.read_exact(buf, offset + done, n);
+    if (!r.ok()) co_return false;
+    done += n;
+  }
+  co_return true;
 }
 
 Task<bool> Session::Discard(uint32_t length) {
   if (scratch_.empty()) scratch_.resize(64 * 1024);
   while (length > 0) {
     const uint32_t n = std::min<uint32_t>(length, static_cast<uint32_t>(scratch_.size()));
+    ClientWait wait(*this);
     auto r = co_await conn_.read_exact(std::span<uint8_t>(scratch_.data(), n));
     if (!r.ok()) co_return false;
     length -= n;
@@ -216,32 +287,52 @@ Task<> Session::ReadLoop() {
     const nbd::Request req = *hdr;
     const nbd::RequestCheck check = nbd::ValidateRequest(req, params_);
     if (check.verdict == nbd::Verdict::kDisconnect) co_return;
-    while (free_slots_.empty()) co_await slot_freed_.Wait();
+    if (check.verdict == nbd::Verdict::kReplyErrorThenClose) {
+      ctx_.stats->oversize_writes.Add();
+      RL_LOG_WARN(
+          "%s: NBD_CMD_WRITE of %u bytes is longer than the maximum block size %u "
+          "(--max-request): answered %s, closing (its payload is not read)",
+          peer_, req.length, params_.block_size.maximum, nbd::NbdErrorName(check.error));
+      RecordRefusal(req, check);
+      co_await Reply(req, check.error, check.reason);
+      co_return;  // Run() finishes the requests in flight and closes
+    }
+    // Backpressure: at the connection's budget the next request stays in the
+    // client's socket, with no buffer taken, until one in flight finishes.
+    const uint64_t cost = BufferCost(req, check);
+    if (!Admits(cost)) {
+      ctx_.stats->admission_waits.Add();
+      do {
+        co_await slot_freed_.Wait();
+      } while (!Admits(cost));
+    }
     const uint32_t slot = free_slots_.back();
     free_slots_.pop_back();
-    Buffer payload;
+    in_flight_bytes_ += cost;
     if (check.verdict == nbd::Verdict::kExecute) {
+      Buffer payload;
+      BudgetCharge charge;
       if (req.type == nbd::kCmdWrite) {
         // The payload lands straight in the aligned block buffer; an
         // unaligned one at its place in the covering aligned range, whose
         // edges the read-modify-write fills in (unaligned_io.h).
         const AlignedSpan span = SpanOf(req);
-        payload = co_await AcquireBuffer(static_cast<uint32_t>(span.length()));
-        auto r = co_await conn_.read_exact(payload, span.head, req.length);
-        if (!r.ok()) {
+        payload = co_await AcquireBuffer(static_cast<uint32_t>(span.length()), charge);
+        if (!co_await ReadPayload(payload, span.head, req.length)) {
           RL_LOG_INFO("%s: connection lost inside a write payload", peer_);
-          free_slots_.push_back(slot);
+          Finish(slot, cost);
           co_return;
         }
       }
-      requests_[slot] = ringline::Spawn(Execute(req, std::move(payload), slot));
+      requests_[slot] =
+          ringline::Spawn(Execute(req, std::move(payload), std::move(charge), slot, cost));
       continue;
     }
     // Answered without the backend; a rejected write's payload is still read.
     if (check.payload_length > 0) {
       const bool in_sync = co_await Discard(check.payload_length);
       if (!in_sync) {
-        free_slots_.push_back(slot);
+        Finish(slot, cost);
         co_return;
       }
     }
@@ -251,16 +342,18 @@ Task<> Session::ReadLoop() {
     } else {
       co_await Reply(req, nbd::NbdError::kOk, "");
     }
-    Finish(slot);
+    Finish(slot, cost);
   }
 }
 
-void Session::Finish(uint32_t slot) {
+void Session::Finish(uint32_t slot, uint64_t cost) {
   free_slots_.push_back(slot);
+  in_flight_bytes_ -= cost;
   slot_freed_.NotifyOne();
 }
 
 Task<> Session::Reply(const nbd::Request& req, nbd::NbdError error, const char* message) {
+  ClientWait wait(*this);
   if (!structured_) {
     nbd::SimpleReplyBytes b;
     nbd::EncodeSimpleReply(req.cookie, error, b);
@@ -303,19 +396,22 @@ Task<ringline::block::BlockResult> Session::BlockStatus(const nbd::Request& req)
   ringline::block::BlockResult r;
   r.res = e.res;
   r.status = std::move(e.status);
-  if (r.ok()) co_await conn_.send(chunk.bytes);
+  if (r.ok()) {
+    ClientWait wait(*this);
+    co_await conn_.send(chunk.bytes);
+  }
   co_return r;
 }
 
 Task<ringline::block::BlockResult> Session::PerformUnaligned(const nbd::Request& req,
-                                                             Buffer payload) {
+                                                             Buffer payload, BudgetCharge& charge) {
   ringline::block::Target& t = *export_->target;
   const bool fua = req.flags & nbd::kCmdFlagFua;
   const AlignedSpan span = SpanOf(req);
   stats_->unaligned.Add();
   switch (req.type) {
     case nbd::kCmdRead: {
-      Buffer bounce = co_await AcquireBuffer(static_cast<uint32_t>(span.length()));
+      Buffer bounce = co_await AcquireBuffer(static_cast<uint32_t>(span.length()), charge);
       co_return co_await ReadUnaligned(Unaligned(), req.offset, req.length, std::move(bounce));
     }
     case nbd::kCmdWrite:
@@ -344,7 +440,8 @@ Task<ringline::block::BlockResult> Session::PerformUnaligned(const nbd::Request&
   }
 }
 
-Task<> Session::Execute(nbd::Request req, Buffer payload, uint32_t slot) {
+Task<> Session::Execute(nbd::Request req, Buffer payload, BudgetCharge charge, uint32_t slot,
+                        uint64_t cost) {
   const Cmd cmd = CmdOf(req.type);
   const int c = static_cast<int>(cmd);
   ExportStats& st = *stats_;
@@ -367,7 +464,7 @@ Task<> Session::Execute(nbd::Request req, Buffer payload, uint32_t slot) {
     // Advisory: prefetch the covering aligned range, whatever the alignment.
     r = co_await t.Cache(span.begin, span.length());
   } else if (req.type != nbd::kCmdFlush && !span.aligned(req.offset, req.length)) {
-    r = co_await PerformUnaligned(req, std::move(payload));
+    r = co_await PerformUnaligned(req, std::move(payload), charge);
   } else {
     if (writes) {
       order = export_->order->TryAligned();
@@ -375,7 +472,7 @@ Task<> Session::Execute(nbd::Request req, Buffer payload, uint32_t slot) {
     }
     switch (req.type) {
       case nbd::kCmdRead:
-        r = co_await t.Read(req.offset, req.length, co_await AcquireBuffer(req.length));
+        r = co_await t.Read(req.offset, req.length, co_await AcquireBuffer(req.length, charge));
         break;
       case nbd::kCmdWrite:
         r = co_await t.Write(req.offset, std::move(payload), {.fua = fua});
@@ -404,6 +501,7 @@ Task<> Session::Execute(nbd::Request req, Buffer payload, uint32_t slot) {
     co_await Reply(req, err, msg.c_str());
   } else if (req.type == nbd::kCmdRead) {
     r.buffer.set_size(req.length);
+    ClientWait wait(*this);
     if (structured_) {
       nbd::OffsetDataHeaderBytes h;
       nbd::EncodeOffsetDataHeader(req.cookie, req.offset, req.length, true, h);
@@ -421,7 +519,8 @@ Task<> Session::Execute(nbd::Request req, Buffer payload, uint32_t slot) {
   st.latency_ns[c].Record(static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count()));
   st.in_flight.Dec();
-  Finish(slot);
+  r.buffer.Reset();  // before its charge goes
+  Finish(slot, cost);
 }
 
 }  // namespace blockserve

@@ -21,11 +21,22 @@
 // from block::Target::Extents (block_status_query.h). Refused and failed
 // requests are counted per reason and logged through a rate-limited RequestLog.
 //
+// Fairness. A connection has a budget: at most --max-in-flight requests and
+// --max-in-flight-bytes of request buffers (one request alone is always
+// admitted, so any request up to --max-request is served). At the budget the
+// reader reads no further request from the client, whose requests wait in its
+// own socket: it takes no more buffers. Buffers come from the worker's pools
+// or, when those are empty, from the server's --buffer-memory
+// (request_memory.h). While the server waits on the client -- a write payload
+// still arriving, a reply the client is not reading -- an io-timeout watchdog
+// runs: no progress for --io-timeout seconds closes the connection, which
+// returns its buffers. A WRITE longer than --max-request is answered EINVAL
+// and closes the connection without its payload being read.
+//
 // Ownership: a Session is owned by its worker's WorkerContext (worker_context.h)
 // and owns its request tasks; destroying it destroys them first.
 // Thread-safety: worker-local.
 
-#include <array>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -33,6 +44,7 @@
 #include "blockserve/export_table.h"
 #include "blockserve/nbd/request.h"
 #include "blockserve/request_log.h"
+#include "blockserve/request_memory.h"
 #include "blockserve/unaligned_io.h"
 #include "ringline/net/connection.h"
 #include "ringline/spawn.h"
@@ -46,9 +58,9 @@ struct ExportStats;
 
 class Session {
  public:
-  // Requests served concurrently per connection; the reader waits for a free
-  // place beyond it (backpressure onto the client).
-  static constexpr uint32_t kMaxInFlight = 128;
+  // Write payloads are read in pieces of at most this many bytes; each piece
+  // received is progress for the io-timeout.
+  static constexpr uint32_t kPayloadPiece = 1 << 20;
 
   Session(WorkerContext& ctx, ringline::net::Connection conn);
   Session(const Session&) = delete;
@@ -63,11 +75,16 @@ class Session {
  private:
   ringline::Task<bool> Handshake();
   ringline::Task<> ReadLoop();
-  ringline::Task<> Execute(nbd::Request req, ringline::Buffer payload, uint32_t slot);
+  // `charge`: the --buffer-memory a write payload cost (empty otherwise);
+  // `cost`: the request's BufferCost, returned to the budget by Finish.
+  ringline::Task<> Execute(nbd::Request req, ringline::Buffer payload, BudgetCharge charge,
+                           uint32_t slot, uint64_t cost);
   // Requests not aligned to the backend (unaligned_io.h); Execute serves
   // aligned ones itself, without this extra coroutine.
+  // `charge` receives what a bounce buffer cost (held by Execute's frame).
   ringline::Task<ringline::block::BlockResult> PerformUnaligned(const nbd::Request& req,
-                                                                ringline::Buffer payload);
+                                                                ringline::Buffer payload,
+                                                                BudgetCharge& charge);
   ringline::Task<ringline::block::BlockResult> BlockStatus(const nbd::Request& req);
   // The covering aligned range of a request (see unaligned_io.h).
   AlignedSpan SpanOf(const nbd::Request& req) const {
@@ -80,9 +97,34 @@ class Session {
   void RecordFailure(const nbd::Request& req, nbd::NbdError error, const std::string& reason);
   ringline::Task<> Reply(const nbd::Request& req, nbd::NbdError error, const char* message);
   ringline::Task<bool> Discard(uint32_t length);
-  ringline::Task<ringline::Buffer> AcquireBuffer(uint32_t length);
+  // A request buffer (request_memory.h); `charge` holds what it cost the
+  // server's --buffer-memory and must live as long as the buffer.
+  ringline::Task<ringline::Buffer> AcquireBuffer(uint32_t length, BudgetCharge& charge);
+  // `length` payload bytes into buf at `offset`, in kPayloadPiece pieces.
+  ringline::Task<bool> ReadPayload(ringline::Buffer& buf, std::size_t offset, uint32_t length);
   ringline::Task<> SendPending(std::vector<uint8_t> bytes);
-  void Finish(uint32_t slot);
+  // Request buffer bytes a request holds while in flight (its budget cost).
+  uint64_t BufferCost(const nbd::Request& req, const nbd::RequestCheck& check) const;
+  // Whether the connection's budget has room for one more request of `cost`.
+  bool Admits(uint64_t cost) const;
+  void Finish(uint32_t slot, uint64_t cost);
+
+  // While one lives the server waits on the client (a payload piece, a reply
+  // send). The first one's start and every one's end are progress. Counted,
+  // not allocated.
+  class ClientWait {
+   public:
+    explicit ClientWait(Session& s);
+    ClientWait(const ClientWait&) = delete;
+    ClientWait& operator=(const ClientWait&) = delete;
+    ~ClientWait();
+
+   private:
+    Session& s_;
+  };
+  // --io-timeout: sleeps while nothing is owed; closes the connection when a
+  // ClientWait has lasted the timeout with no progress.
+  ringline::Task<> Watchdog();
 
   WorkerContext& ctx_;
   ringline::net::Connection conn_;
@@ -97,11 +139,16 @@ class Session {
   bool wrote_ = false;
 
   ringline::JoinHandle<void> reader_;
-  std::array<ringline::JoinHandle<void>, kMaxInFlight> requests_;
+  ringline::JoinHandle<void> watchdog_;               // while in transmission, if --io-timeout
+  std::vector<ringline::JoinHandle<void>> requests_;  // --max-in-flight places
   std::vector<uint32_t> free_slots_;
-  ringline::WaitList slot_freed_;    // notified when a request slot is freed
-  std::vector<uint8_t> scratch_;     // discarded payloads land here
-  std::unique_ptr<RequestLog> log_;  // from the handshake on (needs the export)
+  uint64_t in_flight_bytes_ = 0;               // BufferCost of the requests in flight
+  ringline::WaitList slot_freed_;              // notified when a request finishes
+  uint32_t client_waits_ = 0;                  // ClientWaits alive
+  ringline::Clock::time_point progress_at_{};  // last progress (see ClientWait)
+  ringline::WaitList owed_;                    // the watchdog, while nothing is owed
+  std::vector<uint8_t> scratch_;               // discarded payloads land here
+  std::unique_ptr<RequestLog> log_;            // from the handshake on (needs the export)
 };
 
 }  // namespace blockserve

@@ -88,6 +88,28 @@ std::string RenderPrometheus(const std::vector<std::string>& names,
          "Connections dropped for not entering transmission within --handshake-timeout.");
   absl::StrAppend(&out, "blockserve_handshake_timeouts_total ",
                   sum([](const WorkerStats& w) { return w.handshake_timeouts.Get(); }), "\n");
+  header("blockserve_io_timeouts_total", "counter",
+         "Connections closed for --io-timeout: a write payload stopped arriving or replies "
+         "stopped being read.");
+  absl::StrAppend(&out, "blockserve_io_timeouts_total ",
+                  sum([](const WorkerStats& w) { return w.io_timeouts.Get(); }), "\n");
+  header("blockserve_oversize_writes_total", "counter",
+         "Connections closed for a WRITE longer than --max-request.");
+  absl::StrAppend(&out, "blockserve_oversize_writes_total ",
+                  sum([](const WorkerStats& w) { return w.oversize_writes.Get(); }), "\n");
+  header("blockserve_admission_waits_total", "counter",
+         "Requests not read until their connection was back under --max-in-flight or "
+         "--max-in-flight-bytes.");
+  absl::StrAppend(&out, "blockserve_admission_waits_total ",
+                  sum([](const WorkerStats& w) { return w.admission_waits.Get(); }), "\n");
+  header("blockserve_buffer_memory_bytes", "gauge",
+         "Request buffer bytes allocated beyond the per-worker pools (--buffer-memory).");
+  absl::StrAppend(&out, "blockserve_buffer_memory_bytes ",
+                  sum([](const WorkerStats& w) { return w.buffer_memory_bytes.Get(); }), "\n");
+  header("blockserve_buffer_memory_waits_total", "counter",
+         "Requests that waited for a buffer: the pool was empty and --buffer-memory spent.");
+  absl::StrAppend(&out, "blockserve_buffer_memory_waits_total ",
+                  sum([](const WorkerStats& w) { return w.buffer_memory_waits.Get(); }), "\n");
   header("blockserve_protocol_errors_total", "counter", "Connections closed for a protocol error.");
   absl::StrAppend(&out, "blockserve_protocol_errors_total ",
                   sum([](const WorkerStats& w) { return w.protocol_errors.Get(); }), "\n");

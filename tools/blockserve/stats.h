@@ -54,6 +54,12 @@ struct WorkerStats {
   ringline::Counter tls_connections;
   ringline::Counter connections_refused;  // over --max-connections: closed at once
   ringline::Counter handshake_timeouts;   // not in transmission within --handshake-timeout
+  // Fairness (session.h).
+  ringline::Counter io_timeouts;      // closed: no progress on what the client owed (--io-timeout)
+  ringline::Counter oversize_writes;  // closed: a WRITE longer than --max-request
+  ringline::Counter admission_waits;  // requests that waited for their connection's budget
+  ringline::Gauge buffer_memory_bytes;    // request buffers allocated beyond the pools, now
+  ringline::Counter buffer_memory_waits;  // requests that waited: pool empty, budget spent
 };
 
 // Prometheus text for every worker's stats plus the engine's counters.

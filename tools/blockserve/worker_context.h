@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "blockserve/export_table.h"
+#include "blockserve/request_memory.h"
 #include "blockserve/server_config.h"
 #include "blockserve/session.h"
 #include "blockserve/stats.h"
@@ -44,6 +45,13 @@ struct WorkerContext {
   // The pool a request of `length` bytes takes its buffer from.
   ringline::BufferPool& PoolFor(std::size_t length) {
     return length <= small->buffer_size() ? *small : *large;
+  }
+  // --buffer-memory, shared by every worker (owned by main; outlives them):
+  // request buffers beyond the pools (request_memory.h). Null: pools only.
+  BufferBudget* budget = nullptr;
+  // Where a request of `length` bytes gets its buffer (AcquireRequestBuffer).
+  RequestBufferSource SourceFor(std::size_t length) {
+    return {&PoolFor(length), budget, &stats->buffer_memory_bytes, &stats->buffer_memory_waits};
   }
 
   struct SessionEntry {

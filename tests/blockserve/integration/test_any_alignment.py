@@ -340,13 +340,20 @@ def large_requests_up_to_the_limit(ctx):
         err, got = c.read(8 * MiB, length, cookie=seed + 1)
         check(err == 0 and got == data, "a %d MiB read did not return the write" % (length // MiB))
     over = 64 * MiB + 512
-    err = c.write(0, b"\x01" * over, cookie=99)
-    check(err == NBD_EINVAL, "a write one block above the limit got %s, want EINVAL"
-          % err_name(err))
     err, _ = c.read(0, over, cookie=100)
     check(err == NBD_EINVAL, "a read one block above the limit got %s" % err_name(err))
     err, got = c.read(8 * MiB, 4096, cookie=101)
     check(err == 0 and got == pattern(64, 4096), "the connection is not usable after the refusal")
+    # A write one block above the limit: EINVAL where the client still reads
+    # it, and the connection closes (its payload is not read; issue 14).
+    c.send_request(CMD_WRITE, 0, over, cookie=99, payload=b"\x01" * 4096)
+    try:
+        err, cookie, _ = c.read_simple_reply()
+        check(cookie == 99 and err == NBD_EINVAL,
+              "a write one block above the limit got %s, want EINVAL" % err_name(err))
+    except (EOFError, ConnectionResetError):
+        pass
+    check(c.expect_closed(10), "the connection stayed open after a write above the limit")
     c.close()
 
 

@@ -161,6 +161,12 @@ void RunTransmission(std::span<const uint8_t> stream, const TransmissionParams& 
       return;
     }
     Require(check.payload_length == (r.type == kCmdWrite ? r.length : 0));
+    if (check.verdict == Verdict::kReplyErrorThenClose) {
+      // Only a WRITE over the maximum, whose payload the server never reads.
+      Require(r.type == kCmdWrite && r.length > params.block_size.maximum);
+      Require(check.error != NbdError::kOk && check.reason[0] != '\0');
+      return;
+    }
     if (check.verdict == Verdict::kExecute) {
       Require(check.error == NbdError::kOk);
       Require(r.offset <= params.export_size && r.length <= params.export_size - r.offset);

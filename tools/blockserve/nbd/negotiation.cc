@@ -179,6 +179,14 @@ bool Negotiator::OnOptionHeader(NegotiationEvent& event) {
         Terminate(CloseReason::kProtocolError, absl::StrFormat("bad option magic 0x%016x", magic));
     return true;
   }
+  if (option_length_ > options_.max_announced_option_length) {
+    event = Terminate(
+        CloseReason::kOptionTooLong,
+        absl::StrFormat("%s announces %u bytes of data, more than the %u any option "
+                        "may have: closing",
+                        OptionName(option_), option_length_, options_.max_announced_option_length));
+    return true;
+  }
   ++options_seen_;
   if (options_.max_options != 0 && options_seen_ > options_.max_options) {
     event = Terminate(CloseReason::kTooManyOptions,

@@ -42,6 +42,14 @@ struct NegotiationOptions {
   // bytes at a time and never buffered, so all 65,535 a client may send are
   // accepted (and the unknown ones ignored, as the spec requires).
   uint32_t max_option_length = 64 * 1024;
+  // Longest option announced at all. An option header announcing more closes
+  // the connection at once (CloseReason::kOptionTooLong), without reading or
+  // skipping the data: no option this server knows comes near it (the longest,
+  // NBD_OPT_GO with a 4,096-byte name and all 65,535 information requests, is
+  // 135,172 bytes), and a client announcing up to 4 GiB and sending nothing
+  // would otherwise hold the connection until the handshake timeout. qemu-nbd
+  // and nbdkit also drop the connection on an oversized option length.
+  uint32_t max_announced_option_length = 1 << 20;
   // Options accepted before the connection is treated as a denial of service
   // and closed (the spec allows a hard disconnect then). 0 = unlimited.
   // Generous because `nbdinfo --list` sends a few options per export.
@@ -77,6 +85,7 @@ enum class CloseReason : uint8_t {
   kProtocolError,   // The client broke a MUST (bad magic, unknown flags...).
   kRefused,         // EXPORT_NAME the server cannot honour; TLS required.
   kTooManyOptions,  // NegotiationOptions::max_options exceeded.
+  kOptionTooLong,   // An option length above max_announced_option_length.
   kMisuse,          // Feed called after the handshake ended or before TLS.
 };
 

@@ -81,6 +81,13 @@ RequestCheck ValidateRequest(const Request& r, const TransmissionParams& params)
       return Refuse(Refusal::kUnknownCommand, NbdError::kInval, 0, "unknown command");
   }
 
+  // A payload longer than the server will ever buffer is not read and
+  // discarded either: a client announcing up to 4 GiB (and perhaps sending
+  // nothing) would hold the connection for as long as it likes.
+  if (r.type == kCmdWrite && r.length > params.block_size.maximum) {
+    return RequestCheck{Verdict::kReplyErrorThenClose, NbdError::kInval, payload,
+                        "write longer than the maximum block size: closing", Refusal::kTooLong};
+  }
   const bool writes = r.type == kCmdWrite || r.type == kCmdTrim || r.type == kCmdWriteZeroes;
   if (writes && (tflags & kFlagReadOnly) != 0) {
     return Refuse(Refusal::kReadOnly, NbdError::kPerm, payload, "export is read-only");

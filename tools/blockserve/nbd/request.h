@@ -48,13 +48,20 @@ void EncodeRequest(const Request& request, std::span<uint8_t, kRequestHeaderSize
 
 // What the server must do with a parsed request.
 enum class Verdict : uint8_t {
-  kExecute,     // Valid: run it against the backend, then reply.
-  kReplyError,  // Reply with `error` without touching the backend.
-  kReplyOk,     // Zero-length READ/WRITE/TRIM/WRITE_ZEROES/CACHE: reply success
-                // without touching the backend (a READ reply carries no data;
-                // with structured replies send NBD_REPLY_TYPE_NONE, since an
-                // OFFSET_DATA chunk must describe at least one byte).
-  kDisconnect,  // NBD_CMD_DISC: no reply; finish in-flight requests, close.
+  kExecute,              // Valid: run it against the backend, then reply.
+  kReplyError,           // Reply with `error` without touching the backend.
+  kReplyOk,              // Zero-length READ/WRITE/TRIM/WRITE_ZEROES/CACHE: reply success
+                         // without touching the backend (a READ reply carries no data;
+                         // with structured replies send NBD_REPLY_TYPE_NONE, since an
+                         // OFFSET_DATA chunk must describe at least one byte).
+  kDisconnect,           // NBD_CMD_DISC: no reply; finish in-flight requests, close.
+  kReplyErrorThenClose,  // A WRITE longer than the maximum block size: its
+                         // payload is not read (it may be up to 4 GiB, or never
+                         // come), so the stream cannot be resynchronised. Reply
+                         // with `error` where the client still reads, read no
+                         // further request, finish those in flight, close (the
+                         // spec lets a server disconnect a client that abuses
+                         // the size constraints).
 };
 
 // Why ValidateRequest refused a request, for metrics (RefusalLabel) and logs.
@@ -97,8 +104,10 @@ struct RequestCheck {
 // (EINVAL); ranges past the end (ENOSPC for WRITE and WRITE_ZEROES, EINVAL
 // otherwise); misalignment to params.block_size.minimum (EINVAL; 1 unless the
 // client requested block sizes; a request ending at the export's end may end
-// mid-block); READ/WRITE/CACHE longer
-// than the maximum block size (EINVAL). WRITE_ZEROES and TRIM are not held to
+// mid-block); READ/CACHE longer than the maximum block size (EINVAL). A WRITE
+// longer than the maximum block size (--max-request) is checked first, right
+// after the command type: kReplyErrorThenClose with EINVAL, whatever else is
+// wrong with it, because its payload will not be read. WRITE_ZEROES and TRIM are not held to
 // the maximum: they carry no payload and the Linux client sizes them up to
 // 4 GiB regardless of the advertised maximum.
 RequestCheck ValidateRequest(const Request& request, const TransmissionParams& params);

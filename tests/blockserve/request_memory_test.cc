@@ -1,0 +1,105 @@
+// Request buffers beyond the pools (blockserve/request_memory.h): the pool
+// first, then the server-wide budget, then a wait for the pool; every charge
+// is returned when its holder goes.
+#include "blockserve/request_memory.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <vector>
+
+#include "ringline/ringline.h"
+
+namespace blockserve {
+namespace {
+
+using ringline::Buffer;
+using ringline::BufferPool;
+using ringline::Task;
+using ringline::Worker;
+
+TEST(BufferBudgetTest, ChargesUpToTheLimitAndNoFurther) {
+  BufferBudget b(10 << 20);
+  EXPECT_TRUE(b.TryCharge(4 << 20));
+  EXPECT_TRUE(b.TryCharge(6 << 20));
+  EXPECT_FALSE(b.TryCharge(1));
+  b.Release(6 << 20);
+  EXPECT_EQ(b.used(), 4u << 20);
+  EXPECT_FALSE(b.TryCharge(uint64_t{1} << 40)) << "more than the limit, even alone";
+  BufferBudget none(0);
+  EXPECT_FALSE(none.TryCharge(4096));
+}
+
+class RequestMemoryTest : public ::testing::Test {
+ public:  // the test coroutines reach these through `t`
+  void SetUp() override {
+    auto w = Worker::Create(ringline::Config{});
+    ASSERT_TRUE(w.ok()) << w.status();
+    worker_ = std::move(*w);
+    auto p = BufferPool::Create(*worker_, {.buffer_size = 64 * 1024, .count = 2});
+    ASSERT_TRUE(p.ok()) << p.status();
+    pool_ = std::move(*p);
+  }
+  RequestBufferSource Source(BufferBudget* budget) {
+    return {pool_.get(), budget, &allocated_, &waits_};
+  }
+  std::unique_ptr<Worker> worker_;
+  std::unique_ptr<BufferPool> pool_;
+  ringline::Gauge allocated_;
+  ringline::Counter waits_;
+};
+
+TEST_F(RequestMemoryTest, PoolFirstThenTheBudgetThenAWaitForThePool) {
+  BufferBudget budget(100 * 1024);  // one 64 KiB allocation fits, a second does not
+  worker_->BlockOn([](RequestMemoryTest* t, BufferBudget* budget) -> Task<> {
+    BudgetCharge c1, c2, c3, c4;
+    Buffer a = co_await AcquireRequestBuffer(t->Source(budget), 64 * 1024, c1);
+    Buffer b = co_await AcquireRequestBuffer(t->Source(budget), 64 * 1024, c2);
+    EXPECT_EQ(c1.bytes() + c2.bytes(), 0u) << "pool buffers cost no budget";
+    EXPECT_EQ(t->pool_->available(), 0u);
+    // The pool is empty: allocated, page-rounded, against the budget.
+    Buffer c = co_await AcquireRequestBuffer(t->Source(budget), 60 * 1024 + 1, c3);
+    EXPECT_TRUE(c);
+    EXPECT_FALSE(c.registered());
+    EXPECT_EQ(c3.bytes(), 64u * 1024);
+    EXPECT_EQ(budget->used(), 64u * 1024);
+    EXPECT_EQ(t->allocated_.Get(), 64u * 1024);
+    // The budget is spent too: it waits for a pool buffer, which `a` returns.
+    auto waiter = ringline::Spawn(
+        [](RequestMemoryTest* t, BufferBudget* budget, BudgetCharge* charge) -> Task<Buffer> {
+          co_return co_await AcquireRequestBuffer(t->Source(budget), 64 * 1024, *charge);
+        }(t, budget, &c4));
+    co_await ringline::Sleep(std::chrono::milliseconds(5));
+    EXPECT_EQ(t->waits_.Get(), 1u);
+    EXPECT_EQ(t->pool_->waiting(), 1u);
+    a.Reset();
+    Buffer d = std::move(*co_await waiter);  // the join handle's optional
+    EXPECT_TRUE(d.registered()) << "the pool's buffer";
+    EXPECT_EQ(c4.bytes(), 0u);
+    // Releasing a charge returns its bytes to the budget and the gauge.
+    c.Reset();
+    c3.Reset();
+    EXPECT_EQ(budget->used(), 0u);
+    EXPECT_EQ(t->allocated_.Get(), 0u);
+  }(this, &budget));
+}
+
+TEST_F(RequestMemoryTest, WithoutABudgetThePoolIsTheOnlySource) {
+  worker_->BlockOn([](RequestMemoryTest* t) -> Task<> {
+    BudgetCharge c1, c2, c3;
+    Buffer a = co_await AcquireRequestBuffer(t->Source(nullptr), 4096, c1);
+    Buffer b = co_await AcquireRequestBuffer(t->Source(nullptr), 4096, c2);
+    auto waiter = ringline::Spawn([](RequestMemoryTest* t, BudgetCharge* c) -> Task<Buffer> {
+      co_return co_await AcquireRequestBuffer(t->Source(nullptr), 4096, *c);
+    }(t, &c3));
+    co_await ringline::Sleep(std::chrono::milliseconds(5));
+    EXPECT_EQ(t->pool_->waiting(), 1u);
+    b.Reset();
+    Buffer c = std::move(*co_await waiter);
+    EXPECT_TRUE(c);
+    EXPECT_EQ(t->allocated_.Get(), 0u);
+  }(this));
+}
+
+}  // namespace
+}  // namespace blockserve
