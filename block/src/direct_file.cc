@@ -316,6 +316,14 @@ Task<BlockResult> DirectFile::SubmitWrite(uint64_t offset, Buffer buffer, bool f
 Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t length, Buffer buffer,
                                        int rw_flags) {
   const Clock::time_point start = StartTimer();
+  // A registration index means something only on its own worker's ring.
+  if (absl::Status foreign = buffer.CheckUsableOn(worker()); !foreign.ok()) [[unlikely]] {
+    BlockResult r;
+    r.Fail(EXDEV, std::move(foreign));
+    r.buffer = std::move(buffer);
+    Record(kind, false, length, start);
+    co_return r;
+  }
   QueueDepthLimiter::Permit permit = co_await limiter().Acquire();
 
   const bool write = kind == OpKind::kWrite;

@@ -637,6 +637,14 @@ void NvmeNamespace::NoteFixedUnusable(const Buffer& buffer) {
 
 Task<BlockResult> NvmeNamespace::Run(Plan plan, Buffer buffer) {
   const Clock::time_point start = StartTimer();
+  // A registration index means something only on its own worker's ring.
+  if (absl::Status foreign = buffer.CheckUsableOn(worker()); !foreign.ok()) [[unlikely]] {
+    BlockResult r;
+    r.Fail(EXDEV, std::move(foreign));
+    r.buffer = std::move(buffer);
+    Record(plan.kind, false, plan.length, start);
+    co_return r;
+  }
   int32_t res = 0;
   uint32_t failed = 0;  // the failing command's index
   const uint32_t commands = plan.Commands();

@@ -313,7 +313,9 @@ void ConnState::SubmitSend() {
       group->items[group->n++] = it;
     }
     const unsigned zc_flags = nw_.zc_report_usage() ? IORING_SEND_ZC_REPORT_USAGE : 0;
-    if (send_iov_.size() == 1 && last_buffer && last_buffer->registered()) {
+    // Fixed only on the ring that holds the registration; a buffer registered
+    // on another worker goes as plain memory (SENDMSG_ZC pins its pages).
+    if (send_iov_.size() == 1 && last_buffer && last_buffer->fixed_on(nw_.worker())) {
       // A registered buffer on its own: SEND_ZC with the fixed buffer, no page pinning.
       slot = &NewOp(kTagSendZc, &ConnState::OnSend);
       sqe = nw_.worker().internals().ring().GetSqe();

@@ -14,9 +14,12 @@
 #include <span>
 #include <utility>
 
+#include "absl/status/status.h"
+
 namespace ringline {
 
 class BufferPool;
+class Worker;
 
 class Buffer {
  public:
@@ -49,6 +52,18 @@ class Buffer {
   // (then I/O uses the plain, non-fixed opcodes).
   int registered_index() const { return reg_index_; }
   bool registered() const { return reg_index_ >= 0; }
+  // The worker whose ring holds this buffer's registration: null when the
+  // buffer is not registered, or that worker is gone. A registration index means
+  // something only on that worker's ring: on another ring the same index names
+  // other memory, or none (the kernel's EFAULT).
+  const Worker* registered_on() const;
+  // True if an operation submitted on `w` may use the fixed (registered) form.
+  bool fixed_on(const Worker& w) const { return registered() && registered_on() == &w; }
+  // For an operation submitted on worker `w`: OK, or, for a buffer registered
+  // with another worker's ring, an error naming both workers (the block layer
+  // fails such a request with EXDEV at submission; pool buffers also must go
+  // back to their own worker, see the thread-safety note above).
+  absl::Status CheckUsableOn(const Worker& w) const;
 
   // Returns the memory to its owner now.
   void Reset() noexcept;

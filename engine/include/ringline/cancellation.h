@@ -27,7 +27,7 @@ struct CancelState {
   CancelWaiter* head = nullptr;
 };
 
-class CancelAwaiter : public CancelWaiter {
+class [[nodiscard]] CancelAwaiter : public CancelWaiter {
  public:
   explicit CancelAwaiter(std::shared_ptr<CancelState> s) : state_(std::move(s)) {}
   CancelAwaiter(CancelAwaiter&& o) noexcept : state_(std::move(o.state_)) {}

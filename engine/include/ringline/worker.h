@@ -21,6 +21,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -129,7 +130,7 @@ class Worker {
   }
   // Yields: the task is resumed after the others that are ready, in a later
   // iteration (after the ring was submitted and reaped).
-  class YieldAwaiter {
+  class [[nodiscard]] YieldAwaiter {
    public:
     explicit YieldAwaiter(Worker* w) : w_(w) {}
     bool await_ready() const noexcept { return false; }
@@ -262,8 +263,20 @@ template <typename T>
 class LocalService final : public WorkerService {
  public:
   template <typename... Args>
-  explicit LocalService(Args&&... args) : value(std::forward<Args>(args)...) {}
+  explicit LocalService(Args&&... args) : value(Construct(std::forward<Args>(args)...)) {}
   T value;
+
+ private:
+  // T(args...) or, for an aggregate, T{args...} (clang 14 has no parenthesized
+  // aggregate initialization). Returned as a prvalue: T need not be movable.
+  template <typename... Args>
+  static T Construct(Args&&... args) {
+    if constexpr (std::is_constructible_v<T, Args&&...>) {
+      return T(std::forward<Args>(args)...);
+    } else {
+      return T{std::forward<Args>(args)...};
+    }
+  }
 };
 // The address of key<T> identifies T's local (one object per type in the program).
 template <typename T>

@@ -53,6 +53,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <concepts>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
@@ -126,6 +127,46 @@ class ParseResult {
   std::size_t need_ = 0;
   int error_ = 0;
 };
+
+namespace detail {
+template <typename R>
+struct IsParseResult : std::false_type {};
+template <typename T>
+struct IsParseResult<ParseResult<T>> : std::true_type {};
+}  // namespace detail
+
+// A parser Connection::recv() can run: called with the unconsumed bytes
+// (std::span<const uint8_t>), returns ParseResult<T>. A callable that is not one
+// fails at the recv() call with one error naming this concept.
+template <typename P>
+concept RecvParser = std::invocable<P&, std::span<const uint8_t>> &&
+    detail::IsParseResult<std::invoke_result_t<P&, std::span<const uint8_t>>>::value;
+
+namespace detail {
+// Defined for every type (void for what is not a parser), so that the
+// signature of recv() substitutes cleanly and the RecvParser constraint is
+// what rejects a wrong parser, on every compiler.
+template <typename R>
+struct ParseValueOf {
+  using type = void;
+};
+template <typename T>
+struct ParseValueOf<ParseResult<T>> {
+  using type = T;
+};
+template <typename P, typename = void>
+struct ParserValue {
+  using type = void;
+};
+template <typename P>
+struct ParserValue<P, std::enable_if_t<std::is_invocable_v<P&, std::span<const uint8_t>>>> {
+  using type = typename ParseValueOf<std::invoke_result_t<P&, std::span<const uint8_t>>>::type;
+};
+}  // namespace detail
+
+// The message type T of a RecvParser returning ParseResult<T>.
+template <typename P>
+using ParsedValue = typename detail::ParserValue<P>::type;
 
 // The result of a send that owned Buffers: they come back once the kernel is done.
 struct SendResult {
@@ -230,7 +271,8 @@ class SendWaiter : public WaitNode {
 };
 
 // Copies `bytes` into the send queue, waiting for space (backpressure).
-class SendCopy : public SendWaiter {
+// [[nodiscard]]: a send that is not co_awaited sends nothing.
+class [[nodiscard]] SendCopy : public SendWaiter {
  public:
   SendCopy(ConnState* s, std::span<const uint8_t> bytes);
   SendCopy(SendCopy&& o) noexcept;
@@ -249,7 +291,7 @@ class SendCopy : public SendWaiter {
 // Queues header (copied) + owned Buffers and completes after the zero-copy
 // notification (or at once when the payload is copied instead). Holds up to
 // two Buffers without allocating.
-class SendOwned : public SendWaiter {
+class [[nodiscard]] SendOwned : public SendWaiter {
  public:
   using Buffers = absl::InlinedVector<Buffer, 2>;
   SendOwned(ConnState* s, std::span<const uint8_t> header, Buffers buffers);
@@ -272,7 +314,7 @@ class SendOwned : public SendWaiter {
 };
 
 // send(Buffer) and send_zc(header, Buffer): the Buffer comes back in the result.
-class SendOwnedOne : public SendOwned {
+class [[nodiscard]] SendOwnedOne : public SendOwned {
  public:
   SendOwnedOne(ConnState* s, std::span<const uint8_t> header, Buffer buffer);
   SendOwnedOne(SendOwnedOne&& o) noexcept : SendOwned(std::move(o)) {}
@@ -280,7 +322,7 @@ class SendOwnedOne : public SendOwned {
 };
 
 // send_zc(header, vector of Buffers).
-class SendOwnedVec : public SendOwned {
+class [[nodiscard]] SendOwnedVec : public SendOwned {
  public:
   SendOwnedVec(ConnState* s, std::span<const uint8_t> header, std::vector<Buffer> buffers);
   SendOwnedVec(SendOwnedVec&& o) noexcept : SendOwned(std::move(o)) {}
@@ -325,8 +367,8 @@ class Connection {
   // one, the parser's errno for Invalid, EMSGSIZE (connection closed) when the
   // message would exceed the accumulator cap, or the socket's error. Cancelling
   // (destroying) a recv consumes nothing.
-  template <typename Parser, typename R = std::invoke_result_t<Parser&, std::span<const uint8_t>>>
-  Task<Result<typename R::value_type>> recv(Parser parse);
+  template <RecvParser Parser>
+  Task<Result<ParsedValue<Parser>>> recv(Parser parse);
 
   // Up to dst.size() bytes, waiting for at least one. eof() at end of stream.
   Task<Result<std::size_t>> read_some(std::span<uint8_t> dst);
@@ -423,9 +465,10 @@ class RecvClaim {
 };
 }  // namespace detail
 
-template <typename Parser, typename R>
-Task<Result<typename R::value_type>> Connection::recv(Parser parse) {
-  using T = typename R::value_type;
+template <RecvParser Parser>
+Task<Result<ParsedValue<Parser>>> Connection::recv(Parser parse) {
+  using T = ParsedValue<Parser>;
+  using R = ParseResult<T>;
   detail::ConnState* s = s_;
   if (!s) co_return Result<T>::Error(ENOTCONN);
   detail::RecvClaim claim(s);

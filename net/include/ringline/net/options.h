@@ -75,7 +75,10 @@ struct ConnectionOptions {
   // crossover (BENCHMARKS.md, "Receiving write payloads: crossover"): below it
   // the extra receive operations cost more CPU than the copy.
   std::size_t direct_read_threshold = 32 * 1024;
-  // Closes a connection with no bytes in or out for this long (0: never).
+  // Closes a connection with no bytes in or out for this long (0: never). One
+  // kernel timer per connection; when it expires after activity it is re-armed
+  // for the rest, so the close comes this long after the last byte (plus at most
+  // one loop iteration), never up to twice as late.
   std::chrono::milliseconds idle_timeout{0};
   // How long a graceful close waits for queued bytes to leave before it aborts.
   std::chrono::milliseconds close_linger{5000};
