@@ -3,10 +3,10 @@
 // same NOPs on a ring set up the same way (SQE128|CQE32, SINGLE_ISSUER,
 // DEFER_TASKRUN), so the ratio is the engine's own overhead per operation.
 #include <benchmark/benchmark.h>
-#include <liburing.h>
 
 #include <vector>
 
+#include "bench/engine/nop_loops.h"
 #include "ringline/ringline.h"
 
 namespace ringline {
@@ -51,14 +51,7 @@ void BM_TimerArmFire(benchmark::State& state) {
   Worker& w = TheWorker();
   const int batch = static_cast<int>(state.range(0));
   for (auto _ : state) {
-    w.BlockOn([](int n) -> Task<> {
-      std::vector<JoinHandle<void>> hs;
-      hs.reserve(n);
-      for (int i = 0; i < n; ++i) {
-        hs.push_back(Spawn([]() -> Task<> { co_await SleepUntil(Clock::now()); }()));
-      }
-      for (auto& h : hs) co_await h;
-    }(batch));
+    w.BlockOn(bench::SpawnAndJoin(batch, []() -> Task<> { co_await SleepUntil(Clock::now()); }));
   }
   state.SetItemsProcessed(state.iterations() * batch);
 }
@@ -70,18 +63,7 @@ void BM_EngineNop(benchmark::State& state) {
   Worker& w = TheWorker();
   const int batch = static_cast<int>(state.range(0));
   for (auto _ : state) {
-    // `batch` tasks each awaiting NOPs in a loop: every loop iteration of the
-    // worker submits `batch` SQEs in one io_uring_enter.
-    w.BlockOn([](int n) -> Task<> {
-      std::vector<JoinHandle<void>> hs;
-      hs.reserve(n);
-      for (int t = 0; t < n; ++t) {
-        hs.push_back(Spawn([]() -> Task<> {
-          for (int i = 0; i < kNopsPerTask; ++i) co_await Nop();
-        }()));
-      }
-      for (auto& h : hs) co_await h;
-    }(batch));
+    w.BlockOn(bench::EngineNops(batch, kNopsPerTask));
   }
   state.SetItemsProcessed(state.iterations() * batch * kNopsPerTask);
 }
@@ -89,33 +71,12 @@ BENCHMARK(BM_EngineNop)->Arg(1)->Arg(32);
 
 void BM_BareLiburingNop(benchmark::State& state) {
   const unsigned batch = static_cast<unsigned>(state.range(0));
-  io_uring ring;
-  io_uring_params p{};
-  p.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQE32 | IORING_SETUP_CQSIZE |
-            IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL;
-  p.cq_entries = 2048;
-  if (io_uring_queue_init_params(256, &ring, &p) < 0) {
+  bench::BareNopRing ring;
+  if (ring.error() < 0) {
     state.SkipWithError("io_uring_queue_init_params failed");
     return;
   }
-  for (auto _ : state) {
-    for (int round = 0; round < kNopsPerTask; ++round) {
-      for (unsigned i = 0; i < batch; ++i) {
-        io_uring_sqe* sqe = io_uring_get_sqe(&ring);
-        io_uring_prep_nop(sqe);
-        io_uring_sqe_set_data64(sqe, i);
-      }
-      io_uring_submit_and_wait(&ring, batch);
-      io_uring_cqe* cqe;
-      unsigned head, seen = 0;
-      io_uring_for_each_cqe(&ring, head, cqe) {
-        benchmark::DoNotOptimize(cqe->res);
-        ++seen;
-      }
-      io_uring_cq_advance(&ring, seen);
-    }
-  }
-  io_uring_queue_exit(&ring);
+  for (auto _ : state) benchmark::DoNotOptimize(ring.Run(batch, kNopsPerTask));
   state.SetItemsProcessed(state.iterations() * batch * kNopsPerTask);
 }
 BENCHMARK(BM_BareLiburingNop)->Arg(1)->Arg(32);

@@ -61,26 +61,41 @@ std::vector<std::pair<std::string, uint64_t>> WorkerMetrics::Counters() const {
       {"stale_cqes", stale_cqes.Get()},           {"tasks_polled", tasks_polled.Get()},
       {"tasks_spawned", tasks_spawned.Get()},     {"timers_armed", timers_armed.Get()},
       {"timers_fired", timers_fired.Get()},       {"messages", messages.Get()},
-      {"backpressure", backpressure.Get()},       {"ops_in_flight", ops_in_flight.Get()},
+      {"backpressure", backpressure.Get()},
   };
 }
 
+std::vector<std::pair<std::string, uint64_t>> WorkerMetrics::Gauges() const {
+  return {{"ops_in_flight", ops_in_flight.Get()}};
+}
+
 uint64_t MetricsSnapshot::Total(const std::string& name) const {
-  for (const auto& [k, v] : totals) {
-    if (k == name) return v;
+  for (const auto* list : {&totals, &gauges}) {
+    for (const auto& [k, v] : *list) {
+      if (k == name) return v;
+    }
   }
   return 0;
 }
+
+namespace {
+// Adds `values` into `sums` (same names in the same order; empty = first).
+void Accumulate(std::vector<std::pair<std::string, uint64_t>>& sums,
+                const std::vector<std::pair<std::string, uint64_t>>& values) {
+  if (sums.empty()) {
+    sums = values;
+    return;
+  }
+  for (std::size_t i = 0; i < values.size(); ++i) sums[i].second += values[i].second;
+}
+}  // namespace
 
 MetricsSnapshot SnapshotOf(const std::vector<const WorkerMetrics*>& workers) {
   MetricsSnapshot snap;
   for (const WorkerMetrics* w : workers) {
     auto counters = w->Counters();
-    if (snap.totals.empty()) {
-      snap.totals = counters;
-    } else {
-      for (std::size_t i = 0; i < counters.size(); ++i) snap.totals[i].second += counters[i].second;
-    }
+    Accumulate(snap.totals, counters);
+    Accumulate(snap.gauges, w->Gauges());
     snap.per_worker.push_back(std::move(counters));
     snap.op_latency_ns.Merge(w->op_latency_ns.Read());
   }

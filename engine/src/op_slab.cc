@@ -3,6 +3,7 @@
 #include <liburing.h>
 
 #include <cassert>
+#include <cstdlib>
 
 #include "ringline/internal/promise_base.h"
 #include "ringline/internal/ring.h"
@@ -17,6 +18,8 @@ OpSlab::~OpSlab() = default;
 
 void OpSlab::Grow() {
   const uint32_t base = capacity();
+  // Index UINT32_MAX must stay unreachable (OpSlot::kFreeUserData, kNoFree).
+  if (base > UINT32_MAX - 2 * kChunk) std::abort();
   auto chunk = std::make_unique<OpSlot[]>(kChunk);
   // Link the new slots in index order in front of the free list.
   for (uint32_t i = 0; i < kChunk; ++i) {
@@ -25,28 +28,13 @@ void OpSlab::Grow() {
   }
   free_head_ = base;
   chunks_.push_back(std::move(chunk));
+  capacity_ = base + kChunk;
 }
 
-OpSlot& OpSlab::Allocate(OpTag tag) {
+void OpSlab::AssertAllocatable(OpTag tag) {
   assert(OpTagOwner(tag) != nullptr && "operation tag not registered (RegisterOpTags)");
   assert(tag != OpTag::kNone && tag != OpTag::kCancel);
-  if (free_head_ == kNoFree) Grow();
-  OpSlot& s = At(free_head_);
-  assert(!s.in_use_ && "a slot on the free list is in use");
-  assert(s.generation <= UserData::kGenerationMask);
-  free_head_ = s.next_free_;
-  s.tag = tag;
-  s.res = 0;
-  s.flags = 0;
-  s.big[0] = s.big[1] = 0;
-  s.waiter_ = nullptr;
-  s.handler_ = nullptr;
-  s.owner_ = nullptr;
-  s.in_use_ = true;
-  s.kernel_done_ = false;
-  s.orphaned_ = false;
-  ++in_use_;
-  return s;
+  (void)tag;
 }
 
 OpSlot& OpSlab::AllocateWithHandler(OpTag tag, CompletionHandler handler, void* owner) {
@@ -56,26 +44,9 @@ OpSlot& OpSlab::AllocateWithHandler(OpTag tag, CompletionHandler handler, void* 
   return s;
 }
 
-void OpSlab::Release(OpSlot& s) {
-  assert(s.in_use_ && "a slot released twice");
-  assert(s.kernel_done_ && "a slot released while the kernel still owns it (rule R1)");
-  assert(&At(s.index) == &s);
-  // Buffers go back to their pools only now: the kernel is done with them.
+void OpSlab::ReleaseHeld(OpSlot& s) {
   s.held[0].Reset();
   s.held[1].Reset();
-  s.in_use_ = false;
-  s.waiter_ = nullptr;
-  s.handler_ = nullptr;
-  s.owner_ = nullptr;
-  s.generation = (s.generation + 1) & UserData::kGenerationMask;
-  s.next_free_ = free_head_;
-  free_head_ = s.index;
-  --in_use_;
-}
-
-void OpSlab::Consume(OpSlot& s) {
-  assert(!s.orphaned_ && s.kernel_done_ && "a result consumed before its final completion");
-  Release(s);
 }
 
 void OpSlab::Cancel(const OpSlot& s) {
@@ -96,47 +67,22 @@ void OpSlab::Orphan(OpSlot& s) {
   Cancel(s);
 }
 
-bool OpSlab::Dispatch(uint64_t raw, int32_t res, uint32_t flags, const uint64_t* big) {
-  const UserData ud(raw);
-  const uint32_t i = ud.index();
-  if (i >= capacity()) return false;
-  OpSlot& s = At(i);
-  if (!s.in_use_ || s.generation != ud.generation() || s.tag != ud.tag()) return false;
-  assert(!s.kernel_done_ && "a completion after the final one for the same generation");
-
+void OpSlab::DispatchToOwner(OpSlot& s, int32_t res, uint32_t flags, const uint64_t* big) {
   const bool final = !(flags & IORING_CQE_F_MORE);
-  if (final) s.kernel_done_ = true;
-
   if (s.orphaned_) {
     if (final) Release(s);
-    return true;
+    return;
   }
-  if (s.handler_) {
-    // Multishot and other owner-managed operations: the owner sees every CQE.
-    // On the final one the slot is released after the handler has run.
-    s.res = res;
-    s.flags = flags;
-    if (big) {
-      s.big[0] = big[0];
-      s.big[1] = big[1];
-    }
-    s.handler_(s.owner_, s, res, flags);
-    if (final && s.in_use_ && s.kernel_done_ && !s.orphaned_ && s.handler_) Release(s);
-    return true;
+  // Multishot and other owner-managed operations: the owner sees every CQE.
+  // On the final one the slot is released after the handler has run.
+  s.res = res;
+  s.flags = flags;
+  if (big) {
+    s.big[0] = big[0];
+    s.big[1] = big[1];
   }
-  // An awaited operation. A zero-copy send completes twice: the send result
-  // (with F_MORE) and then the notification (F_NOTIF) once the kernel no longer
-  // reads the buffer; keep the send's result and wake on the notification.
-  if (!(flags & IORING_CQE_F_NOTIF)) {
-    s.res = res;
-    s.flags = flags;
-    if (big) {
-      s.big[0] = big[0];
-      s.big[1] = big[1];
-    }
-  }
-  if (final && s.waiter_) ready_.Push(s.waiter_);
-  return true;
+  s.handler_(s.owner_, s, res, flags);
+  if (final && s.in_use_ && s.kernel_done_ && !s.orphaned_ && s.handler_) Release(s);
 }
 
 void OpSlab::CancelAll() {

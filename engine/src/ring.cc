@@ -65,6 +65,7 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(const RingOptions& o) {
     ring->buf_used_.assign(o.registered_buffers, 0);
   }
   ring->stash_.reserve(o.cq_entries);
+  ring->stash_running_.reserve(o.cq_entries);
   return ring;
 }
 
@@ -148,22 +149,14 @@ int Ring::SubmitAndWait(unsigned wait_nr, int64_t timeout_ns) {
   }
 }
 
-std::size_t Ring::Reap(std::vector<Completion>& out) {
-  std::size_t n = stash_.size();
-  if (n) {
-    out.insert(out.end(), stash_.begin(), stash_.end());
-    stash_.clear();
-  }
-  io_uring_cqe* cqe;
-  unsigned head;
-  unsigned count = 0;
-  io_uring_for_each_cqe(&ring_, head, cqe) {
-    out.push_back(
-        Completion{cqe->user_data, cqe->res, cqe->flags, {cqe->big_cqe[0], cqe->big_cqe[1]}});
-    ++count;
-  }
-  io_uring_cq_advance(&ring_, count);
-  return n + count;
+std::size_t Ring::RunStashed(void (*call)(void*, const Completion&), void* f) {
+  // Completions stashed by a callback's submit land in stash_ again and wait
+  // for the next ForEachCompletion().
+  stash_running_.swap(stash_);
+  for (const Completion& c : stash_running_) call(f, c);
+  const std::size_t n = stash_running_.size();
+  stash_running_.clear();
+  return n;
 }
 
 absl::StatusOr<int> Ring::InstallFixedFile(int fd) {

@@ -13,20 +13,15 @@
 
 namespace ringline {
 namespace {
-thread_local Worker* t_current = nullptr;
 // How long shutdown waits for the kernel to return cancelled operations before
 // giving up on them (their memory is then leaked, never freed under the kernel).
 constexpr auto kDrainLimit = std::chrono::seconds(5);
 }  // namespace
 
-Worker& Worker::Current() {
-  if (!t_current) {
-    LogLine(LogLevel::kError, "ringline: an engine operation was used outside a worker thread");
-    std::abort();
-  }
-  return *t_current;
+void Worker::NoCurrentWorker() {
+  LogLine(LogLevel::kError, "ringline: an engine operation was used outside a worker thread");
+  std::abort();
 }
-Worker* Worker::CurrentOrNull() { return t_current; }
 
 Worker::Worker(const Config& config, uint32_t index, WorkerMetrics* metrics)
     : config_(config),
@@ -38,7 +33,7 @@ Worker::Worker(const Config& config, uint32_t index, WorkerMetrics* metrics)
 absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const Config& config, uint32_t index,
                                                        WorkerMetrics* metrics) {
   if (auto st = config.Validate(); !st.ok()) return st;
-  if (t_current) {
+  if (t_current_) {
     return absl::FailedPreconditionError("a worker already runs on this thread");
   }
   std::unique_ptr<Worker> w(new Worker(config, index, metrics));
@@ -51,11 +46,10 @@ absl::Status Worker::Init() {
   if (!ring.ok()) return ring.status();
   ring_ = std::move(*ring);
   slab_ = std::make_unique<OpSlab>(*ring_, ready_, config_.op_slots);
-  completions_.reserve(config_.ring.cq_entries);
   eventfd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (eventfd_ < 0) return ErrnoToStatus(-errno, "eventfd");
   stop_source_ = std::make_unique<CancellationSource>();
-  t_current = this;
+  t_current_ = this;
   now_ = Clock::now();
   if (config_.tick.count() > 0) next_tick_ = now_ + config_.tick;
   ArmEventfd();
@@ -88,7 +82,7 @@ Worker::~Worker() {
   slab_.reset();
   for (BufferPool* pool : pools_) pool->OnWorkerGone();
   if (eventfd_ >= 0) ::close(eventfd_);
-  if (t_current == this) t_current = nullptr;
+  if (t_current_ == this) t_current_ = nullptr;
 }
 
 void Worker::ArmEventfd() {
@@ -157,7 +151,6 @@ void Worker::RunOnce() {
 }
 
 void Worker::RunBeforeSubmit() {
-  if (before_submit_.empty()) return;
   // A service that asks again while it runs is called in the next iteration.
   before_submit_running_.swap(before_submit_);
   for (WorkerService* s : before_submit_running_) {
@@ -169,13 +162,14 @@ void Worker::RunBeforeSubmit() {
 
 void Worker::WaitAndDispatch(bool may_block) {
   metrics_->loop_iterations.Add();
-  RunBeforeSubmit();
+  if (!before_submit_.empty()) RunBeforeSubmit();
 
   unsigned wait_nr = 0;
   int64_t timeout_ns = -1;
   if (may_block && ready_.empty() && deferred_.empty() && !messages_pending_) {
     wait_nr = 1;
-    std::optional<Clock::time_point> wake = timers_.NextDeadline();
+    std::optional<Clock::time_point> wake;
+    if (timers_.size() != 0) wake = timers_.NextDeadline();
     if (config_.tick.count() > 0 && (!wake || next_tick_ < *wake)) wake = next_tick_;
     if (stopping_ && (!wake || stop_deadline_ < *wake)) wake = stop_deadline_;
     if (wake) {
@@ -191,17 +185,17 @@ void Worker::WaitAndDispatch(bool may_block) {
   metrics_->sqes_submitted.Set(ring_->sqes_submitted());
   metrics_->backpressure.Set(ring_->backpressure_events());
 
-  completions_.clear();
-  ring_->Reap(completions_);
-  metrics_->cqes.Add(completions_.size());
-  for (const Completion& c : completions_) {
-    if (UserData(c.user_data).tag() == OpTag::kCancel) continue;
-    if (!slab_->Dispatch(c.user_data, c.res, c.flags, c.big)) metrics_->stale_cqes.Add();
-  }
+  uint64_t stale = 0;
+  const std::size_t reaped = ring_->ForEachCompletion([this, &stale](const Completion& c) {
+    if (UserData(c.user_data).tag() == OpTag::kCancel) return;
+    if (!slab_->Dispatch(c.user_data, c.res, c.flags, c.big)) ++stale;
+  });
+  metrics_->cqes.Add(reaped);
+  if (stale) metrics_->stale_cqes.Add(stale);
 
   metrics_->ops_in_flight.Set(slab_->in_flight());
   now_ = Clock::now();
-  metrics_->timers_fired.Add(timers_.Expire(now_, ready_));
+  if (timers_.size() != 0) metrics_->timers_fired.Add(timers_.Expire(now_, ready_));
   if (messages_pending_) DrainMessages();
   if (tick_hook_ && config_.tick.count() > 0 && now_ >= next_tick_) {
     next_tick_ = now_ + config_.tick;
@@ -285,12 +279,11 @@ void Worker::DrainRing() {
   const auto limit = Clock::now() + kDrainLimit;
   while (slab_->in_flight() > 0 && Clock::now() < limit) {
     ring_->SubmitAndWait(1, 10'000'000);
-    completions_.clear();
-    ring_->Reap(completions_);
-    for (const Completion& c : completions_) {
-      if (UserData(c.user_data).tag() == OpTag::kCancel) continue;
-      slab_->Dispatch(c.user_data, c.res, c.flags, c.big);
-    }
+    ring_->ForEachCompletion([this](const Completion& c) {
+      if (UserData(c.user_data).tag() != OpTag::kCancel) {
+        slab_->Dispatch(c.user_data, c.res, c.flags, c.big);
+      }
+    });
     // Woken waiters belong to destroyed tasks only if something is badly wrong;
     // nothing is resumed during the drain.
     while (ready_.Pop()) {

@@ -230,19 +230,8 @@ void ConnState::PumpSendWaiters() {
   }
 }
 
-bool ConnState::ParkFlush(PromiseBase* p) {
-  if ((!sq_head_ && !send_in_flight_) || send_error_) return false;
-  flush_waiters_.push_back(p);
-  return true;
-}
-
-void ConnState::UnparkFlush(PromiseBase* p) { std::erase(flush_waiters_, p); }
-
 void ConnState::WakeFlush() {
-  if (flush_waiters_.empty()) return;
-  if ((sq_head_ || send_in_flight_) && !send_error_) return;
-  for (PromiseBase* p : flush_waiters_) nw_.worker().internals().Schedule(p);
-  flush_waiters_.clear();
+  if (!flushed_.empty() && !flush_pending()) flushed_.NotifyAll();
 }
 
 void ConnState::KickSend() {

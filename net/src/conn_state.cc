@@ -126,9 +126,7 @@ void ConnState::OnInstalled(void* owner, OpSlot& slot, int32_t res, uint32_t) {
     self->SetPhase(Phase::kClosed);
   }
   if (ReadyFn fn = std::exchange(self->on_ready_, nullptr)) fn(self->ready_ctx_, self);
-  if (PromiseBase* p = std::exchange(self->install_waiter_, nullptr)) {
-    self->nw_.worker().internals().Schedule(p);
-  }
+  self->install_done_.NotifyAll();
   if (self->phase_ == Phase::kOpen && self->close_requested_) {
     self->BeginClose(self->close_graceful_);
   }
@@ -354,16 +352,7 @@ void ConnState::Closed(int err) {
   rx_.Fail(ENOTCONN);
   FailSends(send_error_);
   if (hs_ == Handshake::kRunning) FailHandshake(ENOTCONN, "connection closed during the handshake");
-  for (PromiseBase* p : close_waiters_) nw_.worker().internals().Schedule(p);
-  close_waiters_.clear();
+  closed_.NotifyAll();
 }
-
-bool ConnState::ParkClose(PromiseBase* p) {
-  if (phase_ == Phase::kClosed) return false;
-  close_waiters_.push_back(p);
-  return true;
-}
-
-void ConnState::UnparkClose(PromiseBase* p) { std::erase(close_waiters_, p); }
 
 }  // namespace ringline::net::detail

@@ -119,16 +119,14 @@ class ConnState {
   using ReadyFn = void (*)(void* ctx, ConnState* s);
   void BeginInstall(int fd, ReadyFn on_ready, void* ctx, bool outbound);
   int install_error() const { return install_error_; }
-  // Resumes `p` when the install is done (Connect waits this way).
-  void ParkInstall(PromiseBase* p) { install_waiter_ = p; }
+  // Woken when the install is done (phase() leaves kInstalling): Connect
+  // waits on it.
+  WaitList& install_done() { return install_done_; }
 
   // Called by the NetWorker before the worker's next submit after KickSend():
   // one send operation for everything queued since (the NetWorker holds a
   // reference until it returns).
   void FlushSend();
-  void UnparkInstall(PromiseBase* p) {
-    if (install_waiter_ == p) install_waiter_ = nullptr;
-  }
   // Starts receiving (after install, or after a TLS session is attached).
   void Start();
 
@@ -168,9 +166,10 @@ class ConnState {
   void AbortTornSend();
   std::size_t queued_bytes() const { return queued_bytes_; }
   int send_error() const { return send_error_; }
-  // flush(): resumes `p` once the queue is empty; returns false if it is already.
-  bool ParkFlush(PromiseBase* p);
-  void UnparkFlush(PromiseBase* p);
+  // flush() waits on flushed() while flush_pending(): bytes queued or in
+  // flight, and no send error.
+  bool flush_pending() const { return (sq_head_ || send_in_flight_) && !send_error_; }
+  WaitList& flushed() { return flushed_; }
 
   // ---- TLS ----------------------------------------------------------------------
   TlsSession* tls() const { return tls_.get(); }
@@ -180,16 +179,14 @@ class ConnState {
   enum class Handshake : uint8_t { kRunning, kDone, kFailed };
   Handshake handshake() const { return hs_; }
   int handshake_error() const { return hs_error_; }
-  void ParkHandshake(PromiseBase* p) { hs_waiter_ = p; }
-  void UnparkHandshake(PromiseBase* p) {
-    if (hs_waiter_ == p) hs_waiter_ = nullptr;
-  }
+  // Woken when handshake() leaves kRunning.
+  WaitList& handshake_done() { return handshake_done_; }
   void FailHandshake(int err, const char* why);
 
   // ---- close ------------------------------------------------------------------
   void BeginClose(bool graceful);
-  bool ParkClose(PromiseBase* p);  // false: already closed
-  void UnparkClose(PromiseBase* p);
+  // Woken when phase() becomes kClosed.
+  WaitList& closed() { return closed_; }
   int close_error() const { return close_error_; }
 
   // Buffers came back to the ring after an ENOBUFS: arm again.
@@ -265,7 +262,7 @@ class ConnState {
   ReadyFn on_ready_ = nullptr;
   void* ready_ctx_ = nullptr;
   int install_error_ = 0;
-  PromiseBase* install_waiter_ = nullptr;
+  WaitList install_done_;
   bool close_requested_ = false;
   bool close_graceful_ = true;
 
@@ -282,7 +279,7 @@ class ConnState {
   int send_error_ = 0;
   WaitList send_waiters_;     // sends waiting for room in the send queue, FIFO
   WaitList sends_in_kernel_;  // admitted owned sends waiting for their items to complete
-  std::vector<PromiseBase*> flush_waiters_;
+  WaitList flushed_;          // flush() callers, woken when the queue is empty
   // Read by the kernel until the send operation's first completion.
   msghdr send_msg_{};
   std::vector<iovec> send_iov_;
@@ -298,11 +295,11 @@ class ConnState {
   std::unique_ptr<TlsSession> tls_;
   Handshake hs_ = Handshake::kDone;
   int hs_error_ = 0;  // kFailed
-  PromiseBase* hs_waiter_ = nullptr;
+  WaitList handshake_done_;
   bool close_notify_sent_ = false;
 
   // close
-  std::vector<PromiseBase*> close_waiters_;
+  WaitList closed_;
   int close_error_ = 0;
   OpSlot* shutdown_slot_ = nullptr;
   OpSlot* close_slot_ = nullptr;

@@ -39,7 +39,7 @@ void ConnState::DriveTls() {
       RL_LOG_INFO("TLS with %s: %s, PSK identity '%s'", peer_.ToString(), tls_->version(),
                   tls_->psk_identity());
     }
-    if (PromiseBase* p = std::exchange(hs_waiter_, nullptr)) nw_.worker().internals().Schedule(p);
+    handshake_done_.NotifyAll();
     PumpSendWaiters();
   } else if (hs_ != Handshake::kDone) {
     return;
@@ -69,7 +69,7 @@ void ConnState::FailHandshake(int err, const char* why) {
   hs_error_ = err;
   nw_.metrics().tls_failures.Add();
   RL_LOG_WARN("TLS handshake with %s failed: %s", peer_.ToString(), why);
-  if (PromiseBase* p = std::exchange(hs_waiter_, nullptr)) nw_.worker().internals().Schedule(p);
+  handshake_done_.NotifyAll();
   rx_.Fail(EPROTO);
   // A graceful close still delivers the alert OpenSSL queued.
   BeginClose(true);

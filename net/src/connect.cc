@@ -23,27 +23,6 @@ Task<IoResult> AwaitHandshake(ConnState* s);  // connection.cc
 
 namespace {
 
-// Waits until a connection's socket is installed (or failed to be).
-class InstallWait {
- public:
-  explicit InstallWait(detail::ConnState* s) : s_(s) {}
-  InstallWait(const InstallWait&) = delete;
-  ~InstallWait() {
-    if (p_) s_->UnparkInstall(p_);
-  }
-  bool await_ready() const { return s_->phase() != detail::ConnState::Phase::kInstalling; }
-  template <EnginePromise P>
-  void await_suspend(std::coroutine_handle<P> h) {
-    p_ = &h.promise();
-    s_->ParkInstall(p_);
-  }
-  void await_resume() { p_ = nullptr; }
-
- private:
-  detail::ConnState* s_;
-  PromiseBase* p_ = nullptr;
-};
-
 auto ConnectOp(int fd, const SocketAddress& address) {
   return Submit(detail::kTagConnect, [fd, address](io_uring_sqe* sqe, OpSlot& slot) {
     // The kernel reads the address until the connect completes: it lives in the slot.
@@ -95,7 +74,7 @@ Task<Result<Connection>> ConnectImpl(SocketAddress address, std::chrono::millise
   c->SetAddresses(local, address);
   Connection conn(c);  // from here the handle owns it (closing it if we return early)
   c->BeginInstall(fd.Release(), nullptr, nullptr, true);
-  co_await InstallWait(c);
+  while (c->phase() == detail::ConnState::Phase::kInstalling) co_await c->install_done().Wait();
   if (c->install_error()) {
     nw.metrics().connect_failures.Add();
     co_return Result<Connection>::Error(c->install_error());

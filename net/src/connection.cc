@@ -196,74 +196,6 @@ SendVecResult SendOwnedVec::await_resume() {
 
 namespace {
 
-class FlushWait {
- public:
-  explicit FlushWait(ConnState* s) : s_(s) {}
-  FlushWait(const FlushWait&) = delete;
-  ~FlushWait() {
-    if (p_) s_->UnparkFlush(p_);
-  }
-  bool await_ready() const noexcept { return false; }
-  template <EnginePromise P>
-  bool await_suspend(std::coroutine_handle<P> h) {
-    p_ = &h.promise();
-    if (!s_->ParkFlush(p_)) {
-      p_ = nullptr;
-      return false;
-    }
-    return true;
-  }
-  void await_resume() { p_ = nullptr; }
-
- private:
-  ConnState* s_;
-  PromiseBase* p_ = nullptr;
-};
-
-class CloseWait {
- public:
-  explicit CloseWait(ConnState* s) : s_(s) {}
-  CloseWait(const CloseWait&) = delete;
-  ~CloseWait() {
-    if (p_) s_->UnparkClose(p_);
-  }
-  bool await_ready() const { return s_->phase() == ConnState::Phase::kClosed; }
-  template <EnginePromise P>
-  bool await_suspend(std::coroutine_handle<P> h) {
-    p_ = &h.promise();
-    if (!s_->ParkClose(p_)) {
-      p_ = nullptr;
-      return false;
-    }
-    return true;
-  }
-  void await_resume() { p_ = nullptr; }
-
- private:
-  ConnState* s_;
-  PromiseBase* p_ = nullptr;
-};
-
-class HandshakeWait {
- public:
-  explicit HandshakeWait(ConnState* s) : s_(s) {}
-  HandshakeWait(const HandshakeWait&) = delete;
-  ~HandshakeWait() {
-    if (p_) s_->UnparkHandshake(p_);
-  }
-  bool await_ready() const { return s_->handshake() != ConnState::Handshake::kRunning; }
-  template <EnginePromise P>
-  void await_suspend(std::coroutine_handle<P> h) {
-    p_ = &h.promise();
-    s_->ParkHandshake(p_);
-  }
-  void await_resume() { p_ = nullptr; }
-
- private:
-  ConnState* s_;
-  PromiseBase* p_ = nullptr;
-};
-
 // Holds a reference for the duration of an operation.
 class StateRef {
  public:
@@ -275,7 +207,9 @@ class StateRef {
   ConnState* s_;
 };
 
-Task<> WaitHandshakeTask(ConnState* s) { co_await HandshakeWait(s); }
+Task<> WaitHandshakeTask(ConnState* s) {
+  while (s->handshake() == ConnState::Handshake::kRunning) co_await s->handshake_done().Wait();
+}
 
 }  // namespace
 
@@ -355,7 +289,7 @@ Task<IoResult> Connection::flush() {
   ConnState* s = s_;
   if (!s) co_return IoResult{-ENOTCONN, 0};
   detail::StateRef ref(s);
-  co_await detail::FlushWait(s);
+  while (s->flush_pending()) co_await s->flushed().Wait();
   co_return IoResult{s->send_error() ? -s->send_error() : 0, 0};
 }
 
@@ -365,7 +299,7 @@ Task<IoResult> Connection::close() {
   detail::StateRef ref(s);
   const int before = s->send_error();
   s->BeginClose(true);
-  co_await detail::CloseWait(s);
+  while (s->phase() != ConnState::Phase::kClosed) co_await s->closed().Wait();
   int err = before && before != ENOTCONN ? before : s->close_error();
   co_return IoResult{err ? -err : 0, 0};
 }

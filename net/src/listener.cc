@@ -145,27 +145,6 @@ absl::StatusOr<std::shared_ptr<ListenSocketState>> OpenSocket(const SocketAddres
   return state;
 }
 
-// Waits for a listener's next connection (or its close).
-class AcceptWait {
- public:
-  explicit AcceptWait(detail::ListenerState* l) : l_(l) {}
-  AcceptWait(const AcceptWait&) = delete;
-  ~AcceptWait() {
-    if (p_) l_->Unpark(p_);
-  }
-  bool await_ready() const noexcept { return false; }
-  template <EnginePromise P>
-  void await_suspend(std::coroutine_handle<P> h) {
-    p_ = &h.promise();
-    l_->Park(p_);
-  }
-  void await_resume() { p_ = nullptr; }
-
- private:
-  detail::ListenerState* l_;
-  PromiseBase* p_ = nullptr;
-};
-
 }  // namespace
 
 absl::Status TcpKeepalive::Validate() const {
@@ -327,7 +306,7 @@ Task<Result<Connection>> Listener::Accept() {
       co_return Result<Connection>(std::move(conn));
     }
     if (l->closed()) co_return Result<Connection>::Error(ECANCELED);
-    co_await AcceptWait(l);
+    co_await l->accept_waiters().Wait();  // a connection arrived, or the close
   }
 }
 

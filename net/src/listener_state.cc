@@ -63,8 +63,7 @@ void ListenerState::Close() {
   }
   ready_.clear();
   ready_head_ = 0;
-  for (PromiseBase* p : waiters_) nw_.worker().internals().Schedule(p);
-  waiters_.clear();
+  waiters_.NotifyAll();
 }
 
 ConnState* ListenerState::Pop() {
@@ -78,12 +77,7 @@ ConnState* ListenerState::Pop() {
   return c;
 }
 
-void ListenerState::WakeOne() {
-  if (waiters_.empty()) return;
-  PromiseBase* p = waiters_.front();
-  waiters_.erase(waiters_.begin());
-  nw_.worker().internals().Schedule(p);
-}
+void ListenerState::WakeOne() { waiters_.NotifyOne(); }
 
 void ListenerState::Update() {
   const std::size_t queued = ready_.size() - ready_head_ + installing_;

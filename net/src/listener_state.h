@@ -15,6 +15,7 @@
 #include "ringline/net/options.h"
 #include "ringline/net/socket_address.h"
 #include "ringline/unique_fd.h"
+#include "ringline/wait_list.h"
 
 namespace ringline::net::detail {
 
@@ -57,8 +58,9 @@ class ListenerState {
 
   // An accepted connection (with the queue's reference, now the caller's), or null.
   ConnState* Pop();
-  void Park(PromiseBase* p) { waiters_.push_back(p); }
-  void Unpark(PromiseBase* p) { std::erase(waiters_, p); }
+  // Accept() callers waiting for a connection: one is woken per connection
+  // queued, all on Close().
+  WaitList& accept_waiters() { return waiters_; }
 
  private:
   static void OnAccept(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
@@ -83,7 +85,7 @@ class ListenerState {
   std::vector<ConnState*> ready_;  // FIFO (front = oldest)
   std::size_t ready_head_ = 0;
   uint32_t installing_ = 0;
-  std::vector<PromiseBase*> waiters_;
+  WaitList waiters_;
   uint64_t refused_since_log_ = 0;
   std::chrono::steady_clock::time_point last_refuse_log_{};
 };

@@ -13,7 +13,6 @@ std::vector<std::pair<std::string, uint64_t>> NetMetrics::Counters() const {
       {"net_accepted", accepted.Get()},
       {"net_refused", refused.Get()},
       {"net_closed", closed.Get()},
-      {"net_active", active.Get()},
       {"net_connects", connects.Get()},
       {"net_connect_failures", connect_failures.Get()},
       {"net_bytes_in", bytes_in.Get()},
@@ -40,6 +39,10 @@ std::vector<std::pair<std::string, uint64_t>> NetMetrics::Counters() const {
   };
 }
 
+std::vector<std::pair<std::string, uint64_t>> NetMetrics::Gauges() const {
+  return {{"net_active", active.Get()}};
+}
+
 namespace {
 struct Registry {
   std::mutex mu;
@@ -59,9 +62,7 @@ void RegisterMetrics(std::shared_ptr<NetMetrics> m) {
 }
 void RetireMetrics(const std::shared_ptr<NetMetrics>& m) {
   std::lock_guard<std::mutex> lock(Reg().mu);
-  for (const auto& [name, v] : m->Counters()) {
-    if (name != "net_active") Reg().retired[name] += v;
-  }
+  for (const auto& [name, v] : m->Counters()) Reg().retired[name] += v;
   std::erase(Reg().live, m);
 }
 }  // namespace detail
@@ -80,9 +81,22 @@ std::vector<std::pair<std::string, uint64_t>> NetMetricsTotals() {
   return out;
 }
 
+std::vector<std::pair<std::string, uint64_t>> NetGaugeTotals() {
+  std::lock_guard<std::mutex> lock(Reg().mu);
+  std::vector<std::pair<std::string, uint64_t>> out = NetMetrics().Gauges();
+  for (auto& [name, v] : out) v = 0;
+  for (const auto& m : Reg().live) {
+    auto g = m->Gauges();
+    for (std::size_t i = 0; i < g.size(); ++i) out[i].second += g[i].second;
+  }
+  return out;
+}
+
 uint64_t NetMetricTotal(const std::string& name) {
-  for (const auto& [n, v] : NetMetricsTotals()) {
-    if (n == name) return v;
+  for (const auto& list : {NetMetricsTotals(), NetGaugeTotals()}) {
+    for (const auto& [n, v] : list) {
+      if (n == name) return v;
+    }
   }
   return 0;
 }

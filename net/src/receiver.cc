@@ -236,52 +236,57 @@ void Receiver::OnMultishot(void* owner, OpSlot&, int32_t res, uint32_t flags) {
   c.Unref();
 }
 
+template <typename SettleFn, typename TakeFn>
+void Receiver::CompleteSingle(Mode mode, int32_t res, SettleFn settle, TakeFn take) {
+  ConnState& c = conn_;
+  c.Ref();  // the reader or AfterEvent may drop the last other reference
+  c.OpDone();
+  assert(mode_ == mode);
+  (void)mode;
+  settle();
+  if (res > 0) {
+    nw_.metrics().bytes_in.Add(static_cast<uint64_t>(res));
+    c.Touch();
+    take(static_cast<std::size_t>(res));
+  } else if (res == 0) {
+    SetEnded();
+  } else if (res != -ECANCELED) {  // cancelled: closing, or the payload before it fell short
+    SetFailed(-res);
+  }
+  AfterEvent();
+  c.Unref();  // may destroy this receiver: nothing after it
+}
+
 void Receiver::OnBounded(void* owner, OpSlot&, int32_t res, uint32_t) {
   auto* self = static_cast<Receiver*>(owner);
-  ConnState& c = self->conn_;
-  c.Ref();
-  c.OpDone();
-  assert(self->mode_ == Mode::kBounded);
-  self->op_ = nullptr;
-  self->SetMode(Mode::kIdle);
-  if (res > 0) {
-    self->nw_.metrics().bytes_in.Add(static_cast<uint64_t>(res));
-    c.Touch();
-    if (c.tls()) {
-      c.OnCipher(self->stage_.get(), static_cast<std::size_t>(res));
-    } else {
-      self->Deliver(self->stage_.get(), static_cast<std::size_t>(res));
-    }
-  } else if (res == 0) {
-    self->SetEnded();
-  } else if (res != -ECANCELED) {  // cancelled: closing, or the payload before it fell short
-    self->SetFailed(-res);
-  }
-  self->AfterEvent();
-  c.Unref();
+  self->CompleteSingle(
+      Mode::kBounded, res,
+      [self] {
+        self->op_ = nullptr;
+        self->SetMode(Mode::kIdle);
+      },
+      [self](std::size_t n) {
+        if (self->conn_.tls()) {
+          self->conn_.OnCipher(self->stage_.get(), n);
+        } else {
+          self->Deliver(self->stage_.get(), n);
+        }
+      });
 }
 
 void Receiver::OnDirect(void* owner, OpSlot&, int32_t res, uint32_t) {
   auto* self = static_cast<Receiver*>(owner);
-  ConnState& c = self->conn_;
-  c.Ref();
-  c.OpDone();
-  assert(self->mode_ == Mode::kDirect);
-  if (res > 0) {
-    self->nw_.metrics().bytes_in.Add(static_cast<uint64_t>(res));
-    c.Touch();
-    if (self->sink_.active) self->sink_.got += static_cast<std::size_t>(res);
-  } else if (res == 0) {
-    self->SetEnded();
-  } else if (res != -ECANCELED) {
-    self->SetFailed(-res);
-  }
-  // The reader went away: the kernel is done with the lent Buffer now.
-  if (!self->sink_.active) self->lent_.Reset();
-  self->op_ = std::exchange(self->linked_, nullptr);
-  self->SetMode(self->op_ ? Mode::kBounded : Mode::kIdle);
-  self->AfterEvent();
-  c.Unref();
+  self->CompleteSingle(
+      Mode::kDirect, res,
+      [self] {
+        // The reader went away: the kernel is done with the lent Buffer now.
+        if (!self->sink_.active) self->lent_.Reset();
+        self->op_ = std::exchange(self->linked_, nullptr);
+        self->SetMode(self->op_ ? Mode::kBounded : Mode::kIdle);
+      },
+      [self](std::size_t n) {
+        if (self->sink_.active) self->sink_.got += n;
+      });
 }
 
 // ---- bytes ---------------------------------------------------------------------------
@@ -291,12 +296,7 @@ void Receiver::Accept(uint16_t bid, const uint8_t* p, std::size_t n) {
   if (sink_.wants()) {
     // A read_exact in progress has taken every buffered byte: these follow.
     assert(buffered() == 0);
-    const std::size_t k = std::min(n, sink_.want - sink_.got);
-    std::memcpy(sink_.dst + sink_.got, p, k);
-    nw_.metrics().read_copied_bytes.Add(k);
-    sink_.got += k;
-    p += k;
-    n -= k;
+    FillSink(p, n);
   }
   if (n == 0) {
     nw_.ReturnBuffer(ring, bid);
@@ -317,15 +317,17 @@ void Receiver::Accept(uint16_t bid, const uint8_t* p, std::size_t n) {
   }
 }
 
+void Receiver::FillSink(const uint8_t*& p, std::size_t& n) {
+  const std::size_t k = std::min(n, sink_.want - sink_.got);
+  std::memcpy(sink_.dst + sink_.got, p, k);
+  nw_.metrics().read_copied_bytes.Add(k);
+  sink_.got += k;
+  p += k;
+  n -= k;
+}
+
 void Receiver::Deliver(const uint8_t* p, std::size_t n) {
-  if (sink_.wants()) {
-    const std::size_t k = std::min(n, sink_.want - sink_.got);
-    std::memcpy(sink_.dst + sink_.got, p, k);
-    nw_.metrics().read_copied_bytes.Add(k);
-    sink_.got += k;
-    p += k;
-    n -= k;
-  }
+  if (sink_.wants()) FillSink(p, n);
   if (n == 0) return;
   AccumulateHeld(kAllHeld);  // held bytes come first
   acc_.Append(p, n);

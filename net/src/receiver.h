@@ -157,6 +157,16 @@ class Receiver {
   static void OnMultishot(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
   static void OnBounded(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
   static void OnDirect(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
+  // The part OnBounded and OnDirect share: keeps the connection alive while
+  // the completion runs, retires the operation, `settle()` puts the
+  // receiver's operation state right (before the bytes are looked at),
+  // `take(n)` gets the n > 0 bytes received, then the end or a failure is
+  // recorded (a cancel is neither) and the reader and the policy see it.
+  template <typename SettleFn, typename TakeFn>
+  void CompleteSingle(Mode mode, int32_t res, SettleFn settle, TakeFn take);
+  // Copies the front of [p, p + n) into the waiting read_exact's buffer (as
+  // much as it still wants) and advances p and n past it.
+  void FillSink(const uint8_t*& p, std::size_t& n);
 
   void SetMode(Mode next);
   bool paced() const;

@@ -59,7 +59,7 @@ void UdpState::Close() {
     nw_.RemoveStarved(this);
     starved_ = false;
   }
-  if (PromiseBase* p = std::exchange(recv_waiter_, nullptr)) nw_.worker().internals().Schedule(p);
+  recv_waiters_.NotifyAll();
 }
 
 void UdpState::Arm() {
@@ -103,8 +103,7 @@ void UdpState::OnRecv(void* owner, OpSlot&, int32_t res, uint32_t flags) {
             static_cast<const sockaddr*>(io_uring_recvmsg_name(out)), namelen);
         self->queue_.push_back(std::move(d));
         nw.metrics().udp_datagrams_in.Add();
-        if (PromiseBase* p = std::exchange(self->recv_waiter_, nullptr))
-          nw.worker().internals().Schedule(p);
+        self->recv_waiters_.NotifyAll();
       } else {
         nw.metrics().udp_dropped.Add();
       }
@@ -178,26 +177,6 @@ void UdpState::OnSend(void* owner, OpSlot& slot, int32_t res, uint32_t) {
 }  // namespace detail
 
 namespace {
-
-class UdpRecvWait {
- public:
-  explicit UdpRecvWait(detail::UdpState* s) : s_(s) {}
-  UdpRecvWait(const UdpRecvWait&) = delete;
-  ~UdpRecvWait() {
-    if (p_) s_->UnparkRecv(p_);
-  }
-  bool await_ready() const { return s_->HasDatagram() || s_->closed(); }
-  template <EnginePromise P>
-  void await_suspend(std::coroutine_handle<P> h) {
-    p_ = &h.promise();
-    s_->ParkRecv(p_);
-  }
-  void await_resume() { p_ = nullptr; }
-
- private:
-  detail::UdpState* s_;
-  PromiseBase* p_ = nullptr;
-};
 
 class UdpSendWait {
  public:
@@ -287,7 +266,7 @@ Task<Result<Datagram>> UdpSocket::recv_from() {
   for (;;) {
     if (s->HasDatagram()) co_return Result<Datagram>(s->PopDatagram());
     if (s->closed()) co_return Result<Datagram>::Error(ECANCELED);
-    co_await UdpRecvWait(s);
+    co_await s->datagram_or_close().Wait();
   }
 }
 

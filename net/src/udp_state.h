@@ -19,6 +19,7 @@
 #include "ringline/internal/promise_base.h"
 #include "ringline/net/udp.h"
 #include "ringline/unique_fd.h"
+#include "ringline/wait_list.h"
 
 namespace ringline::net::detail {
 
@@ -47,10 +48,8 @@ class UdpState {
   bool receiving = false;
   bool HasDatagram() const { return !queue_.empty(); }
   Datagram PopDatagram();
-  void ParkRecv(PromiseBase* p) { recv_waiter_ = p; }
-  void UnparkRecv(PromiseBase* p) {
-    if (recv_waiter_ == p) recv_waiter_ = nullptr;
-  }
+  // The receiving task waits here for a datagram or the close.
+  WaitList& datagram_or_close() { return recv_waiters_; }
 
   // Sending: the result of the operation in `slot` goes to *res, then `p` resumes.
   struct SendWait {
@@ -81,7 +80,7 @@ class UdpState {
   bool cancel_sent_ = false;
   bool starved_ = false;
   std::deque<Datagram> queue_;
-  PromiseBase* recv_waiter_ = nullptr;
+  WaitList recv_waiters_;
   std::vector<SendWait*> sends_;
 };
 

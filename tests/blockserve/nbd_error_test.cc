@@ -5,6 +5,7 @@
 #include <cerrno>
 
 #include "blockserve/nbd/error.h"
+#include "blockserve/nbd/protocol.h"
 
 namespace blockserve::nbd {
 namespace {
@@ -49,6 +50,32 @@ TEST(ErrnoToNbdErrorTest, UnknownErrnoIsIo) {
 TEST(ErrnoToNbdErrorTest, NegatedErrnoFromIoUringIsAccepted) {
   EXPECT_EQ(ErrnoToNbdError(-ENOSPC), NbdError::kNoSpc);
   EXPECT_EQ(ErrnoToNbdError(-EIO), NbdError::kIo);
+}
+
+TEST(ReplyErrorForTest, DeviceErrorsKeepTheirMapping) {
+  for (uint16_t cmd : {kCmdRead, kCmdWrite, kCmdFlush, kCmdTrim, kCmdWriteZeroes}) {
+    EXPECT_EQ(ReplyErrorFor(-EIO, cmd, 0), NbdError::kIo);
+    EXPECT_EQ(ReplyErrorFor(-ENOSPC, cmd, 0), NbdError::kNoSpc);
+    EXPECT_EQ(ReplyErrorFor(EDQUOT, cmd, 0), NbdError::kNoSpc);
+    EXPECT_EQ(ReplyErrorFor(-EFBIG, cmd, kCmdFlagFua), NbdError::kNoSpc);
+    EXPECT_EQ(ReplyErrorFor(-EROFS, cmd, 0), NbdError::kPerm);
+    EXPECT_EQ(ReplyErrorFor(-EAGAIN, cmd, 0), NbdError::kIo);
+  }
+}
+
+TEST(ReplyErrorForTest, NotSupOnlyForFastZero) {
+  EXPECT_EQ(ReplyErrorFor(-ENOTSUP, kCmdWriteZeroes, kCmdFlagFastZero), NbdError::kNotSup);
+  EXPECT_EQ(ReplyErrorFor(-EOPNOTSUPP, kCmdWriteZeroes, kCmdFlagFastZero | kCmdFlagFua),
+            NbdError::kNotSup);
+  EXPECT_EQ(ReplyErrorFor(-EOPNOTSUPP, kCmdWriteZeroes, 0), NbdError::kInval);
+  EXPECT_EQ(ReplyErrorFor(-EOPNOTSUPP, kCmdTrim, 0), NbdError::kInval);
+  EXPECT_EQ(ReplyErrorFor(-EOPNOTSUPP, kCmdFlush, 0), NbdError::kInval);
+}
+
+TEST(ReplyErrorForTest, OverflowOnlyForDfReads) {
+  EXPECT_EQ(ReplyErrorFor(-EOVERFLOW, kCmdRead, kCmdFlagDf), NbdError::kOverflow);
+  EXPECT_EQ(ReplyErrorFor(-EOVERFLOW, kCmdRead, 0), NbdError::kInval);
+  EXPECT_EQ(ReplyErrorFor(-EOVERFLOW, kCmdWrite, kCmdFlagDf), NbdError::kInval);
 }
 
 TEST(NbdErrorNameTest, Names) {

@@ -22,14 +22,13 @@ namespace {
 using test_util::Bytes;
 using test_util::Drive;
 using test_util::DriveResult;
+using test_util::EventAs;
 using test_util::FakeCatalog;
-using test_util::Greeting;
+using test_util::kBoth;
+using test_util::kDiskFlags;
+using test_util::kDiskSize;
 using test_util::Wire;
 using test_util::WritableInfo;
-
-constexpr uint32_t kBoth = kClientFlagFixedNewstyle | kClientFlagNoZeroes;
-constexpr uint64_t kDiskSize = 1 << 20;
-constexpr uint16_t kDiskFlags = 0x006d;
 
 // Meta context option data: name length, name, query count, queries.
 Bytes MetaData(std::string_view name, const std::vector<std::string>& queries) {
@@ -49,14 +48,14 @@ class MetaContextTest : public ::testing::Test {
   MetaContextTest() {
     catalog_.Add("disk", "", WritableInfo()).Add("other", "", WritableInfo()).SetDefault("disk");
   }
-  static Bytes Expect(const Bytes& rest) { return Wire().Raw(Greeting()).Raw(rest); }
+  static Bytes Expect(const Bytes& rest) { return test_util::AfterGreeting(rest); }
   DriveResult Run(const Bytes& options) {
     n_ = std::make_unique<Negotiator>(catalog_, NegotiationOptions{});
     return Drive(*n_, Wire().U32(kBoth).Raw(options));
   }
   const EnterTransmission& Enter(const DriveResult& run) {
     EXPECT_EQ(run.events.size(), 1u);
-    return std::get<EnterTransmission>(run.events.at(0));
+    return EventAs<EnterTransmission>(run);
   }
 
   FakeCatalog catalog_;
@@ -186,7 +185,7 @@ TEST_F(MetaContextTest, StartTlsForgetsTheSelection) {
                    .Option(kOptStructuredReply)
                    .Option(kOptGo, Wire::InfoData("disk")));
   ASSERT_EQ(run.events.size(), 2u);
-  EXPECT_EQ(std::get<EnterTransmission>(run.events[1]).params.base_allocation_context, 0u);
+  EXPECT_EQ(EventAs<EnterTransmission>(run, 1).params.base_allocation_context, 0u);
 }
 
 // ---- NBD_CMD_BLOCK_STATUS validation --------------------------------------------

@@ -16,16 +16,14 @@ namespace {
 using test_util::Bytes;
 using test_util::Drive;
 using test_util::DriveResult;
+using test_util::EventAs;
 using test_util::FakeCatalog;
 using test_util::Greeting;
+using test_util::kBoth;
+using test_util::kDiskFlags;
+using test_util::kDiskSize;
 using test_util::Wire;
 using test_util::WritableInfo;
-
-// Transmission flags of WritableInfo(): HAS_FLAGS | SEND_FLUSH | SEND_FUA |
-// SEND_TRIM | SEND_WRITE_ZEROES = 0x01 | 0x04 | 0x08 | 0x20 | 0x40.
-constexpr uint16_t kDiskFlags = 0x006d;
-constexpr uint64_t kDiskSize = 1 << 20;
-constexpr uint32_t kBoth = kClientFlagFixedNewstyle | kClientFlagNoZeroes;
 
 ExportInfo ReadOnlyInfo() {
   ExportInfo info;
@@ -58,18 +56,10 @@ class NegotiationTest : public ::testing::Test {
     return o;
   }
 
-  // Expected server output: the greeting followed by `rest`.
-  static Bytes Expect(const Bytes& rest) { return Wire().Raw(Greeting()).Raw(rest); }
+  static Bytes Expect(const Bytes& rest) { return test_util::AfterGreeting(rest); }
 
   FakeCatalog catalog_;
 };
-
-template <typename T>
-const T& EventAs(const DriveResult& run, size_t i = 0) {
-  EXPECT_LT(i, run.events.size());
-  EXPECT_TRUE(std::holds_alternative<T>(run.events.at(i))) << "event " << i;
-  return std::get<T>(run.events.at(i));
-}
 
 // ---- Greeting and client flags ---------------------------------------------------
 

@@ -1,11 +1,14 @@
 #pragma once
 // Helpers for the NBD codec tests: a byte-string builder for hand-derived wire
 // images, a fake export catalog, and a driver that runs a Negotiator over a
-// client byte stream.
+// client byte stream, and the constants and expectations the handshake tests
+// share.
 //
 // The builder appends fields in network byte order itself (it does not use
 // the codec's byte_order.h), so expected bytes are derived independently of
 // the code under test.
+
+#include <gtest/gtest.h>
 
 #include <cstdint>
 #include <map>
@@ -19,6 +22,7 @@
 
 #include "blockserve/nbd/export.h"
 #include "blockserve/nbd/negotiation.h"
+#include "blockserve/nbd/protocol.h"
 
 namespace blockserve::nbd::test_util {
 
@@ -91,6 +95,12 @@ class Wire {
 // The 18-byte server greeting with FIXED_NEWSTYLE | NO_ZEROES.
 inline Bytes Greeting() { return Wire().Str("NBDMAGIC").Str("IHAVEOPT").U16(3); }
 
+// Expected server output of a handshake: the greeting followed by `rest`.
+inline Bytes AfterGreeting(const Bytes& rest) { return Wire().Raw(Greeting()).Raw(rest); }
+
+// The client flags a modern client sends: FIXED_NEWSTYLE | NO_ZEROES.
+constexpr uint32_t kBoth = kClientFlagFixedNewstyle | kClientFlagNoZeroes;
+
 // An in-memory catalog. Exports are listed in insertion order.
 class FakeCatalog : public ExportCatalog {
  public:
@@ -126,10 +136,15 @@ class FakeCatalog : public ExportCatalog {
   std::string default_;
 };
 
+// Size and transmission flags of WritableInfo(): HAS_FLAGS | SEND_FLUSH |
+// SEND_FUA | SEND_TRIM | SEND_WRITE_ZEROES = 0x01 | 0x04 | 0x08 | 0x20 | 0x40.
+constexpr uint64_t kDiskSize = 1 << 20;
+constexpr uint16_t kDiskFlags = 0x006d;
+
 // A typical writable export: 1 MiB, flush/FUA/trim/zeroes, 512-byte blocks.
 inline ExportInfo WritableInfo() {
   ExportInfo info;
-  info.size = 1 << 20;
+  info.size = kDiskSize;
   info.can_flush = true;
   info.can_fua = true;
   info.can_trim = true;
@@ -181,6 +196,14 @@ DriveResult Drive(Negotiator& n, const Bytes& stream, size_t chunk, OnFeed on_fe
 
 inline DriveResult Drive(Negotiator& n, const Bytes& stream, size_t chunk = 0) {
   return Drive(n, stream, chunk, [](Negotiator&) {});
+}
+
+// The i-th event of `run`, which must be a T (a test failure otherwise).
+template <typename T>
+const T& EventAs(const DriveResult& run, size_t i = 0) {
+  EXPECT_LT(i, run.events.size());
+  EXPECT_TRUE(std::holds_alternative<T>(run.events.at(i))) << "event " << i;
+  return std::get<T>(run.events.at(i));
 }
 
 }  // namespace blockserve::nbd::test_util

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <thread>
 
 #include "ringline/ringline.h"
@@ -153,6 +154,57 @@ TEST(WriteOrderTest, AWaiterDestroyedInTheQueueLeavesItConsistent) {
   EXPECT_TRUE(WaitFor([&] { return order.held() == 0 && order.waiting() == 0; }));
   (*rt)->Shutdown();
   (*rt)->Join();
+}
+
+// A grant posted to a worker that is destroyed before it runs the message
+// (shutdown) is released all the same: the range does not stay locked for the
+// workers still serving the export.
+TEST(WriteOrderTest, AGrantToAWorkerDestroyedBeforeItsWakeUpIsReleased) {
+  WriteOrder order(2);
+  auto holder = Worker::Create(Config{}, 0);
+  ASSERT_TRUE(holder.ok()) << holder.status();
+  std::optional<WriteOrder::Guard> held =
+      (*holder)->BlockOn([](WriteOrder* o) -> Task<WriteOrder::Guard> {
+        co_return co_await o->ReadModifyWrite(0, 8192);
+      }(&order));
+  ASSERT_TRUE(held.has_value() && *held);
+
+  std::atomic<int> stage{0};  // 1: waiter queued; 2: lock released (grant posted)
+  std::thread other([&] {
+    auto w = Worker::Create(Config{}, 1);
+    if (!w.ok()) {
+      ADD_FAILURE() << w.status();
+      stage = -1;
+      return;
+    }
+    (*w)->BlockOn([](WriteOrder* o) -> Task<> {
+      ringline::Spawn([](WriteOrder* o) -> Task<> {
+        WriteOrder::Guard g = co_await o->ReadModifyWrite(0, 4096);
+      }(o))
+          .Detach();
+      while (o->waiting() == 0) co_await ringline::Sleep(1ms);
+    }(&order));
+    stage = 1;
+    // The loop does not run again: the grant's message stays queued until the
+    // worker (and its waiting task) is destroyed.
+    WaitFor([&] { return stage.load() == 2; });
+    w->reset();
+  });
+  ASSERT_TRUE(WaitFor([&] { return stage.load() != 0; }));
+  ASSERT_EQ(stage.load(), 1);
+  EXPECT_EQ(order.waiting(), 1u);
+  held->Release();  // grants worker 1's waiter and posts it the wake-up
+  EXPECT_EQ(order.waiting(), 0u);
+  EXPECT_EQ(order.held(), 1u) << "granted to the waiter";
+  stage = 2;
+  other.join();
+  EXPECT_EQ(order.held(), 0u) << "the undelivered grant was not released";
+  // And the range can be taken again.
+  std::optional<WriteOrder::Guard> again =
+      (*holder)->BlockOn([](WriteOrder* o) -> Task<WriteOrder::Guard> {
+        co_return co_await o->ReadModifyWrite(0, 4096);
+      }(&order));
+  EXPECT_TRUE(again.has_value() && *again);
 }
 
 }  // namespace

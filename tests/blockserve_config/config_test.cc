@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -94,6 +96,42 @@ TEST(ConfigTest, TomlErrorsNameTheKey) {
   EXPECT_NE(LoadConfigFile(p, &c).message().find("export[0].path"), std::string::npos);
   p = WriteTemp("port = \n");
   EXPECT_NE(LoadConfigFile(p, &c).message().find(":1:"), std::string::npos) << "line number";
+}
+
+TEST(ConfigTest, FaultRulesFillTheExportOrNameTheBuildOption) {
+  namespace blk = ringline::block;
+  ServerConfig c;
+  const std::string p = WriteTemp(
+      "[[export]]\nname = \"f\"\npath = \"/tmp/f.img\"\nfault_seed = 9\n"
+      "[[export.fault]]\nops = [\"flush\"]\nskip = 1\nlimit = 2\nerror = \"EIO\"\n"
+      "when = \"after\"\n"
+      "[[export.fault]]\nops = [\"write\", \"trim\"]\noffset = \"1M\"\nlength = 4096\n"
+      "probability = 0.25\nerror = \"ENOSPC\"\nlatency_ms = 2.5\n");
+  const absl::Status st = LoadConfigFile(p, &c);
+  if (!FaultInjectionBuiltIn()) {
+    EXPECT_NE(st.message().find("export[0].fault: fault injection is not built into this "
+                                "blockserve: configure it with -DRINGLINE_FAULT_INJECTION=ON"),
+              std::string::npos)
+        << st;
+    return;
+  }
+  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_EQ(c.exports.size(), 1u);
+  const ExportConfig& e = c.exports[0];
+  EXPECT_EQ(e.fault_seed, 9u);
+  ASSERT_EQ(e.faults.size(), 2u);
+  EXPECT_EQ(e.faults[0].ops, blk::OpBit(blk::OpKind::kFlush));
+  EXPECT_EQ(e.faults[0].skip, 1u);
+  EXPECT_EQ(e.faults[0].limit, 2u);
+  EXPECT_EQ(e.faults[0].error, EIO);
+  EXPECT_EQ(e.faults[0].timing, blk::FaultTiming::kAfter);
+  EXPECT_EQ(e.faults[1].ops, blk::OpBit(blk::OpKind::kWrite) | blk::OpBit(blk::OpKind::kDiscard));
+  EXPECT_EQ(e.faults[1].offset, 1u << 20);
+  EXPECT_EQ(e.faults[1].length, 4096u);
+  EXPECT_DOUBLE_EQ(e.faults[1].probability, 0.25);
+  EXPECT_EQ(e.faults[1].error, ENOSPC);
+  EXPECT_EQ(e.faults[1].timing, blk::FaultTiming::kInstead);
+  EXPECT_EQ(e.faults[1].latency, std::chrono::microseconds(2500));
 }
 
 TEST(ConfigTest, BadCacheModeNamesTheField) {

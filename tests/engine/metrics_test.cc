@@ -57,5 +57,23 @@ TEST(MetricsTest, SnapshotFromAnotherThreadWhileWriting) {
   EXPECT_EQ(s.op_latency_ns.count, 1000000u);
 }
 
+// Levels are Gauges and are listed apart from the Counters, so an exporter
+// never puts one in a counter family; the snapshot sums both.
+TEST(MetricsTest, GaugesAreListedApartFromCounters) {
+  WorkerMetrics a, b;
+  a.ops_in_flight.Set(3);
+  b.ops_in_flight.Set(4);
+  a.cqes.Add(2);
+  for (const auto& [name, v] : a.Counters()) EXPECT_NE(name, "ops_in_flight");
+  ASSERT_EQ(a.Gauges().size(), 1u);
+  EXPECT_EQ(a.Gauges()[0].first, "ops_in_flight");
+  auto s = SnapshotOf({&a, &b});
+  EXPECT_EQ(s.Total("ops_in_flight"), 7u);
+  EXPECT_EQ(s.Total("cqes"), 2u);
+  ASSERT_EQ(s.gauges.size(), 1u);
+  EXPECT_EQ(s.gauges[0].second, 7u);
+  for (const auto& [name, v] : s.totals) EXPECT_NE(name, "ops_in_flight");
+}
+
 }  // namespace
 }  // namespace ringline

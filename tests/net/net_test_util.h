@@ -205,8 +205,10 @@ inline std::unique_ptr<Worker> NewWorker() {
 }
 
 inline uint64_t Metric(NetMetrics& m, const std::string& name) {
-  for (const auto& [n, v] : m.Counters()) {
-    if (n == name) return v;
+  for (const auto& list : {m.Counters(), m.Gauges()}) {
+    for (const auto& [n, v] : list) {
+      if (n == name) return v;
+    }
   }
   return 0;
 }

@@ -1,5 +1,7 @@
 #include "blockserve/block_status_query.h"
 
+#include <array>
+
 #include "blockserve/nbd/block_status.h"
 
 namespace blockserve {
@@ -17,19 +19,18 @@ ringline::Task<ringline::block::ExtentResult> QueryBlockStatus(ringline::block::
   static_assert(ringline::block::kExtentHole == nbd::kStateHole &&
                 ringline::block::kExtentZero == nbd::kStateZero);
   const std::span<const ringline::block::Extent> extents(r.extents);
-  if (req_one) {
-    nbd::BlockStatusDescriptor d;
-    nbd::ToDescriptors(extents, length, true, std::span(&d, 1));
-    nbd::EncodeBlockStatusChunkInto(cookie, context_id, std::span(&d, 1), true, chunk.one);
-    chunk.bytes = chunk.one;
-    co_return r;
-  }
-  std::vector<nbd::BlockStatusDescriptor> descriptors(
-      std::min<size_t>(nbd::kMaxBlockStatusDescriptors, std::max<size_t>(r.extents.size(), 1)));
-  descriptors.resize(nbd::ToDescriptors(extents, length, false,
-                                        std::span<nbd::BlockStatusDescriptor>(descriptors)));
-  nbd::EncodeBlockStatusChunk(cookie, context_id, descriptors, true, chunk.many);
-  chunk.bytes = chunk.many;
+  // At most kMaxBlockStatusDescriptors (one with REQ_ONE): bounded by the
+  // request, in this frame, no allocation.
+  std::array<nbd::BlockStatusDescriptor, nbd::kMaxBlockStatusDescriptors> descriptors;
+  const size_t n = nbd::ToDescriptors(
+      extents, length, req_one,
+      std::span<nbd::BlockStatusDescriptor>(descriptors).first(req_one ? 1 : descriptors.size()));
+  const size_t size = nbd::kBlockStatusHeaderSize + nbd::kBlockStatusDescriptorSize * n;
+  const std::span<uint8_t> out = std::span<uint8_t>(chunk.storage).first(size);
+  nbd::EncodeBlockStatusChunkInto(cookie, context_id,
+                                  std::span<const nbd::BlockStatusDescriptor>(descriptors).first(n),
+                                  true, out);
+  chunk.bytes = out;
   co_return r;
 }
 

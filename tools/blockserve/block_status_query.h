@@ -4,30 +4,35 @@
 //
 // One Extents call per request; with NBD_CMD_FLAG_REQ_ONE (qemu's one extent
 // per request) it asks for a single extent, so a file target does one
-// SEEK_DATA/SEEK_HOLE pair at most.
+// SEEK_DATA/SEEK_HOLE pair at most. The descriptors and the chunk live in
+// bounded storage (the query's frame and the caller's BlockStatusChunk); the
+// extent list is the target's (block::ExtentResult).
 // Thread-safety: worker-local (the target is the worker's).
 
 #include <array>
 #include <cstdint>
 #include <span>
-#include <vector>
 
+#include "blockserve/nbd/block_status.h"
 #include "blockserve/nbd/reply.h"
 #include "ringline/block/target.h"
 #include "ringline/task.h"
 
 namespace blockserve {
 
-// The encoded reply chunk. REQ_ONE (one descriptor: qemu's pattern) fits in
-// `one` and allocates nothing; longer replies use `many`. `bytes` views
-// whichever holds it. Keep it where it is while `bytes` is used (a coroutine
-// local is fine); not copyable, as `bytes` points into it.
+// The encoded reply chunk, in storage bounded by the largest reply
+// (kMaxBlockStatusDescriptors descriptors, about 2 KiB): no allocation per
+// request, whatever the request asks. `bytes` views the encoded part. Keep it
+// where it is while `bytes` is used (a coroutine local is fine); not copyable,
+// as `bytes` points into it.
 struct BlockStatusChunk {
   BlockStatusChunk() = default;
   BlockStatusChunk(const BlockStatusChunk&) = delete;
   BlockStatusChunk& operator=(const BlockStatusChunk&) = delete;
-  std::array<uint8_t, nbd::kBlockStatusHeaderSize + nbd::kBlockStatusDescriptorSize> one{};
-  std::vector<uint8_t> many;
+  static constexpr size_t kCapacity =
+      nbd::kBlockStatusHeaderSize +
+      nbd::kBlockStatusDescriptorSize * nbd::kMaxBlockStatusDescriptors;
+  std::array<uint8_t, kCapacity> storage;
   std::span<const uint8_t> bytes;
 };
 

@@ -48,6 +48,9 @@ struct Shared {
   // One per export, shared by the workers (each opens its own target on the
   // same path): orders read-modify-writes across all of them.
   std::vector<std::unique_ptr<WriteOrder>> orders;
+  // One per export, shared by the workers: its health (poisoned by a failed
+  // flush) and fault plan (export_table.h).
+  std::vector<std::unique_ptr<ExportState>> states;
   std::shared_ptr<net::TlsServerContext> tls;
   // --buffer-memory: request buffers beyond the workers' pools (request_memory.h).
   std::unique_ptr<BufferBudget> budget;
@@ -193,7 +196,9 @@ Task<> AcceptLoop(WorkerContext& ctx, net::Listener& listener, Shared& shared) {
 absl::Status SetUp(WorkerContext& ctx, Shared& shared) {
   std::vector<WriteOrder*> orders;
   for (auto& o : shared.orders) orders.push_back(o.get());
-  auto table = ExportTable::Open(ctx.worker, shared.config, orders);
+  std::vector<ExportState*> states;
+  for (auto& s : shared.states) states.push_back(s.get());
+  auto table = ExportTable::Open(ctx.worker, shared.config, orders, states);
   if (!table.ok()) return table.status();
   ctx.exports = std::move(*table);
   ctx.tls = shared.tls;
@@ -274,8 +279,11 @@ Task<> WorkerMain(ringline::Worker& worker, Shared& shared) {
         }
         std::vector<const WriteOrder*> orders;
         for (const auto& o : shared.orders) orders.push_back(o.get());
+        std::vector<const ExportState*> states;
+        for (const auto& s : shared.states) states.push_back(s.get());
         return RenderPrometheus(names, ws, rt ? rt->Metrics() : ringline::MetricsSnapshot{},
-                                orders);
+                                orders) +
+               RenderExportStates(states);
       }));
     }
   }
@@ -376,6 +384,12 @@ int main(int argc, char** argv) {
   shared.budget = std::make_unique<BufferBudget>(shared.config.buffer_memory);
   for (std::size_t i = 0; i < shared.config.exports.size(); ++i) {
     shared.orders.push_back(std::make_unique<WriteOrder>(shared.config.workers));
+    auto state = ExportState::Create(shared.config.exports[i]);
+    if (!state.ok()) {
+      std::fprintf(stderr, "blockserve: %s\n", std::string(state.status().message()).c_str());
+      return 1;
+    }
+    shared.states.push_back(std::move(*state));
   }
 
   auto signals = ringline::SignalShutdown::Install();
@@ -399,6 +413,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "blockserve: %s\n", std::string(shared.first_error.message()).c_str());
     return 1;
   }
+  // A poisoned export could not be flushed at the stop either: the stop was
+  // not clean, and the exit status says so (a supervisor sees a failure).
+  bool poisoned = false;
+  for (const auto& s : shared.states) {
+    if (!s->poisoned()) continue;
+    poisoned = true;
+    std::fprintf(stderr,
+                 "blockserve: export '%s' is poisoned (a flush failed with %s): writes "
+                 "acknowledged before that failure may not be durable\n",
+                 s->name().c_str(), ringline::ErrnoName(s->poison_errno()));
+  }
+  if (poisoned) return 1;
   RL_LOG_INFO("blockserve stopped");
   return 0;
 }

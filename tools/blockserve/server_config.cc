@@ -4,9 +4,12 @@
 #include <sys/un.h>
 #include <toml++/toml.h>
 
+#include <cerrno>
+#include <cmath>
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace blockserve {
 namespace {
@@ -25,7 +28,162 @@ bool ValidExportName(const std::string& n) {
   return true;
 }
 
+// The errnos a fault rule may inject, by name (TOML `error`).
+struct NamedErrno {
+  const char* name;
+  int value;
+};
+constexpr NamedErrno kFaultErrnos[] = {
+    {"EIO", EIO},       {"ENOSPC", ENOSPC}, {"EDQUOT", EDQUOT},         {"EFBIG", EFBIG},
+    {"EPERM", EPERM},   {"EROFS", EROFS},   {"EACCES", EACCES},         {"EINVAL", EINVAL},
+    {"ENOMEM", ENOMEM}, {"ENODEV", ENODEV}, {"EOPNOTSUPP", EOPNOTSUPP}, {"ETIMEDOUT", ETIMEDOUT},
+};
+
+// The operation kinds a fault rule names (TOML `ops`), in NBD's words.
+struct NamedOp {
+  const char* name;
+  ringline::block::OpKind kind;
+};
+constexpr NamedOp kFaultOps[] = {{"read", ringline::block::OpKind::kRead},
+                                 {"write", ringline::block::OpKind::kWrite},
+                                 {"flush", ringline::block::OpKind::kFlush},
+                                 {"trim", ringline::block::OpKind::kDiscard},
+                                 {"write_zeroes", ringline::block::OpKind::kWriteZeroes}};
+
+// One [[export.fault]] table. `where` is "export[i].fault[j]".
+absl::Status ParseFaultRule(const toml::table& t, const std::string& where,
+                            ringline::block::FaultRule* rule) {
+  namespace blk = ringline::block;
+  static const std::set<std::string> kKeys = {
+      "ops", "offset", "length", "skip", "limit", "probability", "error", "when", "latency_ms"};
+  for (const auto& [k, v] : t) {
+    if (!kKeys.count(std::string(k.str()))) {
+      return FieldError(absl::StrCat(where, ".", std::string(k.str())),
+                        absl::StrCat("unknown key (known: ", absl::StrJoin(kKeys, ", "), ")"));
+    }
+  }
+  auto uint_or_size = [&](const char* key, uint64_t* out) -> absl::Status {
+    auto n = t[key];
+    if (!n) return absl::OkStatus();
+    if (auto text = n.value<std::string>()) {
+      auto v = ParseSize(*text);
+      if (!v.ok())
+        return FieldError(absl::StrCat(where, ".", key), std::string(v.status().message()));
+      *out = *v;
+    } else if (auto v = n.value<int64_t>(); v && *v >= 0) {
+      *out = static_cast<uint64_t>(*v);
+    } else {
+      return FieldError(absl::StrCat(where, ".", key),
+                        "must be a non-negative integer or a size such as \"4K\"");
+    }
+    return absl::OkStatus();
+  };
+  if (auto n = t["ops"]) {
+    auto* arr = n.as_array();
+    if (!arr || arr->empty()) {
+      return FieldError(where + ".ops",
+                        "must be a non-empty array of \"read\", \"write\", \"flush\", "
+                        "\"trim\", \"write_zeroes\"");
+    }
+    rule->ops = 0;
+    for (const auto& e : *arr) {
+      auto name = e.value<std::string>();
+      bool known = false;
+      for (const NamedOp& op : kFaultOps) {
+        if (name && *name == op.name) {
+          rule->ops |= blk::OpBit(op.kind);
+          known = true;
+        }
+      }
+      if (!known) {
+        return FieldError(where + ".ops",
+                          absl::StrCat("'", name.value_or("?"),
+                                       "' is not one of read, write, flush, trim, write_zeroes"));
+      }
+    }
+  }
+  absl::Status st;
+  if (!(st = uint_or_size("offset", &rule->offset)).ok()) return st;
+  if (!(st = uint_or_size("length", &rule->length)).ok()) return st;
+  if (!(st = uint_or_size("skip", &rule->skip)).ok()) return st;
+  if (!(st = uint_or_size("limit", &rule->limit)).ok()) return st;
+  if (rule->length != 0 && rule->offset > UINT64_MAX - rule->length) {
+    return FieldError(where + ".length", "offset + length wraps around");
+  }
+  if (auto n = t["probability"]) {
+    auto v = n.value<double>();
+    if (!v || !(*v >= 0.0 && *v <= 1.0))
+      return FieldError(where + ".probability", "must be in [0, 1]");
+    rule->probability = *v;
+  }
+  if (auto n = t["error"]) {
+    std::string names;
+    for (const NamedErrno& e : kFaultErrnos)
+      absl::StrAppend(&names, names.empty() ? "" : ", ", e.name);
+    auto name = n.value<std::string>();
+    rule->error = 0;
+    for (const NamedErrno& e : kFaultErrnos) {
+      if (name && *name == e.name) rule->error = e.value;
+    }
+    if (rule->error == 0)
+      return FieldError(where + ".error", absl::StrCat("must be one of ", names));
+  }
+  if (auto n = t["when"]) {
+    auto v = n.value<std::string>();
+    if (v && *v == "instead") {
+      rule->timing = blk::FaultTiming::kInstead;
+    } else if (v && *v == "after") {
+      rule->timing = blk::FaultTiming::kAfter;
+    } else {
+      return FieldError(where + ".when",
+                        "must be \"instead\" (the request never reaches the device) or "
+                        "\"after\" (it runs, then fails)");
+    }
+  }
+  if (auto n = t["latency_ms"]) {
+    auto v = n.value<double>();
+    if (!v || !(*v >= 0.0 && *v <= 3600e3)) {
+      return FieldError(where + ".latency_ms", "must be a number of milliseconds in [0, 3600000]");
+    }
+    rule->latency = std::chrono::nanoseconds(static_cast<int64_t>(std::llround(*v * 1e6)));
+  }
+  if (rule->error == 0 && rule->latency.count() == 0) {
+    return FieldError(where, "injects nothing: give `error`, `latency_ms` or both");
+  }
+  return absl::OkStatus();
+}
+
+// The [[export.fault]] array of one export.
+absl::Status ParseFaults(toml::node_view<toml::node> n, const std::string& where,
+                         ExportConfig* ex) {
+  if (!FaultInjectionBuiltIn()) {
+    return FieldError(where + ".fault",
+                      "fault injection is not built into this blockserve: configure it with "
+                      "-DRINGLINE_FAULT_INJECTION=ON (test builds), or remove the "
+                      "[[export.fault]] tables");
+  }
+  auto* arr = n.as_array();
+  if (!arr) return FieldError(where + ".fault", "must be an array of tables ([[export.fault]])");
+  for (std::size_t j = 0; j < arr->size(); ++j) {
+    const std::string w = absl::StrCat(where, ".fault[", j, "]");
+    auto* t = (*arr)[j].as_table();
+    if (!t) return FieldError(w, "must be a table");
+    ringline::block::FaultRule rule;
+    if (auto st = ParseFaultRule(*t, w, &rule); !st.ok()) return st;
+    ex->faults.push_back(rule);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+bool FaultInjectionBuiltIn() {
+#ifdef BLOCKSERVE_FAULT_INJECTION
+  return true;
+#else
+  return false;
+#endif
+}
 
 const char* TlsModeName(TlsMode m) {
   switch (m) {
@@ -355,7 +513,7 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
       for (const auto& [k, v] : *e) {
         const std::string key(k.str());
         if (key != "name" && key != "path" && key != "read_only" && key != "description" &&
-            key != "queue_depth" && key != "cache") {
+            key != "queue_depth" && key != "cache" && key != "fault" && key != "fault_seed") {
           return absl::InvalidArgumentError(
               absl::StrCat("config file ", path, ": unknown key '", where, ".", key, "'"));
         }
@@ -377,6 +535,15 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
         if (!b) return err(where + ".read_only", "true or false");
         ex.read_only = *b;
       }
+      if (auto f = (*e)["fault"]) {
+        if (st = ParseFaults(f, where, &ex); !st.ok()) {
+          return absl::InvalidArgumentError(absl::StrCat("config file ", path, ": ", st.message()));
+        }
+      }
+      if (!(st = get_uint((*e)["fault_seed"], where + ".fault_seed", UINT64_MAX >> 1,
+                          &ex.fault_seed))
+               .ok())
+        return st;
       if (ex.path.empty()) return err(where + ".path", "set (the file or device to export)");
       c->exports.push_back(std::move(ex));
     }

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "ringline/block/fault_injection.h"
 #include "ringline/block/target.h"
 
 namespace blockserve {
@@ -29,7 +30,17 @@ struct ExportConfig {
   ringline::block::CacheMode cache = ringline::block::CacheMode::kAuto;
   // Only for files blockserve creates (the embedded default): the sparse size.
   uint64_t create_size = 0;
+  // Device faults injected into this export's backend (TOML [[export.fault]]
+  // tables, see ringline/block/fault_injection.h), for tests; one plan for
+  // all workers, seeded with `fault_seed` (TOML fault_seed). Accepted only by
+  // builds with RINGLINE_FAULT_INJECTION (FaultInjectionBuiltIn()).
+  std::vector<ringline::block::FaultRule> faults;
+  uint64_t fault_seed = 1;
 };
+
+// True when this blockserve was built with RINGLINE_FAULT_INJECTION (the
+// default; packaging may turn it off), so `[[export.fault]]` is accepted.
+bool FaultInjectionBuiltIn();
 
 struct ServerConfig {
   std::string listen = "127.0.0.1";

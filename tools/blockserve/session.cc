@@ -494,7 +494,7 @@ Task<> Session::Execute(nbd::Request req, Buffer payload, BudgetCharge charge, u
     order.Release();
   }
   if (!r.ok()) {
-    const nbd::NbdError err = nbd::ErrnoToNbdError(r.error());
+    const nbd::NbdError err = nbd::ReplyErrorFor(r.error(), req.type, req.flags);
     std::string msg(r.status.message());
     if (msg.empty()) msg = ringline::ErrnoName(r.error());
     RecordFailure(req, err, msg);

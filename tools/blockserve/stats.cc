@@ -1,7 +1,11 @@
 #include "blockserve/stats.h"
 
+#include <unordered_map>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "blockserve/write_order.h"
 #include "ringline/net/net_metrics.h"
 
@@ -32,7 +36,9 @@ constexpr nbd::NbdError kFailureErrors[kFailureKinds] = {
     nbd::NbdError::kInval,  nbd::NbdError::kNoSpc,   nbd::NbdError::kOverflow,
     nbd::NbdError::kNotSup, nbd::NbdError::kShutdown};
 
-std::string Escape(const std::string& s) {
+}  // namespace
+
+std::string EscapeLabelValue(const std::string& s) {
   std::string out;
   for (char c : s) {
     if (c == '\\' || c == '"') out.push_back('\\');
@@ -45,8 +51,6 @@ std::string Escape(const std::string& s) {
   return out;
 }
 
-}  // namespace
-
 int FailureIndex(nbd::NbdError error) {
   for (int i = 0; i < kFailureKinds; ++i) {
     if (kFailureErrors[i] == error) return i;
@@ -55,6 +59,44 @@ int FailureIndex(nbd::NbdError error) {
 }
 
 nbd::NbdError FailureError(int index) { return kFailureErrors[index]; }
+
+// The text format wants every family's lines in one group after its HELP and
+// TYPE; the rendering below walks exports and commands and so interleaves the
+// families of one loop. Regroups the lines, families in the order of their
+// first HELP/TYPE line (which always precedes the family's samples).
+std::string GroupByFamily(absl::string_view text) {
+  std::vector<std::string> order;
+  std::unordered_map<std::string, std::string> lines;
+  std::unordered_map<std::string, std::string> types;
+  auto family_of = [&](absl::string_view name) -> std::string {
+    if (types.contains(std::string(name))) return std::string(name);
+    for (absl::string_view suffix : {"_bucket", "_sum", "_count"}) {
+      if (!absl::EndsWith(name, suffix)) continue;
+      std::string base(name.substr(0, name.size() - suffix.size()));
+      auto it = types.find(base);
+      if (it != types.end() && it->second == "histogram") return base;
+    }
+    return std::string(name);
+  };
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    std::string family;
+    if (absl::StartsWith(line, "# ")) {
+      std::vector<absl::string_view> parts = absl::StrSplit(line, absl::MaxSplits(' ', 3));
+      if (parts.size() < 3) continue;
+      family = std::string(parts[2]);
+      if (parts[1] == "TYPE" && parts.size() == 4) types[family] = std::string(parts[3]);
+    } else {
+      family = family_of(line.substr(0, line.find_first_of("{ ")));
+    }
+    auto [it, inserted] = lines.try_emplace(family);
+    if (inserted) order.push_back(family);
+    absl::StrAppend(&it->second, line, "\n");
+  }
+  std::string out;
+  out.reserve(text.size());
+  for (const std::string& family : order) out += lines[family];
+  return out;
+}
 
 std::string RenderPrometheus(const std::vector<std::string>& names,
                              const std::vector<const WorkerStats*>& workers,
@@ -120,7 +162,7 @@ std::string RenderPrometheus(const std::vector<std::string>& names,
   header("blockserve_requests_in_flight", "gauge", "Requests being served (queue depth).");
   header("blockserve_request_duration_seconds", "histogram", "Request latency.");
   for (std::size_t e = 0; e < names.size(); ++e) {
-    const std::string ex = Escape(names[e]);
+    const std::string ex = EscapeLabelValue(names[e]);
     uint64_t in_flight = 0;
     for (const WorkerStats* w : workers) in_flight += w->per_export[e]->in_flight.Get();
     absl::StrAppend(&out, "blockserve_requests_in_flight{export=\"", ex, "\"} ", in_flight, "\n");
@@ -166,7 +208,7 @@ std::string RenderPrometheus(const std::vector<std::string>& names,
   header("blockserve_requests_unaligned_total", "counter",
          "Requests not aligned to the backend, served by bounce buffer or read-modify-write.");
   for (std::size_t e = 0; e < names.size(); ++e) {
-    const std::string ex = Escape(names[e]);
+    const std::string ex = EscapeLabelValue(names[e]);
     for (int r = 1; r < nbd::kRefusals; ++r) {
       const uint64_t n =
           sum([&](const WorkerStats& w) { return w.per_export[e]->refused[r].Get(); });
@@ -191,7 +233,7 @@ std::string RenderPrometheus(const std::vector<std::string>& names,
     header("blockserve_write_order_waits_total", "counter",
            "Writes that waited for an overlapping write or read-modify-write.");
     for (std::size_t e = 0; e < names.size(); ++e) {
-      const std::string labels = absl::StrCat("{export=\"", Escape(names[e]), "\"} ");
+      const std::string labels = absl::StrCat("{export=\"", EscapeLabelValue(names[e]), "\"} ");
       absl::StrAppend(&out, "blockserve_read_modify_writes_total", labels,
                       orders[e]->read_modify_writes(), "\n");
       absl::StrAppend(&out, "blockserve_aligned_writes_ordered_total", labels,
@@ -199,17 +241,25 @@ std::string RenderPrometheus(const std::vector<std::string>& names,
       absl::StrAppend(&out, "blockserve_write_order_waits_total", labels, orders[e]->waits(), "\n");
     }
   }
-  header("ringline_engine_counter", "counter", "Engine counters summed over workers.");
-  for (const auto& [name, value] : engine.totals) {
-    absl::StrAppend(&out, "ringline_engine_counter{name=\"", name, "\"} ", value, "\n");
-  }
-  // The network layer's own counters (bytes, send operations, zero-copy, direct
-  // receives, refusals, TLS), summed over workers; "active" is a gauge.
-  header("ringline_net_counter", "counter", "Network layer counters summed over workers.");
-  for (const auto& [name, value] : ringline::net::NetMetricsTotals()) {
-    absl::StrAppend(&out, "ringline_net_counter{name=\"", name, "\"} ", value, "\n");
-  }
-  return out;
+  // The engine's and the network layer's own metrics (bytes, send operations,
+  // zero-copy, direct receives, refusals, TLS), summed over workers, one
+  // family per type: levels (operations in flight, connections open) are
+  // gauges and never appear in a counter family.
+  auto family = [&](const char* metric, const char* type, const char* help,
+                    const std::vector<std::pair<std::string, uint64_t>>& values) {
+    header(metric, type, help);
+    for (const auto& [name, value] : values) {
+      absl::StrAppend(&out, metric, "{name=\"", name, "\"} ", value, "\n");
+    }
+  };
+  family("ringline_engine_counter", "counter", "Engine counters summed over workers.",
+         engine.totals);
+  family("ringline_engine_gauge", "gauge", "Engine levels summed over workers.", engine.gauges);
+  family("ringline_net_counter", "counter", "Network layer counters summed over workers.",
+         ringline::net::NetMetricsTotals());
+  family("ringline_net_gauge", "gauge", "Network layer levels summed over workers.",
+         ringline::net::NetGaugeTotals());
+  return GroupByFamily(out);
 }
 
 }  // namespace blockserve

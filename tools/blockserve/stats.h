@@ -62,6 +62,9 @@ struct WorkerStats {
   ringline::Counter buffer_memory_waits;  // requests that waited: pool empty, budget spent
 };
 
+// A Prometheus label value with `\`, `"` and newlines escaped.
+std::string EscapeLabelValue(const std::string& value);
+
 // Prometheus text for every worker's stats plus the engine's counters.
 // `orders`: each export's WriteOrder, in the same order as the names (or empty).
 std::string RenderPrometheus(const std::vector<std::string>& export_names,

@@ -12,6 +12,20 @@ using ringline::Worker;
 // One request waiting for (or granted) a range lock. Shared by the waiting
 // task's awaiter and the wake-up message, whichever goes last frees it.
 struct WriteOrder::Waiter {
+  Waiter() = default;
+  Waiter(const Waiter&) = delete;
+  Waiter& operator=(const Waiter&) = delete;
+  // A grant that reached no one: its wake-up message was destroyed without
+  // running, which happens when the waiter's worker is destroyed with the
+  // message still queued (shutdown; the waiting task was destroyed first and
+  // left the grant to the message). Release it, or the range would stay
+  // locked for the workers still serving the export. The last reference goes
+  // outside mu_ (the table's references are dropped while another is held),
+  // and the shared_ptr's release/acquire makes `granted` visible here.
+  ~Waiter() {
+    if (granted && !delivered) order->Unlock(id, rmw);
+  }
+
   WriteOrder* order = nullptr;
   uint64_t begin = 0;
   uint64_t end = 0;
@@ -21,8 +35,8 @@ struct WriteOrder::Waiter {
   // Guarded by order->mu_.
   bool granted = false;
   uint64_t id = 0;
-  // Touched only on `worker`'s thread.
-  bool delivered = false;  // the wake-up ran
+  // Touched only on `worker`'s thread (and by ~Waiter, the last owner).
+  bool delivered = false;  // the grant was handed on: the wake-up ran, or granted at once
   bool abandoned = false;  // the waiting task was destroyed before it resumed
 };
 
@@ -62,6 +76,7 @@ class WriteOrder::LockAwaiter {
       order_->GrantLocked(wake);
       granted = w_->granted;
     }
+    if (granted) w_->delivered = true;  // await_resume takes it, no message
     if (!granted) order_->waits_.fetch_add(1, std::memory_order_relaxed);
     // Granted at once: it goes on without a wake-up. (Granted later by another
     // thread, before await_suspend ran: that wake-up is a message to this

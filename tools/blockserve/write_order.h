@@ -36,6 +36,10 @@
 //    or new data per block, which the NBD spec allows (the client orders its
 //    own overlapping requests); a read never writes, so it cannot lose data.
 //
+// A grant whose wake-up message never runs (the waiter's worker is destroyed
+// with it queued, at shutdown) is released when the message is destroyed, so
+// the other workers' writes to that range go on.
+//
 // Lifetime: owned by the server (one per export, created before the workers
 // and destroyed after them). Thread-safety: every method may be called from
 // any worker thread; a Guard is released on the thread that acquired it.

@@ -91,15 +91,20 @@ struct WorkerMetrics {
   Gauge ops_in_flight;
   Histogram op_latency_ns;  // submit-to-completion of awaited operations
 
-  // Name/value pairs of every counter, in a stable order.
+  // Name/value pairs of every Counter (only grows), in a stable order.
   std::vector<std::pair<std::string, uint64_t>> Counters() const;
+  // Name/value pairs of every Gauge (a level), in a stable order. Exporters
+  // keep the two apart (a Prometheus counter family must not hold a gauge).
+  std::vector<std::pair<std::string, uint64_t>> Gauges() const;
 };
 
 // Totals across workers, taken from any thread.
 struct MetricsSnapshot {
-  std::vector<std::pair<std::string, uint64_t>> totals;
-  std::vector<std::vector<std::pair<std::string, uint64_t>>> per_worker;
+  std::vector<std::pair<std::string, uint64_t>> totals;                   // Counters(), summed
+  std::vector<std::pair<std::string, uint64_t>> gauges;                   // Gauges(), summed
+  std::vector<std::vector<std::pair<std::string, uint64_t>>> per_worker;  // Counters()
   Histogram::Snapshot op_latency_ns;
+  // The sum of the counter or gauge `name`; 0 if there is none.
   uint64_t Total(const std::string& name) const;
 };
 

@@ -87,8 +87,12 @@ class Worker {
   ~Worker();
 
   // The worker running on this thread. Current() requires one.
-  static Worker& Current();
-  static Worker* CurrentOrNull();
+  static Worker& Current() {
+    if (t_current_ == nullptr) [[unlikely]]
+      NoCurrentWorker();
+    return *t_current_;
+  }
+  static Worker* CurrentOrNull() { return t_current_; }
 
   // Runs the loop until `task` completes and returns its value. If the worker
   // is stopped first, the task is destroyed and std::nullopt is returned.
@@ -206,6 +210,10 @@ class Worker {
   void AdoptRoot(detail::RootPromiseBase* root);
   void ForgetRoot(detail::RootPromiseBase* root);
 
+  // Inline: every operation looks its worker up (Current()) on submission.
+  static inline thread_local Worker* t_current_ = nullptr;
+  [[noreturn]] static void NoCurrentWorker();
+
   Worker(const Config& config, uint32_t index, WorkerMetrics* metrics);
   absl::Status Init();
   // One loop iteration: RunReady() then WaitAndDispatch(true).
@@ -214,7 +222,7 @@ class Worker {
   // Submits, waits (unless `may_block` is false or work is ready) and
   // dispatches completions, timers, messages and the tick.
   void WaitAndDispatch(bool may_block);
-  void RunBeforeSubmit();
+  void RunBeforeSubmit();  // only when before_submit_ is not empty
   void ArmEventfd();
   static void OnEventfd(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
   void DrainMessages();
@@ -233,7 +241,6 @@ class Worker {
   std::vector<WorkerService*> before_submit_running_;
   std::unique_ptr<OpSlab> slab_;
   TimerQueue timers_;
-  std::vector<Completion> completions_;
   Clock::time_point now_;
 
   detail::RuntimeShared* runtime_ = nullptr;  // the Runtime's shared state; null when standalone

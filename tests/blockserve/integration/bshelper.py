@@ -202,92 +202,59 @@ def _die_with_parent():
         pass
 
 
-class Server:
-    """One blockserve process on 127.0.0.1 and a free port.
+class Process:
+    """A server process started from `argv()` with its output in
+    ctx.tmp/NAME.log, stopped by the test's clean-up (ctx.servers). The one
+    place that starts, probes, stops and reads the log of a server process:
+    Server (a blockserve on a TCP port) and opshelper.Proc (any command line)
+    build on it."""
 
-    exports: list of (name, path, read_only). None: no --export (embedded
-    default, --data-dir under the temp dir).
-    """
-
-    def __init__(self, ctx, exports=None, extra=(), metrics=False, port=None, name="bs",
-                 workers=None, data_dir=None):
+    def __init__(self, ctx, name):
         self.ctx = ctx
-        self.data_dir = data_dir
-        self.exports = exports
-        self.extra = list(extra)
-        self.want_metrics = metrics
-        self.port = port
-        self.metrics_port = None
         self.name = name
-        self.workers = workers
         self.proc = None
         self.log_path = os.path.join(ctx.tmp, "%s.log" % name)
         self.returncode = None
 
     def argv(self):
-        a = [self.ctx.blockserve, "--listen", "127.0.0.1", "--port", str(self.port)]
-        if self.exports is None:
-            a += ["--data-dir", self.data_dir or os.path.join(self.ctx.tmp, "data")]
-        else:
-            for name, path, ro in self.exports:
-                a += ["--export", "%s=%s%s" % (name, path, ",ro" if ro else "")]
-        if self.workers:
-            a += ["--workers", str(self.workers)]
-        if self.metrics_port:
-            a += ["--metrics-port", str(self.metrics_port)]
-        return a + self.extra
+        raise NotImplementedError
 
-    def start(self, timeout=30):
-        fixed_port = self.port is not None
-        last = None
-        for attempt in range(6):
-            if not fixed_port:
-                self.port = free_port()
-            if self.want_metrics:
-                self.metrics_port = free_port()
-                while self.metrics_port == self.port:
-                    self.metrics_port = free_port()
-            logf = open(self.log_path, "ab")
-            logf.write(("=== start: %s\n" % " ".join(self.argv())).encode())
-            logf.flush()
-            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=logf,
-                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                         preexec_fn=_die_with_parent)
-            logf.close()
-            self.ctx.servers.append(self)
-            try:
-                self.wait_ready(timeout)
-                return self
-            except ServerError as e:
-                last = e
-                self.kill()
-                text = self.log_tail(20)
-                if "in use" in text.lower() and not fixed_port:
-                    continue  # lost a port race: pick another
-                if fixed_port and "in use" in text.lower() and attempt < 5:
-                    time.sleep(1)  # a restart on the same port: TIME_WAIT/old socket
-                    continue
-                raise
-        raise last
+    def spawn(self, env=None):
+        """Starts argv() (in its own session, killed if the test dies)."""
+        argv = self.argv()
+        logf = open(self.log_path, "ab")
+        logf.write(("=== start: %s\n" % " ".join(argv)).encode())
+        logf.flush()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=_die_with_parent, env=env)
+        logf.close()
+        self.ctx.servers.append(self)
 
-    def wait_ready(self, timeout):
+    def wait_greeting(self, probe, timeout, where):
+        """Waits until `probe()` (a connected socket) is greeted with NBDMAGIC.
+        Raises ServerError if the process exits first or `timeout` passes."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise ServerError("blockserve exited with %s before accepting connections:\n%s"
-                                  % (self.proc.returncode, self.log_tail(30)))
+                raise ServerError("%s exited with %s before accepting connections:\n%s"
+                                  % (self.name, self.proc.returncode, self.log_tail(30)))
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                with probe() as s:
                     s.settimeout(5)
                     greet = recv_exact(s, 8)
                     if struct.unpack(">Q", greet)[0] != NBDMAGIC:
-                        raise ServerError("port %d answered without NBDMAGIC" % self.port)
+                        raise ServerError("%s answered without NBDMAGIC" % where)
                     return
             except (ConnectionRefusedError, ConnectionResetError, socket.timeout, EOFError,
                     OSError):
                 time.sleep(0.1)
-        raise ServerError("blockserve did not accept an NBD connection on port %d within %ds:\n%s"
-                          % (self.port, timeout, self.log_tail(30)))
+        raise ServerError("%s did not accept an NBD connection on %s within %ds:\n%s"
+                          % (self.name, where, timeout, self.log_tail(30)))
+
+    @property
+    def pid(self):
+        return self.proc.pid
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -323,20 +290,77 @@ class Server:
         self.returncode = self.proc.returncode
         self.proc = None
 
-    def log_tail(self, n=40):
-        try:
-            with open(self.log_path, "rb") as f:
-                lines = f.read().decode("utf-8", "replace").splitlines()
-            return "\n".join(lines[-n:])
-        except OSError:
-            return "(no log)"
-
     def log_text(self):
         try:
             with open(self.log_path, "rb") as f:
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
+
+    def log_tail(self, n=40):
+        return "\n".join(self.log_text().splitlines()[-n:]) or "(no log)"
+
+
+class Server(Process):
+    """One blockserve process on 127.0.0.1 and a free port.
+
+    exports: list of (name, path, read_only). None: no --export (embedded
+    default, --data-dir under the temp dir).
+    """
+
+    def __init__(self, ctx, exports=None, extra=(), metrics=False, port=None, name="bs",
+                 workers=None, data_dir=None):
+        super().__init__(ctx, name)
+        self.data_dir = data_dir
+        self.exports = exports
+        self.extra = list(extra)
+        self.want_metrics = metrics
+        self.port = port
+        self.metrics_port = None
+        self.workers = workers
+
+    def argv(self):
+        a = [self.ctx.blockserve, "--listen", "127.0.0.1", "--port", str(self.port)]
+        if self.exports is None:
+            a += ["--data-dir", self.data_dir or os.path.join(self.ctx.tmp, "data")]
+        else:
+            for name, path, ro in self.exports:
+                a += ["--export", "%s=%s%s" % (name, path, ",ro" if ro else "")]
+        if self.workers:
+            a += ["--workers", str(self.workers)]
+        if self.metrics_port:
+            a += ["--metrics-port", str(self.metrics_port)]
+        return a + self.extra
+
+    def start(self, timeout=30):
+        fixed_port = self.port is not None
+        last = None
+        for attempt in range(6):
+            if not fixed_port:
+                self.port = free_port()
+            if self.want_metrics:
+                self.metrics_port = free_port()
+                while self.metrics_port == self.port:
+                    self.metrics_port = free_port()
+            self.spawn()
+            try:
+                self.wait_ready(timeout)
+                return self
+            except ServerError as e:
+                last = e
+                self.kill()
+                text = self.log_tail(20)
+                if "in use" in text.lower() and not fixed_port:
+                    continue  # lost a port race: pick another
+                if fixed_port and "in use" in text.lower() and attempt < 5:
+                    time.sleep(1)  # a restart on the same port: TIME_WAIT/old socket
+                    continue
+                raise
+        raise last
+
+    def wait_ready(self, timeout):
+        self.wait_greeting(lambda: socket.create_connection(("127.0.0.1", self.port), timeout=2),
+                           timeout, "port %d" % self.port)
 
     def uri(self, export="", scheme="nbd"):
         return "%s://127.0.0.1:%d/%s" % (scheme, self.port, export)

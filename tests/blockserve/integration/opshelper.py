@@ -2,95 +2,30 @@
 from any command line (Unix socket only, under systemd-socket-activate, ...)
 and ways to look at its sockets from outside (ss, /proc)."""
 
-import os
-import signal
 import socket
-import struct
 import subprocess
 import time
 
-from bshelper import NBDMAGIC, Failure, ServerError, _die_with_parent, check, recv_exact
+from bshelper import Failure, Process
 
 
-class Proc:
+class Proc(Process):
     """A blockserve (or a wrapper that execs it) started from `argv`, its
     output in ctx.tmp/NAME.log. Readiness: a greeting on `probe`, a callable
     returning a connected socket."""
 
     def __init__(self, ctx, argv, name, env=None):
-        self.ctx = ctx
-        self.argv = list(argv)
-        self.name = name
+        super().__init__(ctx, name)
+        self._argv = list(argv)
         self.env = env
-        self.proc = None
-        self.log_path = os.path.join(ctx.tmp, "%s.log" % name)
-        self.returncode = None
+
+    def argv(self):
+        return self._argv
 
     def start(self, probe, timeout=30):
-        logf = open(self.log_path, "ab")
-        logf.write(("=== start: %s\n" % " ".join(self.argv)).encode())
-        logf.flush()
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=logf,
-                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                     preexec_fn=_die_with_parent, env=self.env)
-        logf.close()
-        self.ctx.servers.append(self)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ServerError("%s exited with %s before serving:\n%s"
-                                  % (self.name, self.proc.returncode, self.log_tail(30)))
-            try:
-                with probe() as s:
-                    s.settimeout(5)
-                    magic = struct.unpack(">Q", recv_exact(s, 8))[0]
-                    check(magic == NBDMAGIC, "no NBDMAGIC from %s" % self.name)
-                    return self
-            except (OSError, EOFError):
-                time.sleep(0.1)
-        raise ServerError("%s did not serve within %ds:\n%s"
-                          % (self.name, timeout, self.log_tail(30)))
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout=20):
-        """SIGTERM, then SIGKILL after `timeout`; returns the exit status."""
-        if self.proc is None:
-            return self.returncode
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-                self.proc = None
-                self.returncode = "SIGKILL after SIGTERM timeout"
-                return self.returncode
-        self.returncode = self.proc.returncode
-        self.proc = None
-        return self.returncode
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
-
-    def log_text(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, n=40):
-        return "\n".join(self.log_text().splitlines()[-n:])
+        self.spawn(self.env)
+        self.wait_greeting(probe, timeout, self.name)
+        return self
 
 
 def unix_probe(path):

@@ -36,22 +36,61 @@ def scrape(ctx, path="/metrics"):
         return r.status, r.headers.get("Content-Type", ""), r.read().decode()
 
 
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def family_of(name, types):
+    """The declared family a sample name belongs to (histograms add suffixes)."""
+    if name in types:
+        return name
+    for suffix in HISTOGRAM_SUFFIXES:
+        base = name[:-len(suffix)]
+        if name.endswith(suffix) and types.get(base) == "histogram":
+            return base
+    return None
+
+
 def parse(text):
-    """{(name, frozenset(labels)): value}; checks every line's syntax."""
+    """{(name, frozenset(labels)): value}, {family: type}. Checks every line
+    the way a strict Prometheus text-format parser does: sample syntax, one
+    '# TYPE' per family, declared before its samples, a known type, and every
+    family's samples in one group."""
     samples = {}
     types = {}
+    done = set()  # families whose group of lines has ended
+    current = None
     for n, line in enumerate(text.splitlines(), 1):
         if not line:
             continue
         if line.startswith("#"):
             parts = line.split(None, 3)
             if len(parts) >= 4 and parts[1] == "TYPE":
+                check(parts[2] not in types, "line %d: second TYPE for %s" % (n, parts[2]))
+                check(parts[3] in ("counter", "gauge", "histogram", "summary", "untyped"),
+                      "line %d: unknown type %r" % (n, parts[3]))
                 types[parts[2]] = parts[3]
             continue
         m = SAMPLE.match(line)
         check(m, "line %d is not Prometheus text: %r" % (n, line))
+        family = family_of(m.group(1), types)
+        check(family is not None, "line %d: %s has no '# TYPE' before it" % (n, m.group(1)))
+        if family != current:
+            check(family not in done, "line %d: family %s is split in two groups" % (n, family))
+            if current is not None:
+                done.add(current)
+            current = family
         labels = frozenset(LABEL.findall(m.group(3) or ""))
+        check((m.group(1), labels) not in samples, "line %d: duplicate sample %r" % (n, line))
         samples[(m.group(1), labels)] = float(m.group(4))
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError:
+        pass  # the checks above stand in for it
+    else:
+        parsed = {f.name: f.type for f in text_string_to_metric_families(text)}
+        for family, kind in types.items():
+            check(parsed.get(family, parsed.get(family.removesuffix("_total"))) == kind,
+                  "prometheus_client reads %s as %s, not %s" % (family, parsed.get(family), kind))
     return samples, types
 
 
@@ -112,6 +151,33 @@ def requests_total_after_io(ctx):
     sends = ((value(samples, "ringline_net_counter", name="net_send_copies") or 0)
              + (value(samples, "ringline_net_counter", name="net_zc_sends") or 0))
     check(sends > 0, "no send operations counted")
+
+
+@R.case
+def levels_are_gauges(ctx):
+    """Levels (operations in flight, connections open) are exported in gauge
+    families, never in a counter family (a counter must only grow)."""
+    h = nbd_handle(ctx.srv, "m1")
+    samples, types = parse(scrape(ctx)[2])
+    h.shutdown()
+    for family, kind in (("ringline_engine_counter", "counter"),
+                         ("ringline_net_counter", "counter"),
+                         ("ringline_engine_gauge", "gauge"),
+                         ("ringline_net_gauge", "gauge"),
+                         ("blockserve_connections_active", "gauge")):
+        check(types.get(family) == kind, "%s is typed %s, want %s"
+              % (family, types.get(family), kind))
+    in_flight = value(samples, "ringline_engine_gauge", name="ops_in_flight")
+    active = value(samples, "ringline_net_gauge", name="net_active")
+    log("ops_in_flight %s, net_active %s (an NBD client and this scrape connected)" % (in_flight, active))
+    check(in_flight is not None and in_flight >= 1,
+          "ringline_engine_gauge ops_in_flight %s (a listener's accept is always in flight)"
+          % in_flight)
+    check(active is not None and active >= 1, "ringline_net_gauge net_active %s" % active)
+    for family, gauge in (("ringline_engine_counter", "ops_in_flight"),
+                          ("ringline_net_counter", "net_active")):
+        check(value(samples, family, name=gauge) is None,
+              "the gauge %s is listed in the counter family %s" % (gauge, family))
 
 
 def net_counter(ctx, name):

@@ -2,6 +2,8 @@
 
 #include <cerrno>
 
+#include "blockserve/nbd/protocol.h"
+
 namespace blockserve::nbd {
 
 NbdError ErrnoToNbdError(int errnum) {
@@ -35,6 +37,17 @@ NbdError ErrnoToNbdError(int errnum) {
     default:
       return NbdError::kIo;
   }
+}
+
+NbdError ReplyErrorFor(int errnum, uint16_t command, uint16_t flags) {
+  const NbdError e = ErrnoToNbdError(errnum);
+  if (e == NbdError::kNotSup && !(command == kCmdWriteZeroes && (flags & kCmdFlagFastZero) != 0)) {
+    return NbdError::kInval;
+  }
+  if (e == NbdError::kOverflow && !(command == kCmdRead && (flags & kCmdFlagDf) != 0)) {
+    return NbdError::kInval;
+  }
+  return e;
 }
 
 const char* NbdErrorName(NbdError error) {

@@ -29,6 +29,14 @@ enum class NbdError : uint32_t {
 // becomes EIO (the request failed for a reason the client cannot act on).
 NbdError ErrnoToNbdError(int errnum);
 
+// The error to answer a transmission request of `command` with `flags`
+// (protocol.h) that the backend failed with `errnum` (either sign): the
+// mapping above, narrowed by the spec's "SHOULD NOT"s. NBD_ENOTSUP is sent only
+// for a WRITE_ZEROES with FAST_ZERO and NBD_EOVERFLOW only for a READ with DF;
+// elsewhere both become NBD_EINVAL (the request cannot be served as asked),
+// because a client that never asked for those semantics may not know them.
+NbdError ReplyErrorFor(int errnum, uint16_t command, uint16_t flags);
+
 // "NBD_EINVAL" etc.; "NBD_E?" for a value outside the defined set.
 const char* NbdErrorName(NbdError error);
 

@@ -84,9 +84,15 @@ class Ring {
   // Returns the number of SQEs submitted or a negated errno (-ETIME is normal).
   int SubmitAndWait(unsigned wait_nr, int64_t timeout_ns);
 
-  // Moves every ready completion (including ones stashed under backpressure)
-  // into `out`. Returns how many were appended.
-  std::size_t Reap(std::vector<Completion>& out);
+  // Calls `on_completion(const Completion&)` for every completion ready now:
+  // first those stashed under backpressure, then the CQ's in order. Each CQE
+  // is consumed (the CQ head moved past it) before its callback runs, so a
+  // callback may submit, even into backpressure that stashes what the kernel
+  // posts meanwhile, and no completion is seen twice or lost: what arrives
+  // during the callbacks is left for the next call. Returns how many ran.
+  // The CQEs are read in place, never copied into a buffer first.
+  template <typename F>
+  std::size_t ForEachCompletion(F&& on_completion);
 
   // Fixed files: installs `fd` (the ring keeps its own reference; the caller may
   // close `fd`) and returns the slot index, or frees a slot.
@@ -121,11 +127,13 @@ class Ring {
   }
   int SubmitPending();  // submit without waiting, handling backpressure
   void Stash();
+  std::size_t RunStashed(void (*call)(void*, const Completion&), void* f);
 
   io_uring ring_{};
   bool initialized_ = false;
   RingOptions options_;
   std::vector<Completion> stash_;
+  std::vector<Completion> stash_running_;  // the stash being handed out
   std::vector<uint8_t> file_used_;
   uint32_t file_search_ = 0;
   std::vector<uint8_t> buf_used_;
@@ -133,5 +141,32 @@ class Ring {
   uint64_t sqes_submitted_ = 0;
   uint64_t backpressure_events_ = 0;
 };
+
+template <typename F>
+std::size_t Ring::ForEachCompletion(F&& on_completion) {
+  std::size_t n = 0;
+  if (!stash_.empty()) [[unlikely]] {
+    n = RunStashed([](void* f, const Completion& c) { (*static_cast<F*>(f))(c); },
+                   static_cast<void*>(&on_completion));
+    // A callback stashed again: the CQ now holds only newer completions,
+    // which must wait behind the stash (a stream's receives stay in order).
+    if (!stash_.empty()) return n;
+  }
+  io_uring_cq* cq = &ring_.cq;
+  // Only what was posted before this call; the kernel moves the tail, we the head.
+  const unsigned tail = io_uring_smp_load_acquire(cq->ktail);
+  for (;;) {
+    // Re-read: a callback's submit under backpressure may have stashed (and so
+    // consumed) the rest.
+    const unsigned head = *cq->khead;
+    if (static_cast<int>(tail - head) <= 0) break;
+    const io_uring_cqe* cqe = &cq->cqes[(head & cq->ring_mask) << 1];  // CQE32: 2 slots
+    const Completion c{cqe->user_data, cqe->res, cqe->flags, {cqe->big_cqe[0], cqe->big_cqe[1]}};
+    io_uring_smp_store_release(cq->khead, head + 1);
+    on_completion(c);
+    ++n;
+  }
+  return n;
+}
 
 }  // namespace ringline

@@ -40,12 +40,18 @@ struct NetMetrics {
   Counter udp_datagrams_out;
   Counter udp_dropped;  // datagrams dropped: receive queue full or truncated
 
+  // Name/value pairs of every Counter, then of every Gauge, in a stable order.
   std::vector<std::pair<std::string, uint64_t>> Counters() const;
+  std::vector<std::pair<std::string, uint64_t>> Gauges() const;
 };
 
-// Sums over every worker that has used the network, live or gone ("active"
-// counts live workers only). Thread-safe.
+// Counter sums over every worker that has used the network, live or gone.
+// Thread-safe.
 std::vector<std::pair<std::string, uint64_t>> NetMetricsTotals();
+// Gauge sums over the live workers (a gone worker's levels are gone with it).
+// Thread-safe.
+std::vector<std::pair<std::string, uint64_t>> NetGaugeTotals();
+// The total of the counter or gauge `name`; 0 if there is none. Thread-safe.
 uint64_t NetMetricTotal(const std::string& name);
 
 }  // namespace ringline::net
