@@ -19,6 +19,7 @@
 // --slot-size shape a new slab; an existing slab keeps its own and must be
 // served by as many workers as it was made for.
 // Prints "listening on HOST:PORT" once every worker has recovered its slots.
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <cstdio>
@@ -105,7 +106,7 @@ Task<bool> Reply(net::Connection& conn, Outcome o) {
 Task<Outcome> PutOnOwner(std::string key, std::vector<uint8_t> value) {
   Shard& shard = *Shard::Of(Worker::Current());
   Buffer buf = co_await shard.buffers().Acquire();
-  std::memcpy(buf.data(), value.data(), value.size());
+  std::copy(value.begin(), value.end(), buf.data());  // (an empty vector has no data())
   buf.set_size(value.size());
   const Outcome o = co_await shard.Put(key, std::move(buf));
   co_return o;
