@@ -4,11 +4,14 @@
 #     system where pkg-config cannot see libnvme, and links nothing of NVMe;
 #     asking for nvme there fails, naming libnvme;
 #  2. a consumer asking for nvme (and one asking for everything, with no
-#     COMPONENTS) gets it where libnvme is present;
+#     COMPONENTS) gets it where libnvme is present; the object store example
+#     (examples/object_store, the project docs/guide.md builds) builds out of
+#     tree asking for engine, net and block only, without libnvme;
 #  3. Debug and Release builds installed into one prefix side by side each
 #     resolve to their own libraries (skipped in sanitizer builds, where the
 #     gcc build has already shown it; it builds the libraries twice more).
-# Inputs: BUILD_DIR RINGLINE_SOURCE_DIR SOURCE_DIR (the consumer) WORK_DIR CXX C
+# Inputs: BUILD_DIR RINGLINE_SOURCE_DIR SOURCE_DIR (the consumer) EXAMPLE_DIR (the
+# object store example, built as a project of its own) WORK_DIR CXX C
 # FLAGS SANITIZE LAUNCHER.
 file(REMOVE_RECURSE ${WORK_DIR})
 set(PREFIX ${WORK_DIR}/prefix)
@@ -80,6 +83,20 @@ build_consumer(${WORK_DIR}/nvme "" -DCMAKE_PREFIX_PATH=${PREFIX} -DRINGLINE_COMP
   -DUSE_NVME=ON)
 build_consumer(${WORK_DIR}/all "" -DCMAKE_PREFIX_PATH=${PREFIX} -DUSE_NVME=ON)
 message(STATUS "PASS: nvme and all-component consumers built and ran")
+
+# ---- 2b. the guide's project ---------------------------------------------------
+# The object store example (examples/object_store), built out of tree as
+# docs/guide.md builds it: engine, net and block, no libnvme.
+run(${CMAKE_COMMAND} -E env ${NO_NVME_ENV} ${CMAKE_COMMAND} -S ${EXAMPLE_DIR}
+    -B ${WORK_DIR}/object_store -DCMAKE_PREFIX_PATH=${PREFIX}
+    -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_C_COMPILER=${C}
+    "-DCMAKE_CXX_FLAGS=${FLAGS}" "-DCMAKE_EXE_LINKER_FLAGS=${FLAGS}")
+run(${CMAKE_COMMAND} --build ${WORK_DIR}/object_store)
+execute_process(COMMAND ${WORK_DIR}/object_store/object_store RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 2 OR NOT err MATCHES "usage: .*--slab PATH")
+  message(FATAL_ERROR "FAIL: the out-of-tree object_store did not run (${rc}): ${err}")
+endif()
+message(STATUS "PASS: the guide's object store built out of tree (without libnvme) and runs")
 
 # ---- 3. Debug and Release side by side -----------------------------------------
 if(SANITIZE)
