@@ -78,11 +78,11 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
   std::optional<uint32_t> max_in_flight, io_timeout;
   app.add_option("--max-in-flight", max_in_flight,
                  "requests one connection may have in flight; beyond it the server stops reading "
-                 "from it (default 128)")
+                 "from it (default 256)")
       ->check(CLI::Range(1u, kMaxInFlightLimit));
   app.add_option("--max-in-flight-bytes", max_in_flight_bytes,
                  "request buffer bytes one connection may hold, 64K..4G; one request up to "
-                 "--max-request is always admitted (default 32M)");
+                 "--max-request is always admitted (default 64M)");
   app.add_option("--buffer-memory", buffer_memory,
                  "request buffer memory beyond the per-worker pools, all workers together, "
                  "0..1T (default 1G)");

@@ -337,7 +337,7 @@ absl::Status ServerConfig::ValidateFairness() const {
   if (max_in_flight_bytes < (64u << 10) || max_in_flight_bytes > (uint64_t{4} << 30)) {
     return FieldError(
         "max_in_flight_bytes",
-        absl::StrCat(max_in_flight_bytes, " is out of range: use 64K..4G (default 32M)"));
+        absl::StrCat(max_in_flight_bytes, " is out of range: use 64K..4G (default 64M)"));
   }
   if (buffer_memory > (uint64_t{1} << 40)) {
     return FieldError(

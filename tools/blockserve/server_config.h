@@ -86,14 +86,14 @@ struct ServerConfig {
   // Requests one connection may have in flight (--max-in-flight, TOML
   // max_in_flight, 1..1024); at the limit the server reads no further request
   // from it until one finishes (the rest wait in its socket).
-  uint32_t max_in_flight = 128;
+  uint32_t max_in_flight = 256;
   // Request buffer bytes one connection may hold (--max-in-flight-bytes, TOML
   // max_in_flight_bytes, 64K..4G). A request that would pass it waits like
   // one over max_in_flight, except that a request arriving while the
   // connection holds nothing is always admitted, so one request up to
   // max_request is always served. So one connection holds at most
   // max(max_in_flight_bytes, max_request) plus an alignment unit per side.
-  uint64_t max_in_flight_bytes = 32u << 20;
+  uint64_t max_in_flight_bytes = 64u << 20;
   // Request buffer memory beyond the per-worker pools, all workers together
   // (--buffer-memory, TOML buffer_memory, 0..1T; 0: the pools only). When a
   // pool is empty a request buffer is allocated from this budget and freed
