@@ -701,7 +701,12 @@ Task<BlockResult> NvmeNamespace::Run(Plan plan, Buffer buffer) {
   const bool nothing = plan.opcode == kOpFlush ? !geometry().volatile_write_cache : plan.nlb == 0;
   while (!nothing) {
     // Polled commands go to the IOPOLL ring, which has no registered buffers.
-    const bool polled = poll_ring_ != nullptr;
+    // Only Read and Write are polled: Linux 6.1 polls a passthrough command
+    // through the bio it recorded at issue, and records none for a command
+    // without a data buffer (Flush, Write Zeroes), so polling one reads a
+    // stale cookie and oopses in bio_poll (seen in the QEMU guest on
+    // 6.1.0-57). Those few commands complete by interrupt instead.
+    const bool polled = poll_ring_ != nullptr && plan.data;
     const int file = polled ? poll_fixed_file_ : fixed_file();
     plan.fixed = !polled && plan.data && FixedUsable(buffer);
     if (commands == 1) [[likely]] {
