@@ -1123,6 +1123,17 @@ TEST_F(TcpTest, DroppingTheHandleStillDeliversQueuedBytes) {
   peer.join();
   ASSERT_EQ(got.size(), kBytes);
   EXPECT_TRUE(testing::MatchesPattern(4, 0, reinterpret_cast<const uint8_t*>(got.data()), kBytes));
+  // The peer sees EOF when the socket is shut down; the connection's state is
+  // released when the close that follows completes, which may be a loop
+  // iteration later. It must be released, not leaked: wait for it, bounded.
+  RunFor(
+      *worker_,
+      []() -> Task<> {
+        for (int i = 0; i < 1000 && detail::NetWorker::Get().live_connections() != 0; ++i) {
+          co_await Sleep(5ms);
+        }
+      }(),
+      30s);
   EXPECT_EQ(detail::NetWorker::Get().live_connections(), 0u);
 }
 
