@@ -143,6 +143,7 @@ Task<> RunJob(Worker& worker, const BenchOptions& o, JobResult* result, StartGat
                                   {.read_only = !o.writes(),
                                    .queue_depth = o.iodepth,
                                    .latency_histograms = false,
+                                   .submit_batch = o.iodepth_batch_submit,
                                    .polled = o.hipri});
   if (!opened.ok()) {
     fail(opened.status());

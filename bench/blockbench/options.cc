@@ -102,6 +102,11 @@ absl::StatusOr<BenchOptions> ParseOptions(int argc, const char* const* argv) {
   app.add_option("--bs", bs, "block size (4k, 128k, ...)");
   app.add_option("--iodepth", o.iodepth, "requests in flight per job")
       ->check(CLI::Range(1u, 65536u));
+  app.add_option("--iodepth_batch_submit,--iodepth_batch", o.iodepth_batch_submit,
+                 "submit as soon as this many requests wait to be submitted (default 1, like "
+                 "fio: each request at once); 0: once per loop iteration, with the block "
+                 "layer merging adjacent requests")
+      ->check(CLI::Range(0u, 65536u));
   app.add_option("--runtime", runtime, "run time (seconds, or 500ms, 2m)");
   app.add_flag("--time_based", o.time_based, "run for --runtime even after --size bytes");
   app.add_option("--numjobs", o.numjobs, "jobs (one worker thread and ring each)")

@@ -34,6 +34,10 @@ struct BenchOptions {
   // the allowed CPUs, those on which the target's completions arrive first.
   std::vector<int> cpus;
   std::string name = "ringline";
+  // fio's --iodepth_batch_submit: submit as soon as this many requests wait
+  // (TargetOptions::submit_batch); 1 like fio's default, 0: once per loop
+  // iteration of the worker.
+  uint32_t iodepth_batch_submit = 1;
   // fio's --hipri: polled completions (TargetOptions::polled; NVMe passthrough).
   bool hipri = false;
 

@@ -56,11 +56,17 @@ std::string RenderReport(const BenchOptions& o, const std::vector<JobResult>& jo
   if (o.json) {
     nlohmann::ordered_json j;
     j["tool"] = "ringline-blockbench";
-    j["options"] = {
-        {"filename", o.filename}, {"rw", RwModeName(o.rw)},   {"bs", o.bs},
-        {"iodepth", o.iodepth},   {"runtime_s", o.runtime_s}, {"time_based", o.time_based},
-        {"numjobs", o.numjobs},   {"size", o.size},           {"rwmixread", o.rwmixread},
-        {"cpus", o.cpus}};
+    j["options"] = {{"filename", o.filename},
+                    {"rw", RwModeName(o.rw)},
+                    {"bs", o.bs},
+                    {"iodepth", o.iodepth},
+                    {"runtime_s", o.runtime_s},
+                    {"time_based", o.time_based},
+                    {"numjobs", o.numjobs},
+                    {"size", o.size},
+                    {"rwmixread", o.rwmixread},
+                    {"cpus", o.cpus},
+                    {"iodepth_batch_submit", o.iodepth_batch_submit}};
     j["elapsed_s"] = elapsed;
     j["ios"] = total;
     j["iops"] = static_cast<double>(total) * per_s;
@@ -99,9 +105,10 @@ std::string RenderReport(const BenchOptions& o, const std::vector<JobResult>& jo
     return j.dump(2) + "\n";
   }
 
-  std::string out = absl::StrFormat("%s: rw=%s, bs=%u, iodepth=%u, numjobs=%u, target=%s\n", o.name,
-                                    RwModeName(o.rw), o.bs, o.iodepth, o.numjobs,
-                                    jobs.empty() ? "?" : jobs[0].target_kind);
+  std::string out = absl::StrFormat(
+      "%s: rw=%s, bs=%u, iodepth=%u, iodepth_batch_submit=%u, numjobs=%u, target=%s\n", o.name,
+      RwModeName(o.rw), o.bs, o.iodepth, o.iodepth_batch_submit, o.numjobs,
+      jobs.empty() ? "?" : jobs[0].target_kind);
   const char* names[2] = {"read", "write"};
   for (int d = 0; d < 2; ++d) {
     if (ios[d] == 0) continue;

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <coroutine>
 #include <set>
 #include <string>
 #include <utility>
@@ -23,6 +24,7 @@
 #include "device_geometry.h"
 #include "op_tags.h"
 #include "ringline/align.h"
+#include "ringline/internal/ring.h"
 #include "ringline/io_result.h"
 #include "ringline/log.h"
 #include "ringline/operation.h"
@@ -103,6 +105,36 @@ struct WritevFinish {
   }
 };
 
+// The awaiter of a read or write operation, which submits early: once the
+// operation's entry is queued, the submission queue goes to the kernel at
+// once when `batch` (TargetOptions::submit_batch; 0: never) or more entries
+// wait there. Ring::SubmitNow also posts the completions that arrived
+// meanwhile, so the loop finds them without sleeping; on backpressure or a
+// signal the entries stay queued for the loop's own submit
+// (docs/io_uring-rules.md R7). The SQE is complete when the inner
+// await_suspend returns (the slot, user data and waiter are set), so the
+// kernel may take it at once; what it points at lives in the slot until the
+// final completion (R1).
+template <typename Op>
+class SubmitSoon {
+ public:
+  SubmitSoon(Op op, Ring& ring, uint32_t batch) : op_(std::move(op)), ring_(ring), batch_(batch) {}
+  bool await_ready() const noexcept { return false; }
+  template <typename Promise>
+  void await_suspend(std::coroutine_handle<Promise> h) {
+    op_.await_suspend(h);
+    if (batch_ != 0 && io_uring_sq_ready(ring_.raw()) >= batch_) {
+      (void)ring_.SubmitNow();
+    }
+  }
+  decltype(auto) await_resume() { return op_.await_resume(); }
+
+ private:
+  Op op_;
+  Ring& ring_;
+  uint32_t batch_;
+};
+
 Task<ExtentResult> ReadyExtents(ExtentResult r) { co_return r; }
 
 struct ResFinish {
@@ -149,6 +181,9 @@ DirectFile::DirectFile(Worker& worker, std::string path, UniqueFd fd, int fixed_
   // A tmpfs read or write is a copy to or from the page cache that never waits
   // for a device, so it is done here, on the worker, with preadv2/pwritev2.
   memory_backed_ = memory_fs && options.copy_memory_inline;
+  // tmpfs through the ring goes to io-wq, where submitting request by request
+  // only adds system calls; there is no device to keep busy.
+  submit_batch_ = memory_fs ? 0 : options.submit_batch;
 }
 
 DirectFile::~DirectFile() {
@@ -356,7 +391,8 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
       res = CopyInline(tail ? tail_fd_.get() : fd(), write, prep.offset, buffer.data() + prep.pos,
                        prep.len, rw_flags);
     } else {
-      res = co_await Submit(tag, prep, RwFinish{&buffer});
+      res = co_await SubmitSoon(Submit(tag, prep, RwFinish{&buffer}), worker().internals().ring(),
+                                submit_batch_);
     }
     if (res <= 0) [[unlikely]]
       break;
@@ -432,7 +468,8 @@ Task<GatherResult> DirectFile::SubmitWriteGather(uint64_t offset, Buffer header,
                      static_cast<off_t>(prep.offset), rw_flags);
       res = n < 0 ? -errno : static_cast<int32_t>(n);
     } else {
-      res = co_await Submit(kTagWrite, prep, WritevFinish{&header, &payload});
+      res = co_await SubmitSoon(Submit(kTagWrite, prep, WritevFinish{&header, &payload}),
+                                worker().internals().ring(), submit_batch_);
     }
     if (res <= 0) [[unlikely]]
       break;

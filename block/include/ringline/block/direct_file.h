@@ -16,7 +16,9 @@
 // run on a helper thread (see direct_file.cc for why). On tmpfs, where the
 // kernel would hand every read and write to an io-wq thread, reads and writes
 // are copied on the worker's thread with preadv2/pwritev2 instead
-// (TargetOptions::copy_memory_inline).
+// (TargetOptions::copy_memory_inline). Reads and writes that go to a device
+// are submitted as they are issued, not with the loop iteration
+// (TargetOptions::submit_batch).
 //
 // Cache modes (TargetOptions::cache): kDirect opens O_DIRECT and fails where
 // the filesystem refuses it; kWriteback goes through the page cache; kAuto
@@ -115,6 +117,7 @@ class DirectFile final : public TargetBase {
   bool direct_;                       // O_DIRECT; else buffered (the page cache)
   bool zero_range_supported_ = true;  // files: ZERO_RANGE, else PUNCH_HOLE
   bool memory_backed_ = false;        // tmpfs: reads and writes copied inline (see the constructor)
+  uint32_t submit_batch_ = 0;         // TargetOptions::submit_batch; 0 on tmpfs
   uint32_t max_chunk_;
   // O_DIRECT files whose size is not a whole number of blocks: the bytes from
   // tail_start_ to the end go through tail_fd_ (buffered, in the fixed file

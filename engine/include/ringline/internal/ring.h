@@ -89,6 +89,17 @@ class Ring {
   // Returns the number of SQEs submitted or a negated errno (-ETIME is normal).
   int SubmitAndWait(unsigned wait_nr, int64_t timeout_ns);
 
+  // Submits the queued SQEs now, in the middle of a loop iteration, and posts
+  // the completions that arrived meanwhile to the CQ (IORING_ENTER_GETEVENTS
+  // without waiting: with DEFER_TASKRUN they are otherwise posted only in the
+  // loop's io_uring_enter), so the loop finds them without sleeping. For
+  // callers that want an operation at the device before the iteration ends
+  // (block::TargetOptions::submit_batch). Returns the number of SQEs submitted
+  // or a negated errno; on backpressure (-EBUSY, -EAGAIN) or a signal (-EINTR)
+  // the SQEs stay queued and the loop's SubmitAndWait deals with it
+  // (docs/io_uring-rules.md R7).
+  int SubmitNow();
+
   // Calls `on_completion(const Completion&)` for every completion ready now:
   // first those stashed under backpressure, then the CQ's in order. Each CQE
   // is consumed (the CQ head moved past it) before its callback runs, so a
