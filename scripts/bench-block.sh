@@ -5,21 +5,30 @@
 #
 #   scripts/bench-block.sh [--build DIR] [--runtime SECONDS] [--cpus LIST]
 #                          [--disk-dir DIR] [--size SIZE] [--reps N]
+#                          [--workloads "RW:BS:QD ..."] [--targets "disk shm"]
 #
 # Workloads: 4k randread QD1 and QD32, 4k randwrite QD32, 128k sequential read
 # QD8; targets: a file on the local disk and a file in /dev/shm (tmpfs takes
 # O_DIRECT on this kernel and shows the CPU-bound ceiling of the submission
-# path). By default neither tool is pinned: fio runs where the scheduler puts
-# it, and ringline-blockbench puts its worker where the engine chooses
+# path). Both tools submit each request as it is issued (fio's default
+# iodepth_batch_submit=1; blockbench's --iodepth_batch_submit=1, its default).
+# By default neither tool is pinned: fio runs where the scheduler puts it, and
+# ringline-blockbench puts its worker where the engine chooses
 # (block::PlaceWorkers: a CPU on which the target's completions arrive). With
 # --cpus LIST both run under `taskset -c LIST` (ringline-blockbench also pins
 # its worker with --cpus), so the tool, its io_uring and io-wq threads share
 # the same CPU set. CPU time is the whole process's user+system time as
 # reported by /usr/bin/time (set-up included, for both tools alike).
+# Each row runs the two tools --reps times (default 5), alternating which one
+# goes first; the device's speed drifts over minutes on a shared VM, so the
+# ratio column is the median of the per-repetition ratios (each taken from
+# two adjacent runs), next to each tool's median IOPS and range.
 # Prints the placement the engine chose for each target, then a Markdown
 # table: IOPS, p50/p99 completion latency, CPU seconds per million I/Os, the
-# ratios ours/fio, and where each tool's busiest thread ran (the share of
-# samples of its CPU, taken every 0.1 s from /proc).
+# ratios ours/fio, the mean request size the disk saw (/sys/block/DEV/stat,
+# other I/O on the disk included), where each tool's busiest thread ran (the
+# share of samples of its CPU, taken every 0.1 s from /proc) and the 1-minute
+# load average when the row started.
 set -euo pipefail
 
 BUILD=build
@@ -27,7 +36,9 @@ RUNTIME=5
 CPUS=
 DISK_DIR=/var/tmp
 SIZE=1g
-REPS=1
+REPS=5
+WORKLOADS="randread:4k:1 randread:4k:32 randwrite:4k:32 read:128k:8"
+TARGETS="disk shm"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) BUILD=$2; shift 2 ;;
@@ -36,7 +47,9 @@ while [[ $# -gt 0 ]]; do
     --disk-dir) DISK_DIR=$2; shift 2 ;;
     --size) SIZE=$2; shift 2 ;;
     --reps) REPS=$2; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --workloads) WORKLOADS=$2; shift 2 ;;
+    --targets) TARGETS=$2; shift 2 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -50,6 +63,11 @@ if [[ "$(stat -f -c %T "$DISK_DIR")" == tmpfs ]]; then
   echo "$DISK_DIR is tmpfs; pass --disk-dir on a disk filesystem" >&2
   exit 1
 fi
+
+# The disk under --disk-dir, for its request counters.
+DISK_DEV=$(basename "$(findmnt -no SOURCE --target "$DISK_DIR")")
+DISK_STAT=/sys/class/block/$DISK_DEV/stat
+[[ -r $DISK_STAT ]] || DISK_STAT=
 
 WORK=$(mktemp -d /tmp/bench-block.XXXXXX)
 DISK_FILE=$DISK_DIR/ringline-bench-block.img
@@ -107,15 +125,22 @@ with open(out, "w") as o:
         cpu, n = c.most_common(1)[0]
         o.write(f"cpu{cpu} {100 * n // sum(c.values())}%\n")
     else:
-        o.write("?\n")
+        o.write("? ?\n")
 PY
 }
 
-# run_one TOOL TARGETFILE RW BS QD -> prints "iops p50_us p99_us cpu_s_per_m where"
+# devstat: "requests sectors" completed by the disk so far (reads + writes).
+devstat() {
+  if [[ -n $DISK_STAT ]]; then awk '{ printf "%.0f %.0f\n", $1 + $5, $3 + $7 }' "$DISK_STAT"; else echo "0 0"; fi
+}
+
+# run_one TOOL TARGETFILE RW BS QD
+#   -> prints "iops p50_us p99_us cpu_s_per_m cpuN share% kib_per_device_request"
 run_one() {
   local tool=$1 file=$2 rw=$3 bs=$4 qd=$5 out=$WORK/out.json tm=$WORK/time wh=$WORK/where
-  local dir=read pid
+  local dir=read pid r0 s0 r1 s1
   [[ $rw == randwrite || $rw == write ]] && dir=write
+  read -r r0 s0 <<<"$(devstat)"
   if [[ $tool == ours ]]; then
     /usr/bin/time -f "%U %S" -o "$tm" "${PIN[@]}" "$BENCH" --filename="$file" \
       --rw="$rw" --bs="$bs" --iodepth="$qd" --runtime="$RUNTIME" --time_based \
@@ -129,13 +154,16 @@ run_one() {
   pid=$!
   where "$pid" "$wh"
   wait "$pid"
+  read -r r1 s1 <<<"$(devstat)"
+  local kib=-
+  [[ $file == "$DISK_FILE" && $r1 -gt $r0 ]] && kib=$(( (s1 - s0) / 2 / (r1 - r0) ))
   if [[ $tool == ours ]]; then
     jq -r --arg d "$dir" '"\(.[$d].iops) \(.[$d].lat_ns.p50 / 1000) \(.[$d].lat_ns.p99 / 1000) \(.ios)"' "$out"
   else
     jq -r --arg d "$dir" '.jobs[0] | "\(.[$d].iops) \(.[$d].lat_ns.percentile["50.000000"] / 1000) \(.[$d].lat_ns.percentile["99.000000"] / 1000) \(.[$d].total_ios)"' "$out"
   fi | { read -r iops p50 p99 ios; read -r u s < "$tm"; read -r w < "$wh"
-         awk -v i="$iops" -v a="$p50" -v b="$p99" -v n="$ios" -v u="$u" -v s="$s" -v w="$w" \
-           'BEGIN { printf "%.0f %.1f %.1f %.3f %s\n", i, a, b, (u + s) / n * 1e6, w }'; }
+         awk -v i="$iops" -v a="$p50" -v b="$p99" -v n="$ios" -v u="$u" -v s="$s" -v w="$w" -v k="$kib" \
+           'BEGIN { printf "%.0f %.1f %.1f %.3f %s %s\n", i, a, b, (u + s) / n * 1e6, w, k }'; }
 }
 
 echo "# bench-block: $(date -u +%FT%TZ), kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -150,35 +178,47 @@ for f in "$DISK_FILE" "$SHM_FILE"; do
   echo "# $f: $(jq -r '.placement.device' "$WORK/probe.json")"
   echo "#   blockbench placement: $(jq -r '.placement.summary' "$WORK/probe.json")"
 done
-echo "# fio $(fio --version) --ioengine=io_uring --direct=1 --norandommap --randrepeat=0 --lat_percentiles=1"
+echo "# fio $(fio --version) --ioengine=io_uring --direct=1 --norandommap --randrepeat=0 --lat_percentiles=1 (iodepth_batch_submit=1, its default)"
+echo "# ringline-blockbench --iodepth_batch_submit=1 (its default: each request submitted as it is issued)"
 echo "# latency: submission to completion for both (fio's lat = slat + clat; ours: Target::Read/Write call to result)"
+echo "# IOPS: median over $REPS runs per tool (min-max); ours/fio: median of the per-repetition ratios; the other columns are from each tool's median run"
 echo
-echo "| target | workload | fio IOPS | ours IOPS | IOPS ours/fio | fio p50/p99 µs | ours p50/p99 µs | fio CPU-s/M I/O | ours CPU-s/M I/O | CPU ours/fio | fio ran on | ours ran on |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
-for target in disk shm; do
+echo "| target | workload | fio IOPS (min-max) | ours IOPS (min-max) | IOPS ours/fio | fio p50/p99 µs | ours p50/p99 µs | fio CPU-s/M I/O | ours CPU-s/M I/O | CPU ours/fio | fio KiB/dev req | ours KiB/dev req | fio ran on | ours ran on | load |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|"
+# med: the line with the median first field.
+med() { printf '%s\n' "$@" | sort -n -k1,1 | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }'; }
+for target in $TARGETS; do
   file=$DISK_FILE
   [[ $target == shm ]] && file=$SHM_FILE
-  for wl in "randread 4k 1" "randread 4k 32" "randwrite 4k 32" "read 128k 8"; do
-    read -r rw bs qd <<<"$wl"
-    fio_r=() ours_r=()
+  for wl in $WORKLOADS; do
+    IFS=: read -r rw bs qd <<<"$wl"
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    fio_r=() ours_r=() ratios=()
     for ((rep = 0; rep < REPS; rep++)); do
       # Alternate which tool goes first.
       if ((rep % 2 == 0)); then
-        fio_r+=("$(run_one fio "$file" "$rw" "$bs" "$qd")")
-        ours_r+=("$(run_one ours "$file" "$rw" "$bs" "$qd")")
+        f=$(run_one fio "$file" "$rw" "$bs" "$qd")
+        o=$(run_one ours "$file" "$rw" "$bs" "$qd")
       else
-        ours_r+=("$(run_one ours "$file" "$rw" "$bs" "$qd")")
-        fio_r+=("$(run_one fio "$file" "$rw" "$bs" "$qd")")
+        o=$(run_one ours "$file" "$rw" "$bs" "$qd")
+        f=$(run_one fio "$file" "$rw" "$bs" "$qd")
       fi
+      fio_r+=("$f") ours_r+=("$o")
+      ratios+=("$(awk -v o="${o%% *}" -v f="${f%% *}" 'BEGIN { printf "%.4f\n", o / f }')")
     done
-    # Median by IOPS over the repetitions.
-    med() { printf '%s\n' "$@" | sort -n -k1,1 | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }'; }
-    read -r fi fp50 fp99 fcpu fwcpu fwshare <<<"$(med "${fio_r[@]}")"
-    read -r oi op50 op99 ocpu owcpu owshare <<<"$(med "${ours_r[@]}")"
-    awk -v t="$target" -v w="$bs $rw QD$qd" -v fi="$fi" -v oi="$oi" -v fp50="$fp50" -v fp99="$fp99" \
-      -v op50="$op50" -v op99="$op99" -v fc="$fcpu" -v oc="$ocpu" \
-      -v fw="$fwcpu $fwshare" -v ow="$owcpu $owshare" 'BEGIN {
-        printf "| %s | %s | %d | %d | **%.2fx** | %s / %s | %s / %s | %.2f | %.2f | **%.2fx** | %s | %s |\n",
-          t, w, fi, oi, oi / fi, fp50, fp99, op50, op99, fc, oc, oc / fc, fw, ow }'
+    read -r fi fp50 fp99 fcpu fwcpu fwshare fkib <<<"$(med "${fio_r[@]}")"
+    read -r oi op50 op99 ocpu owcpu owshare okib <<<"$(med "${ours_r[@]}")"
+    range() { printf '%s\n' "$@" | awk '{ v = $1 } NR == 1 || v < lo { lo = v } NR == 1 || v > hi { hi = v } END { printf "%d-%d", lo, hi }'; }
+    frange=$(range "${fio_r[@]}")
+    orange=$(range "${ours_r[@]}")
+    ratio=$(med "${ratios[@]}")
+    awk -v t="$target" -v w="$bs $rw QD$qd" -v fi="$fi" -v oi="$oi" -v fr="$frange" -v or="$orange" \
+      -v r="$ratio" -v fp50="$fp50" -v fp99="$fp99" -v op50="$op50" -v op99="$op99" -v fc="$fcpu" \
+      -v oc="$ocpu" -v fk="$fkib" -v ok="$okib" -v fw="$fwcpu $fwshare" -v ow="$owcpu $owshare" \
+      -v l="$load" 'BEGIN {
+        printf "| %s | %s | %d (%s) | %d (%s) | **%.2fx** | %s / %s | %s / %s | %.2f | %.2f | **%.2fx** | %s | %s | %s | %s | %s |\n",
+          t, w, fi, fr, oi, or, r, fp50, fp99, op50, op99, fc, oc, oc / fc, fk, ok, fw, ow, l }'
   done
 done
+echo
+echo "# done $(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg)"

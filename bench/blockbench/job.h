@@ -59,7 +59,7 @@ struct JobResult {
   uint64_t errors = 0;
   LatencyHistogram lat[2];
   double elapsed_s = 0;
-  int cpu = -1;                      // the CPU the job's worker was pinned to
+  int cpu = -1;  // the CPU the job's worker started on (where it is pinned, if it is)
   std::vector<int> completion_cpus;  // the opened target's Geometry::completion_cpus
   bool polled = false;               // completions polled (--hipri took effect)
   std::string target_kind;           // "file", "block device", ...

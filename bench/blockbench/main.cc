@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "job.h"
 #include "options.h"
 #include "report.h"
@@ -75,16 +76,28 @@ int Main(int argc, char** argv) {
   // configuration allows (docs/architecture.md "Placement"), else one warning
   // per target says what it costs and how to fix it.
   const block::CompletionPlacement device = block::ProbeCompletionPlacement(o.filename);
-  const block::WorkerPlacement placement = block::PlaceWorkers(
-      o.numjobs, block::AllowedCpus(), o.cpus, {{o.filename, device}}, "--cpus=LIST");
+  block::WorkerPlacement placement = block::PlaceWorkers(o.numjobs, block::AllowedCpus(), o.cpus,
+                                                         {{o.filename, device}}, "--cpus=LIST");
   for (const std::string& w : placement.warnings) {
     std::fprintf(stderr, "ringline-blockbench: warning: %s\n", w.c_str());
   }
 
+  // Workers are pinned where a CPU is better than another: the CPUs the user
+  // chose, or those on which the target's completions arrive. A target with no
+  // preference (tmpfs: the copy runs on the submitting thread; a device whose
+  // every CPU is local) leaves the worker to the scheduler, like fio without
+  // --cpus_allowed: on a shared machine a pinned worker waits behind whatever
+  // else runs on its CPU while the other CPU may be idle.
   Config config;
   config.workers = o.numjobs;
   config.cpus = placement.worker_cpus;
-  config.pin_workers = true;
+  config.pin_workers = !o.cpus.empty() || device.HasPreference();
+  if (!config.pin_workers) {
+    placement.summary =
+        absl::StrCat(o.numjobs == 1 ? "worker 0" : absl::StrCat("workers 0-", o.numjobs - 1),
+                     " not pinned: the target has no CPU preference, the scheduler places ",
+                     o.numjobs == 1 ? "it" : "them", " (--cpus=LIST pins)");
+  }
   uint32_t sq = 256;
   while (sq < o.iodepth && sq < 4096) sq *= 2;
   config.ring.sq_entries = sq;
