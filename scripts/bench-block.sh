@@ -6,6 +6,7 @@
 #   scripts/bench-block.sh [--build DIR] [--runtime SECONDS] [--cpus LIST]
 #                          [--disk-dir DIR] [--size SIZE] [--reps N]
 #                          [--workloads "RW:BS:QD ..."] [--targets "disk shm"]
+#                          [--ours-args "ARGS"]
 #
 # Workloads: 4k randread QD1 and QD32, 4k randwrite QD32, 128k sequential read
 # QD8; targets: a file on the local disk and a file in /dev/shm (tmpfs takes
@@ -19,6 +20,8 @@
 # its worker with --cpus), so the tool, its io_uring and io-wq threads share
 # the same CPU set. CPU time is the whole process's user+system time as
 # reported by /usr/bin/time (set-up included, for both tools alike).
+# --ours-args adds options to every ringline-blockbench run (for A/B tests,
+# e.g. --iodepth_batch_submit=0); the header prints them.
 # Each row runs the two tools --reps times (default 5), alternating which one
 # goes first; the device's speed drifts over minutes on a shared VM, so the
 # ratio column is the median of the per-repetition ratios (each taken from
@@ -26,9 +29,10 @@
 # Prints the placement the engine chose for each target, then a Markdown
 # table: IOPS, p50/p99 completion latency, CPU seconds per million I/Os, the
 # ratios ours/fio, the mean request size the disk saw (/sys/block/DEV/stat,
-# other I/O on the disk included), where each tool's busiest thread ran (the
-# share of samples of its CPU, taken every 0.1 s from /proc) and the 1-minute
-# load average when the row started.
+# other I/O on the disk included), where each tool's threads ran (every thread
+# with at least 10% of the tool's CPU time, with the share of 0.1 s samples
+# from /proc on each CPU; iou-wrk are io_uring's io-wq threads) and the
+# 1-minute load average when the row started.
 set -euo pipefail
 
 BUILD=build
@@ -39,6 +43,7 @@ SIZE=1g
 REPS=5
 WORKLOADS="randread:4k:1 randread:4k:32 randwrite:4k:32 read:128k:8"
 TARGETS="disk shm"
+OURS_ARGS=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) BUILD=$2; shift 2 ;;
@@ -49,7 +54,8 @@ while [[ $# -gt 0 ]]; do
     --reps) REPS=$2; shift 2 ;;
     --workloads) WORKLOADS=$2; shift 2 ;;
     --targets) TARGETS=$2; shift 2 ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    --ours-args) read -r -a OURS_ARGS <<<"$2"; shift 2 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -89,14 +95,17 @@ for f in "$DISK_FILE" "$SHM_FILE"; do
 done
 
 # where PID OUT: until PID exits, samples every 0.1 s the CPU each thread of
-# PID and its descendants last ran on; then writes "cpuN NN%" for the thread
-# that used the most CPU time (the one doing the I/O) to OUT.
+# PID and its descendants last ran on; then writes one word to OUT naming the
+# threads that used at least 10% of the tool's CPU time, busiest first, with
+# the share of samples of the CPUs each was seen on:
+# "fio@cpu1:100%+iou-wrk@cpu0:60%,cpu1:40%" (io-wq threads are iou-wrk).
 where() {
   python3 - "$1" "$2" <<'PY'
-import os, sys, time, collections
+import os, re, sys, time, collections
 root, out = int(sys.argv[1]), sys.argv[2]
 seen = collections.defaultdict(collections.Counter)  # tid -> cpu -> samples
 busy = {}                                             # tid -> utime + stime
+name = {}                                             # tid -> comm
 def tasks(pid):
     try:
         tids = os.listdir(f"/proc/{pid}/task")
@@ -112,20 +121,24 @@ def tasks(pid):
 while os.path.exists(f"/proc/{root}"):
     for tid in set(tasks(root)):
         try:
-            f = open(f"/proc/{tid}/stat").read().rsplit(")", 1)[1].split()
+            head, f = open(f"/proc/{tid}/stat").read().rsplit(")", 1)
         except OSError:
             continue
+        f = f.split()
+        name[tid] = re.sub(r"-[0-9]+$", "", head.split("(", 1)[1]).replace(" ", "_")
         seen[tid][int(f[36])] += 1   # field 39: processor
         busy[tid] = int(f[11]) + int(f[12])  # fields 14, 15: utime, stime
     time.sleep(0.1)
+total = sum(busy.values())
+words = []
+for tid in sorted(busy, key=busy.get, reverse=True)[:3]:
+    if words and busy[tid] * 10 < total:
+        break
+    c = seen[tid]
+    n = sum(c.values())
+    words.append(name[tid] + "@" + ",".join(f"cpu{cpu}:{100 * k // n}%" for cpu, k in c.most_common(2)))
 with open(out, "w") as o:
-    if busy:
-        tid = max(busy, key=busy.get)
-        c = seen[tid]
-        cpu, n = c.most_common(1)[0]
-        o.write(f"cpu{cpu} {100 * n // sum(c.values())}%\n")
-    else:
-        o.write("? ?\n")
+    o.write(("+".join(words) or "?") + "\n")
 PY
 }
 
@@ -135,7 +148,7 @@ devstat() {
 }
 
 # run_one TOOL TARGETFILE RW BS QD
-#   -> prints "iops p50_us p99_us cpu_s_per_m cpuN share% kib_per_device_request"
+#   -> prints "iops p50_us p99_us cpu_s_per_m threads kib_per_device_request"
 run_one() {
   local tool=$1 file=$2 rw=$3 bs=$4 qd=$5 out=$WORK/out.json tm=$WORK/time wh=$WORK/where
   local dir=read pid r0 s0 r1 s1
@@ -144,7 +157,8 @@ run_one() {
   if [[ $tool == ours ]]; then
     /usr/bin/time -f "%U %S" -o "$tm" "${PIN[@]}" "$BENCH" --filename="$file" \
       --rw="$rw" --bs="$bs" --iodepth="$qd" --runtime="$RUNTIME" --time_based \
-      --size="$SIZE" "${CPU_OPT[@]}" --output-format=json --output="$out" >/dev/null 2>"$WORK/err" &
+      --size="$SIZE" "${CPU_OPT[@]}" "${OURS_ARGS[@]}" --output-format=json --output="$out" \
+      >/dev/null 2>"$WORK/err" &
   else
     /usr/bin/time -f "%U %S" -o "$tm" "${PIN[@]}" fio --name=bench --filename="$file" \
       --direct=1 --ioengine=io_uring --rw="$rw" --bs="$bs" --iodepth="$qd" \
@@ -179,11 +193,11 @@ for f in "$DISK_FILE" "$SHM_FILE"; do
   echo "#   blockbench placement: $(jq -r '.placement.summary' "$WORK/probe.json")"
 done
 echo "# fio $(fio --version) --ioengine=io_uring --direct=1 --norandommap --randrepeat=0 --lat_percentiles=1 (iodepth_batch_submit=1, its default)"
-echo "# ringline-blockbench --iodepth_batch_submit=1 (its default: each request submitted as it is issued)"
+echo "# ringline-blockbench ${OURS_ARGS[*]:-(no extra options)}; --iodepth_batch_submit=1 unless given (its default: each request submitted as it is issued)"
 echo "# latency: submission to completion for both (fio's lat = slat + clat; ours: Target::Read/Write call to result)"
 echo "# IOPS: median over $REPS runs per tool (min-max); ours/fio: median of the per-repetition ratios; the other columns are from each tool's median run"
 echo
-echo "| target | workload | fio IOPS (min-max) | ours IOPS (min-max) | IOPS ours/fio | fio p50/p99 µs | ours p50/p99 µs | fio CPU-s/M I/O | ours CPU-s/M I/O | CPU ours/fio | fio KiB/dev req | ours KiB/dev req | fio ran on | ours ran on | load |"
+echo "| target | workload | fio IOPS (min-max) | ours IOPS (min-max) | IOPS ours/fio | fio p50/p99 µs | ours p50/p99 µs | fio CPU-s/M I/O | ours CPU-s/M I/O | CPU ours/fio | fio KiB/dev req | ours KiB/dev req | fio threads ran on | ours threads ran on | load |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|"
 # med: the line with the median first field.
 med() { printf '%s\n' "$@" | sort -n -k1,1 | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }'; }
@@ -206,16 +220,18 @@ for target in $TARGETS; do
       fio_r+=("$f") ours_r+=("$o")
       ratios+=("$(awk -v o="${o%% *}" -v f="${f%% *}" 'BEGIN { printf "%.4f\n", o / f }')")
     done
-    read -r fi fp50 fp99 fcpu fwcpu fwshare fkib <<<"$(med "${fio_r[@]}")"
-    read -r oi op50 op99 ocpu owcpu owshare okib <<<"$(med "${ours_r[@]}")"
+    read -r fi fp50 fp99 fcpu fwhere fkib <<<"$(med "${fio_r[@]}")"
+    read -r oi op50 op99 ocpu owhere okib <<<"$(med "${ours_r[@]}")"
     range() { printf '%s\n' "$@" | awk '{ v = $1 } NR == 1 || v < lo { lo = v } NR == 1 || v > hi { hi = v } END { printf "%d-%d", lo, hi }'; }
     frange=$(range "${fio_r[@]}")
     orange=$(range "${ours_r[@]}")
     ratio=$(med "${ratios[@]}")
     awk -v t="$target" -v w="$bs $rw QD$qd" -v fi="$fi" -v oi="$oi" -v fr="$frange" -v or="$orange" \
       -v r="$ratio" -v fp50="$fp50" -v fp99="$fp99" -v op50="$op50" -v op99="$op99" -v fc="$fcpu" \
-      -v oc="$ocpu" -v fk="$fkib" -v ok="$okib" -v fw="$fwcpu $fwshare" -v ow="$owcpu $owshare" \
+      -v oc="$ocpu" -v fk="$fkib" -v ok="$okib" -v fw="$fwhere" -v ow="$owhere" \
       -v l="$load" 'BEGIN {
+        gsub(/\+/, "; ", fw); gsub(/\+/, "; ", ow); gsub(/:/, " ", fw); gsub(/:/, " ", ow)
+        gsub(/,/, ", ", fw); gsub(/,/, ", ", ow)
         printf "| %s | %s | %d (%s) | %d (%s) | **%.2fx** | %s / %s | %s / %s | %.2f | %.2f | **%.2fx** | %s | %s | %s | %s | %s |\n",
           t, w, fi, fr, oi, or, r, fp50, fp99, op50, op99, fc, oc, oc / fc, fk, ok, fw, ow, l }'
   done

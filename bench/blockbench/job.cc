@@ -1,5 +1,6 @@
 #include "job.h"
 
+#include <pthread.h>
 #include <sched.h>
 
 #include <memory>
@@ -134,6 +135,10 @@ void StartGate::Finished() {
 
 Task<> RunJob(Worker& worker, const BenchOptions& o, JobResult* result, StartGate* gate) {
   result->cpu = sched_getcpu();
+  // Named so that top -H and scripts/bench-block.sh tell the worker from the
+  // main thread (at most 15 characters).
+  pthread_setname_np(pthread_self(),
+                     absl::StrCat("blockbench-w", worker.index()).substr(0, 15).c_str());
   auto fail = [&](absl::Status st) {
     result->status = std::move(st);
     gate->Ready(false);
