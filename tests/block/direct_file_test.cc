@@ -558,6 +558,42 @@ TEST_P(DirectFileTest, LargeRequestsAreSplitAndJoined) {
   EXPECT_EQ(f->metrics()->of(OpKind::kWrite).ops.Get(), 1u) << "one request, many chunks";
 }
 
+// TargetOptions::submit_batch decides when a read reaches the kernel: with 1
+// (the default) while its task suspends, before the loop's io_uring_enter;
+// with 0 only with the loop's io_uring_enter; with 3 once three entries wait.
+// Four reads are issued in one pass of the ready tasks, each followed by a
+// task that records how many entries wait in the submission queue.
+TEST_P(DirectFileTest, SubmitBatchDecidesWhenRequestsReachTheKernel) {
+  const std::vector<std::pair<uint32_t, std::vector<unsigned>>> cases = {
+      {1, {0, 0, 0, 0}}, {0, {1, 2, 3, 4}}, {3, {1, 2, 0, 1}}};
+  for (const auto& [batch, expected] : cases) {
+    auto f = OpenFile({.submit_batch = batch});
+    ASSERT_TRUE(f);
+    std::vector<unsigned> waiting(4, 99);
+    worker_->BlockOn(
+        [](Worker* w, DirectFile* f, BufferPool* pool, std::vector<unsigned>* waiting) -> Task<> {
+          std::vector<Buffer> bufs;
+          for (int i = 0; i < 4; ++i) bufs.push_back(co_await pool->Acquire());
+          co_await Nop();  // the loop submitted everything queued before
+          std::vector<JoinHandle<BlockResult>> reads;
+          std::vector<JoinHandle<void>> probes;
+          for (int i = 0; i < 4; ++i) {
+            reads.push_back(Spawn(f->Read(uint64_t(i) << 20, 4096, std::move(bufs[i]))));
+            probes.push_back(Spawn([](Worker* w, unsigned* out) -> Task<> {
+              *out = io_uring_sq_ready(w->internals().ring().raw());
+              co_return;
+            }(w, &(*waiting)[i])));
+          }
+          for (auto& r : reads) {
+            std::optional<BlockResult> res = co_await r;
+            EXPECT_TRUE(res && res->res == 4096) << (res ? res->status.ToString() : "aborted");
+          }
+          for (auto& p : probes) co_await p;
+        }(worker_.get(), f.get(), pool_.get(), &waiting));
+    EXPECT_EQ(waiting, expected) << "submit_batch=" << batch;
+  }
+}
+
 TEST_P(DirectFileTest, OpenTargetDispatchesToDirectFile) {
   auto t = OpenTarget(*worker_, path_, {.queue_depth = 16});
   ASSERT_TRUE(t.ok()) << t.status();
