@@ -75,9 +75,15 @@ int Main(int argc, char** argv) {
   // Each job's worker runs where the target's completions arrive when the
   // configuration allows (docs/architecture.md "Placement"), else one warning
   // per target says what it costs and how to fix it.
+  // A job that only writes to a file on a file system runs away from the CPU
+  // where the file system completes the writes (PlacedTarget::file_writes).
   const block::CompletionPlacement device = block::ProbeCompletionPlacement(o.filename);
-  block::WorkerPlacement placement = block::PlaceWorkers(o.numjobs, block::AllowedCpus(), o.cpus,
-                                                         {{o.filename, device}}, "--cpus=LIST");
+  struct stat target_st;
+  const bool file_writes =
+      !o.reads() && ::stat(o.filename.c_str(), &target_st) == 0 && S_ISREG(target_st.st_mode);
+  block::WorkerPlacement placement = block::PlaceWorkers(
+      o.numjobs, block::AllowedCpus(), o.cpus,
+      {{.name = o.filename, .placement = device, .file_writes = file_writes}}, "--cpus=LIST");
   for (const std::string& w : placement.warnings) {
     std::fprintf(stderr, "ringline-blockbench: warning: %s\n", w.c_str());
   }

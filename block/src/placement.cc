@@ -37,6 +37,12 @@ CpuList Intersection(const CpuList& a, const CpuList& b) {
   return out;
 }
 
+CpuList Difference(const CpuList& a, const CpuList& b) {
+  CpuList out;
+  std::set_difference(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(out));
+  return out;
+}
+
 std::string Basename(const std::string& path) { return path.substr(path.rfind('/') + 1); }
 std::string Dirname(const std::string& path) { return path.substr(0, path.rfind('/')); }
 
@@ -323,10 +329,18 @@ WorkerPlacement PlaceWorkers(uint32_t workers, const CpuList& allowed, const Cpu
                              absl::string_view fix_cpus_hint) {
   WorkerPlacement out;
   const CpuList allowed_sorted = Normalized(allowed);
-  // Every worker serves every target: the CPUs local to all of them.
+  // Every worker serves every target: the CPUs local to all of them, except
+  // for targets only written to through a file system, which prefer the CPUs
+  // away from their completion work (PlacedTarget::file_writes) where there
+  // are such CPUs.
   CpuList preferred = allowed_sorted;
   for (const PlacedTarget& t : targets) {
-    if (t.placement.HasPreference()) preferred = Intersection(preferred, t.placement.local_cpus);
+    if (!t.placement.HasPreference()) continue;
+    if (!t.file_writes) {
+      preferred = Intersection(preferred, t.placement.local_cpus);
+    } else if (CpuList away = Difference(preferred, t.placement.local_cpus); !away.empty()) {
+      preferred = std::move(away);
+    }
   }
   CpuList order;
   if (!requested.empty()) {
@@ -343,20 +357,26 @@ WorkerPlacement PlaceWorkers(uint32_t workers, const CpuList& allowed, const Cpu
   for (uint32_t i = 0; i < workers; ++i) {
     const int cpu = out.worker_cpus[i];
     std::vector<std::string> remote;
+    std::vector<std::string> away;
     for (const PlacedTarget& t : targets) {
-      if (!t.placement.IsLocal(cpu)) remote.push_back(t.placement.device);
+      if (t.placement.IsLocal(cpu)) continue;
+      (t.file_writes ? away : remote).push_back(t.placement.device);
     }
     absl::StrAppend(&out.summary, i == 0 ? "" : ", ", "worker ", i, " on CPU ", cpu,
                     remote.empty() ? ""
                                    : absl::StrCat(" (completions of ", absl::StrJoin(remote, ", "),
-                                                  " arrive elsewhere)"));
+                                                  " arrive elsewhere)"),
+                    away.empty() ? ""
+                                 : absl::StrCat(" (away from the CPU where the file system "
+                                                "completes writes to ",
+                                                absl::StrJoin(away, ", "), ")"));
   }
   absl::StrAppend(&out.summary, requested.empty() ? " (chosen from CPUs " : " (as requested; CPUs ",
                   FormatCpuList(allowed_sorted), requested.empty() ? ")" : " allowed)");
 
   for (const PlacedTarget& t : targets) {
     const CompletionPlacement& p = t.placement;
-    if (!p.HasPreference()) continue;
+    if (!p.HasPreference() || t.file_writes) continue;  // away on purpose
     CpuList remote_workers;
     CpuList remote_cpus;
     CpuList irqs;

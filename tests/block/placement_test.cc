@@ -257,6 +257,21 @@ TEST(PlaceWorkersTest, PutsWorkersOnLocalCpusFirstAndWarnsForTheRest) {
   EXPECT_NE(fenced.warnings[0].find("outside the CPUs this process may use (0)"), std::string::npos)
       << fenced.warnings[0];
 
+  // Only written to, through a file system: away from the interrupt's CPU,
+  // where the file system completes the writes, without a warning; where no
+  // other CPU is allowed, on the local one.
+  std::vector<PlacedTarget> writes = disk;
+  writes[0].file_writes = true;
+  WorkerPlacement away = PlaceWorkers(1, {0, 1}, {}, writes, "--cpus=LIST");
+  EXPECT_EQ(away.worker_cpus, (CpuList{0}));
+  EXPECT_TRUE(away.warnings.empty());
+  EXPECT_NE(away.summary.find("worker 0 on CPU 0 (away from the CPU where the file system "
+                              "completes writes to vda)"),
+            std::string::npos)
+      << away.summary;
+  EXPECT_EQ(PlaceWorkers(1, {1}, {}, writes, "--cpus=LIST").worker_cpus, (CpuList{1}));
+  EXPECT_EQ(PlaceWorkers(2, {0, 1}, {}, writes, "--cpus=LIST").worker_cpus, (CpuList{0, 1}));
+
   // No device (tmpfs): CPUs in order, no warning.
   const std::vector<PlacedTarget> shm = {
       {"/dev/shm/f", ProbeCompletionPlacementOfDevice(true, 0, 42, t.root())}};
