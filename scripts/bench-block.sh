@@ -191,13 +191,18 @@ for f in "$DISK_FILE" "$SHM_FILE"; do
     --time_based "${CPU_OPT[@]}" --output-format=json --output="$WORK/probe.json" 2>/dev/null
   echo "# $f: $(jq -r '.placement.device' "$WORK/probe.json")"
   echo "#   blockbench placement: $(jq -r '.placement.summary' "$WORK/probe.json")"
+  if [[ $f == "$DISK_FILE" ]]; then
+    "${PIN[@]}" "$BENCH" --filename="$f" --size="$SIZE" --rw=randwrite --bs=4k --runtime=0.05 \
+      --time_based "${CPU_OPT[@]}" --output-format=json --output="$WORK/probe.json" 2>/dev/null
+    echo "#   blockbench placement for write-only jobs: $(jq -r '.placement.summary' "$WORK/probe.json")"
+  fi
 done
 echo "# fio $(fio --version) --ioengine=io_uring --direct=1 --norandommap --randrepeat=0 --lat_percentiles=1 (iodepth_batch_submit=1, its default)"
 echo "# ringline-blockbench ${OURS_ARGS[*]:-(no extra options)}; --iodepth_batch_submit=1 unless given (its default: each request submitted as it is issued)"
 echo "# latency: submission to completion for both (fio's lat = slat + clat; ours: Target::Read/Write call to result)"
-echo "# IOPS: median over $REPS runs per tool (min-max); ours/fio: median of the per-repetition ratios; the other columns are from each tool's median run"
+echo "# IOPS: median over $REPS runs per tool (min-max); ours/fio: median of the per-repetition ratios (their range); the other columns are from each tool's median run"
 echo
-echo "| target | workload | fio IOPS (min-max) | ours IOPS (min-max) | IOPS ours/fio | fio p50/p99 µs | ours p50/p99 µs | fio CPU-s/M I/O | ours CPU-s/M I/O | CPU ours/fio | fio KiB/dev req | ours KiB/dev req | fio threads ran on | ours threads ran on | load |"
+echo "| target | workload | fio IOPS (min-max) | ours IOPS (min-max) | IOPS ours/fio (range) | fio p50/p99 µs | ours p50/p99 µs | fio CPU-s/M I/O | ours CPU-s/M I/O | CPU ours/fio | fio KiB/dev req | ours KiB/dev req | fio threads ran on | ours threads ran on | load |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|"
 # med: the line with the median first field.
 med() { printf '%s\n' "$@" | sort -n -k1,1 | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }'; }
@@ -226,14 +231,15 @@ for target in $TARGETS; do
     frange=$(range "${fio_r[@]}")
     orange=$(range "${ours_r[@]}")
     ratio=$(med "${ratios[@]}")
+    rrange=$(printf '%s\n' "${ratios[@]}" | sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }')
     awk -v t="$target" -v w="$bs $rw QD$qd" -v fi="$fi" -v oi="$oi" -v fr="$frange" -v or="$orange" \
-      -v r="$ratio" -v fp50="$fp50" -v fp99="$fp99" -v op50="$op50" -v op99="$op99" -v fc="$fcpu" \
+      -v r="$ratio" -v rr="$rrange" -v fp50="$fp50" -v fp99="$fp99" -v op50="$op50" -v op99="$op99" -v fc="$fcpu" \
       -v oc="$ocpu" -v fk="$fkib" -v ok="$okib" -v fw="$fwhere" -v ow="$owhere" \
       -v l="$load" 'BEGIN {
         gsub(/\+/, "; ", fw); gsub(/\+/, "; ", ow); gsub(/:/, " ", fw); gsub(/:/, " ", ow)
         gsub(/,/, ", ", fw); gsub(/,/, ", ", ow)
-        printf "| %s | %s | %d (%s) | %d (%s) | **%.2fx** | %s / %s | %s / %s | %.2f | %.2f | **%.2fx** | %s | %s | %s | %s | %s |\n",
-          t, w, fi, fr, oi, or, r, fp50, fp99, op50, op99, fc, oc, oc / fc, fk, ok, fw, ow, l }'
+        printf "| %s | %s | %d (%s) | %d (%s) | **%.2fx** (%s) | %s / %s | %s / %s | %.2f | %.2f | **%.2fx** | %s | %s | %s | %s | %s |\n",
+          t, w, fi, fr, oi, or, r, rr, fp50, fp99, op50, op99, fc, oc, oc / fc, fk, ok, fw, ow, l }'
   done
 done
 echo
