@@ -86,8 +86,12 @@ class Ring {
  public:
   // Submits queued SQEs and, in the same io_uring_enter, waits until at least
   // `wait_nr` completions are ready or `timeout_ns` (< 0: none) has passed.
+  // With `min_wait_us` > 0 (only when min_wait_supported()), `wait_nr` is a
+  // batch the kernel waits for only that long: after it, any one completion
+  // ends the wait (IORING_FEAT_MIN_TIMEOUT, Linux 6.12).
   // Returns the number of SQEs submitted or a negated errno (-ETIME is normal).
-  int SubmitAndWait(unsigned wait_nr, int64_t timeout_ns);
+  int SubmitAndWait(unsigned wait_nr, int64_t timeout_ns, unsigned min_wait_us = 0);
+  bool min_wait_supported() const { return min_wait_supported_; }
 
   // Calls `on_completion(const Completion&)` for every completion ready now:
   // first those stashed under backpressure, then the CQ's in order. Each CQE
@@ -134,8 +138,13 @@ class Ring {
   void Stash();
   std::size_t RunStashed(void (*call)(void*, const Completion&), void* f);
 
+  // The submit-and-wait of SubmitAndWait's min_wait_us path (liburing 2.3
+  // has no io_uring_submit_and_wait_min_timeout, which is 2.8).
+  int SubmitAndWaitMin(unsigned wait_nr, int64_t timeout_ns, unsigned min_wait_us);
+
   io_uring ring_{};
   bool initialized_ = false;
+  bool min_wait_supported_ = false;
   RingOptions options_;
   std::vector<Completion> stash_;
   std::vector<Completion> stash_running_;  // the stash being handed out
