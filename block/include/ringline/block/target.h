@@ -180,9 +180,10 @@ class Target {
   // takes one contiguous data buffer, so the header is copied in front of the
   // payload inside the payload's Buffer (it needs capacity >= header + payload
   // sizes, else EINVAL naming the capacity needed) and the payload Buffer
-  // comes back holding both. That joined path is also the default here, for
-  // targets that wrap another one (FaultyTarget, blockserve's health check):
-  // it calls Write() with the joined Buffer.
+  // comes back holding both. That joined path is the default here, the one
+  // join every target uses: TargetBase's own default (NvmeNamespace) and
+  // targets that wrap another one (FaultyTarget, blockserve's health check)
+  // call Write() with the joined Buffer.
   virtual Task<GatherResult> WriteGather(uint64_t offset, Buffer header, Buffer payload,
                                          WriteOptions options = {});
   virtual Task<BlockResult> Flush() = 0;
