@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "ringline/ringline.h"
@@ -46,6 +47,13 @@ class RequestMemoryTest : public ::testing::Test {
   }
   RequestBufferSource Source(BufferBudget* budget) {
     return {pool_.get(), budget, &allocated_, &waits_};
+  }
+  // Takes both pool buffers (the pool is empty afterwards).
+  Task<std::pair<Buffer, Buffer>> EmptyThePool(BufferBudget* budget, BudgetCharge& c1,
+                                               BudgetCharge& c2) {
+    Buffer a = co_await AcquireRequestBuffer(Source(budget), 64 * 1024, c1);
+    Buffer b = co_await AcquireRequestBuffer(Source(budget), 64 * 1024, c2);
+    co_return std::pair<Buffer, Buffer>(std::move(a), std::move(b));
   }
   std::unique_ptr<Worker> worker_;
   std::unique_ptr<BufferPool> pool_;
@@ -95,8 +103,7 @@ TEST_F(RequestMemoryTest, RoomFreedInTheBudgetWakesAWaiter) {
   BufferBudget budget(100 * 1024);  // one 64 KiB allocation fits, a second does not
   worker_->BlockOn([](RequestMemoryTest* t, BufferBudget* budget) -> Task<> {
     BudgetCharge c1, c2, c3, c4;
-    Buffer a = co_await AcquireRequestBuffer(t->Source(budget), 64 * 1024, c1);
-    Buffer b = co_await AcquireRequestBuffer(t->Source(budget), 64 * 1024, c2);
+    auto pool_buffers = co_await t->EmptyThePool(budget, c1, c2);
     Buffer c = co_await AcquireRequestBuffer(t->Source(budget), 64 * 1024, c3);
     EXPECT_EQ(c3.bytes(), 64u * 1024);
     // The allocated request finishes while the next one waits: its buffer and
@@ -135,8 +142,7 @@ TEST_F(RequestMemoryTest, RoomFreedOnAnotherThreadWakesAWaiter) {
   worker_->BlockOn(
       [](RequestMemoryTest* t, BufferBudget* budget, std::atomic<bool>* released) -> Task<> {
         BudgetCharge c1, c2, c3;
-        Buffer a = co_await AcquireRequestBuffer(t->Source(budget), 64 * 1024, c1);
-        Buffer b = co_await AcquireRequestBuffer(t->Source(budget), 64 * 1024, c2);
+        auto pool_buffers = co_await t->EmptyThePool(budget, c1, c2);
         EXPECT_TRUE(budget->TryCharge(100 * 1024)) << "another worker's requests spend it all";
         std::thread other([budget, released] {
           for (int i = 0; i < 5000 && budget->waiting() == 0; ++i) {
