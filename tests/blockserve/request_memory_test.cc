@@ -163,6 +163,32 @@ TEST_F(RequestMemoryTest, RoomFreedOnAnotherThreadWakesAWaiter) {
       }(this, &budget, &released));
 }
 
+// A request larger than the whole budget can only get a pool buffer: it does
+// not wait for room that could never be enough.
+TEST_F(RequestMemoryTest, ARequestLargerThanTheBudgetWaitsForThePoolOnly) {
+  BufferBudget budget(16 * 1024);
+  worker_->BlockOn([](RequestMemoryTest* t, BufferBudget* budget) -> Task<> {
+    BudgetCharge c1, c2, c3;
+    auto pool_buffers = co_await t->EmptyThePool(budget, c1, c2);
+    auto returner =
+        ringline::Spawn([](RequestMemoryTest* t, BufferBudget* budget, Buffer* a) -> Task<> {
+          for (int i = 0; i < 5000 && t->pool_->waiting() == 0; ++i) {
+            co_await ringline::Sleep(std::chrono::milliseconds(1));
+          }
+          EXPECT_EQ(budget->waiting(), 0u);
+          a->Reset();
+        }(t, budget, &pool_buffers.first));
+    std::optional<Buffer> got = co_await ringline::Timeout(
+        std::chrono::seconds(5), AcquireRequestBuffer(t->Source(budget), 64 * 1024, c3));
+    co_await returner;
+    EXPECT_TRUE(got.has_value());
+    if (got) {
+      EXPECT_TRUE(got->registered()) << "the pool's buffer";
+    }
+    EXPECT_EQ(t->waits_.Get(), 1u);
+  }(this, &budget));
+}
+
 TEST_F(RequestMemoryTest, WithoutABudgetThePoolIsTheOnlySource) {
   worker_->BlockOn([](RequestMemoryTest* t) -> Task<> {
     BudgetCharge c1, c2, c3;

@@ -133,21 +133,24 @@ ringline::Task<ringline::Buffer> AcquireRequestBuffer(RequestBufferSource source
   // when earlier requests wait: they wait for whichever of a pool buffer or
   // room in the budget comes first, and are woken by either).
   const uint64_t bytes = (uint64_t{length} + 4095) / 4096 * 4096;
-  bool counted = false;
-  for (;;) {
-    if (source.budget && source.budget->TryCharge(bytes)) {
-      ringline::Buffer b = ringline::Buffer::Allocate(bytes);
-      if (b) {
-        if (source.allocated) source.allocated->Inc(bytes);
-        charge = BudgetCharge(source.budget, source.allocated, bytes);
-        co_return b;
-      }
-      source.budget->Release(bytes);
-      break;  // the heap is exhausted: only the pool is left
-    }
+  bool counted = false;  // a request that waits is counted once
+  auto count_wait = [&] {
     if (!counted && source.waits) source.waits->Add();
     counted = true;
-    if (!source.budget) break;
+  };
+  // Room in the budget helps only a request that fits in it at all.
+  while (source.budget && bytes <= source.budget->limit()) {
+    if (source.budget->TryCharge(bytes)) {
+      ringline::Buffer b = ringline::Buffer::Allocate(bytes);
+      if (!b) {
+        source.budget->Release(bytes);
+        break;  // the heap is exhausted: only the pool is left
+      }
+      if (source.allocated) source.allocated->Inc(bytes);
+      charge = BudgetCharge(source.budget, source.allocated, bytes);
+      co_return b;
+    }
+    count_wait();
     // The loser is destroyed: a pool buffer already handed to it goes back to
     // the pool (and its next waiter), a budget waiter leaves its list.
     auto first =
@@ -155,6 +158,7 @@ ringline::Task<ringline::Buffer> AcquireRequestBuffer(RequestBufferSource source
     if (first.index() == 0) co_return std::move(std::get<0>(first));
     if (ringline::Buffer b = source.pool->TryAcquire()) co_return b;
   }
+  count_wait();
   co_return co_await source.pool->Acquire();
 }
 
