@@ -68,6 +68,9 @@ void BufferBudget::WakeWaiters() {
       w->list.NotifyAll();
       continue;
     }
+    // `w->worker` is alive while `waiting` > 0: a worker destroys its tasks
+    // (which leave the count) before itself. As with WriteOrder's wake-ups, a
+    // release racing the last moment of that worker's shutdown is not guarded.
     if (w->wake_posted.exchange(true, std::memory_order_acq_rel)) continue;
     auto wake = [w] {
       w->wake_posted.store(false, std::memory_order_release);
