@@ -18,17 +18,17 @@ OpSlab::~OpSlab() = default;
 
 void OpSlab::Grow() {
   const uint32_t base = capacity();
-  // Index UINT32_MAX must stay unreachable (OpSlot::kFreeUserData, kNoFree).
+  // Index UINT32_MAX must stay unreachable (OpSlot::kFreeUserData).
   if (base > UINT32_MAX - 2 * kChunk) std::abort();
   auto chunk = std::make_unique<OpSlot[]>(kChunk);
   // Link the new slots in index order in front of the free list.
   for (uint32_t i = 0; i < kChunk; ++i) {
     chunk[i].index = base + i;
-    chunk[i].next_free_ = (i + 1 < kChunk) ? base + i + 1 : free_head_;
+    chunk[i].next_free_ = (i + 1 < kChunk) ? &chunk[i + 1] : free_head_;
+    by_index_.push_back(&chunk[i]);
   }
-  free_head_ = base;
+  free_head_ = &chunk[0];
   chunks_.push_back(std::move(chunk));
-  capacity_ = base + kChunk;
 }
 
 void OpSlab::AssertAllocatable(OpTag tag) {
@@ -56,23 +56,28 @@ void OpSlab::Cancel(const OpSlot& s) {
 }
 
 void OpSlab::Orphan(OpSlot& s) {
+  assert(s.state_ != State::kFree && "a free slot orphaned");
   s.waiter_ = nullptr;
   s.handler_ = nullptr;
   s.owner_ = nullptr;
-  if (s.kernel_done_) {
+  if (s.state_ == State::kDone) {
     Release(s);
     return;
   }
-  s.orphaned_ = true;
+  s.state_ = State::kOrphaned;
   Cancel(s);
 }
 
 void OpSlab::DispatchToOwner(OpSlot& s, int32_t res, uint32_t flags, const uint64_t* big) {
   const bool final = !(flags & IORING_CQE_F_MORE);
-  if (s.orphaned_) {
-    if (final) Release(s);
+  if (s.state_ == State::kOrphaned) {
+    if (final) {
+      s.state_ = State::kDone;
+      Release(s);
+    }
     return;
   }
+  if (final) s.state_ = State::kDone;
   // Multishot and other owner-managed operations: the owner sees every CQE.
   // On the final one the slot is released after the handler has run.
   s.res = res;
@@ -80,15 +85,18 @@ void OpSlab::DispatchToOwner(OpSlot& s, int32_t res, uint32_t flags, const uint6
   if (big) {
     s.big[0] = big[0];
     s.big[1] = big[1];
+  } else {
+    s.big[0] = s.big[1] = 0;
   }
   s.handler_(s.owner_, s, res, flags);
-  if (final && s.in_use_ && s.kernel_done_ && !s.orphaned_ && s.handler_) Release(s);
+  // Released after the handler, unless the handler released it (Orphan) or
+  // the slot was reused meanwhile (then it is in flight again).
+  if (final && s.state_ == State::kDone && s.handler_) Release(s);
 }
 
 void OpSlab::CancelAll() {
-  for (uint32_t i = 0; i < capacity(); ++i) {
-    OpSlot& s = At(i);
-    if (s.in_use_ && !s.kernel_done_) Cancel(s);
+  for (OpSlot* s : by_index_) {
+    if (s->state_ == State::kInFlight || s->state_ == State::kOrphaned) Cancel(*s);
   }
 }
 

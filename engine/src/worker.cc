@@ -189,17 +189,33 @@ void Worker::WaitAndDispatch(bool may_block) {
   metrics_->sqes_submitted.Set(ring_->sqes_submitted());
   metrics_->backpressure.Set(ring_->backpressure_events());
 
+  // Read before the completions are dispatched: the tasks they resume see the
+  // time of this wake-up.
+  now_ = Clock::now();
+
   uint64_t stale = 0;
-  const std::size_t reaped = ring_->ForEachCompletion([this, &stale](const Completion& c) {
+  uint64_t resumed = 0;
+  OpSlab& slab = *slab_;
+  const std::size_t reaped = ring_->ForEachCompletion([&](const Completion& c) {
     if (UserData(c.user_data).tag() == OpTag::kCancel) return;
-    if (!slab_->Dispatch(c.user_data, c.res, c.flags, c.big)) ++stale;
+    bool unknown = false;
+    // The task awaiting the operation runs now, not via the ready queue: it
+    // was suspended in an OpAwaiter, so nothing else runs it, and it runs to
+    // its next suspension and returns here (one level deep; it cannot re-enter
+    // this loop). Its CQE is already consumed, so it may submit freely
+    // (Ring::ForEachCompletion).
+    if (PromiseBase* p = slab.DispatchTakingWaiter(c.user_data, c.res, c.flags, c.big, unknown)) {
+      ++resumed;
+      p->self().resume();
+    }
+    stale += unknown;
   });
   metrics_->cqes.Add(reaped);
+  metrics_->tasks_polled.Add(resumed);
   if (stale) metrics_->stale_cqes.Add(stale);
   PollPollRing();
 
   metrics_->ops_in_flight.Set(slab_->in_flight());
-  now_ = Clock::now();
   if (timers_.size() != 0) metrics_->timers_fired.Add(timers_.Expire(now_, ready_));
   if (messages_pending_) DrainMessages();
   if (tick_hook_ && config_.tick.count() > 0 && now_ >= next_tick_) {

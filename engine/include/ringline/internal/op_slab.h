@@ -52,7 +52,7 @@ class OpSlot {
 
   // The user_data of the slot's current operation (tag, generation, index).
   UserData user_data() const {
-    assert(in_use_ && "user_data() of a free slot");
+    assert(state_ != State::kFree && "user_data() of a free slot");
     return UserData(live_user_data_);
   }
 
@@ -77,6 +77,8 @@ class OpSlot {
 
   // Result of the latest completion (for zero-copy sends: of the send, not of the
   // notification). `big` is the extra half of a 32-byte CQE (NVMe result dwords).
+  // Written by every completion that carries a result before the owner sees
+  // it; not reset on allocation (nothing reads them before a completion).
   int32_t res = 0;
   uint32_t flags = 0;
   uint64_t big[2] = {0, 0};
@@ -87,19 +89,26 @@ class OpSlot {
 
  private:
   friend class OpSlab;
+  // Where the slot is in its lifecycle (op_slab.h, top). The slab is its only
+  // driver.
+  enum class State : uint8_t {
+    kFree,      // on the free list
+    kInFlight,  // the kernel owns it: the final completion has not arrived
+    kDone,      // the final completion arrived; the owner has not released it yet
+    kOrphaned,  // in flight, and no one will consume the result: released at
+                // the final completion
+  };
   // user_data() while in use, kFreeUserData while free: Dispatch() validates
   // a completion (in use, same generation, same tag) with this one comparison.
   // kFreeUserData names slot index UINT32_MAX, which no slab reaches, so no
   // completion routed to this slot carries it.
   static constexpr uint64_t kFreeUserData = UINT64_MAX;
   uint64_t live_user_data_ = kFreeUserData;
-  PromiseBase* waiter_ = nullptr;  // coroutine to schedule on the final completion
+  PromiseBase* waiter_ = nullptr;  // coroutine to wake on the final completion
   CompletionHandler handler_ = nullptr;
   void* owner_ = nullptr;
-  bool in_use_ = false;
-  bool kernel_done_ = false;  // the final completion (no F_MORE) has arrived
-  bool orphaned_ = false;     // nobody will consume the result
-  uint32_t next_free_ = 0;
+  OpSlot* next_free_ = nullptr;  // while free
+  State state_ = State::kFree;
 };
 
 class Ring;
@@ -119,7 +128,7 @@ class OpSlab {
   void SetWaiter(OpSlot& slot, PromiseBase* waiter) { slot.waiter_ = waiter; }
 
   // True once the final completion has arrived and the result can be read.
-  static bool Done(const OpSlot& slot) { return slot.kernel_done_; }
+  static bool Done(const OpSlot& slot) { return slot.state_ == OpSlot::State::kDone; }
 
   // The awaiting side has taken the result: release the slot now.
   void Consume(OpSlot& slot);
@@ -130,31 +139,43 @@ class OpSlab {
   void Cancel(const OpSlot& slot);
 
   // Routes one completion. Returns false for a stale or unknown user_data.
-  // `big` (may be null) is the extra half of a 32-byte CQE.
+  // `big` (may be null) is the extra half of a 32-byte CQE. On the final
+  // completion of an awaited operation its waiter is put on the ready queue.
   bool Dispatch(uint64_t user_data, int32_t res, uint32_t flags, const uint64_t* big);
+  // Dispatch() for the worker loop, which resumes the waiter itself: on the
+  // final completion of an awaited operation whose waiter is not already on the
+  // ready queue, the waiter is returned instead of queued (the caller must
+  // resume it, after which the slot may already be released or reused).
+  // Otherwise returns null. `stale` is set for a stale or unknown user_data.
+  PromiseBase* DispatchTakingWaiter(uint64_t user_data, int32_t res, uint32_t flags,
+                                    const uint64_t* big, bool& stale);
 
   uint32_t in_flight() const { return in_use_; }
-  uint32_t capacity() const { return capacity_; }
+  uint32_t capacity() const { return static_cast<uint32_t>(by_index_.size()); }
 
   // Cancels every in-flight operation (shutdown).
   void CancelAll();
 
  private:
   static constexpr uint32_t kChunk = 256;
-  static constexpr uint32_t kNoFree = UINT32_MAX;
-  OpSlot& At(uint32_t i) { return chunks_[i / kChunk][i % kChunk]; }  // i < capacity_
+  using State = OpSlot::State;
   void Grow();
   static void AssertAllocatable(OpTag tag);  // debug checks of Allocate()
   void Release(OpSlot& slot);
   static void ReleaseHeld(OpSlot& slot);  // returns held buffers to their pools
   // The cold half of Dispatch(): orphaned and handler-owned slots.
   void DispatchToOwner(OpSlot& slot, int32_t res, uint32_t flags, const uint64_t* big);
+  // Dispatch() and DispatchTakingWaiter(): one path, the waiter queued or returned.
+  template <bool kTakeWaiter>
+  PromiseBase* Route(uint64_t raw, int32_t res, uint32_t flags, const uint64_t* big, bool& stale);
 
   Ring& ring_;
   ReadyQueue& ready_;
+  // The slots, in chunks whose addresses never move (the kernel holds pointers
+  // into them), and a flat index -> slot table for routing completions.
   std::vector<std::unique_ptr<OpSlot[]>> chunks_;
-  uint32_t capacity_ = 0;  // chunks_.size() * kChunk
-  uint32_t free_head_ = kNoFree;
+  std::vector<OpSlot*> by_index_;
+  OpSlot* free_head_ = nullptr;
   uint32_t in_use_ = 0;
 };
 
@@ -163,80 +184,105 @@ class OpSlab {
 // cost per operation (BENCHMARKS.md, engine).
 
 inline OpSlot& OpSlab::Allocate(OpTag tag) {
+#ifndef NDEBUG
   AssertAllocatable(tag);
-  if (free_head_ == kNoFree) [[unlikely]]
+#endif
+  if (free_head_ == nullptr) [[unlikely]]
     Grow();
-  OpSlot& s = At(free_head_);
-  assert(!s.in_use_ && "a slot on the free list is in use");
+  OpSlot& s = *free_head_;
+  assert(s.state_ == State::kFree && "a slot on the free list is in use");
   assert(s.generation <= UserData::kGenerationMask);
   free_head_ = s.next_free_;
   s.tag = tag;
   s.live_user_data_ = UserData::Encode(tag, s.generation, s.index).raw();
-  s.res = 0;
-  s.flags = 0;
-  s.big[0] = s.big[1] = 0;
   // waiter_, handler_ and owner_ are null: a free slot never holds them.
   assert(!s.waiter_ && !s.handler_ && !s.owner_);
-  s.in_use_ = true;
-  s.kernel_done_ = false;
-  s.orphaned_ = false;
+  s.state_ = State::kInFlight;
   ++in_use_;
   return s;
 }
 
 inline void OpSlab::Release(OpSlot& s) {
-  assert(s.in_use_ && "a slot released twice");
-  assert(s.kernel_done_ && "a slot released while the kernel still owns it (rule R1)");
-  assert(&At(s.index) == &s);
+  assert(s.state_ == State::kDone && "a slot released while the kernel still owns it (rule R1)");
+  assert(by_index_[s.index] == &s);
   // Buffers go back to their pools only now: the kernel is done with them.
   if (s.held[0] || s.held[1]) [[unlikely]]
     ReleaseHeld(s);
   s.live_user_data_ = OpSlot::kFreeUserData;
-  s.in_use_ = false;
+  s.state_ = State::kFree;
   s.waiter_ = nullptr;
   s.handler_ = nullptr;
   s.owner_ = nullptr;
   s.generation = (s.generation + 1) & UserData::kGenerationMask;
   s.next_free_ = free_head_;
-  free_head_ = s.index;
+  free_head_ = &s;
   --in_use_;
 }
 
 inline void OpSlab::Consume(OpSlot& s) {
-  assert(!s.orphaned_ && s.kernel_done_ && "a result consumed before its final completion");
+  assert(s.state_ == State::kDone && "a result consumed before its final completion");
   Release(s);
 }
 
-inline bool OpSlab::Dispatch(uint64_t raw, int32_t res, uint32_t flags, const uint64_t* big) {
+template <bool kTakeWaiter>
+inline PromiseBase* OpSlab::Route(uint64_t raw, int32_t res, uint32_t flags, const uint64_t* big,
+                                  bool& stale) {
   const uint32_t i = UserData(raw).index();
-  if (i >= capacity_) [[unlikely]]
-    return false;
-  OpSlot& s = At(i);
+  if (i >= by_index_.size()) [[unlikely]] {
+    stale = true;
+    return nullptr;
+  }
+  OpSlot& s = *by_index_[i];
   // In use, same generation and same tag, in one comparison.
-  if (s.live_user_data_ != raw) [[unlikely]]
-    return false;
-  assert(s.in_use_ && s.generation == UserData(raw).generation() && s.tag == UserData(raw).tag());
-  assert(!s.kernel_done_ && "a completion after the final one for the same generation");
+  if (s.live_user_data_ != raw) [[unlikely]] {
+    stale = true;
+    return nullptr;
+  }
+  assert(s.state_ != State::kFree && s.generation == UserData(raw).generation() &&
+         s.tag == UserData(raw).tag());
+  assert(s.state_ != State::kDone && "a completion after the final one for the same generation");
 
-  const bool final = !(flags & IORING_CQE_F_MORE);
-  if (final) s.kernel_done_ = true;
-  if (s.orphaned_ || s.handler_) {
+  if (s.state_ == State::kOrphaned || s.handler_) [[unlikely]] {
     DispatchToOwner(s, res, flags, big);
-    return true;
+    return nullptr;
   }
   // An awaited operation. A zero-copy send completes twice: the send result
   // (with F_MORE) and then the notification (F_NOTIF) once the kernel no longer
   // reads the buffer; keep the send's result and wake on the notification.
-  if (!(flags & IORING_CQE_F_NOTIF)) {
+  if (!(flags & IORING_CQE_F_NOTIF)) [[likely]] {
     s.res = res;
     s.flags = flags;
     if (big) {
       s.big[0] = big[0];
       s.big[1] = big[1];
+    } else {
+      s.big[0] = s.big[1] = 0;
     }
   }
-  if (final && s.waiter_) ready_.Push(s.waiter_);
-  return true;
+  if (flags & IORING_CQE_F_MORE) return nullptr;
+  s.state_ = State::kDone;
+  PromiseBase* w = s.waiter_;
+  if (!w) return nullptr;
+  if constexpr (kTakeWaiter) {
+    // A waiter already queued (woken by something else too) runs from the
+    // queue, as with Dispatch(): never resumed twice.
+    if (!w->scheduled()) [[likely]]
+      return w;
+  } else {
+    ready_.Push(w);
+  }
+  return nullptr;
+}
+
+inline bool OpSlab::Dispatch(uint64_t raw, int32_t res, uint32_t flags, const uint64_t* big) {
+  bool stale = false;
+  Route<false>(raw, res, flags, big, stale);
+  return !stale;
+}
+
+inline PromiseBase* OpSlab::DispatchTakingWaiter(uint64_t raw, int32_t res, uint32_t flags,
+                                                 const uint64_t* big, bool& stale) {
+  return Route<true>(raw, res, flags, big, stale);
 }
 
 }  // namespace ringline
