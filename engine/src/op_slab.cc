@@ -24,11 +24,13 @@ void OpSlab::Grow() {
   // Link the new slots in index order in front of the free list.
   for (uint32_t i = 0; i < kChunk; ++i) {
     chunk[i].index = base + i;
+    chunk[i].untagged_user_data_ = UserData::Encode(OpTag::kNone, 0, base + i).raw();
     chunk[i].next_free_ = (i + 1 < kChunk) ? &chunk[i + 1] : free_head_;
     by_index_.push_back(&chunk[i]);
   }
   free_head_ = &chunk[0];
   chunks_.push_back(std::move(chunk));
+  capacity_ = base + kChunk;
 }
 
 void OpSlab::AssertAllocatable(OpTag tag) {
@@ -68,7 +70,7 @@ void OpSlab::Orphan(OpSlot& s) {
   Cancel(s);
 }
 
-void OpSlab::DispatchToOwner(OpSlot& s, int32_t res, uint32_t flags, const uint64_t* big) {
+void OpSlab::DispatchToOwner(OpSlot& s, int32_t res, uint32_t flags, const uint64_t big[2]) {
   const bool final = !(flags & IORING_CQE_F_MORE);
   if (s.state_ == State::kOrphaned) {
     if (final) {
@@ -82,16 +84,20 @@ void OpSlab::DispatchToOwner(OpSlot& s, int32_t res, uint32_t flags, const uint6
   // On the final one the slot is released after the handler has run.
   s.res = res;
   s.flags = flags;
-  if (big) {
-    s.big[0] = big[0];
-    s.big[1] = big[1];
-  } else {
-    s.big[0] = s.big[1] = 0;
-  }
+  s.big[0] = big[0];
+  s.big[1] = big[1];
   s.handler_(s.owner_, s, res, flags);
   // Released after the handler, unless the handler released it (Orphan) or
   // the slot was reused meanwhile (then it is in flight again).
-  if (final && s.state_ == State::kDone && s.handler_) Release(s);
+  if (final && s.state_ == State::kDone && s.handler_) {
+    s.handler_ = nullptr;
+    s.owner_ = nullptr;
+    Release(s);
+  }
+}
+
+void OpSlab::NoLiveSlot(uint64_t raw) {
+  if (UserData(raw).tag() != OpTag::kCancel) ++stale_;
 }
 
 void OpSlab::CancelAll() {

@@ -193,26 +193,26 @@ void Worker::WaitAndDispatch(bool may_block) {
   // time of this wake-up.
   now_ = Clock::now();
 
-  uint64_t stale = 0;
   uint64_t resumed = 0;
   OpSlab& slab = *slab_;
+  const uint64_t stale_before = slab.stale_completions();
   const std::size_t reaped = ring_->ForEachCompletion([&](const Completion& c) {
-    if (UserData(c.user_data).tag() == OpTag::kCancel) return;
-    bool unknown = false;
     // The task awaiting the operation runs now, not via the ready queue: it
     // was suspended in an OpAwaiter, so nothing else runs it, and it runs to
-    // its next suspension and returns here (one level deep; it cannot re-enter
-    // this loop). Its CQE is already consumed, so it may submit freely
-    // (Ring::ForEachCompletion).
-    if (PromiseBase* p = slab.DispatchTakingWaiter(c.user_data, c.res, c.flags, c.big, unknown)) {
+    // its next suspension and returns here (one level deep: a task cannot
+    // re-enter this loop). Its CQE is already consumed, so it may submit
+    // freely (Ring::ForEachCompletion).
+    if (PromiseBase* p =
+            slab.DispatchTakingWaiter(c.user_data, c.res, c.flags, c.big[0], c.big[1])) {
       ++resumed;
       p->self().resume();
     }
-    stale += unknown;
   });
   metrics_->cqes.Add(reaped);
   metrics_->tasks_polled.Add(resumed);
-  if (stale) metrics_->stale_cqes.Add(stale);
+  if (slab.stale_completions() != stale_before) {
+    metrics_->stale_cqes.Add(slab.stale_completions() - stale_before);
+  }
   PollPollRing();
 
   metrics_->ops_in_flight.Set(slab_->in_flight());
@@ -304,11 +304,8 @@ void Worker::DrainRing() {
       ring_->SubmitAndWait(0, -1);
     else
       ring_->SubmitAndWait(1, 10'000'000);
-    ring_->ForEachCompletion([this](const Completion& c) {
-      if (UserData(c.user_data).tag() != OpTag::kCancel) {
-        slab_->Dispatch(c.user_data, c.res, c.flags, c.big);
-      }
-    });
+    ring_->ForEachCompletion(
+        [this](const Completion& c) { slab_->Dispatch(c.user_data, c.res, c.flags, c.big); });
     PollPollRing();
     // Woken waiters belong to destroyed tasks only if something is badly wrong;
     // nothing is resumed during the drain.

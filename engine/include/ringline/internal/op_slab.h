@@ -84,8 +84,10 @@ class OpSlot {
   uint64_t big[2] = {0, 0};
 
   OpTag tag = OpTag::kNone;
-  uint32_t generation = 0;
   uint32_t index = 0;
+  // Bumped at every release, so a completion of an earlier operation on this
+  // slot is recognised as stale (docs/io_uring-rules.md R3).
+  uint32_t generation() const { return UserData(untagged_user_data_).generation(); }
 
  private:
   friend class OpSlab;
@@ -104,6 +106,9 @@ class OpSlot {
   // completion routed to this slot carries it.
   static constexpr uint64_t kFreeUserData = UINT64_MAX;
   uint64_t live_user_data_ = kFreeUserData;
+  // The user_data of the slot's next operation without its tag (generation and
+  // index): Allocate() only adds the tag.
+  uint64_t untagged_user_data_ = 0;
   PromiseBase* waiter_ = nullptr;  // coroutine to wake on the final completion
   CompletionHandler handler_ = nullptr;
   void* owner_ = nullptr;
@@ -138,20 +143,26 @@ class OpSlab {
   // Submits an async cancel for the slot's operation (the slot stays owned).
   void Cancel(const OpSlot& slot);
 
-  // Routes one completion. Returns false for a stale or unknown user_data.
-  // `big` (may be null) is the extra half of a 32-byte CQE. On the final
-  // completion of an awaited operation its waiter is put on the ready queue.
+  // Routes one completion. Returns false for a stale or unknown user_data
+  // (counted in stale_completions()); an async-cancel's own completion
+  // (OpTag::kCancel) names no slot and is dropped. `big` (may be null) is the
+  // extra half of a 32-byte CQE. On the final completion of an awaited
+  // operation its waiter is put on the ready queue.
   bool Dispatch(uint64_t user_data, int32_t res, uint32_t flags, const uint64_t* big);
   // Dispatch() for the worker loop, which resumes the waiter itself: on the
   // final completion of an awaited operation whose waiter is not already on the
   // ready queue, the waiter is returned instead of queued (the caller must
   // resume it, after which the slot may already be released or reused).
-  // Otherwise returns null. `stale` is set for a stale or unknown user_data.
-  PromiseBase* DispatchTakingWaiter(uint64_t user_data, int32_t res, uint32_t flags,
-                                    const uint64_t* big, bool& stale);
+  // Otherwise returns null.
+  // `big0` and `big1` are the extra half of the 32-byte CQE, by value.
+  PromiseBase* DispatchTakingWaiter(uint64_t user_data, int32_t res, uint32_t flags, uint64_t big0,
+                                    uint64_t big1);
 
   uint32_t in_flight() const { return in_use_; }
-  uint32_t capacity() const { return static_cast<uint32_t>(by_index_.size()); }
+  uint32_t capacity() const { return capacity_; }
+  // Completions dispatched so far whose user_data named no live operation
+  // (stale, R3), not counting async-cancel completions, which name none.
+  uint64_t stale_completions() const { return stale_; }
 
   // Cancels every in-flight operation (shutdown).
   void CancelAll();
@@ -164,10 +175,15 @@ class OpSlab {
   void Release(OpSlot& slot);
   static void ReleaseHeld(OpSlot& slot);  // returns held buffers to their pools
   // The cold half of Dispatch(): orphaned and handler-owned slots.
-  void DispatchToOwner(OpSlot& slot, int32_t res, uint32_t flags, const uint64_t* big);
-  // Dispatch() and DispatchTakingWaiter(): one path, the waiter queued or returned.
+  // `big`: the extra half of the 32-byte CQE (two words).
+  void DispatchToOwner(OpSlot& slot, int32_t res, uint32_t flags, const uint64_t big[2]);
+  // Dispatch() and DispatchTakingWaiter(): one path, the waiter queued or
+  // returned. `big` by value so that a completion read from the CQ stays in
+  // registers.
   template <bool kTakeWaiter>
-  PromiseBase* Route(uint64_t raw, int32_t res, uint32_t flags, const uint64_t* big, bool& stale);
+  PromiseBase* Route(uint64_t raw, int32_t res, uint32_t flags, uint64_t big0, uint64_t big1);
+  // The cold half of Route(): a user_data that names no live slot.
+  void NoLiveSlot(uint64_t raw);
 
   Ring& ring_;
   ReadyQueue& ready_;
@@ -175,8 +191,10 @@ class OpSlab {
   // into them), and a flat index -> slot table for routing completions.
   std::vector<std::unique_ptr<OpSlot[]>> chunks_;
   std::vector<OpSlot*> by_index_;
+  uint32_t capacity_ = 0;  // by_index_.size()
   OpSlot* free_head_ = nullptr;
   uint32_t in_use_ = 0;
+  uint64_t stale_ = 0;
 };
 
 // The per-operation paths are inline: every awaited operation runs Allocate,
@@ -191,10 +209,11 @@ inline OpSlot& OpSlab::Allocate(OpTag tag) {
     Grow();
   OpSlot& s = *free_head_;
   assert(s.state_ == State::kFree && "a slot on the free list is in use");
-  assert(s.generation <= UserData::kGenerationMask);
+  assert(UserData(s.untagged_user_data_).tag() == OpTag::kNone &&
+         UserData(s.untagged_user_data_).index() == s.index);
   free_head_ = s.next_free_;
   s.tag = tag;
-  s.live_user_data_ = UserData::Encode(tag, s.generation, s.index).raw();
+  s.live_user_data_ = s.untagged_user_data_ | UserData::Encode(tag, 0, 0).raw();
   // waiter_, handler_ and owner_ are null: a free slot never holds them.
   assert(!s.waiter_ && !s.handler_ && !s.owner_);
   s.state_ = State::kInFlight;
@@ -205,15 +224,20 @@ inline OpSlot& OpSlab::Allocate(OpTag tag) {
 inline void OpSlab::Release(OpSlot& s) {
   assert(s.state_ == State::kDone && "a slot released while the kernel still owns it (rule R1)");
   assert(by_index_[s.index] == &s);
+  // handler_ and owner_ are null here (awaited operations never set them;
+  // the handler paths clear them first): not stored again.
+  assert(!s.handler_ && !s.owner_);
   // Buffers go back to their pools only now: the kernel is done with them.
   if (s.held[0] || s.held[1]) [[unlikely]]
     ReleaseHeld(s);
   s.live_user_data_ = OpSlot::kFreeUserData;
   s.state_ = State::kFree;
   s.waiter_ = nullptr;
-  s.handler_ = nullptr;
-  s.owner_ = nullptr;
-  s.generation = (s.generation + 1) & UserData::kGenerationMask;
+  // Next generation (wrapping within its 24 bits), same index, no tag.
+  constexpr uint64_t kOneGeneration = UserData::Encode(OpTag::kNone, 1, 0).raw();
+  constexpr uint64_t kUntagged =
+      UserData::Encode(OpTag::kNone, UserData::kGenerationMask, UINT32_MAX).raw();
+  s.untagged_user_data_ = (s.untagged_user_data_ + kOneGeneration) & kUntagged;
   s.next_free_ = free_head_;
   free_head_ = &s;
   --in_use_;
@@ -225,24 +249,22 @@ inline void OpSlab::Consume(OpSlot& s) {
 }
 
 template <bool kTakeWaiter>
-inline PromiseBase* OpSlab::Route(uint64_t raw, int32_t res, uint32_t flags, const uint64_t* big,
-                                  bool& stale) {
+inline PromiseBase* OpSlab::Route(uint64_t raw, int32_t res, uint32_t flags, uint64_t big0,
+                                  uint64_t big1) {
   const uint32_t i = UserData(raw).index();
-  if (i >= by_index_.size()) [[unlikely]] {
-    stale = true;
+  // In use, same generation and same tag, in one comparison (an async-cancel's
+  // user_data never matches: kCancel is never allocated).
+  if (i >= capacity_ || by_index_[i]->live_user_data_ != raw) [[unlikely]] {
+    NoLiveSlot(raw);
     return nullptr;
   }
   OpSlot& s = *by_index_[i];
-  // In use, same generation and same tag, in one comparison.
-  if (s.live_user_data_ != raw) [[unlikely]] {
-    stale = true;
-    return nullptr;
-  }
-  assert(s.state_ != State::kFree && s.generation == UserData(raw).generation() &&
+  assert(s.state_ != State::kFree && s.generation() == UserData(raw).generation() &&
          s.tag == UserData(raw).tag());
   assert(s.state_ != State::kDone && "a completion after the final one for the same generation");
 
   if (s.state_ == State::kOrphaned || s.handler_) [[unlikely]] {
+    const uint64_t big[2] = {big0, big1};
     DispatchToOwner(s, res, flags, big);
     return nullptr;
   }
@@ -252,12 +274,8 @@ inline PromiseBase* OpSlab::Route(uint64_t raw, int32_t res, uint32_t flags, con
   if (!(flags & IORING_CQE_F_NOTIF)) [[likely]] {
     s.res = res;
     s.flags = flags;
-    if (big) {
-      s.big[0] = big[0];
-      s.big[1] = big[1];
-    } else {
-      s.big[0] = s.big[1] = 0;
-    }
+    s.big[0] = big0;
+    s.big[1] = big1;
   }
   if (flags & IORING_CQE_F_MORE) return nullptr;
   s.state_ = State::kDone;
@@ -275,14 +293,14 @@ inline PromiseBase* OpSlab::Route(uint64_t raw, int32_t res, uint32_t flags, con
 }
 
 inline bool OpSlab::Dispatch(uint64_t raw, int32_t res, uint32_t flags, const uint64_t* big) {
-  bool stale = false;
-  Route<false>(raw, res, flags, big, stale);
-  return !stale;
+  const uint64_t stale_before = stale_;
+  Route<false>(raw, res, flags, big ? big[0] : 0, big ? big[1] : 0);
+  return stale_ == stale_before;
 }
 
 inline PromiseBase* OpSlab::DispatchTakingWaiter(uint64_t raw, int32_t res, uint32_t flags,
-                                                 const uint64_t* big, bool& stale) {
-  return Route<true>(raw, res, flags, big, stale);
+                                                 uint64_t big0, uint64_t big1) {
+  return Route<true>(raw, res, flags, big0, big1);
 }
 
 }  // namespace ringline

@@ -133,7 +133,6 @@ class Ring {
   }
   int SubmitPending();  // submit without waiting, handling backpressure
   void Stash();
-  std::size_t RunStashed(void (*call)(void*, const Completion&), void* f);
 
   io_uring ring_{};
   bool initialized_ = false;
@@ -152,8 +151,14 @@ template <typename F>
 std::size_t Ring::ForEachCompletion(F&& on_completion) {
   std::size_t n = 0;
   if (!stash_.empty()) [[unlikely]] {
-    n = RunStashed([](void* f, const Completion& c) { (*static_cast<F*>(f))(c); },
-                   static_cast<void*>(&on_completion));
+    // Completions stashed by a callback's submit land in stash_ again and
+    // wait for the next call. (Inline rather than behind a function pointer:
+    // the callback's address must not escape, or its state cannot stay in
+    // registers on the hot path below.)
+    stash_running_.swap(stash_);
+    for (const Completion& c : stash_running_) on_completion(c);
+    n = stash_running_.size();
+    stash_running_.clear();
     // A callback stashed again: the CQ now holds only newer completions,
     // which must wait behind the stash (a stream's receives stay in order).
     if (!stash_.empty()) return n;
