@@ -5,8 +5,9 @@
 // on it and its message queue. Nothing in it is shared with another worker; other
 // threads reach it only through Post() and RequestStop(). One loop iteration is:
 // run the ready tasks, submit and wait in a single io_uring_enter (bounded by the
-// next timer or tick), dispatch every completion, fire expired timers, run posted
-// messages and the tick hook.
+// next timer or tick), dispatch every completion (a task awaiting an operation is
+// resumed there and then, not queued), fire expired timers, run posted messages
+// and the tick hook.
 //
 // A Worker can be used on its own (tests, single-threaded programs: BlockOn) or
 // by a Runtime, which starts one per CPU.
@@ -161,7 +162,8 @@ class Worker {
   // How many workers the Runtime this worker belongs to has (1 for a worker
   // created on its own): the valid indexes for SubmitTo (submit_to.h).
   uint32_t worker_count() const;
-  // The clock as read after the latest wake-up (cheap; monotonic).
+  // The clock as read after the latest wake-up, before its completions were
+  // dispatched (cheap; monotonic).
   Clock::time_point now() const { return now_; }
   std::size_t task_count() const { return root_count_; }
 
