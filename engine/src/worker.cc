@@ -51,8 +51,7 @@ absl::Status Worker::Init() {
   if (eventfd_ < 0) return ErrnoToStatus(-errno, "eventfd");
   stop_source_ = std::make_unique<CancellationSource>();
   t_current_ = this;
-  now_ = Clock::now();
-  if (config_.tick.count() > 0) next_tick_ = now_ + config_.tick;
+  if (config_.tick.count() > 0) next_tick_ = now() + config_.tick;
   ArmEventfd();
   return absl::OkStatus();
 }
@@ -84,6 +83,11 @@ Worker::~Worker() {
   for (BufferPool* pool : pools_) pool->OnWorkerGone();
   if (eventfd_ >= 0) ::close(eventfd_);
   if (t_current_ == this) t_current_ = nullptr;
+}
+
+void Worker::ReadClock() const {
+  now_ = Clock::now();
+  now_read_ = true;
 }
 
 void Worker::ArmEventfd() {
@@ -189,9 +193,10 @@ void Worker::WaitAndDispatch(bool may_block) {
   metrics_->sqes_submitted.Set(ring_->sqes_submitted());
   metrics_->backpressure.Set(ring_->backpressure_events());
 
-  // Read before the completions are dispatched: the tasks they resume see the
-  // time of this wake-up.
-  now_ = Clock::now();
+  // A new iteration's time: read on first use (now()), which is at the
+  // earliest here, after the wake-up, so the tasks the completions resume
+  // below never see a time from before it.
+  now_read_ = false;
 
   uint64_t resumed = 0;
   OpSlab& slab = *slab_;
@@ -216,10 +221,10 @@ void Worker::WaitAndDispatch(bool may_block) {
   PollPollRing();
 
   metrics_->ops_in_flight.Set(slab_->in_flight());
-  if (timers_.size() != 0) metrics_->timers_fired.Add(timers_.Expire(now_, ready_));
+  if (timers_.size() != 0) metrics_->timers_fired.Add(timers_.Expire(now(), ready_));
   if (messages_pending_) DrainMessages();
-  if (tick_hook_ && config_.tick.count() > 0 && now_ >= next_tick_) {
-    next_tick_ = now_ + config_.tick;
+  if (tick_hook_ && config_.tick.count() > 0 && now() >= next_tick_) {
+    next_tick_ = now() + config_.tick;
     tick_hook_();
   }
 }
