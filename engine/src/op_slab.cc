@@ -60,28 +60,26 @@ void OpSlab::Cancel(const OpSlot& s) {
 void OpSlab::Orphan(OpSlot& s) {
   assert(s.state_ != State::kFree && "a free slot orphaned");
   s.waiter_ = nullptr;
-  s.handler_ = nullptr;
   s.owner_ = nullptr;
   if (s.state_ == State::kDone) {
+    s.handler_ = nullptr;
     Release(s);
     return;
   }
+  // Its remaining completions go to DropCompletion; the final one releases it.
+  s.handler_ = &DropCompletion;
   s.state_ = State::kOrphaned;
   Cancel(s);
 }
 
+void OpSlab::DropCompletion(void*, OpSlot&, int32_t, uint32_t) {}
+
 void OpSlab::DispatchToOwner(OpSlot& s, int32_t res, uint32_t flags, const uint64_t big[2]) {
   const bool final = !(flags & IORING_CQE_F_MORE);
-  if (s.state_ == State::kOrphaned) {
-    if (final) {
-      s.state_ = State::kDone;
-      Release(s);
-    }
-    return;
-  }
   if (final) s.state_ = State::kDone;
   // Multishot and other owner-managed operations: the owner sees every CQE.
   // On the final one the slot is released after the handler has run.
+  // (Orphaned slots come here too, with DropCompletion as their handler.)
   s.res = res;
   s.flags = flags;
   s.big[0] = big[0];

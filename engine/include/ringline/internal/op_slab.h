@@ -184,6 +184,9 @@ class OpSlab {
   PromiseBase* Route(uint64_t raw, int32_t res, uint32_t flags, uint64_t big0, uint64_t big1);
   // The cold half of Route(): a user_data that names no live slot.
   void NoLiveSlot(uint64_t raw);
+  // The handler of an orphaned slot: the result is dropped, and the slot is
+  // released at the final completion like any handler-owned slot.
+  static void DropCompletion(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
 
   Ring& ring_;
   ReadyQueue& ready_;
@@ -263,21 +266,29 @@ inline PromiseBase* OpSlab::Route(uint64_t raw, int32_t res, uint32_t flags, uin
          s.tag == UserData(raw).tag());
   assert(s.state_ != State::kDone && "a completion after the final one for the same generation");
 
-  if (s.state_ == State::kOrphaned || s.handler_) [[unlikely]] {
+  // Handler-owned and orphaned slots (an orphaned slot's handler is
+  // DropCompletion): one test.
+  if (s.handler_) [[unlikely]] {
     const uint64_t big[2] = {big0, big1};
     DispatchToOwner(s, res, flags, big);
     return nullptr;
   }
-  // An awaited operation. A zero-copy send completes twice: the send result
-  // (with F_MORE) and then the notification (F_NOTIF) once the kernel no longer
-  // reads the buffer; keep the send's result and wake on the notification.
-  if (!(flags & IORING_CQE_F_NOTIF)) [[likely]] {
+  // An awaited operation: mostly one final completion with the result. A
+  // zero-copy send completes twice: the send result (with F_MORE) and then the
+  // notification (F_NOTIF) once the kernel no longer reads the buffer; keep
+  // the send's result and wake on the notification.
+  const auto keep_result = [&] {
     s.res = res;
     s.flags = flags;
     s.big[0] = big0;
     s.big[1] = big1;
+  };
+  if ((flags & (IORING_CQE_F_MORE | IORING_CQE_F_NOTIF)) == 0) [[likely]] {
+    keep_result();
+  } else {
+    if (!(flags & IORING_CQE_F_NOTIF)) keep_result();
+    if (flags & IORING_CQE_F_MORE) return nullptr;
   }
-  if (flags & IORING_CQE_F_MORE) return nullptr;
   s.state_ = State::kDone;
   PromiseBase* w = s.waiter_;
   if (!w) return nullptr;
