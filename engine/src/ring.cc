@@ -177,16 +177,6 @@ int Ring::SubmitAndWait(unsigned wait_nr, int64_t timeout_ns, unsigned min_wait_
   }
 }
 
-std::size_t Ring::RunStashed(void (*call)(void*, const Completion&), void* f) {
-  // Completions stashed by a callback's submit land in stash_ again and wait
-  // for the next ForEachCompletion().
-  stash_running_.swap(stash_);
-  for (const Completion& c : stash_running_) call(f, c);
-  const std::size_t n = stash_running_.size();
-  stash_running_.clear();
-  return n;
-}
-
 absl::StatusOr<int> Ring::InstallFixedFile(int fd) {
   const uint32_t n = static_cast<uint32_t>(file_used_.size());
   for (uint32_t k = 0; k < n; ++k) {

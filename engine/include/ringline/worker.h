@@ -5,8 +5,9 @@
 // on it and its message queue. Nothing in it is shared with another worker; other
 // threads reach it only through Post() and RequestStop(). One loop iteration is:
 // run the ready tasks, submit and wait in a single io_uring_enter (bounded by the
-// next timer or tick), dispatch every completion, fire expired timers, run posted
-// messages and the tick hook.
+// next timer or tick), dispatch every completion (a task awaiting an operation is
+// resumed there and then, not queued), fire expired timers, run posted messages
+// and the tick hook.
 //
 // A Worker can be used on its own (tests, single-threaded programs: BlockOn) or
 // by a Runtime, which starts one per CPU.
@@ -161,8 +162,16 @@ class Worker {
   // How many workers the Runtime this worker belongs to has (1 for a worker
   // created on its own): the valid indexes for SubmitTo (submit_to.h).
   uint32_t worker_count() const;
-  // The clock as read after the latest wake-up (cheap; monotonic).
-  Clock::time_point now() const { return now_; }
+  // The clock as read after the latest wake-up of the loop: every call in one
+  // loop iteration returns the same time, read at the first call after the
+  // wake-up (or at the wake-up, when timers or the tick need it), so the clock
+  // is read at most once per iteration and not at all when nothing asks.
+  // Monotonic.
+  Clock::time_point now() const {
+    if (!now_read_) [[unlikely]]
+      ReadClock();
+    return now_;
+  }
   std::size_t task_count() const { return root_count_; }
 
   // Worker-local services, keyed by the address of a per-subsystem tag object.
@@ -248,7 +257,11 @@ class Worker {
   std::unique_ptr<OpSlab> slab_;
   std::unique_ptr<PollRing> poll_ring_;  // null until a polled target asks for it
   TimerQueue timers_;
-  Clock::time_point now_;
+  void ReadClock() const;  // now_ = Clock::now(), now_read_ = true
+  // now(): the time of this iteration, valid while now_read_ (cleared at every
+  // wake-up). Mutable: now() is a const read of "the time now".
+  mutable Clock::time_point now_;
+  mutable bool now_read_ = false;
 
   detail::RuntimeShared* runtime_ = nullptr;  // the Runtime's shared state; null when standalone
   MessageQueue messages_;

@@ -72,8 +72,9 @@ class Ring {
  private:
   io_uring_sqe* Get(bool whole) {
     io_uring_sq* sq = &ring_.sq;
-    // Only SQPOLL's kernel thread moves the head concurrently with us.
-    const unsigned head = options_.sqpoll ? io_uring_smp_load_acquire(sq->khead) : *sq->khead;
+    // Only SQPOLL's kernel thread moves the head concurrently with us; an
+    // acquire load is a plain load on x86 and costs no test of the mode.
+    const unsigned head = io_uring_smp_load_acquire(sq->khead);
     if (sq->sqe_tail - head < sq->ring_entries) [[likely]] {
       io_uring_sqe* sqe = &sq->sqes[(sq->sqe_tail & sq->ring_mask) << 1];  // SQE128: 2 slots
       ++sq->sqe_tail;
@@ -136,7 +137,6 @@ class Ring {
   }
   int SubmitPending();  // submit without waiting, handling backpressure
   void Stash();
-  std::size_t RunStashed(void (*call)(void*, const Completion&), void* f);
 
   // The submit-and-wait of SubmitAndWait's min_wait_us path (liburing 2.3
   // has no io_uring_submit_and_wait_min_timeout, which is 2.8).
@@ -160,8 +160,14 @@ template <typename F>
 std::size_t Ring::ForEachCompletion(F&& on_completion) {
   std::size_t n = 0;
   if (!stash_.empty()) [[unlikely]] {
-    n = RunStashed([](void* f, const Completion& c) { (*static_cast<F*>(f))(c); },
-                   static_cast<void*>(&on_completion));
+    // Completions stashed by a callback's submit land in stash_ again and
+    // wait for the next call. (Inline rather than behind a function pointer:
+    // the callback's address must not escape, or its state cannot stay in
+    // registers on the hot path below.)
+    stash_running_.swap(stash_);
+    for (const Completion& c : stash_running_) on_completion(c);
+    n = stash_running_.size();
+    stash_running_.clear();
     // A callback stashed again: the CQ now holds only newer completions,
     // which must wait behind the stash (a stream's receives stay in order).
     if (!stash_.empty()) return n;
