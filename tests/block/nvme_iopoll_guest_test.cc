@@ -1,7 +1,7 @@
 // Polled completions for NVMe passthrough (TargetOptions::polled, the worker's
 // IOPOLL ring, ringline/internal/poll_ring.h), in the QEMU guest
-// (tests/nvme/guest.d/55-iopoll.sh; nvme.poll_queues=2): correctness only
-// (TCG timing says nothing about speed).
+// (tests/nvme/guest.d/55-iopoll.sh): correctness only (TCG timing says nothing
+// about speed). NvmeIopollTest, with nvme.poll_queues=2 (ctest nvme_qemu):
 //   - on a namespace with poll queues the target reports polled();
 //   - pattern writes at QD8 (single commands and a request split into several
 //     commands) read back equal; flush, write-zeroes and deallocate, which go
@@ -11,18 +11,29 @@
 //     messages posted from another thread run;
 //   - destroying the target and the worker with polled commands in flight
 //     loses nothing (the worker polls them to the end).
+// NvmeIopollFallbackTest, without poll queues (ctest nvme_qemu_no_poll):
+//   - asking for polled completions gives an interrupt-driven target
+//     (polled() false; the one warning is checked by 55-iopoll.sh), whose
+//     writes read back equal, beside flush and write-zeroes;
+//   - and whose worker blocks for completions instead of spinning: a few
+//     loop iterations per completion, not the hundreds a worker polling for
+//     interrupt completions would run.
+// 55-iopoll.sh picks the fixture by the namespace's queue/io_poll.
 // Outside the guest it exits 77 (SKIPPED). It writes to ns2 bytes
 // 32 MiB..40 MiB only (nothing else registers expectations there).
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "ringline/block/nvme_namespace.h"
 #include "ringline/block/queue_depth.h"
 #include "ringline/buffer_pool.h"
@@ -61,6 +72,31 @@ class NvmeIopollTest : public ::testing::Test {
     return out;
   }
   std::unique_ptr<Worker> worker_;
+};
+
+// What the calling thread has done so far: how often it went to sleep of its
+// own accord (a worker waiting in io_uring_enter for a completion), how many
+// loop iterations and completions its worker ran, and its CPU time.
+struct ThreadActivity {
+  uint64_t sleeps = 0;
+  uint64_t iterations = 0;
+  uint64_t cqes = 0;
+  double cpu_s = 0;
+  static ThreadActivity Now(const WorkerMetrics& m) {
+    rusage ru{};
+    getrusage(RUSAGE_THREAD, &ru);
+    return {static_cast<uint64_t>(ru.ru_nvcsw), m.loop_iterations.Get(), m.cqes.Get(),
+            static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6};
+  }
+  ThreadActivity operator-(const ThreadActivity& o) const {
+    return {sleeps - o.sleeps, iterations - o.iterations, cqes - o.cqes, cpu_s - o.cpu_s};
+  }
+  std::string ToString() const {
+    return absl::StrFormat(
+        "%u completions, %u worker loop iterations, %u voluntary sleeps, %.3f s CPU", cqes,
+        iterations, sleeps, cpu_s);
+  }
 };
 
 // Writes kBlocks pattern blocks at QD8 and reads them back, all polled.
@@ -105,9 +141,14 @@ TEST_F(NvmeIopollTest, PolledCommandsReadBackWhatTheyWrote) {
   auto ns = Open(true);
   ASSERT_TRUE(ns);
   ASSERT_TRUE(ns->polled()) << "the guest has nvme.poll_queues; the target should poll";
+  const ThreadActivity before = ThreadActivity::Now(worker_->metrics());
   auto err = worker_->BlockOn(WriteAndVerify(*ns, 5));
+  const ThreadActivity d = ThreadActivity::Now(worker_->metrics()) - before;
   ASSERT_TRUE(err.has_value());
   EXPECT_EQ(*err, "");
+  // For comparison with NvmeIopollFallbackTest: a polling worker does not
+  // sleep while commands are in flight.
+  std::printf("polled: %s\n", d.ToString().c_str());
   EXPECT_TRUE(ns->polled()) << "fell back to interrupts";
   // The same bytes through an interrupt-driven target.
   auto plain = Open(false);
@@ -205,6 +246,43 @@ TEST_F(NvmeIopollTest, WorkerGoesWithPolledCommandsInFlight) {
   ns.reset();
   worker_.reset();  // drains: polls the commands to their completions
   SUCCEED();
+}
+
+// ---- no poll queues: interrupts, and no spinning -----------------------------
+
+using NvmeIopollFallbackTest = NvmeIopollTest;
+
+TEST_F(NvmeIopollFallbackTest, InterruptsWithoutPollQueuesAndTheWorkerBlocks) {
+  auto ns = Open(true, 16 * 1024);  // 64 KiB requests: four commands each
+  ASSERT_TRUE(ns);
+  ASSERT_FALSE(ns->polled()) << "the namespace has no poll queues; the target should not poll";
+  const ThreadActivity before = ThreadActivity::Now(worker_->metrics());
+  auto err = worker_->BlockOn(WriteAndVerify(*ns, 21));
+  const ThreadActivity d = ThreadActivity::Now(worker_->metrics()) - before;
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(*err, "");
+  std::printf("interrupt fallback: %s\n", d.ToString().c_str());
+  // 2 x 64 requests of four commands each.
+  EXPECT_GE(d.cqes, 2u * kBlocks * 4);
+  // A worker waiting for interrupts sleeps in io_uring_enter until they come:
+  // a voluntary context switch for most waits. One that spins (a poll ring
+  // with commands in flight, which 6.1 would complete by interrupt) never
+  // sleeps while they are in flight (PolledCommandsReadBackWhatTheyWrote
+  // prints its figures). Not every iteration sleeps: the one that submits a
+  // batch, and those that run the tasks a completion woke, do not.
+  EXPECT_GE(d.sleeps * 4, d.iterations) << "the worker spun instead of waiting for interrupts";
+  EXPECT_GE(d.sleeps, 8u) << "the worker spun instead of waiting for interrupts";
+  auto flush = worker_->BlockOn(ns->Flush());
+  ASSERT_TRUE(flush.has_value());
+  EXPECT_TRUE(flush->ok()) << flush->status;
+  auto zeroes = worker_->BlockOn(ns->WriteZeroes(kRegion, kBlock));
+  ASSERT_TRUE(zeroes.has_value());
+  EXPECT_TRUE(zeroes->ok()) << zeroes->status;
+  auto r = worker_->BlockOn(ns->Read(kRegion, kBlock, Buffer::Allocate(kBlock, 4096)));
+  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r->ok()) << r->status;
+  for (uint32_t k = 0; k < kBlock; ++k) ASSERT_EQ(r->buffer.data()[k], 0) << k;
+  EXPECT_FALSE(ns->polled());
 }
 
 }  // namespace
