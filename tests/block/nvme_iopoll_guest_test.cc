@@ -18,6 +18,8 @@
 //   - and whose worker blocks for completions instead of spinning: a few
 //     loop iterations per completion, not the hundreds a worker polling for
 //     interrupt completions would run.
+// NvmeIopollResetTest (opt-in; with poll queues): the controller is reset
+// without poll queues under a running polled target (see there).
 // 55-iopoll.sh picks the fixture by the namespace's queue/io_poll.
 // Outside the guest it exits 77 (SKIPPED). It writes to ns2 bytes
 // 32 MiB..40 MiB only (nothing else registers expectations there).
@@ -283,6 +285,87 @@ TEST_F(NvmeIopollFallbackTest, InterruptsWithoutPollQueuesAndTheWorkerBlocks) {
   ASSERT_TRUE(r->ok()) << r->status;
   for (uint32_t k = 0; k < kBlock; ++k) ASSERT_EQ(r->buffer.data()[k], 0) << k;
   EXPECT_FALSE(ns->polled());
+}
+
+// ---- poll queues removed under a running target --------------------------------
+// An administrator resets the controller with fewer poll queues (none) while a
+// polled target runs: its fd stays open, sysfs now says io_poll 0, and the
+// kernel either refuses polled commands (EOPNOTSUPP: the target switches to
+// interrupts, NvmeNamespace::DisablePolling, and warns once) or, as Linux 6.1
+// does, takes them and completes them by interrupt (the target keeps polling
+// and its worker spins while commands are in flight). Either way every I/O
+// must complete and read back. Opt-in (RINGLINE_IOPOLL_RESET=1): it resets the
+// guest's controller twice (55-iopoll.sh runs it last; 55-iopoll.sh reads which
+// of the two the kernel did from the warnings).
+
+std::string EnvOr(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v ? v : fallback;
+}
+bool WriteSysfs(const std::string& path, const std::string& value) {
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) return false;
+  const bool ok = std::fputs(value.c_str(), f) >= 0;
+  return std::fclose(f) == 0 && ok;
+}
+std::string ReadSysfs(const std::string& path) {
+  char buf[64] = {};
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) return "";
+  const bool ok = std::fgets(buf, sizeof buf, f) != nullptr;
+  std::fclose(f);
+  std::string out = ok ? buf : "";
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+std::string Basename(const std::string& path) { return path.substr(path.rfind('/') + 1); }
+
+// Sets the nvme driver's poll_queues and resets the controller (which re-reads
+// it); true once the controller is live again (30 s at most).
+bool ResetWithPollQueues(const std::string& ctrl, const std::string& poll_queues) {
+  if (!WriteSysfs("/sys/module/nvme/parameters/poll_queues", poll_queues)) return false;
+  if (!WriteSysfs("/sys/class/nvme/" + ctrl + "/reset_controller", "1")) return false;
+  for (int i = 0; i < 300; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (ReadSysfs("/sys/class/nvme/" + ctrl + "/state") == "live") return true;
+  }
+  return false;
+}
+
+TEST(NvmeIopollResetTest, PollQueuesRemovedUnderARunningTarget) {
+  if (std::getenv("RINGLINE_IOPOLL_RESET") == nullptr) {
+    GTEST_SKIP() << "resets the controller: only with RINGLINE_IOPOLL_RESET=1";
+  }
+  const std::string ctrl = Basename(EnvOr("RINGLINE_NVME_CTRL", "/dev/nvme0"));
+  const std::string io_poll = "/sys/class/block/" +
+                              Basename(EnvOr("RINGLINE_NVME_NS2_BLOCK", "/dev/nvme0n2")) +
+                              "/queue/io_poll";
+  const std::string poll_queues = ReadSysfs("/sys/module/nvme/parameters/poll_queues");
+  ASSERT_EQ(ReadSysfs(io_poll), "1") << "needs poll queues to start with";
+  auto w = Worker::Create(Config{});
+  ASSERT_TRUE(w.ok()) << w.status();
+  {
+    auto ns = NvmeNamespace::Open(**w, Ns2(), {.queue_depth = 8, .polled = true});
+    ASSERT_TRUE(ns.ok()) << ns.status();
+    ASSERT_TRUE((*ns)->polled());
+    auto err = (*w)->BlockOn(WriteAndVerify(**ns, 31));
+    ASSERT_TRUE(err.has_value());
+    EXPECT_EQ(*err, "");
+    ASSERT_TRUE(ResetWithPollQueues(ctrl, "0")) << "could not reset " << ctrl;
+    EXPECT_EQ(ReadSysfs(io_poll), "0") << "the reset left poll queues";
+    const ThreadActivity before = ThreadActivity::Now((*w)->metrics());
+    err = (*w)->BlockOn(WriteAndVerify(**ns, 33));
+    const ThreadActivity d = ThreadActivity::Now((*w)->metrics()) - before;
+    ASSERT_TRUE(err.has_value());
+    EXPECT_EQ(*err, "") << "I/O after the poll queues went";
+    std::printf("poll queues removed under the target: polled() %s; %s\n",
+                (*ns)->polled() ? "still true (the kernel took polled commands)"
+                                : "false (the kernel refused a polled command)",
+                d.ToString().c_str());
+  }
+  w->reset();
+  EXPECT_TRUE(ResetWithPollQueues(ctrl, poll_queues)) << "could not restore poll_queues";
+  EXPECT_EQ(ReadSysfs(io_poll), "1") << "poll_queues=" << poll_queues << " restored, no poll queue";
 }
 
 }  // namespace

@@ -6,7 +6,11 @@
 #     NvmeIopollTest (data read back, flush, zeroes, timers and messages not
 #     starved, shutdown with polled commands in flight), then
 #     ringline-blockbench --hipri reports polled jobs without errors or
-#     warnings and the I/O queues raise (almost) no interrupts;
+#     warnings and the I/O queues raise (almost) no interrupts; last,
+#     NvmeIopollResetTest resets the controller without poll queues under a
+#     running polled target: every I/O still completes and reads back (6.1 takes
+#     the polled commands silently; a kernel that refuses them, EOPNOTSUPP, makes
+#     the target switch to interrupts with one warning);
 #   - without poll queues (ctest nvme_qemu_no_poll, RINGLINE_QEMU_NVME_POLL_QUEUES=0):
 #     the fallback. NvmeIopollFallbackTest (interrupts, data read back, the
 #     worker blocks instead of spinning) prints exactly one warning naming the
@@ -95,6 +99,24 @@ if [[ $mode == polled ]]; then
   [[ ! -s "$out.err" ]] || fail "blockbench --hipri warned: $(cat "$out.err")"
 else
   check_one_warning "$out.err" "ringline-blockbench --hipri"
+fi
+
+if [[ $mode == polled ]]; then
+  # Last (it resets the controller twice): the poll queues removed under a
+  # running polled target. The kernel refuses polled commands from then on
+  # (EOPNOTSUPP: one warning, interrupts) or takes them silently (6.1); every
+  # I/O must complete either way.
+  echo "--- poll queues removed under a running polled target"
+  RINGLINE_IOPOLL_RESET=1 "$test_bin" --gtest_filter='NvmeIopollResetTest.*' 2>"$out.err"
+  cat "$out.err"
+  n=$(grep -c "polled completions off" "$out.err" || true)
+  if grep -q "EOPNOTSUPP" "$out.err"; then
+    [[ "$n" == 1 ]] || fail "the kernel refused polled commands: expected one 'polled completions off' warning, got $n"
+    echo "this kernel refused polled commands after the reset: the target switched to interrupts"
+  else
+    [[ "$n" == 0 && ! -s "$out.err" ]] || fail "unexpected warnings: $(cat "$out.err")"
+    echo "this kernel ($(uname -r)) took polled commands without poll queues (completed by interrupt)"
+  fi
 fi
 rm -f "$out" "$out.err"
 echo "PASS: $mode completions"
