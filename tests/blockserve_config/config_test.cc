@@ -15,6 +15,7 @@
 #include <string>
 
 #include "blockserve/server_config.h"
+#include "ringline/block/placement.h"
 
 namespace blockserve {
 namespace {
@@ -413,12 +414,13 @@ TEST(CpusConfigTest, FlagAndTomlTakeACpuList) {
 }
 
 TEST(CpusConfigTest, CpusOutsideTheAffinityAreAConfigError) {
-  EXPECT_TRUE(CheckCpusAllowed({1}, {0, 1}).ok());
-  const absl::Status one = CheckCpusAllowed({1, 5}, {0, 1, 2, 3});
+  using ringline::block::CheckCpusAllowed;
+  EXPECT_TRUE(CheckCpusAllowed({1}, {0, 1}, "cpus", "--cpus LIST").ok());
+  const absl::Status one = CheckCpusAllowed({1, 5}, {0, 1, 2, 3}, "cpus", "--cpus LIST");
   EXPECT_EQ(one.message(),
             "cpus: CPU 5 is not among the CPUs this process may run on (0-3): choose from those "
-            "(e.g. --cpus 0-3), or allow more (taskset, the cgroup's cpuset)");
-  const absl::Status two = CheckCpusAllowed({4, 6, 7}, {0, 1});
+            "(--cpus 0-3), or allow more (taskset, the cgroup's cpuset)");
+  const absl::Status two = CheckCpusAllowed({4, 6, 7}, {0, 1}, "cpus", "--cpus LIST");
   EXPECT_NE(two.message().find("CPUs 4,6-7 are not among"), std::string::npos) << two;
   // Validate() checks against this process's affinity.
   cpu_set_t set;

@@ -4,7 +4,6 @@
 #include <sys/un.h>
 #include <toml++/toml.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <set>
@@ -266,21 +265,6 @@ absl::StatusOr<std::vector<int>> ParseCpus(const std::string& text, const std::s
   return *cpus;
 }
 
-absl::Status CheckCpusAllowed(const std::vector<int>& cpus, const std::vector<int>& allowed) {
-  std::vector<int> outside;
-  for (int c : cpus) {
-    if (std::find(allowed.begin(), allowed.end(), c) == allowed.end()) outside.push_back(c);
-  }
-  if (outside.empty()) return absl::OkStatus();
-  const std::string may = ringline::block::FormatCpuList(allowed);
-  return FieldError("cpus", absl::StrCat(outside.size() == 1 ? "CPU " : "CPUs ",
-                                         ringline::block::FormatCpuList(outside),
-                                         outside.size() == 1 ? " is" : " are",
-                                         " not among the CPUs this process may run on (", may,
-                                         "): choose from those (e.g. --cpus ", may,
-                                         "), or allow more (taskset, the cgroup's cpuset)"));
-}
-
 absl::Status ServerConfig::Validate() const {
   in6_addr a6;
   in_addr a4;
@@ -295,7 +279,11 @@ absl::Status ServerConfig::Validate() const {
     return FieldError("workers", absl::StrCat(workers, " is out of range: use 1..256"));
   }
   if (!cpus.empty()) {
-    if (auto st = CheckCpusAllowed(cpus, ringline::block::AllowedCpus()); !st.ok()) return st;
+    if (auto st = ringline::block::CheckCpusAllowed(cpus, ringline::block::AllowedCpus(), "cpus",
+                                                    "--cpus LIST");
+        !st.ok()) {
+      return st;
+    }
   }
   std::set<std::string> names;
   for (std::size_t i = 0; i < exports.size(); ++i) {

@@ -50,7 +50,7 @@ struct ServerConfig {
   // empty: every CPU the process may run on (sched_getaffinity). Placement
   // chooses the workers' CPUs among them (those where the exports'
   // completions arrive first); more workers than CPUs share them. Every CPU
-  // must be one the process may run on (Validate).
+  // must be one the process may run on (Validate: block::CheckCpusAllowed).
   std::vector<int> cpus;
   std::vector<ExportConfig> exports;
   TlsMode tls = TlsMode::kOff;
@@ -131,10 +131,6 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* config);
 // --cpus / TOML `cpus`: "0", "0,2", "0-3,6" (the kernel's CPU list spelling),
 // at least one CPU. `where` names the flag or field in the error.
 absl::StatusOr<std::vector<int>> ParseCpus(const std::string& text, const std::string& where);
-
-// `cpus` must all be in `allowed` (the CPUs this process may run on): an error
-// naming the field, the CPUs outside it and the fix.
-absl::Status CheckCpusAllowed(const std::vector<int>& cpus, const std::vector<int>& allowed);
 
 // Sizes such as "1G", "512M", "4096".
 absl::StatusOr<uint64_t> ParseSize(const std::string& text);
