@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/magic.h>
-#include <sched.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +15,7 @@
 
 #include "nlohmann/json.hpp"
 #include "options.h"
+#include "tests/cpu_outside_affinity.h"
 
 namespace ringline::blockbench {
 namespace {
@@ -129,13 +129,7 @@ TEST(BlockbenchRunTest, JsonReportHasTheDocumentedKeys) {
 // --cpus outside the process's affinity: exit 2 before touching the file,
 // with blockserve's wording (block::CheckCpusAllowed).
 TEST(BlockbenchRunTest, CpusOutsideTheAffinityAreRefused) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
-  int outside = -1;
-  for (int cpu = CPU_SETSIZE - 1; cpu >= 0 && outside < 0; --cpu) {
-    if (!CPU_ISSET(cpu, &set)) outside = cpu;
-  }
+  const int outside = CpuOutsideAffinity();
   if (outside < 0) GTEST_SKIP() << "every CPU is allowed: no CPU outside the affinity to try";
   const std::string file = DiskDir() + "/ringline_blockbench_cpus." + std::to_string(getpid());
   const std::string cmd = std::string(BLOCKBENCH_PATH) + " --filename=" + file +

@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
-#include <sched.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +15,7 @@
 
 #include "blockserve/server_config.h"
 #include "ringline/block/placement.h"
+#include "tests/cpu_outside_affinity.h"
 
 namespace blockserve {
 namespace {
@@ -423,13 +423,7 @@ TEST(CpusConfigTest, CpusOutsideTheAffinityAreAConfigError) {
   const absl::Status two = CheckCpusAllowed({4, 6, 7}, {0, 1}, "cpus", "--cpus LIST");
   EXPECT_NE(two.message().find("CPUs 4,6-7 are not among"), std::string::npos) << two;
   // Validate() checks against this process's affinity.
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
-  int outside = -1;
-  for (int cpu = CPU_SETSIZE - 1; cpu >= 0 && outside < 0; --cpu) {
-    if (!CPU_ISSET(cpu, &set)) outside = cpu;
-  }
+  const int outside = CpuOutsideAffinity();
   if (outside < 0) GTEST_SKIP() << "every CPU is allowed: no CPU outside the affinity to try";
   ServerConfig c;
   c.cpus = {outside};
