@@ -15,9 +15,9 @@
 //   - asking for polled completions gives an interrupt-driven target
 //     (polled() false; the one warning is checked by 55-iopoll.sh), whose
 //     writes read back equal, beside flush and write-zeroes;
-//   - and whose worker blocks for completions instead of spinning: a few
-//     loop iterations per completion, not the hundreds a worker polling for
-//     interrupt completions would run.
+//   - and whose worker sleeps in the ring while it waits for completions
+//     (voluntary context switches of its thread) instead of spinning: a
+//     polling worker does not sleep at all while commands are in flight.
 // NvmeIopollResetTest (opt-in; with poll queues): the controller is reset
 // without poll queues under a running polled target (see there).
 // 55-iopoll.sh picks the fixture by the namespace's queue/io_poll.
