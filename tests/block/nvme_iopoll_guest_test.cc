@@ -270,9 +270,11 @@ TEST_F(NvmeIopollFallbackTest, InterruptsWithoutPollQueuesAndTheWorkerBlocks) {
   // a voluntary context switch for most waits. One that spins (a poll ring
   // with commands in flight, which 6.1 would complete by interrupt) never
   // sleeps while they are in flight (PolledCommandsReadBackWhatTheyWrote
-  // prints its figures). Not every iteration sleeps: the one that submits a
-  // batch, and those that run the tasks a completion woke, do not.
-  EXPECT_GE(d.sleeps * 4, d.iterations) << "the worker spun instead of waiting for interrupts";
+  // prints its figures: 0 sleeps in every run). Not every iteration sleeps:
+  // the one that submits a batch, those that run the tasks a completion woke,
+  // and waits that find completions already there do not (measured: 36 to 65
+  // sleeps in about 80 iterations).
+  EXPECT_GE(d.sleeps * 8, d.iterations) << "the worker spun instead of waiting for interrupts";
   EXPECT_GE(d.sleeps, 8u) << "the worker spun instead of waiting for interrupts";
   auto flush = worker_->BlockOn(ns->Flush());
   ASSERT_TRUE(flush.has_value());
