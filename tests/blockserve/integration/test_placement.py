@@ -2,7 +2,8 @@
 """blockserve --cpus LIST: the workers run only on those CPUs, placed among them
 (read back from the kernel: each worker thread's affinity and the CPU it last
 ran on, /proc/PID/task/TID/status and stat), and serve; more workers than
-CPUs share them, with one warning naming --workers. CPUs outside the
+CPUs share them, with one warning naming --workers; a worker kept off the CPUs
+where the export's completions arrive is warned about, the fix naming --cpus. CPUs outside the
 process's affinity are refused (tests/blockserve_config covers the message)."""
 
 import os
@@ -82,6 +83,15 @@ def cpus_1_puts_the_worker_on_cpu_1_and_cpus_0_on_cpu_0(ctx):
         check(re.search(r"placement: worker 0 on CPU %d\b.*\(chosen from CPUs %d\)" % (cpu, cpu),
                         log_text), "the log does not say where the worker runs:\n" + log_text)
         check("share CPUs" not in log_text, "a sharing warning with one worker:\n" + log_text)
+        # A device whose completions arrive on some CPUs only (a virtio disk):
+        # a worker kept off them by --cpus gets the warning, and its fix names
+        # --cpus with those CPUs (not "outside the CPUs this process may use").
+        m = re.search(r"completions local on CPUs (\S+)", log_text)
+        if m and cpu not in parse_cpus(m.group(1)):
+            want = "(--cpus %s, with --workers at most that many)" % m.group(1)
+            check(log_text.count("cross-CPU wake-up") == 1 and want in log_text,
+                  "expected one cross-CPU warning naming %s:\n%s" % (want, log_text))
+            log("--cpus %d keeps the worker off CPUs %s: warned, fix %s" % (cpu, m.group(1), want))
         s.stop()
 
 
