@@ -492,23 +492,24 @@ Task<BlockResult> DirectFile::SubmitCache(uint64_t offset, uint64_t length) {
 
 // Holes of a regular file from SEEK_DATA/SEEK_HOLE. Each extent costs one or
 // two lseek calls on the worker's thread (no I/O: the file system answers from
-// its extent tree or page cache), so a query is bounded by max_extents.
+// its extent tree or page cache), so a query is bounded by out.size(). The
+// extents go straight into the caller's span: nothing is allocated.
 // lseek has no io_uring form; it does not wait for a device.
-Task<ExtentResult> DirectFile::Extents(uint64_t offset, uint64_t length, uint32_t max_extents) {
+Task<ExtentResult> DirectFile::Extents(uint64_t offset, uint64_t length, std::span<Extent> out) {
   const uint64_t size = geometry().size_bytes;
-  if (block_device_ || length == 0 || max_extents == 0 || offset >= size) {
-    return Target::Extents(offset, length, max_extents);  // data, or the refusal
+  if (block_device_ || length == 0 || out.empty() || offset >= size) {
+    return Target::Extents(offset, length, out);  // data, or the refusal
   }
-  return ReadyExtents(FileExtents(offset, length, max_extents));
+  return ReadyExtents(FileExtents(offset, length, out));
 }
 
-ExtentResult DirectFile::FileExtents(uint64_t offset, uint64_t length, uint32_t max_extents) {
+ExtentResult DirectFile::FileExtents(uint64_t offset, uint64_t length, std::span<Extent> out) {
   const uint64_t size = geometry().size_bytes;
   ExtentResult r;
   const uint64_t end = offset + std::min(length, size - offset);
   uint64_t pos = offset;
   const int file = fd();
-  while (pos < end && r.extents.size() < max_extents) {
+  while (pos < end && r.count < out.size()) {
     off_t data = ::lseek(file, static_cast<off_t>(pos), SEEK_DATA);
     if (data < 0 && errno == ENXIO) data = static_cast<off_t>(end);  // a hole to the end
     if (data < 0) {
@@ -519,7 +520,7 @@ ExtentResult DirectFile::FileExtents(uint64_t offset, uint64_t length, uint32_t 
     }
     if (static_cast<uint64_t>(data) > pos) {
       const uint64_t hole_end = std::min<uint64_t>(data, end);
-      r.extents.push_back(Extent{hole_end - pos, kExtentHole | kExtentZero});
+      out[r.count++] = Extent{hole_end - pos, kExtentHole | kExtentZero};
       pos = hole_end;
       continue;
     }
@@ -531,10 +532,10 @@ ExtentResult DirectFile::FileExtents(uint64_t offset, uint64_t length, uint32_t 
       break;
     }
     const uint64_t data_end = std::min<uint64_t>(std::max<uint64_t>(hole, pos + 1), end);
-    r.extents.push_back(Extent{data_end - pos, 0});
+    out[r.count++] = Extent{data_end - pos, 0};
     pos = data_end;
   }
-  if (r.res < 0 && !r.extents.empty()) {
+  if (r.res < 0 && r.count > 0) {
     r.res = 0;  // report what was found; the next query meets the error again
     r.status = absl::OkStatus();
   }

@@ -173,8 +173,8 @@ Task<BlockResult> FaultyTarget::Cache(uint64_t offset, uint64_t length) {
   return inner_->Cache(offset, length);
 }
 
-Task<ExtentResult> FaultyTarget::Extents(uint64_t offset, uint64_t length, uint32_t max_extents) {
-  return inner_->Extents(offset, length, max_extents);
+Task<ExtentResult> FaultyTarget::Extents(uint64_t offset, uint64_t length, std::span<Extent> out) {
+  return inner_->Extents(offset, length, out);
 }
 
 Task<BlockResult> FaultyTarget::Forward(Request r) {

@@ -8,16 +8,18 @@
 
 namespace ringline::block {
 
-Task<ExtentResult> Target::Extents(uint64_t offset, uint64_t length, uint32_t max_extents) {
+Task<ExtentResult> Target::Extents(uint64_t offset, uint64_t length, std::span<Extent> out) {
   ExtentResult result;
   const uint64_t size = geometry().size_bytes;
-  if (length == 0 || max_extents == 0 || offset >= size) {
+  if (length == 0 || out.empty() || offset >= size) {
     result.res = -EINVAL;
-    result.status = absl::InvalidArgumentError(absl::StrCat(
-        "extent query of ", length, " bytes at ", offset, " outside a device of ", size, " bytes"));
+    result.status = absl::InvalidArgumentError(
+        absl::StrCat("extent query of ", length, " bytes at ", offset, " into ", out.size(),
+                     " places, on a device of ", size, " bytes"));
     co_return result;
   }
-  result.extents.push_back(Extent{std::min(length, size - offset), 0});
+  out[0] = Extent{std::min(length, size - offset), 0};
+  result.count = 1;
   co_return result;
 }
 

@@ -144,21 +144,10 @@ Task<GatherResult> TargetBase::WriteGather(uint64_t offset, Buffer header, Buffe
 
 Task<GatherResult> TargetBase::SubmitWriteGather(uint64_t offset, Buffer header, Buffer payload,
                                                  bool fua) {
-  GatherResult r;
-  IoStatus joined = JoinHeaderIntoPayload(header, payload, path_);
-  if (!joined.ok()) {
-    Record(OpKind::kWrite, false, 0, StartTimer());
-    r.res = joined.res;
-    r.status = std::move(joined.status);
-  } else {
-    BlockResult written = co_await SubmitWrite(offset, std::move(payload), fua);
-    r.res = written.res;
-    r.status = std::move(written.status);
-    payload = std::move(written.buffer);
-  }
-  r.header = std::move(header);
-  r.payload = std::move(payload);
-  co_return r;
+  // Target's one join-then-Write(): Write() validates the joined buffer again
+  // (it passes: same range, the payload's address, a header of whole
+  // alignment units) and SubmitWrite() counts the request.
+  return Target::WriteGather(offset, std::move(header), std::move(payload), {.fua = fua});
 }
 
 Task<BlockResult> TargetBase::Flush() { return SubmitFlush(); }

@@ -24,6 +24,7 @@
 #include <iterator>
 #include <memory>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -833,7 +834,7 @@ TEST(ExactSizeTest, FileEndingMidBlockIsServedWhole) {
 
 // Extents of a real sparse file: holes (kExtentHole | kExtentZero) and data
 // where SEEK_DATA/SEEK_HOLE put them, contiguous from the queried offset, at
-// most max_extents; Cache() prefetches only where it means something.
+// most as many as the caller's span holds; Cache() prefetches only where it means something.
 constexpr uint64_t kSparseSize = 16 << 20;
 constexpr uint64_t kData1 = 1 << 20, kData2 = 8 << 20, kDataLen = 64 << 10;
 
@@ -863,7 +864,9 @@ TEST(ExtentsTest, SparseFileReportsItsHoles) {
     EXPECT_EQ((*f)->geometry().supports_cache, mode == CacheMode::kWriteback);
     (*w)->BlockOn([](DirectFile* f) -> Task<> {
       constexpr uint32_t kHoleZero = kExtentHole | kExtentZero;
-      ExtentResult all = co_await f->Extents(0, kSparseSize, 100);
+      // The extents land in the caller's array; the result counts them.
+      std::array<Extent, 100> out;
+      ExtentResult all = co_await f->Extents(0, kSparseSize, out);
       EXPECT_TRUE(all.ok()) << all.status;
       const std::vector<std::pair<uint64_t, uint32_t>> want = {
           {kData1, kHoleZero},
@@ -872,36 +875,38 @@ TEST(ExtentsTest, SparseFileReportsItsHoles) {
           {kDataLen, 0},
           {kSparseSize - kData2 - kDataLen, kHoleZero}};
       std::vector<std::pair<uint64_t, uint32_t>> got;
-      for (const Extent& e : all.extents) got.emplace_back(e.length, e.flags);
+      for (const Extent& e : std::span(out).first(all.count)) got.emplace_back(e.length, e.flags);
       EXPECT_EQ(got, want);
-      // Bounded: two extents from inside the first hole.
-      ExtentResult two = co_await f->Extents(4096, kSparseSize - 4096, 2);
-      EXPECT_EQ(two.extents.size(), 2u);
-      if (two.extents.size() != 2u) co_return;
-      EXPECT_EQ(two.extents[0].length, kData1 - 4096);
-      EXPECT_EQ(two.extents[0].flags, kHoleZero);
-      EXPECT_EQ(two.extents[1].length, kDataLen);
-      EXPECT_EQ(two.extents[1].flags, 0u);
+      // Bounded by the span: two extents from inside the first hole.
+      ExtentResult two = co_await f->Extents(4096, kSparseSize - 4096, std::span(out).first(2));
+      EXPECT_EQ(two.count, 2u);
+      if (two.count != 2u) co_return;
+      EXPECT_EQ(out[0].length, kData1 - 4096);
+      EXPECT_EQ(out[0].flags, kHoleZero);
+      EXPECT_EQ(out[1].length, kDataLen);
+      EXPECT_EQ(out[1].flags, 0u);
       // Clipped to the query, and to the end of the file.
-      ExtentResult in_data = co_await f->Extents(kData1 + 100, 50, 10);
-      EXPECT_EQ(in_data.extents.size(), 1u);
-      if (in_data.extents.size() != 1u) co_return;
-      EXPECT_EQ(in_data.extents[0].length, 50u);
-      EXPECT_EQ(in_data.extents[0].flags, 0u);
-      EXPECT_EQ((co_await f->Extents(kSparseSize, 4096, 10)).res, -EINVAL);
+      ExtentResult in_data = co_await f->Extents(kData1 + 100, 50, std::span(out).first(10));
+      EXPECT_EQ(in_data.count, 1u);
+      if (in_data.count != 1u) co_return;
+      EXPECT_EQ(out[0].length, 50u);
+      EXPECT_EQ(out[0].flags, 0u);
+      EXPECT_EQ((co_await f->Extents(kSparseSize, 4096, std::span(out).first(10))).res, -EINVAL);
+      EXPECT_EQ((co_await f->Extents(0, 4096, std::span<Extent>())).res, -EINVAL)
+          << "no room for an extent";
       // A write fills a hole; a discard makes one.
       Buffer b = Buffer::Allocate(4096);
       Fill(b, 4096, 8);
       EXPECT_EQ((co_await f->Write(4 << 20, std::move(b))).res, 4096);
-      ExtentResult filled = co_await f->Extents(4 << 20, 4096, 1);
-      EXPECT_EQ(filled.extents.size(), 1u);
-      if (filled.extents.size() != 1u) co_return;
-      EXPECT_EQ(filled.extents[0].flags, 0u) << "the written block is data";
+      ExtentResult filled = co_await f->Extents(4 << 20, 4096, std::span(out).first(1));
+      EXPECT_EQ(filled.count, 1u);
+      if (filled.count != 1u) co_return;
+      EXPECT_EQ(out[0].flags, 0u) << "the written block is data";
       EXPECT_EQ((co_await f->Discard(4 << 20, 4096)).res, 0);
-      ExtentResult punched = co_await f->Extents(4 << 20, 4096, 1);
-      EXPECT_EQ(punched.extents.size(), 1u);
-      if (punched.extents.size() != 1u) co_return;
-      EXPECT_EQ(punched.extents[0].flags, kHoleZero) << "the discarded block is a hole";
+      ExtentResult punched = co_await f->Extents(4 << 20, 4096, std::span(out).first(1));
+      EXPECT_EQ(punched.count, 1u);
+      if (punched.count != 1u) co_return;
+      EXPECT_EQ(out[0].flags, kHoleZero) << "the discarded block is a hole";
       // Prefetch: accepted in both modes (a no-op where it means nothing).
       EXPECT_EQ((co_await f->Cache(kData1, kDataLen)).res, 0);
       EXPECT_EQ((co_await f->Cache(kSparseSize - 4096, 8192)).res,

@@ -15,47 +15,12 @@
 #include "absl/status/status.h"
 #include "ringline/unique_fd.h"
 #include "ringline/worker.h"
+#include "tests/block/fake_target.h"
 
 namespace ringline::block {
 namespace {
 
-// Every Submit* succeeds at once and is counted; Record() is called as an
-// implementation must.
-class CountingTarget final : public TargetBase {
- public:
-  static std::unique_ptr<CountingTarget> Open(Worker& worker, const Geometry& g) {
-    UniqueFd fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
-    if (!fd) return nullptr;
-    auto fixed = InstallFixed(worker, fd.get());
-    if (!fixed.ok()) return nullptr;
-    return std::unique_ptr<CountingTarget>(new CountingTarget(worker, std::move(fd), *fixed, g));
-  }
-  int submitted = 0;
-
- private:
-  CountingTarget(Worker& worker, UniqueFd fd, int fixed, const Geometry& g)
-      : TargetBase(worker, "counting-target", std::move(fd), fixed, g, TargetOptions{}) {}
-  Task<BlockResult> Done(OpKind kind, uint64_t bytes, Buffer buffer = {}) {
-    ++submitted;
-    BlockResult r;
-    r.res = static_cast<int32_t>(bytes);
-    r.buffer = std::move(buffer);
-    Record(kind, true, bytes, StartTimer());
-    co_return r;
-  }
-  Task<BlockResult> SubmitRead(uint64_t, uint32_t length, Buffer buffer) override {
-    return Done(OpKind::kRead, length, std::move(buffer));
-  }
-  Task<BlockResult> SubmitWrite(uint64_t, Buffer buffer, bool) override {
-    const uint64_t n = buffer.size();
-    return Done(OpKind::kWrite, n, std::move(buffer));
-  }
-  Task<BlockResult> SubmitFlush() override { return Done(OpKind::kFlush, 0); }
-  Task<BlockResult> SubmitDiscard(uint64_t, uint64_t) override { return Done(OpKind::kDiscard, 0); }
-  Task<BlockResult> SubmitWriteZeroes(uint64_t, uint64_t, bool) override {
-    return Done(OpKind::kWriteZeroes, 0);
-  }
-};
+using CountingTarget = FakeTarget;  // Submit* succeed at once and are counted
 
 Geometry TestGeometry() {
   Geometry g;

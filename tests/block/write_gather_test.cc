@@ -22,6 +22,7 @@
 #include "ringline/buffer_pool.h"
 #include "ringline/unique_fd.h"
 #include "ringline/worker.h"
+#include "tests/block/fake_target.h"
 
 namespace ringline::block {
 namespace {
@@ -171,43 +172,7 @@ TEST(WriteGatherFileTest, AWrappingTargetJoinsAndWrites) {
 
 // Records the one buffer it is asked to write (the path targets that take one
 // contiguous buffer, such as NvmeNamespace, go through).
-class RecordingTarget final : public TargetBase {
- public:
-  static std::unique_ptr<RecordingTarget> Open(Worker& worker, const Geometry& g) {
-    UniqueFd fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
-    if (!fd) return nullptr;
-    auto fixed = InstallFixed(worker, fd.get());
-    if (!fixed.ok()) return nullptr;
-    return std::unique_ptr<RecordingTarget>(new RecordingTarget(worker, std::move(fd), *fixed, g));
-  }
-  std::vector<uint8_t> written;
-  uint64_t written_at = 0;
-
- private:
-  RecordingTarget(Worker& worker, UniqueFd fd, int fixed, const Geometry& g)
-      : TargetBase(worker, "recording-target", std::move(fd), fixed, g, TargetOptions{}) {}
-  Task<BlockResult> Done(OpKind kind, uint64_t bytes, Buffer buffer = {}) {
-    BlockResult r;
-    r.res = static_cast<int32_t>(bytes);
-    r.buffer = std::move(buffer);
-    Record(kind, true, bytes, StartTimer());
-    co_return r;
-  }
-  Task<BlockResult> SubmitRead(uint64_t, uint32_t length, Buffer buffer) override {
-    return Done(OpKind::kRead, length, std::move(buffer));
-  }
-  Task<BlockResult> SubmitWrite(uint64_t offset, Buffer buffer, bool) override {
-    written.assign(buffer.data(), buffer.data() + buffer.size());
-    written_at = offset;
-    const uint64_t n = buffer.size();
-    return Done(OpKind::kWrite, n, std::move(buffer));
-  }
-  Task<BlockResult> SubmitFlush() override { return Done(OpKind::kFlush, 0); }
-  Task<BlockResult> SubmitDiscard(uint64_t, uint64_t) override { return Done(OpKind::kDiscard, 0); }
-  Task<BlockResult> SubmitWriteZeroes(uint64_t, uint64_t, bool) override {
-    return Done(OpKind::kWriteZeroes, 0);
-  }
-};
+using RecordingTarget = FakeTarget;
 
 TEST(WriteGatherOneBufferTest, HeaderIsCopiedInFrontOfThePayload) {
   auto w = Worker::Create(Config{});

@@ -5,7 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <memory>
+#include <optional>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "ringline/ringline.h"
@@ -42,6 +47,13 @@ class RequestMemoryTest : public ::testing::Test {
   }
   RequestBufferSource Source(BufferBudget* budget) {
     return {pool_.get(), budget, &allocated_, &waits_};
+  }
+  // Takes both pool buffers (the pool is empty afterwards).
+  Task<std::pair<Buffer, Buffer>> EmptyThePool(BufferBudget* budget, BudgetCharge& c1,
+                                               BudgetCharge& c2) {
+    Buffer a = co_await AcquireRequestBuffer(Source(budget), 64 * 1024, c1);
+    Buffer b = co_await AcquireRequestBuffer(Source(budget), 64 * 1024, c2);
+    co_return std::pair<Buffer, Buffer>(std::move(a), std::move(b));
   }
   std::unique_ptr<Worker> worker_;
   std::unique_ptr<BufferPool> pool_;
@@ -81,6 +93,99 @@ TEST_F(RequestMemoryTest, PoolFirstThenTheBudgetThenAWaitForThePool) {
     c3.Reset();
     EXPECT_EQ(budget->used(), 0u);
     EXPECT_EQ(t->allocated_.Get(), 0u);
+  }(this, &budget));
+}
+
+// A request waiting for a pool buffer is also woken by room freed in the
+// budget, and allocates then. Without that wake-up it would wait until a pool
+// buffer came back (here: never), and the bounded wait below fails.
+TEST_F(RequestMemoryTest, RoomFreedInTheBudgetWakesAWaiter) {
+  BufferBudget budget(100 * 1024);  // one 64 KiB allocation fits, a second does not
+  worker_->BlockOn([](RequestMemoryTest* t, BufferBudget* budget) -> Task<> {
+    BudgetCharge c1, c2, c3, c4;
+    auto pool_buffers = co_await t->EmptyThePool(budget, c1, c2);
+    Buffer c = co_await AcquireRequestBuffer(t->Source(budget), 64 * 1024, c3);
+    EXPECT_EQ(c3.bytes(), 64u * 1024);
+    // The allocated request finishes while the next one waits: its buffer and
+    // its charge go.
+    auto finisher = ringline::Spawn(
+        [](RequestMemoryTest* t, BufferBudget* budget, Buffer* c, BudgetCharge* c3) -> Task<> {
+          for (int i = 0; i < 5000 && budget->waiting() == 0; ++i) {
+            co_await ringline::Sleep(std::chrono::milliseconds(1));
+          }
+          EXPECT_EQ(budget->waiting(), 1u) << "it waits for room in the budget";
+          EXPECT_EQ(t->pool_->waiting(), 1u) << "and for the pool";
+          c->Reset();
+          c3->Reset();
+        }(t, budget, &c, &c3));
+    std::optional<Buffer> got = co_await ringline::Timeout(
+        std::chrono::seconds(5), AcquireRequestBuffer(t->Source(budget), 64 * 1024, c4));
+    co_await finisher;
+    EXPECT_TRUE(got.has_value()) << "the waiter was not woken by the budget's room";
+    if (!got) co_return;  // (the waiter was destroyed: it left the pool's list)
+    EXPECT_TRUE(*got);
+    EXPECT_FALSE(got->registered()) << "allocated against the budget, not the pool's";
+    EXPECT_EQ(c4.bytes(), 64u * 1024);
+    EXPECT_EQ(budget->used(), 64u * 1024);
+    EXPECT_EQ(budget->waiting(), 0u);
+    EXPECT_EQ(t->pool_->waiting(), 0u) << "it left the pool's list";
+    EXPECT_EQ(t->pool_->available(), 0u) << "and took no pool buffer";
+    EXPECT_EQ(t->waits_.Get(), 1u) << "one wait, counted once";
+  }(this, &budget));
+}
+
+// The same when the room is freed on another thread (a request of another
+// worker): the wake-up is posted to the waiter's worker.
+TEST_F(RequestMemoryTest, RoomFreedOnAnotherThreadWakesAWaiter) {
+  BufferBudget budget(100 * 1024);
+  std::atomic<bool> released{false};
+  worker_->BlockOn(
+      [](RequestMemoryTest* t, BufferBudget* budget, std::atomic<bool>* released) -> Task<> {
+        BudgetCharge c1, c2, c3;
+        auto pool_buffers = co_await t->EmptyThePool(budget, c1, c2);
+        EXPECT_TRUE(budget->TryCharge(100 * 1024)) << "another worker's requests spend it all";
+        std::thread other([budget, released] {
+          for (int i = 0; i < 5000 && budget->waiting() == 0; ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          }
+          budget->Release(100 * 1024);
+          released->store(true);
+        });
+        std::optional<Buffer> got = co_await ringline::Timeout(
+            std::chrono::seconds(5), AcquireRequestBuffer(t->Source(budget), 4096, c3));
+        other.join();
+        EXPECT_TRUE(released->load());
+        EXPECT_TRUE(got.has_value()) << "the waiter was not woken from the other thread";
+        if (!got) co_return;
+        EXPECT_TRUE(*got);
+        EXPECT_EQ(c3.bytes(), 4096u);
+        EXPECT_EQ(t->pool_->waiting(), 0u);
+      }(this, &budget, &released));
+}
+
+// A request larger than the whole budget can only get a pool buffer: it does
+// not wait for room that could never be enough.
+TEST_F(RequestMemoryTest, ARequestLargerThanTheBudgetWaitsForThePoolOnly) {
+  BufferBudget budget(16 * 1024);
+  worker_->BlockOn([](RequestMemoryTest* t, BufferBudget* budget) -> Task<> {
+    BudgetCharge c1, c2, c3;
+    auto pool_buffers = co_await t->EmptyThePool(budget, c1, c2);
+    auto returner =
+        ringline::Spawn([](RequestMemoryTest* t, BufferBudget* budget, Buffer* a) -> Task<> {
+          for (int i = 0; i < 5000 && t->pool_->waiting() == 0; ++i) {
+            co_await ringline::Sleep(std::chrono::milliseconds(1));
+          }
+          EXPECT_EQ(budget->waiting(), 0u);
+          a->Reset();
+        }(t, budget, &pool_buffers.first));
+    std::optional<Buffer> got = co_await ringline::Timeout(
+        std::chrono::seconds(5), AcquireRequestBuffer(t->Source(budget), 64 * 1024, c3));
+    co_await returner;
+    EXPECT_TRUE(got.has_value());
+    if (got) {
+      EXPECT_TRUE(got->registered()) << "the pool's buffer";
+    }
+    EXPECT_EQ(t->waits_.Get(), 1u);
   }(this, &budget));
 }
 

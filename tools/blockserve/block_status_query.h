@@ -2,11 +2,15 @@
 // NBD_CMD_BLOCK_STATUS against a backend: asks block::Target::Extents and
 // encodes the NBD_REPLY_TYPE_BLOCK_STATUS chunk for base:allocation.
 //
-// One Extents call per request; with NBD_CMD_FLAG_REQ_ONE (qemu's one extent
-// per request) it asks for a single extent, so a file target does one
-// SEEK_DATA/SEEK_HOLE pair at most. The descriptors and the chunk live in
-// bounded storage (the query's frame and the caller's BlockStatusChunk); the
-// extent list is the target's (block::ExtentResult).
+// The extents are asked in batches of kExtentBatch into an array in the
+// query's frame (block::Target::Extents fills caller storage), each batch from
+// where the last ended, until the reply's kMaxBlockStatusDescriptors
+// descriptors are full or the request is covered; at most that many extents
+// are examined per request. With NBD_CMD_FLAG_REQ_ONE (qemu's one extent per
+// request) it asks for a single extent, so a file target does one
+// SEEK_DATA/SEEK_HOLE pair at most. The extents, the descriptors and the chunk
+// live in bounded storage (the query's frame and the caller's
+// BlockStatusChunk): a query allocates nothing.
 // Thread-safety: worker-local (the target is the worker's).
 
 #include <array>
@@ -36,9 +40,15 @@ struct BlockStatusChunk {
   std::span<const uint8_t> bytes;
 };
 
+// Extents asked of the target at once: 1 KiB of the query's frame.
+inline constexpr uint32_t kExtentBatch = 64;
+
 // Fills `chunk` with the reply chunk (flag DONE) for the request `cookie`
 // covering [offset, offset + length) (validated: inside the export, length >
-// 0). On a backend error returns its result and leaves `chunk.bytes` empty.
+// 0). Returns the number of descriptors in `count`. On a backend error before
+// any extent was reported returns its result and leaves `chunk.bytes` empty;
+// an error after some extents answers with those (the client's next request
+// meets it again).
 ringline::Task<ringline::block::ExtentResult> QueryBlockStatus(ringline::block::Target& target,
                                                                uint64_t cookie, uint64_t offset,
                                                                uint32_t length, bool req_one,

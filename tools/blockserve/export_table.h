@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -114,9 +115,9 @@ class HealthCheckedTarget final : public ringline::block::Target {
   ringline::Task<ringline::block::BlockResult> Cache(uint64_t offset, uint64_t length) override {
     return inner_->Cache(offset, length);
   }
-  ringline::Task<ringline::block::ExtentResult> Extents(uint64_t offset, uint64_t length,
-                                                        uint32_t max_extents) override {
-    return inner_->Extents(offset, length, max_extents);
+  ringline::Task<ringline::block::ExtentResult> Extents(
+      uint64_t offset, uint64_t length, std::span<ringline::block::Extent> out) override {
+    return inner_->Extents(offset, length, out);
   }
   const ringline::block::TargetMetrics* metrics() const override { return inner_->metrics(); }
   const ringline::block::QueueDepthLimiter* queue() const override { return inner_->queue(); }

@@ -9,39 +9,73 @@
 // mid-request hold its buffers, or simply many clients are busy), a request's
 // buffer is allocated on the heap instead, charged against --buffer-memory (one
 // budget for all workers), and freed when the request is done. Only when that
-// budget is spent too does a request wait, in FIFO order, for a pool buffer;
-// --io-timeout bounds how long stalled clients can keep them.
+// budget is spent too does a request wait: for a pool buffer (FIFO) or for
+// room in the budget, whichever comes first; --io-timeout bounds how long
+// stalled clients can keep either.
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <utility>
 
 #include "ringline/buffer.h"
 #include "ringline/buffer_pool.h"
 #include "ringline/metrics.h"
 #include "ringline/task.h"
+#include "ringline/worker.h"
 
 namespace blockserve {
 
 // --buffer-memory: bytes of request buffers allocated beyond the pools, all
-// workers together. Thread-safety: any thread (one atomic). Outlives every
-// worker.
+// workers together, and the requests waiting for some of them to be freed.
+// Thread-safety: TryCharge, Release, used and limit from any thread;
+// WaitForRelease on a worker's thread. Outlives every worker and every task
+// that waits on it.
 class BufferBudget {
  public:
   explicit BufferBudget(uint64_t limit) : limit_(limit) {}
+  ~BufferBudget();
   BufferBudget(const BufferBudget&) = delete;
   BufferBudget& operator=(const BufferBudget&) = delete;
 
   // Takes `n` bytes if that keeps the total within the limit.
   bool TryCharge(uint64_t n);
-  void Release(uint64_t n) { used_.fetch_sub(n, std::memory_order_relaxed); }
+  // Gives `n` bytes back and wakes the tasks waiting for room on every worker
+  // (WaitForRelease): on this worker at once, on another through a posted
+  // message (one in flight per worker). Costs one atomic load more when
+  // nobody waits.
+  void Release(uint64_t n);
   uint64_t used() const { return used_.load(std::memory_order_relaxed); }
   uint64_t limit() const { return limit_; }
+  // Tasks waiting in WaitForRelease now, on every worker.
+  uint32_t waiting() const { return waiting_.load(std::memory_order_relaxed); }
+
+  // Completes once bytes are released after the call, or at once when `n`
+  // bytes fit now; the caller then tries TryCharge again (another request may
+  // have taken the room first). Waits on the calling worker's WaitList, so a
+  // destroyed task simply leaves it. The first wait on a worker registers that
+  // worker (one allocation, kept until the budget goes).
+  ringline::Task<> WaitForRelease(uint64_t n);
 
  private:
+  // The tasks of one worker waiting for room. `list` is the worker's; the
+  // counters are read by releasing threads.
+  struct WorkerWaiters;
+  WorkerWaiters& WaitersOf(ringline::Worker& worker);
+  // Wakes every waiting task on every worker (Release, when some wait).
+  void WakeWaiters();
+
   const uint64_t limit_;
   std::atomic<uint64_t> used_{0};
+  // Tasks waiting in WaitForRelease on any worker: Release looks no further
+  // while this is 0.
+  std::atomic<uint32_t> waiting_{0};
+  // Every worker that ever waited, newest first; entries are published once
+  // and never removed until the budget goes, so releasing threads walk the
+  // list without a lock. `register_mu_` serializes registrations only.
+  std::atomic<WorkerWaiters*> workers_{nullptr};
+  std::mutex register_mu_;
 };
 
 // Bytes charged to the budget for one allocated buffer; released when
@@ -90,8 +124,10 @@ struct RequestBufferSource {
 // A buffer of at least `length` bytes: the pool's if one is free (no
 // allocation: the steady state), else a page-aligned heap buffer charged to
 // the budget (`charge` then holds the charge: keep it as long as the buffer),
-// else the next buffer returned to the pool (FIFO). An empty Buffer only if
-// the heap allocation failed and the pool is gone.
+// else whichever comes first: the next buffer returned to the pool (FIFO), or
+// room in the budget freed by a request on any worker (then it allocates, or
+// waits again if another request took the room first). An empty Buffer only
+// if the heap allocation failed and the pool is gone.
 // `charge` must outlive the returned task.
 ringline::Task<ringline::Buffer> AcquireRequestBuffer(RequestBufferSource source,
                                                       std::size_t length, BudgetCharge& charge);

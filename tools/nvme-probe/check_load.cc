@@ -217,12 +217,11 @@ Task<VerifyResult> WriteVerify(block::Target& target, BufferPool& pool, Region r
     if (!progress) return nullptr;
     return [&progress, base](double f, uint64_t ios) { progress(base + f / 2, ios); };
   };
-  Run write;
-  write.target = &target;
-  write.mode = Mode::kWritePattern;
-  write.region = region;
-  write.seed = seed;
-  write.blocks = &blocks;
+  // The write and the read-back visit the same blocks with the same pattern.
+  auto run_of = [&](Mode mode) {
+    return Run{.target = &target, .mode = mode, .region = region, .seed = seed, .blocks = &blocks};
+  };
+  Run write = run_of(Mode::kWritePattern);
   result.writes = co_await Drive(write, pool, queue_depth, rng(), half(0.0), 0);
   if (!result.writes.status.ok()) co_return result;
 
@@ -235,12 +234,7 @@ Task<VerifyResult> WriteVerify(block::Target& target, BufferPool& pool, Region r
     co_return result;
   }
 
-  Run read;
-  read.target = &target;
-  read.mode = Mode::kReadVerify;
-  read.region = region;
-  read.seed = seed;
-  read.blocks = &blocks;
+  Run read = run_of(Mode::kReadVerify);
   result.reads = co_await Drive(read, pool, queue_depth, rng(), half(0.5), 0);
   result.mismatched_blocks = read.mismatched_blocks;
   result.first_mismatch = read.first_mismatch;

@@ -238,18 +238,10 @@ int RunHealth(const std::string& path, OutputFormat format) {
 }  // namespace
 
 void RegisterHealthCommand(CommandRegistry& registry) {
-  struct Options {
-    std::string device;
-    OutputFormat format = OutputFormat::kNormal;
-  };
-  auto options = std::make_shared<Options>();
-  CLI::App* cmd = registry.Add(
+  registry.AddDeviceCommand(
       "health",
       "SMART / health log of the controller behind DEVICE, alarms highlighted (exit 1 on alarm)",
-      [options] { return RunHealth(options->device, options->format); });
-  cmd->add_option("DEVICE", options->device, "NVMe device node (controller or namespace)")
-      ->required();
-  AddOutputFormatOption(cmd, &options->format);
+      "NVMe device node (controller or namespace)", RunHealth);
 }
 
 }  // namespace ringline::nvme_probe

@@ -320,18 +320,11 @@ int RunInfo(const std::string& path, OutputFormat format) {
 }  // namespace
 
 void RegisterInfoCommand(CommandRegistry& registry) {
-  struct Options {
-    std::string device;
-    OutputFormat format = OutputFormat::kNormal;
-  };
-  auto options = std::make_shared<Options>();
-  CLI::App* cmd = registry.Add(
+  registry.AddDeviceCommand(
       "info",
       "Identify an NVMe namespace (/dev/ngXnY, /dev/nvmeXnY) or controller (/dev/nvmeX): max "
       "transfer, LBA formats, write cache, optional commands, passthrough device",
-      [options] { return RunInfo(options->device, options->format); });
-  cmd->add_option("DEVICE", options->device, "NVMe device node")->required();
-  AddOutputFormatOption(cmd, &options->format);
+      "NVMe device node", RunInfo);
 }
 
 }  // namespace ringline::nvme_probe

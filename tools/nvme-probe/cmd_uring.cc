@@ -128,21 +128,18 @@ void PrintText(const FeatureReport& r, uint64_t buffers, const absl::Status& buf
   top.Print(std::cout, style);
 
   if (r.setup_permitted) {
-    std::cout << '\n' << style.Apply(Highlight::kHeading, "Setup flags") << '\n';
-    Table flags({"FLAG", "SUPPORTED", "RINGLINE", "SINCE"}, 2);
-    for (const auto& f : r.setup_flags) {
-      flags.AddRow({f.name, Supported(f.supported, f.required),
-                    f.required ? "required" : "optional", f.needs});
-    }
-    flags.Print(std::cout, style);
-
-    std::cout << '\n' << style.Apply(Highlight::kHeading, "Opcodes") << '\n';
-    Table ops({"OPCODE", "SUPPORTED", "RINGLINE", "SINCE"}, 2);
-    for (const auto& op : r.opcodes) {
-      ops.AddRow({op.name, Supported(op.supported, op.required),
-                  op.required ? "required" : "optional", op.needs});
-    }
-    ops.Print(std::cout, style);
+    // Setup flags and opcodes: the same columns, from two lists of the same shape.
+    auto features = [&](const char* heading, const char* column, const auto& items) {
+      std::cout << '\n' << style.Apply(Highlight::kHeading, heading) << '\n';
+      Table table({column, "SUPPORTED", "RINGLINE", "SINCE"}, 2);
+      for (const auto& f : items) {
+        table.AddRow({f.name, Supported(f.supported, f.required),
+                      f.required ? "required" : "optional", f.needs});
+      }
+      table.Print(std::cout, style);
+    };
+    features("Setup flags", "FLAG", r.setup_flags);
+    features("Opcodes", "OPCODE", r.opcodes);
   }
 
   std::cout << '\n' << style.Apply(Highlight::kHeading, "Locked memory") << '\n';

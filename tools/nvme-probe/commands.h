@@ -9,11 +9,13 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "output.h"
 
 namespace ringline::nvme_probe {
 
@@ -28,6 +30,24 @@ class CommandRegistry {
     CLI::App* app = root_.add_subcommand(name, description);
     commands_.emplace_back(app, std::move(run));
     return app;
+  }
+
+  // A subcommand about one device: a required DEVICE argument (described by
+  // `device_help`) and -o/--output-format; `run` gets both after parsing.
+  CLI::App* AddDeviceCommand(const std::string& name, const std::string& description,
+                             const std::string& device_help,
+                             std::function<int(const std::string&, OutputFormat)> run) {
+    struct Options {
+      std::string device;
+      OutputFormat format = OutputFormat::kNormal;
+    };
+    auto options = std::make_shared<Options>();
+    CLI::App* cmd = Add(name, description, [options, run = std::move(run)] {
+      return run(options->device, options->format);
+    });
+    cmd->add_option("DEVICE", options->device, device_help)->required();
+    AddOutputFormatOption(cmd, &options->format);
+    return cmd;
   }
 
   // The registered subcommand names, in registration order.

@@ -31,35 +31,69 @@ struct ExtentIn {
   uint32_t flags = 0;
 };
 
-// Writes the descriptors for a request of `length` bytes to the front of
-// `out` (at least one place) and returns how many: extents clipped to the
-// request, empty ones skipped, equal neighbours merged, only the first with
-// `req_one`, at most out.size(). Unknown flag bits are dropped. When the
-// extents cover nothing, one descriptor of the whole length with status 0
-// ("data"), which the spec says is always a safe answer. `Extent` is any type
-// with `length` and `flags` (ExtentIn, block::Extent), so a backend's list is
-// used without a copy.
+// Builds the descriptors of one reply from extents that arrive in one or more
+// batches (a backend asked again from where its last batch ended): extents
+// clipped to the request, empty ones skipped, equal neighbours merged (also
+// across batches), only the first run with `req_one`, at most out.size()
+// descriptors. Unknown flag bits are dropped. Writes into `out` (caller-owned,
+// at least one place; it must outlive the builder): no allocation.
+class DescriptorBuilder {
+ public:
+  DescriptorBuilder(uint32_t length, bool req_one, std::span<BlockStatusDescriptor> out)
+      : out_(out), left_(length), length_(length), req_one_(req_one), done_(length == 0) {}
+
+  // Adds the extent that follows the ones added so far. False once no further
+  // extent can change the reply: the request's length is covered, `out` is
+  // full and a different status follows, or REQ_ONE's run has ended.
+  bool Add(uint64_t length, uint32_t flags) {
+    if (done_) return false;
+    if (length == 0) return true;
+    const auto run = static_cast<uint32_t>(std::min<uint64_t>(length, left_));
+    flags &= kStateHole | kStateZero;
+    if (n_ > 0 && out_[n_ - 1].flags == flags) {
+      out_[n_ - 1].length += run;  // cannot overflow: the sum is <= length
+    } else if ((req_one_ && n_ > 0) || n_ == out_.size()) {
+      done_ = true;  // REQ_ONE: the first run is complete once a different status follows
+      return false;
+    } else {
+      out_[n_++] = {run, flags};
+    }
+    left_ -= run;
+    done_ = left_ == 0;
+    return !done_;
+  }
+  // Bytes of the request the descriptors cover so far.
+  uint64_t covered() const { return length_ - left_; }
+  // The number of descriptors at the front of `out`. When no extent covered
+  // anything, one descriptor of the whole length with status 0 ("data"),
+  // which the spec says is always a safe answer.
+  size_t Finish() {
+    if (n_ == 0) out_[n_++] = {length_, 0};
+    done_ = true;
+    return n_;
+  }
+
+ private:
+  std::span<BlockStatusDescriptor> out_;
+  size_t n_ = 0;
+  uint32_t left_;
+  const uint32_t length_;
+  const bool req_one_;
+  bool done_;
+};
+
+// Writes the descriptors for a request of `length` bytes, from one list of
+// extents, to the front of `out` (at least one place) and returns how many
+// (DescriptorBuilder's rules). `Extent` is any type with `length` and `flags`
+// (ExtentIn, block::Extent), so a backend's list is used without a copy.
 template <typename Extent>
 size_t ToDescriptors(std::span<const Extent> extents, uint32_t length, bool req_one,
                      std::span<BlockStatusDescriptor> out) {
-  size_t n = 0;
-  uint64_t left = length;
+  DescriptorBuilder builder(length, req_one, out);
   for (const Extent& e : extents) {
-    if (left == 0) break;
-    if (e.length == 0) continue;
-    const auto run = static_cast<uint32_t>(std::min<uint64_t>(e.length, left));
-    const uint32_t flags = e.flags & (kStateHole | kStateZero);
-    left -= run;
-    if (n > 0 && out[n - 1].flags == flags) {
-      out[n - 1].length += run;  // cannot overflow: the sum is <= length
-      continue;
-    }
-    // REQ_ONE: the first run is complete once a different status follows.
-    if ((req_one && n > 0) || n == out.size()) break;
-    out[n++] = {run, flags};
+    if (!builder.Add(e.length, e.flags)) break;
   }
-  if (n == 0) out[n++] = {length, 0};
-  return n;
+  return builder.Finish();
 }
 // The same into a vector, at most kMaxBlockStatusDescriptors (tests, fuzzer).
 inline void ToDescriptors(std::span<const ExtentIn> extents, uint32_t length, bool req_one,

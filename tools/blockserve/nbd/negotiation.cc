@@ -340,17 +340,23 @@ bool Negotiator::OnExportName(std::string_view name, NegotiationEvent& event) {
   output_.resize(base + 8 + 2 + (no_zeroes_ ? 0 : kExportNameReplyZeroes), 0);
   StoreBe64(output_.data() + base, params->export_size);
   StoreBe16(output_.data() + base + 8, params->flags);
+  Enter(std::move(*found), *params, /*block_size_requested=*/false, /*via_export_name=*/true,
+        event);
+  return true;
+}
+
+void Negotiator::Enter(Export selected, TransmissionParams params, bool block_size_requested,
+                       bool via_export_name, NegotiationEvent& event) {
   phase_ = Phase::kTransmission;
-  if (structured_replies_ && meta_base_allocation_ && meta_export_ == found->name) {
-    params->base_allocation_context = kBaseAllocationContextId;
+  if (structured_replies_ && meta_base_allocation_ && meta_export_ == selected.name) {
+    params.base_allocation_context = kBaseAllocationContextId;
   }
   EnterTransmission enter;
-  enter.selected = std::move(*found);
-  enter.params = *params;
-  enter.block_size_requested = false;
-  enter.via_export_name = true;
+  enter.selected = std::move(selected);
+  enter.params = params;
+  enter.block_size_requested = block_size_requested;
+  enter.via_export_name = via_export_name;
   event = std::move(enter);
-  return true;
 }
 
 void Negotiator::OnInfoNameLength() {
@@ -483,16 +489,7 @@ bool Negotiator::OnInfoOrGo(NegotiationEvent& event) {
   QueueReply(kRepAck, std::string_view());
   if (!go) return false;
 
-  phase_ = Phase::kTransmission;
-  if (structured_replies_ && meta_base_allocation_ && meta_export_ == found->name) {
-    params->base_allocation_context = kBaseAllocationContextId;
-  }
-  EnterTransmission enter;
-  enter.selected = std::move(*found);
-  enter.params = *params;
-  enter.block_size_requested = want_block_size;
-  enter.via_export_name = false;
-  event = std::move(enter);
+  Enter(std::move(*found), *params, want_block_size, /*via_export_name=*/false, event);
   return true;
 }
 

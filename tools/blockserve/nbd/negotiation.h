@@ -161,6 +161,11 @@ class Negotiator {
   bool OnOptionHeader(NegotiationEvent& event);
   bool OnOptionData(NegotiationEvent& event);
   bool OnExportName(std::string_view name, NegotiationEvent& event);
+  // Moves to the transmission phase with `selected` (EXPORT_NAME or GO): the
+  // EnterTransmission event, with the base:allocation context when the client
+  // set it for this export.
+  void Enter(Export selected, TransmissionParams params, bool block_size_requested,
+             bool via_export_name, NegotiationEvent& event);
   void OnInfoNameLength();
   bool OnInfoName(NegotiationEvent& event);
   void OnInfoRequest();

@@ -51,6 +51,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -71,9 +72,10 @@ class DirectFile final : public TargetBase {
   ~DirectFile() override;
 
   // Regular files: holes from SEEK_DATA/SEEK_HOLE (kExtentHole |
-  // kExtentZero), at most max_extents of them, each costing one or two lseek
-  // calls on the worker's thread. Block devices: data (Target's default).
-  Task<ExtentResult> Extents(uint64_t offset, uint64_t length, uint32_t max_extents) override;
+  // kExtentZero), at most out.size() of them, written into `out` (the
+  // caller's; nothing is allocated), each costing one or two lseek calls on
+  // the worker's thread. Block devices: data (Target's default).
+  Task<ExtentResult> Extents(uint64_t offset, uint64_t length, std::span<Extent> out) override;
 
   bool is_block_device() const { return block_device_; }
   // How the file is served: kDirect (O_DIRECT) or kWriteback (the page
@@ -97,7 +99,7 @@ class DirectFile final : public TargetBase {
   Task<BlockResult> SubmitDiscard(uint64_t offset, uint64_t length) override;
   Task<BlockResult> SubmitWriteZeroes(uint64_t offset, uint64_t length, bool fua) override;
   // The work of Extents() for a regular file (synchronous lseek calls).
-  ExtentResult FileExtents(uint64_t offset, uint64_t length, uint32_t max_extents);
+  ExtentResult FileExtents(uint64_t offset, uint64_t length, std::span<Extent> out);
   // Buffered, device-backed files and block devices: fadvise WILLNEED.
   Task<BlockResult> SubmitCache(uint64_t offset, uint64_t length) override;
 

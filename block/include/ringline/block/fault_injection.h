@@ -29,6 +29,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -162,7 +163,7 @@ class FaultyTarget final : public Target {
   // Advisory and extent queries are forwarded without faults (they have no
   // OpKind).
   Task<BlockResult> Cache(uint64_t offset, uint64_t length) override;
-  Task<ExtentResult> Extents(uint64_t offset, uint64_t length, uint32_t max_extents) override;
+  Task<ExtentResult> Extents(uint64_t offset, uint64_t length, std::span<Extent> out) override;
 
   const TargetMetrics* metrics() const override { return inner_->metrics(); }
   const QueueDepthLimiter* queue() const override { return inner_->queue(); }

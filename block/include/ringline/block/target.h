@@ -10,6 +10,7 @@
 // Thread-safety: a Target belongs to one worker and is used on its thread.
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -85,11 +86,11 @@ struct Extent {
 };
 
 // The result of an extent query (result family, ringline/result.h): `res` is 0
-// or a negated errno, `status` the reason on failure. `extents` are contiguous
-// from the queried offset; they cover at least one byte and at most the queried
-// range (a target may stop early, e.g. after max_extents).
+// or a negated errno, `status` the reason on failure. On success `count`
+// extents (at least one) were written to the front of the caller's span
+// (Target::Extents); on failure `count` is 0.
 struct ExtentResult : IoStatus {
-  std::vector<Extent> extents;
+  uint32_t count = 0;
 };
 
 struct WriteOptions {
@@ -179,9 +180,10 @@ class Target {
   // takes one contiguous data buffer, so the header is copied in front of the
   // payload inside the payload's Buffer (it needs capacity >= header + payload
   // sizes, else EINVAL naming the capacity needed) and the payload Buffer
-  // comes back holding both. That joined path is also the default here, for
-  // targets that wrap another one (FaultyTarget, blockserve's health check):
-  // it calls Write() with the joined Buffer.
+  // comes back holding both. That joined path is the default here, the one
+  // join every target uses: TargetBase's own default (NvmeNamespace) and
+  // targets that wrap another one (FaultyTarget, blockserve's health check)
+  // call Write() with the joined Buffer.
   virtual Task<GatherResult> WriteGather(uint64_t offset, Buffer header, Buffer payload,
                                          WriteOptions options = {});
   virtual Task<BlockResult> Flush() = 0;
@@ -195,17 +197,25 @@ class Target {
   // geometry().supports_cache is false (the default).
   virtual Task<BlockResult> Cache(uint64_t offset, uint64_t length);
 
-  // Reports the allocation state of [offset, offset + length) as at most
-  // `max_extents` contiguous extents starting at `offset` (length > 0, the
-  // range inside the device). The default says "all data" in one extent, which
-  // is always true; targets that know their holes override it: regular files
-  // (DirectFile) report holes from SEEK_DATA/SEEK_HOLE as kExtentHole |
-  // kExtentZero. Block devices and NVMe namespaces report data (the default).
-  // An NVMe namespace could later report deallocated blocks: Get LBA Status
-  // (log of potentially unrecoverable or deallocated LBAs) or, per block, a
-  // read with DLFEAT telling that deallocated blocks read as zeroes
-  // (kExtentZero; kExtentHole for deallocated ones).
-  virtual Task<ExtentResult> Extents(uint64_t offset, uint64_t length, uint32_t max_extents);
+  // Reports the allocation state of [offset, offset + length) (length > 0,
+  // the range inside the device) as contiguous extents starting at `offset`,
+  // written to the front of `out` (at least one place), and their count in
+  // the result. They cover at least one byte and at most the queried range: a
+  // target stops when `out` is full (or earlier, e.g. at an error after the
+  // first extent), and the caller asks again from where they end. Storage:
+  // `out` is the caller's and must stay valid until the task completes; the
+  // target writes only into it and keeps nothing, so a caller that reuses one
+  // bounded span per query allocates nothing per query (blockserve's
+  // NBD_CMD_BLOCK_STATUS: block_status_query.h).
+  // The default says "all data" in one extent, which is always true; targets
+  // that know their holes override it: regular files (DirectFile) report holes
+  // from SEEK_DATA/SEEK_HOLE as kExtentHole | kExtentZero. Block devices and
+  // NVMe namespaces report data (the default). An NVMe namespace could later
+  // report deallocated blocks: Get LBA Status (log of potentially
+  // unrecoverable or deallocated LBAs) or, per block, a read with DLFEAT
+  // telling that deallocated blocks read as zeroes (kExtentZero; kExtentHole
+  // for deallocated ones).
+  virtual Task<ExtentResult> Extents(uint64_t offset, uint64_t length, std::span<Extent> out);
 
   // Per-operation metrics and the queue-depth limiter, owned by the target and
   // readable from any thread (see queue_depth.h); null when an implementation

@@ -103,9 +103,11 @@ class TargetBase : public Target {
   // Called only when geometry().supports_cache; the default does nothing.
   virtual Task<BlockResult> SubmitCache(uint64_t offset, uint64_t length);
   // A validated gathered write. The default, for targets that take one
-  // contiguous buffer: copies the header in front of the payload inside the
-  // payload's Buffer (EINVAL when its capacity is too small) and SubmitWrite()s
-  // that; the payload Buffer comes back holding both.
+  // contiguous buffer, is Target::WriteGather's join: the header copied in
+  // front of the payload inside the payload's Buffer (EINVAL, not counted in
+  // metrics(), when its capacity is too small), then Write() of that; the
+  // payload Buffer comes back holding both. Implementations that write from
+  // two buffers (DirectFile: IORING_OP_WRITEV) override it.
   virtual Task<GatherResult> SubmitWriteGather(uint64_t offset, Buffer header, Buffer payload,
                                                bool fua);
 
