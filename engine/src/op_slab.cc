@@ -18,15 +18,17 @@ OpSlab::~OpSlab() = default;
 
 void OpSlab::Grow() {
   const uint32_t base = capacity();
-  // Index UINT32_MAX must stay unreachable (OpSlot::kFreeUserData, kNoFree).
+  // Index UINT32_MAX must stay unreachable (OpSlot::kFreeUserData).
   if (base > UINT32_MAX - 2 * kChunk) std::abort();
   auto chunk = std::make_unique<OpSlot[]>(kChunk);
   // Link the new slots in index order in front of the free list.
   for (uint32_t i = 0; i < kChunk; ++i) {
     chunk[i].index = base + i;
-    chunk[i].next_free_ = (i + 1 < kChunk) ? base + i + 1 : free_head_;
+    chunk[i].untagged_user_data_ = UserData::Encode(OpTag::kNone, 0, base + i).raw();
+    chunk[i].next_free_ = (i + 1 < kChunk) ? &chunk[i + 1] : free_head_;
+    by_index_.push_back(&chunk[i]);
   }
-  free_head_ = base;
+  free_head_ = &chunk[0];
   chunks_.push_back(std::move(chunk));
   capacity_ = base + kChunk;
 }
@@ -56,39 +58,49 @@ void OpSlab::Cancel(const OpSlot& s) {
 }
 
 void OpSlab::Orphan(OpSlot& s) {
+  assert(s.state_ != State::kFree && "a free slot orphaned");
   s.waiter_ = nullptr;
-  s.handler_ = nullptr;
   s.owner_ = nullptr;
-  if (s.kernel_done_) {
+  if (s.state_ == State::kDone) {
+    s.handler_ = nullptr;
     Release(s);
     return;
   }
-  s.orphaned_ = true;
+  // Its remaining completions go to DropCompletion; the final one releases it.
+  s.handler_ = &DropCompletion;
+  s.state_ = State::kOrphaned;
   Cancel(s);
 }
 
-void OpSlab::DispatchToOwner(OpSlot& s, int32_t res, uint32_t flags, const uint64_t* big) {
+void OpSlab::DropCompletion(void*, OpSlot&, int32_t, uint32_t) {}
+
+void OpSlab::DispatchToOwner(OpSlot& s, int32_t res, uint32_t flags, const uint64_t big[2]) {
   const bool final = !(flags & IORING_CQE_F_MORE);
-  if (s.orphaned_) {
-    if (final) Release(s);
-    return;
-  }
+  if (final) s.state_ = State::kDone;
   // Multishot and other owner-managed operations: the owner sees every CQE.
   // On the final one the slot is released after the handler has run.
+  // (Orphaned slots come here too, with DropCompletion as their handler.)
   s.res = res;
   s.flags = flags;
-  if (big) {
-    s.big[0] = big[0];
-    s.big[1] = big[1];
-  }
+  s.big[0] = big[0];
+  s.big[1] = big[1];
   s.handler_(s.owner_, s, res, flags);
-  if (final && s.in_use_ && s.kernel_done_ && !s.orphaned_ && s.handler_) Release(s);
+  // Released after the handler, unless the handler released it (Orphan) or
+  // the slot was reused meanwhile (then it is in flight again).
+  if (final && s.state_ == State::kDone && s.handler_) {
+    s.handler_ = nullptr;
+    s.owner_ = nullptr;
+    Release(s);
+  }
+}
+
+void OpSlab::NoLiveSlot(uint64_t raw) {
+  if (UserData(raw).tag() != OpTag::kCancel) ++stale_;
 }
 
 void OpSlab::CancelAll() {
-  for (uint32_t i = 0; i < capacity(); ++i) {
-    OpSlot& s = At(i);
-    if (s.in_use_ && !s.kernel_done_) Cancel(s);
+  for (OpSlot* s : by_index_) {
+    if (s->state_ == State::kInFlight || s->state_ == State::kOrphaned) Cancel(*s);
   }
 }
 

@@ -17,6 +17,12 @@ namespace {
 // How long shutdown waits for the kernel to return cancelled operations before
 // giving up on them (their memory is then leaked, never freed under the kernel).
 constexpr auto kDrainLimit = std::chrono::seconds(5);
+// How long a wait that expects inline completions holds out for one more
+// completion (WaitAndDispatch). It delays only the handling of those inline
+// completions (e.g. freeing a sent chunk), never another event: any other
+// completion ends the wait at once. Measured with blockserve's replies
+// (BENCHMARKS.md, "Fixed costs per request").
+constexpr unsigned kInlineMinWaitUs = 50;
 }  // namespace
 
 void Worker::NoCurrentWorker() {
@@ -51,8 +57,7 @@ absl::Status Worker::Init() {
   if (eventfd_ < 0) return ErrnoToStatus(-errno, "eventfd");
   stop_source_ = std::make_unique<CancellationSource>();
   t_current_ = this;
-  now_ = Clock::now();
-  if (config_.tick.count() > 0) next_tick_ = now_ + config_.tick;
+  if (config_.tick.count() > 0) next_tick_ = now() + config_.tick;
   ArmEventfd();
   return absl::OkStatus();
 }
@@ -84,6 +89,11 @@ Worker::~Worker() {
   for (BufferPool* pool : pools_) pool->OnWorkerGone();
   if (eventfd_ >= 0) ::close(eventfd_);
   if (t_current_ == this) t_current_ = nullptr;
+}
+
+void Worker::ReadClock() const {
+  now_ = Clock::now();
+  now_read_ = true;
 }
 
 void Worker::ArmEventfd() {
@@ -183,27 +193,60 @@ void Worker::WaitAndDispatch(bool may_block) {
       if (timeout_ns == 0) wait_nr = 0;
     }
   }
+  // Completions expected inside this very submit (ExpectInlineCompletion)
+  // would end a wait for one at once: the loop would go round for them alone
+  // and enter the kernel a second time to sleep. So the wait asks for them
+  // plus one, for at most kInlineMinWaitUs: if nothing else comes by then,
+  // any completion ends the wait. Only when nothing is due sooner (a timeout
+  // shorter than the minimum wait would be stretched to it).
+  unsigned min_wait_us = 0;
+  if (wait_nr == 1 && inline_completions_expected_ > 0 && ring_->min_wait_supported() &&
+      (timeout_ns < 0 || timeout_ns > int64_t{kInlineMinWaitUs} * 1000)) {
+    wait_nr += inline_completions_expected_;
+    min_wait_us = kInlineMinWaitUs;
+  }
+  inline_completions_expected_ = 0;
   const uint64_t calls_before = ring_->submit_calls();
-  ring_->SubmitAndWait(wait_nr, timeout_ns);
+  ring_->SubmitAndWait(wait_nr, timeout_ns, min_wait_us);
   metrics_->submit_calls.Add(ring_->submit_calls() - calls_before);
   metrics_->sqes_submitted.Set(ring_->sqes_submitted());
   metrics_->backpressure.Set(ring_->backpressure_events());
 
-  uint64_t stale = 0;
-  const std::size_t reaped = ring_->ForEachCompletion([this, &stale](const Completion& c) {
-    if (UserData(c.user_data).tag() == OpTag::kCancel) return;
-    if (!slab_->Dispatch(c.user_data, c.res, c.flags, c.big)) ++stale;
-  });
+  // A new iteration's time: read on first use (now()), which is at the
+  // earliest here, after the wake-up, so the tasks the completions resume
+  // below never see a time from before it.
+  now_read_ = false;
+
+  uint64_t resumed = 0;
+  OpSlab& slab = *slab_;
+  const uint64_t stale_before = slab.stale_completions();
+  // Inlined into both of ForEachCompletion's loops (CQ and stash), so the
+  // per-completion path has no call and keeps its state in registers.
+  const auto on_completion = [&](const Completion& c) __attribute__((always_inline)) {
+    // The task awaiting the operation runs now, not via the ready queue: it
+    // was suspended in an OpAwaiter, so nothing else runs it, and it runs to
+    // its next suspension and returns here (one level deep: a task cannot
+    // re-enter this loop). Its CQE is already consumed, so it may submit
+    // freely (Ring::ForEachCompletion).
+    if (PromiseBase* p =
+            slab.DispatchTakingWaiter(c.user_data, c.res, c.flags, c.big[0], c.big[1])) {
+      ++resumed;
+      p->self().resume();
+    }
+  };
+  const std::size_t reaped = ring_->ForEachCompletion(on_completion);
   metrics_->cqes.Add(reaped);
-  if (stale) metrics_->stale_cqes.Add(stale);
+  metrics_->tasks_polled.Add(resumed);
+  if (slab.stale_completions() != stale_before) {
+    metrics_->stale_cqes.Add(slab.stale_completions() - stale_before);
+  }
   PollPollRing();
 
   metrics_->ops_in_flight.Set(slab_->in_flight());
-  now_ = Clock::now();
-  if (timers_.size() != 0) metrics_->timers_fired.Add(timers_.Expire(now_, ready_));
+  if (timers_.size() != 0) metrics_->timers_fired.Add(timers_.Expire(now(), ready_));
   if (messages_pending_) DrainMessages();
-  if (tick_hook_ && config_.tick.count() > 0 && now_ >= next_tick_) {
-    next_tick_ = now_ + config_.tick;
+  if (tick_hook_ && config_.tick.count() > 0 && now() >= next_tick_) {
+    next_tick_ = now() + config_.tick;
     tick_hook_();
   }
 }
@@ -288,11 +331,8 @@ void Worker::DrainRing() {
       ring_->SubmitAndWait(0, -1);
     else
       ring_->SubmitAndWait(1, 10'000'000);
-    ring_->ForEachCompletion([this](const Completion& c) {
-      if (UserData(c.user_data).tag() != OpTag::kCancel) {
-        slab_->Dispatch(c.user_data, c.res, c.flags, c.big);
-      }
-    });
+    ring_->ForEachCompletion(
+        [this](const Completion& c) { slab_->Dispatch(c.user_data, c.res, c.flags, c.big); });
     PollPollRing();
     // Woken waiters belong to destroyed tasks only if something is badly wrong;
     // nothing is resumed during the drain.

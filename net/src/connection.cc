@@ -46,12 +46,20 @@ StreamState RecvWait::await_resume() {
 
 // ---- ReadExactWait -------------------------------------------------------------
 
-ReadExactWait::ReadExactWait(ConnState* s, uint8_t* dst, std::size_t n, Buffer* lent)
-    : s_(s), dst_(dst), n_(n), lent_(lent) {
+ReadExactWait::ReadExactWait(ConnState* s, uint8_t* dst, std::size_t n, Buffer* lent,
+                             std::size_t lent_size, int preset_error)
+    : s_(s), dst_(dst), n_(n), lent_(lent), lent_size_(lent_size), error_(preset_error) {
+  if (!s_ && !error_) error_ = ENOTCONN;
+  if (error_) {
+    s_ = nullptr;
+    stage_ = Stage::kOver;
+    return;
+  }
   s_->Ref();
 }
 
 ReadExactWait::~ReadExactWait() {
+  if (!s_) return;  // failed before it started
   Receiver& rx = s_->receiver();
   if (promise_) rx.Unpark(promise_);
   if (stage_ == Stage::kReading) rx.AbandonRead();  // the task went away mid-read
@@ -60,6 +68,7 @@ ReadExactWait::~ReadExactWait() {
 }
 
 bool ReadExactWait::await_ready() {
+  if (!s_) return true;
   Receiver& rx = s_->receiver();
   error_ = rx.Claim();
   claimed_ = error_ == 0;
@@ -77,6 +86,7 @@ void ReadExactWait::Park(PromiseBase* p) {
 }
 
 IoResult ReadExactWait::await_resume() {
+  if (!s_) return IoResult{-error_, 0};
   Receiver& rx = s_->receiver();
   if (promise_) {
     rx.Unpark(promise_);
@@ -87,6 +97,7 @@ IoResult ReadExactWait::await_resume() {
     stage_ = Stage::kOver;
   }
   if (error_) return IoResult{-error_, 0};
+  if (lent_) lent_->set_size(lent_size_);
   return IoResult{static_cast<int32_t>(n_), 0};
 }
 
@@ -266,23 +277,11 @@ Task<Result<std::size_t>> Connection::read_some(std::span<uint8_t> dst) {
   }
 }
 
-Task<IoResult> Connection::read_exact(Buffer& buf, std::size_t n) { return read_exact(buf, 0, n); }
-
-Task<IoResult> Connection::read_exact(Buffer& buf, std::size_t offset, std::size_t n) {
-  ConnState* s = s_;
-  if (!s) co_return IoResult{-ENOTCONN, 0};
-  if (!buf || offset > buf.capacity() || n > buf.capacity() - offset) {
-    co_return IoResult{-EINVAL, 0};
+detail::ReadExactWait Connection::read_exact(Buffer& buf, std::size_t offset, std::size_t n) {
+  if (s_ && (!buf || offset > buf.capacity() || n > buf.capacity() - offset)) {
+    return detail::ReadExactWait(s_, nullptr, n, nullptr, 0, EINVAL);
   }
-  IoResult r = co_await detail::ReadExactWait(s, buf.data() + offset, n, &buf);
-  if (r.ok()) buf.set_size(offset + n);
-  co_return r;
-}
-
-Task<IoResult> Connection::read_exact(std::span<uint8_t> dst) {
-  ConnState* s = s_;
-  if (!s) co_return IoResult{-ENOTCONN, 0};
-  co_return co_await detail::ReadExactWait(s, dst.data(), dst.size(), nullptr);
+  return detail::ReadExactWait(s_, buf.data() + offset, n, &buf, offset + n);
 }
 
 Task<IoResult> Connection::flush() {

@@ -207,6 +207,93 @@ TEST_F(LifecycleTest, FullSubmissionQueueIsSubmittedNotFailed) {
   EXPECT_EQ(*r, 5000);
 }
 
+// A completion resumes the task awaiting it inside the completion loop (not via
+// the ready queue). The tests below guard what that must not break.
+
+TEST_F(LifecycleTest, WhenAnyLoserCompletingLaterInTheSameBatchIsReleased) {
+  // Both NOPs complete in one batch. The winner's completion resumes the
+  // winner, which finishes WhenAny, which destroys the loser while the loser's
+  // completion still waits further down the same batch: the loser's slot is
+  // orphaned (and cancelled), and that completion releases it; it is neither
+  // stale nor delivered to the destroyed frame.
+  OpSlab& slab = worker_->internals().slab();
+  const uint64_t stale_before = slab.stale_completions();
+  auto r = worker_->BlockOn([]() -> Task<int> {
+    int first = 0;
+    for (int i = 0; i < 200; ++i) {
+      auto v = co_await WhenAny(AsTask(Nop()), AsTask(Nop()));
+      first += v.index() == 0 && std::get<0>(v).res == 0;
+    }
+    co_return first;
+  }());
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(*r, 200) << "NOPs complete in submission order: the first child wins";
+  Settle();
+  EXPECT_EQ(slab.in_flight(), baseline_);
+  EXPECT_EQ(slab.stale_completions(), stale_before);
+}
+
+TEST_F(LifecycleTest, TaskResumedByACompletionMaySubmitPastBothQueues) {
+  // 32 tasks wake in one batch; each, while resumed inside the completion loop,
+  // submits 300 NOPs at once (raw SQEs on handler slots): more than the SQ (256)
+  // holds, so the SQ is submitted from inside the loop, while the rest of the
+  // batch is still in the CQ; 9,600 completions are more than the CQ (2048)
+  // holds (the kernel keeps the excess on its overflow list, or pushes back
+  // with EBUSY and the ring stashes what the CQ holds). Every NOP must be
+  // dispatched exactly once, and every task must finish.
+  constexpr int kTasks = 32;
+  constexpr int kBurst = 300;
+  struct Count {
+    int completions = 0;
+    static void On(void* owner, OpSlot&, int32_t res, uint32_t) {
+      auto* c = static_cast<Count*>(owner);
+      c->completions += res == 0;
+    }
+  } count;
+  auto burst = [](Count* c) -> Task<bool> {
+    const IoResult first = co_await Nop();
+    OpSlab& slab = Worker::Current().internals().slab();
+    Ring& ring = Worker::Current().internals().ring();
+    for (int i = 0; i < kBurst; ++i) {
+      OpSlot& slot = slab.AllocateWithHandler(OpTag::kGeneric, &Count::On, c);
+      io_uring_sqe* sqe = ring.GetSqe();
+      io_uring_prep_nop(sqe);
+      io_uring_sqe_set_data64(sqe, slot.user_data().raw());
+    }
+    const IoResult second = co_await Nop();
+    co_return first.res == 0 && second.res == 0;
+  };
+  const uint64_t stale_before = worker_->internals().slab().stale_completions();
+  auto r = worker_->BlockOn([](auto burst, Count* c) -> Task<int> {
+    std::vector<Task<bool>> tasks;
+    for (int i = 0; i < kTasks; ++i) tasks.push_back(burst(c));
+    auto done = co_await WhenAll(std::move(tasks));
+    int ok = 0;
+    for (bool d : done) ok += d;
+    co_return ok;
+  }(burst, &count));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(*r, kTasks);
+  Settle();
+  EXPECT_EQ(count.completions, kTasks * kBurst);
+  EXPECT_EQ(worker_->internals().slab().in_flight(), baseline_);
+  EXPECT_EQ(worker_->internals().slab().stale_completions(), stale_before);
+}
+
+TEST_F(LifecycleTest, TaskResumedByACompletionSeesTheTimeOfItsWakeUp) {
+  // Worker::now() is read at the wake-up, before completions resume tasks: a
+  // task that waited 20 ms in the kernel must not see the time from before.
+  Worker* w = worker_.get();
+  auto r = worker_->BlockOn([](Worker* w) -> Task<bool> {
+    const Clock::time_point before = Clock::now();
+    const IoResult t = co_await KernelTimeout(20'000'000);
+    EXPECT_EQ(t.res, -ETIME);
+    co_return w->now() >= before + std::chrono::milliseconds(20);
+  }(w));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(*r) << "now() is older than the wake-up that resumed the task";
+}
+
 TEST_F(LifecycleTest, KernelTimeoutCancelledByWhenAny) {
   auto r = worker_->BlockOn([]() -> Task<std::size_t> {
     auto v = co_await WhenAny(AsTask(KernelTimeout(60'000'000'000)),

@@ -37,11 +37,15 @@
 // and owns its request tasks; destroying it destroys them first.
 // Thread-safety: worker-local.
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "blockserve/export_table.h"
+#include "blockserve/nbd/reply.h"
 #include "blockserve/nbd/request.h"
 #include "blockserve/request_log.h"
 #include "blockserve/request_memory.h"
@@ -96,6 +100,11 @@ class Session {
   void RecordRefusal(const nbd::Request& req, const nbd::RequestCheck& check);
   void RecordFailure(const nbd::Request& req, nbd::NbdError error, const std::string& reason);
   ringline::Task<> Reply(const nbd::Request& req, nbd::NbdError error, const char* message);
+  // The success reply without data (simple reply or NBD_REPLY_TYPE_NONE chunk,
+  // as negotiated), encoded into `b`; the span points into `b`.
+  using OkReplyBytes =
+      std::array<uint8_t, std::max(nbd::kSimpleReplySize, nbd::kStructuredChunkHeaderSize)>;
+  std::span<const uint8_t> EncodeOkReply(uint64_t cookie, OkReplyBytes& b) const;
   ringline::Task<bool> Discard(uint32_t length);
   // A request buffer (request_memory.h); `charge` holds what it cost the
   // server's --buffer-memory and must live as long as the buffer.

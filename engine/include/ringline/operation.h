@@ -35,66 +35,66 @@ enum class SqeKind : uint8_t {
   kNormal,
   // A 128-byte entry whose command area (80 bytes) is cleared first, for
   // IORING_OP_URING_CMD (e.g. NVMe passthrough; liburing 2.3's prep helpers
-  // do not clear it).
+  // do not clear it), on the worker's ring or, when the awaiter is built with
+  // `polled`, on its IOPOLL ring (internal/poll_ring.h), which the caller has
+  // created (Worker::internals().poll_ring()) before submitting.
   kCommand128,
-  // The same on the worker's IOPOLL ring (internal/poll_ring.h), which the
-  // caller has created (Worker::internals().poll_ring()) before submitting.
-  kPolledCommand128,
 };
 
-template <typename Prep, typename Finish = DefaultFinish>
+// The kind of entry is a template argument so that the common path
+// (kNormal) carries no per-operation test of it.
+template <typename Prep, typename Finish = DefaultFinish, SqeKind kKind = SqeKind::kNormal>
 class [[nodiscard]] OpAwaiter {
  public:
-  OpAwaiter(OpTag tag, Prep prep, Finish finish = {}, SqeKind sqe_kind = SqeKind::kNormal)
-      : tag_(tag), sqe_kind_(sqe_kind), prep_(std::move(prep)), finish_(std::move(finish)) {}
+  explicit OpAwaiter(OpTag tag, Prep prep, Finish finish = {}, bool polled = false)
+      : tag_(tag), polled_(polled), prep_(std::move(prep)), finish_(std::move(finish)) {}
   // Movable only before it is awaited (to wrap it in a Task).
   OpAwaiter(OpAwaiter&& o) noexcept
       : tag_(o.tag_),
-        sqe_kind_(o.sqe_kind_),
+        polled_(o.polled_),
         prep_(std::move(o.prep_)),
         finish_(std::move(o.finish_)) {}
   OpAwaiter(const OpAwaiter&) = delete;
   OpAwaiter& operator=(const OpAwaiter&) = delete;
   OpAwaiter& operator=(OpAwaiter&&) = delete;
   ~OpAwaiter() {
-    if (slot_) worker_->internals().slab().Orphan(*slot_);
+    if (slot_) slab_->Orphan(*slot_);
   }
 
   bool await_ready() const noexcept { return false; }
   template <EnginePromise P>
   void await_suspend(std::coroutine_handle<P> h) {
-    worker_ = &Worker::Current();
-    OpSlot& slot = worker_->internals().slab().Allocate(tag_);
+    internal::WorkerInternals w = Worker::Current().internals();
+    OpSlab& slab = w.slab();
+    OpSlot& slot = slab.Allocate(tag_);
     io_uring_sqe* sqe;
-    switch (sqe_kind_) {
-      case SqeKind::kCommand128:
-        sqe = worker_->internals().ring().GetSqe128();
-        break;
-      case SqeKind::kPolledCommand128:
-        sqe = (*worker_->internals().poll_ring())->GetSqe128();
-        break;
-      default:
-        sqe = worker_->internals().ring().GetSqe();
-        break;
+    if constexpr (kKind == SqeKind::kNormal) {
+      sqe = w.ring().GetSqe();
+    } else if (polled_) {
+      sqe = (*w.poll_ring())->GetSqe128();
+    } else {
+      sqe = w.ring().GetSqe128();
     }
     prep_(sqe, slot);
     io_uring_sqe_set_data64(sqe, slot.user_data().raw());
-    worker_->internals().slab().SetWaiter(slot, &h.promise());
+    slab.SetWaiter(slot, &h.promise());
+    // The slab outlives every task of its worker, so the awaiter may keep it.
+    slab_ = &slab;
     slot_ = &slot;
   }
   decltype(auto) await_resume() {
     OpSlot* slot = std::exchange(slot_, nullptr);
     auto result = finish_(*slot);
-    worker_->internals().slab().Consume(*slot);
+    slab_->Consume(*slot);
     return result;
   }
 
  private:
   OpTag tag_;
-  SqeKind sqe_kind_;
+  bool polled_;  // kCommand128: on the IOPOLL ring
   Prep prep_;
   Finish finish_;
-  Worker* worker_ = nullptr;
+  OpSlab* slab_ = nullptr;
   OpSlot* slot_ = nullptr;
 };
 
@@ -106,11 +106,13 @@ template <typename Prep, typename Finish>
 OpAwaiter<Prep, Finish> Submit(OpTag tag, Prep prep, Finish finish) {
   return OpAwaiter<Prep, Finish>(tag, std::move(prep), std::move(finish));
 }
-// Submit() on a cleared 128-byte entry (SqeKind::kCommand128).
+// Submit() on a cleared 128-byte entry (SqeKind::kCommand128), on the worker's
+// IOPOLL ring when `polled`.
 template <typename Prep, typename Finish>
-OpAwaiter<Prep, Finish> SubmitCommand128(OpTag tag, Prep prep, Finish finish, bool polled = false) {
-  return OpAwaiter<Prep, Finish>(tag, std::move(prep), std::move(finish),
-                                 polled ? SqeKind::kPolledCommand128 : SqeKind::kCommand128);
+OpAwaiter<Prep, Finish, SqeKind::kCommand128> SubmitCommand128(OpTag tag, Prep prep, Finish finish,
+                                                               bool polled = false) {
+  return OpAwaiter<Prep, Finish, SqeKind::kCommand128>(tag, std::move(prep), std::move(finish),
+                                                       polled);
 }
 
 // A no-op through the ring (benchmarks, tests, a cheap yield via the kernel).

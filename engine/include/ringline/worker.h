@@ -5,8 +5,9 @@
 // on it and its message queue. Nothing in it is shared with another worker; other
 // threads reach it only through Post() and RequestStop(). One loop iteration is:
 // run the ready tasks, submit and wait in a single io_uring_enter (bounded by the
-// next timer or tick), dispatch every completion, fire expired timers, run posted
-// messages and the tick hook.
+// next timer or tick), dispatch every completion (a task awaiting an operation is
+// resumed there and then, not queued), fire expired timers, run posted messages
+// and the tick hook.
 //
 // A Worker can be used on its own (tests, single-threaded programs: BlockOn) or
 // by a Runtime, which starts one per CPU.
@@ -161,8 +162,16 @@ class Worker {
   // How many workers the Runtime this worker belongs to has (1 for a worker
   // created on its own): the valid indexes for SubmitTo (submit_to.h).
   uint32_t worker_count() const;
-  // The clock as read after the latest wake-up (cheap; monotonic).
-  Clock::time_point now() const { return now_; }
+  // The clock as read after the latest wake-up of the loop: every call in one
+  // loop iteration returns the same time, read at the first call after the
+  // wake-up (or at the wake-up, when timers or the tick need it), so the clock
+  // is read at most once per iteration and not at all when nothing asks.
+  // Monotonic.
+  Clock::time_point now() const {
+    if (!now_read_) [[unlikely]]
+      ReadClock();
+    return now_;
+  }
   std::size_t task_count() const { return root_count_; }
 
   // Worker-local services, keyed by the address of a per-subsystem tag object.
@@ -242,12 +251,17 @@ class Worker {
   std::unique_ptr<Ring> ring_;
   ReadyQueue ready_;
   std::vector<PromiseBase*> deferred_;         // yielded tasks, scheduled next iteration
+  uint32_t inline_completions_expected_ = 0;   // this iteration's, see ExpectInlineCompletion
   std::vector<WorkerService*> before_submit_;  // services owned by services_
   std::vector<WorkerService*> before_submit_running_;
   std::unique_ptr<OpSlab> slab_;
   std::unique_ptr<PollRing> poll_ring_;  // null until a polled target asks for it
   TimerQueue timers_;
-  Clock::time_point now_;
+  void ReadClock() const;  // now_ = Clock::now(), now_read_ = true
+  // now(): the time of this iteration, valid while now_read_ (cleared at every
+  // wake-up). Mutable: now() is a const read of "the time now".
+  mutable Clock::time_point now_;
+  mutable bool now_read_ = false;
 
   detail::RuntimeShared* runtime_ = nullptr;  // the Runtime's shared state; null when standalone
   MessageQueue messages_;
@@ -339,6 +353,12 @@ class WorkerInternals {
   // Set once by Runtime before the worker runs anything; outlives the worker.
   void set_runtime(detail::RuntimeShared* rt) { w_.runtime_ = rt; }
   detail::RuntimeShared* runtime() const { return w_.runtime_; }
+  // An SQE queued in this iteration will almost always complete inside the
+  // io_uring_enter that submits it (e.g. a send to a socket with room): its
+  // completion alone then need not end the wait, so the loop does not go
+  // round once for it and enter the kernel again to sleep (see
+  // Worker::WaitAndDispatch).
+  void ExpectInlineCompletion() { ++w_.inline_completions_expected_; }
 
  private:
   Worker& w_;

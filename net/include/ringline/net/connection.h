@@ -230,11 +230,15 @@ class RecvWait {
 
 // read_exact: `n` bytes into `dst` (the memory of *lent when given, which the
 // connection may then receive into directly and keeps while the kernel may
-// write into it). Holds a reference and the receive claim; destroyed mid-read
-// it leaves the stream out of sync (later receives fail with ECONNABORTED).
+// write into it; on success *lent's size becomes `lent_size`). Holds a
+// reference and the receive claim; destroyed mid-read it leaves the stream out
+// of sync (later receives fail with ECONNABORTED). Awaited directly (no
+// coroutine frame of its own); `s` null or `preset_error` set: it completes at
+// once with that error.
 class ReadExactWait {
  public:
-  ReadExactWait(ConnState* s, uint8_t* dst, std::size_t n, Buffer* lent);
+  ReadExactWait(ConnState* s, uint8_t* dst, std::size_t n, Buffer* lent, std::size_t lent_size = 0,
+                int preset_error = 0);
   ReadExactWait(const ReadExactWait&) = delete;
   ReadExactWait& operator=(const ReadExactWait&) = delete;
   ~ReadExactWait();
@@ -252,6 +256,7 @@ class ReadExactWait {
   uint8_t* dst_;
   std::size_t n_;
   Buffer* lent_;
+  std::size_t lent_size_;
   PromiseBase* promise_ = nullptr;
   int error_ = 0;
   bool claimed_ = false;
@@ -379,13 +384,16 @@ class Connection {
   // the kernel is done and then frees it, and the stream (now out of sync) fails
   // later receives with ECONNABORTED. Returns n or -errno (-ENODATA: the peer
   // closed first).
-  Task<IoResult> read_exact(Buffer& buf, std::size_t n);
+  // (An awaitable, not a Task: co_await it where it is made; it has no frame.)
+  detail::ReadExactWait read_exact(Buffer& buf, std::size_t n) { return read_exact(buf, 0, n); }
   // The same into buf.data()[offset, offset + n) (offset + n <= capacity); sets
   // buf.size() to offset + n. For payloads assembled in several reads.
-  Task<IoResult> read_exact(Buffer& buf, std::size_t offset, std::size_t n);
+  detail::ReadExactWait read_exact(Buffer& buf, std::size_t offset, std::size_t n);
   // The same into caller memory, always by copy (it must stay valid until the
   // call completes or is destroyed).
-  Task<IoResult> read_exact(std::span<uint8_t> dst);
+  detail::ReadExactWait read_exact(std::span<uint8_t> dst) {
+    return detail::ReadExactWait(s_, dst.data(), dst.size(), nullptr);
+  }
 
   // ---- send ---------------------------------------------------------------
   // Copies `bytes` into the ordered send queue; completes once copied (waiting
