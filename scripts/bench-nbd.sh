@@ -13,18 +13,29 @@
 #   DISK_DIR=/var/tmp  the local-disk file    (the tmpfs file is in /dev/shm)
 #   TARGETS="disk shm" CONNS="1 4"            SERVERS="blockserve nbdkit qemu-nbd nbd-server"
 #   WORKLOADS="randread:4k:1 randread:4k:32 randwrite:4k:1 randwrite:4k:32 read:128k:8"
-#   CLIENT_CPU=1       fio runs under taskset -c CLIENT_CPU
+#   SERVER_PLACEMENT=taskset  every server under taskset -c 0 (below); or engine:
+#                      no taskset on any server: blockserve (--workers 1) places its
+#                      worker itself (block::PlaceWorkers: where the file's
+#                      completions arrive), the peers go where the scheduler puts them
+#   CLIENT_CPU=1       fio runs under taskset -c CLIENT_CPU; none: no taskset (the
+#                      default with SERVER_PLACEMENT=engine, which may choose CPU 1)
 #   IDLE_CONNS=1000    idle connections for the RSS measurement (0 skips it)
 #   PORT_BASE=20809    ports PORT_BASE..PORT_BASE+3
-#   OUT_DIR=...        fio JSON, server logs, thread placement snapshots,
-#                      results.tsv, table.md
+#   OUT_DIR=...        fio JSON, server logs, thread placement snapshots
+#                      (<point>.threads), placement.md, results.tsv, table.md
 #                      (default $BUILD_DIR/bench-nbd/<UTC time>)
 #   SKIP_INSTALL=1     do not apt-get missing peers
 #
-# Placement: every server runs under `taskset -c 0` (all its threads, forked
-# children and io-wq workers inherit it); blockserve runs with --workers 1 and
-# pins its one worker to CPU 0 itself (the engine pins worker i to CPU i). fio
-# runs under `taskset -c 1`: server and client each own one of the 2 vCPUs.
+# Placement (SERVER_PLACEMENT=taskset, the default): every server runs under
+# `taskset -c 0` (all its threads, forked children and io-wq workers inherit
+# it); blockserve runs with --workers 1 and pins its one worker to CPU 0 itself
+# (the only CPU it may use). fio runs under `taskset -c 1`: server and client
+# each own one of the 2 vCPUs. With SERVER_PLACEMENT=engine no server is under
+# taskset: blockserve chooses its worker's CPU (its log's `placement:` line),
+# the others are placed by the scheduler. Either way, halfway through every
+# point each thread of the server (and of fio when CLIENT_CPU=none) is recorded
+# with the CPUs it may use, the CPU it last ran on and its CPU time so far;
+# placement.md (appended to table.md) lists the busiest threads of each point.
 # Latency: fio's lat percentiles (submission to completion, --lat_percentiles=1).
 # Server CPU: utime+stime (+cutime+cstime of reaped children, for nbd-server's
 # per-connection processes) of the server process from /proc/PID/stat, all
@@ -44,8 +55,16 @@ TARGETS=${TARGETS:-disk shm}
 CONNS=${CONNS:-1 4}
 SERVERS=${SERVERS:-blockserve nbdkit qemu-nbd nbd-server}
 WORKLOADS=${WORKLOADS:-randread:4k:1 randread:4k:32 randwrite:4k:1 randwrite:4k:32 read:128k:8}
-SERVER_CPU=0 # fixed: blockserve --workers 1 pins its worker to CPU 0
-CLIENT_CPU=${CLIENT_CPU:-1}
+SERVER_PLACEMENT=${SERVER_PLACEMENT:-taskset}
+SERVER_CPU=0 # SERVER_PLACEMENT=taskset: every server under taskset -c 0
+if [[ ${SERVER_PLACEMENT} == engine ]]; then CLIENT_CPU=${CLIENT_CPU:-none}; else CLIENT_CPU=${CLIENT_CPU:-1}; fi
+case $SERVER_PLACEMENT in
+  taskset) SERVER_PIN=(taskset -c "$SERVER_CPU") ;;
+  engine) SERVER_PIN=() ;;
+  *) echo "bench-nbd: SERVER_PLACEMENT=$SERVER_PLACEMENT: use taskset or engine" >&2; exit 1 ;;
+esac
+CLIENT_PIN=(taskset -c "$CLIENT_CPU")
+[[ $CLIENT_CPU == none ]] && CLIENT_PIN=()
 IDLE_CONNS=${IDLE_CONNS:-1000}
 PORT_BASE=${PORT_BASE:-20809}
 OUT_DIR=${OUT_DIR:-$BUILD_DIR/bench-nbd/$(date -u +%Y%m%dT%H%M%SZ)}
@@ -87,6 +106,11 @@ mkdir -p "$OUT_DIR"
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
 RESULTS=$OUT_DIR/results.tsv
 : >"$RESULTS"
+PLACEMENT_MD=$OUT_DIR/placement.md
+{
+  echo "| point | blockserve's placement (its log) | busiest server threads halfway: CPU last run on | fio |"
+  echo "|---|---|---|---|"
+} >"$PLACEMENT_MD"
 DISK_FILE=$DISK_DIR/ringline-bench-nbd.img
 SHM_FILE=/dev/shm/ringline-bench-nbd.img
 TICK=$(getconf CLK_TCK)
@@ -138,15 +162,15 @@ start_server() {
   echo "=== $(date -u +%T) $name $file port $port" >>"$SRV_LOG"
   case $name in
     blockserve)
-      taskset -c "$SERVER_CPU" "$BLOCKSERVE" --listen 127.0.0.1 --port "$port" \
+      "${SERVER_PIN[@]}" "$BLOCKSERVE" --listen 127.0.0.1 --port "$port" \
         --export "$EXPORT=$file" --workers 1 --log-level info >>"$SRV_LOG" 2>&1 &
       pid=$! ;;
     nbdkit)
-      taskset -c "$SERVER_CPU" nbdkit -f -p "$port" -i 127.0.0.1 --exportname="$EXPORT" \
+      "${SERVER_PIN[@]}" nbdkit -f -p "$port" -i 127.0.0.1 --exportname="$EXPORT" \
         file "$file" >>"$SRV_LOG" 2>&1 &
       pid=$! ;;
     qemu-nbd)
-      taskset -c "$SERVER_CPU" qemu-nbd -f raw -b 127.0.0.1 -p "$port" -x "$EXPORT" -t \
+      "${SERVER_PIN[@]}" qemu-nbd -f raw -b 127.0.0.1 -p "$port" -x "$EXPORT" -t \
         -e "$((IDLE_CONNS + 16))" --cache=none --aio=io_uring "$file" >>"$SRV_LOG" 2>&1 &
       pid=$! ;;
     nbd-server)
@@ -162,7 +186,7 @@ fua = true
 trim = true
 EOF
       # Daemonizes and forks one process per connection.
-      taskset -c "$SERVER_CPU" nbd-server -C "$OUT_DIR/nbd-server.conf" \
+      "${SERVER_PIN[@]}" nbd-server -C "$OUT_DIR/nbd-server.conf" \
         -p "$OUT_DIR/nbd-server.pid" >>"$SRV_LOG" 2>&1 ||
         die "nbd-server failed to start (log: $SRV_LOG)" ;;
     *) die "unknown server $name" ;;
@@ -196,13 +220,19 @@ cpu_ticks() {
   echo "$t"
 }
 
-threads_snapshot() { # PID FILE: each thread's name, allowed CPUs and last CPU
-  local pid=$1 t
-  for t in /proc/"$pid"/task/*; do
-    printf '%s\t%s\t%s\n' "$(cat "$t/comm")" \
-      "$(awk '/Cpus_allowed_list/ { print $2 }' "$t/status")" \
-      "$(sed 's/^.*) //' "$t/stat" | awk '{ print "last_cpu=" $37 }')"
-  done 2>/dev/null | sort | uniq -c >"$2" || true
+threads_snapshot() { # PID... : one line per thread of each PID (and of its child processes):
+  # "pid tid name allowed_cpus last_cpu cpu_ticks", busiest first
+  local pid t
+  for pid in "$@" $(for p in "$@"; do pgrep -P "$p"; done || true); do
+    for t in /proc/"$pid"/task/*; do
+      printf '%s %s %s %s %s\n' "$pid" "${t##*/}" "$(tr ' ' _ <"$t/comm")" \
+        "$(awk '/Cpus_allowed_list/ { print $2 }' "$t/status")" \
+        "$(sed 's/^.*) //' "$t/stat" | awk '{ print $37, $12 + $13 }')"
+    done
+  done 2>/dev/null | sort -k6,6nr || true
+}
+where_threads() { # SNAPSHOT_FILE -> "name on CPU n (CPUs a, t ticks); ..." for the 3 busiest
+  awk 'NF == 6 && n < 3 { printf "%s%s on CPU %s (may use %s, %s ticks)", n ? "; " : "", $3, $5, $4, $6; ++n }' "$1"
 }
 
 evict() { # write back and drop the file's page cache
@@ -228,18 +258,31 @@ run_point() {
   [[ $target == disk ]] && evict "$file"
   load=$(cut -d' ' -f1 /proc/loadavg)
   if [[ $srv == fio-local ]]; then
-    taskset -c "$CLIENT_CPU" fio "${args[@]}" --filename="$file" --ioengine=io_uring --direct=1 \
+    "${CLIENT_PIN[@]}" fio "${args[@]}" --filename="$file" --ioengine=io_uring --direct=1 \
       >"$OUT_DIR/$tag.stdout" 2>&1 || rc=$?
     cpu_s=-
   else
     start_server "$srv" "$file" "$port"
     c0=$(cpu_ticks "$SRV_PID")
-    ( sleep "$(awk -v r="$RUNTIME" 'BEGIN { print r / 2 }')"
-      threads_snapshot "$SRV_PID" "$OUT_DIR/$tag.threads" ) &
-    local snap=$!
-    taskset -c "$CLIENT_CPU" fio "${args[@]}" --ioengine=nbd --uri="nbd://127.0.0.1:$port/$EXPORT" \
-      >"$OUT_DIR/$tag.stdout" 2>&1 || rc=$?
-    wait "$snap" || true
+    "${CLIENT_PIN[@]}" fio "${args[@]}" --ioengine=nbd --uri="nbd://127.0.0.1:$port/$EXPORT" \
+      >"$OUT_DIR/$tag.stdout" 2>&1 &
+    local fio_pid=$!
+    # Halfway through: where each server thread (and fio's, when unpinned) runs.
+    sleep "$(awk -v r="$RUNTIME" 'BEGIN { print r / 2 }')"
+    threads_snapshot "$SRV_PID" >"$OUT_DIR/$tag.threads"
+    [[ $CLIENT_CPU == none ]] && threads_snapshot "$fio_pid" >"$OUT_DIR/$tag.fio-threads"
+    wait "$fio_pid" || rc=$?
+    local placed where
+    where=$(where_threads "$OUT_DIR/$tag.threads")
+    placed=
+    [[ $srv == blockserve ]] && placed=$(grep 'INFO placement:' "$SRV_LOG" | tail -1 | sed 's/.*INFO placement: //')
+    log "$tag: ${placed:+blockserve placement: $placed; }busiest threads: ${where:-none}"
+    if [[ $placed =~ worker\ 0\ on\ CPU\ ([0-9]+) && ${BASH_REMATCH[1]} == "$CLIENT_CPU" ]]; then
+      log "$tag: note: fio (taskset -c $CLIENT_CPU) shares CPU $CLIENT_CPU with blockserve's worker"
+    fi
+    printf '| %s | %s | %s | %s |\n' "$tag" "${placed:--}" "${where:-none}" \
+      "$( [[ -s $OUT_DIR/$tag.fio-threads ]] && where_threads "$OUT_DIR/$tag.fio-threads" || echo "taskset -c $CLIENT_CPU")" \
+      >>"$PLACEMENT_MD"
     # nbd-server: wait for the per-connection processes to exit and be reaped.
     local i
     for ((i = 0; i < 50; i++)); do [[ -z $(pgrep -P "$SRV_PID" || true) ]] && break; sleep 0.1; done
@@ -273,7 +316,11 @@ START=$(date -u +%FT%TZ)
 {
   dirty=$(git status --porcelain -- engine net block tools/blockserve 2>/dev/null | wc -l)
   echo "# bench-nbd $START, git $(git rev-parse --short HEAD 2>/dev/null || echo '?')$( ((dirty)) && echo " + $dirty uncommitted file(s) under engine/ net/ block/ tools/blockserve/"), kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "# servers under taskset -c $SERVER_CPU (blockserve --workers 1, worker pinned to CPU 0), fio under taskset -c $CLIENT_CPU"
+  if [[ $SERVER_PLACEMENT == taskset ]]; then
+    echo "# servers under taskset -c $SERVER_CPU (blockserve --workers 1, worker pinned to CPU 0), fio under ${CLIENT_PIN[*]:-no taskset}"
+  else
+    echo "# SERVER_PLACEMENT=engine: no server under taskset (blockserve --workers 1 places its worker itself; the peers where the scheduler puts them), fio under ${CLIENT_PIN[*]:-no taskset}; where each thread ran: placement.md"
+  fi
   echo "# ${RUNTIME}s per point, $REPS round(s) per configuration, file $SIZE, disk $DISK_FILE ($(stat -f -c %T "$DISK_DIR")), tmpfs $SHM_FILE"
   echo "# $(fio --version), $(nbdkit --version), $(qemu-nbd --version | head -1), $(nbd-server -V 2>&1 | head -1)"
 } | tee -a "$RESULTS" >&2
@@ -357,6 +404,10 @@ fi
     echo "Failures:"
     grep '^# FAILED\|exit status' "$RESULTS" | sed 's/^# /- /'
   fi
+  echo
+  echo "Where the threads ran (halfway through each point; SERVER_PLACEMENT=$SERVER_PLACEMENT):"
+  echo
+  cat "$PLACEMENT_MD"
   if [[ -s $RSS_MD ]]; then
     echo
     echo "Resident memory with $IDLE_CONNS idle connections (each finished NBD_OPT_GO), serving the tmpfs file:"

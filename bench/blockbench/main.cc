@@ -70,6 +70,12 @@ int Main(int argc, char** argv) {
     return 2;
   }
   const BenchOptions o = *parsed;
+  if (absl::Status st =
+          block::CheckCpusAllowed(o.cpus, block::AllowedCpus(), "--cpus", "--cpus=LIST");
+      !st.ok()) {
+    std::fprintf(stderr, "ringline-blockbench: %s\n", std::string(st.message()).c_str());
+    return 2;
+  }
   if (int rc = LayOut(o); rc != 0) return rc;
 
   // Each job's worker runs where the target's completions arrive when the

@@ -324,6 +324,22 @@ CpuList AllowedCpus() {
   return out;
 }
 
+absl::Status CheckCpusAllowed(const CpuList& cpus, const CpuList& allowed, absl::string_view field,
+                              absl::string_view fix_cpus_hint) {
+  CpuList outside;
+  for (int c : cpus) {
+    if (!Contains(allowed, c)) outside.push_back(c);
+  }
+  if (outside.empty()) return absl::OkStatus();
+  outside = Normalized(std::move(outside));
+  const std::string may = FormatCpuList(Normalized(allowed));
+  return absl::InvalidArgumentError(absl::StrCat(
+      field, ": ", outside.size() == 1 ? "CPU " : "CPUs ", FormatCpuList(outside),
+      outside.size() == 1 ? " is" : " are", " not among the CPUs this process may run on (", may,
+      "): choose from those (", absl::StrReplaceAll(fix_cpus_hint, {{"LIST", may}}),
+      "), or allow more (taskset, the cgroup's cpuset)"));
+}
+
 WorkerPlacement PlaceWorkers(uint32_t workers, const CpuList& allowed, const CpuList& requested,
                              const std::vector<PlacedTarget>& targets,
                              absl::string_view fix_cpus_hint) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <linux/magic.h>
 #include <sys/statfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 
 #include "nlohmann/json.hpp"
 #include "options.h"
+#include "tests/cpu_outside_affinity.h"
 
 namespace ringline::blockbench {
 namespace {
@@ -122,6 +124,31 @@ TEST(BlockbenchRunTest, JsonReportHasTheDocumentedKeys) {
     EXPECT_NE(std::find(local.begin(), local.end(), j["jobs"][0]["cpu"].get<int>()), local.end())
         << j["placement"].dump();
   }
+}
+
+// --cpus outside the process's affinity: exit 2 before touching the file,
+// with blockserve's wording (block::CheckCpusAllowed).
+TEST(BlockbenchRunTest, CpusOutsideTheAffinityAreRefused) {
+  const int outside = CpuOutsideAffinity();
+  if (outside < 0) GTEST_SKIP() << "every CPU is allowed: no CPU outside the affinity to try";
+  const std::string file = DiskDir() + "/ringline_blockbench_cpus." + std::to_string(getpid());
+  const std::string cmd = std::string(BLOCKBENCH_PATH) + " --filename=" + file +
+                          " --size=1m --rw=read --runtime=0.1 --cpus=0," + std::to_string(outside) +
+                          " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  const int st = pclose(p);
+  ASSERT_TRUE(WIFEXITED(st)) << out;
+  EXPECT_EQ(WEXITSTATUS(st), 2) << out;
+  EXPECT_NE(out.find("--cpus: CPU " + std::to_string(outside) +
+                     " is not among the CPUs this process may run on"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(access(file.c_str(), F_OK), 0) << "the file was created before the check";
+  unlink(file.c_str());
 }
 
 }  // namespace

@@ -1,7 +1,11 @@
 // blockserve configuration: flags, TOML and validation give errors that name
 // the flag or field, the value and the fix.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -10,6 +14,8 @@
 #include <string>
 
 #include "blockserve/server_config.h"
+#include "ringline/block/placement.h"
+#include "tests/cpu_outside_affinity.h"
 
 namespace blockserve {
 namespace {
@@ -164,6 +170,22 @@ TEST(ConfigTest, ValidateNamesFieldAndFix) {
   EXPECT_NE(c.Validate().message().find("metrics_port"), std::string::npos);
 }
 
+// A TCP port on 127.0.0.1 that was free a moment ago (the kernel's choice),
+// for tests that get as far as listening: fixed ports collide with whatever
+// else runs on the machine.
+uint16_t FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  EXPECT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  EXPECT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
 int RunBlockserve(const std::string& args, std::string* output) {
   const std::string cmd = std::string(BLOCKSERVE_BIN) + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
@@ -195,7 +217,10 @@ TEST(CliTest, BadFlagsExitTwoNamingTheFlag) {
 
 TEST(CliTest, MissingExportFileFailsNamingTheExport) {
   std::string out;
-  EXPECT_EQ(RunBlockserve("--port 10977 --export gone=/nonexistent/disk.img", &out), 1);
+  EXPECT_EQ(
+      RunBlockserve("--port " + std::to_string(FreePort()) + " --export gone=/nonexistent/disk.img",
+                    &out),
+      1);
   EXPECT_NE(out.find("export 'gone' (/nonexistent/disk.img)"), std::string::npos) << out;
 }
 
@@ -287,7 +312,9 @@ TEST(ServiceCliTest, FlagsAndTheirErrors) {
   // A malformed key file names the file and line.
   const std::string bad = WriteTemp("alice:00112233\nbob:xyz\n");
   out.clear();
-  EXPECT_EQ(RunBlockserve("--port 10978 --tls require --tls-psk " + bad, &out), 1);
+  EXPECT_EQ(RunBlockserve(
+                "--port " + std::to_string(FreePort()) + " --tls require --tls-psk " + bad, &out),
+            1);
   EXPECT_NE(out.find(bad + ":2: the key is not an even number of hex digits"), std::string::npos)
       << out;
   std::remove(bad.c_str());
@@ -351,6 +378,65 @@ TEST(FairnessConfigTest, BadValuesNameTheKeyAndTheRange) {
   out.clear();
   EXPECT_EQ(RunBlockserve("--io-timeout -3", &out), 2);
   EXPECT_NE(out.find("--io-timeout"), std::string::npos) << out;
+}
+
+// ---- --cpus: the CPUs the workers may run on -----------------------------------
+
+TEST(CpusConfigTest, FlagAndTomlTakeACpuList) {
+  auto v = ParseCpus("0,2-3", "--cpus");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(*v, (std::vector<int>{0, 2, 3}));
+  for (const char* bad : {"", "x", "3-1", "-1", "0-70000"}) {
+    auto b = ParseCpus(bad, "--cpus");
+    ASSERT_FALSE(b.ok()) << bad;
+    EXPECT_NE(b.status().message().find("--cpus: '" + std::string(bad) +
+                                        "' is not a list of CPUs: use e.g. 1, 0,2 or 0-3"),
+              std::string::npos)
+        << b.status();
+  }
+  ServerConfig c;
+  EXPECT_TRUE(c.cpus.empty()) << "default: every CPU the process may use";
+  std::string p = WriteTemp("cpus = \"1,3-4\"\n");
+  ASSERT_TRUE(LoadConfigFile(p, &c).ok());
+  EXPECT_EQ(c.cpus, (std::vector<int>{1, 3, 4}));
+  std::remove(p.c_str());
+  c = ServerConfig{};
+  p = WriteTemp("cpus = [2, 0]\n");
+  ASSERT_TRUE(LoadConfigFile(p, &c).ok());
+  EXPECT_EQ(c.cpus, (std::vector<int>{0, 2}));
+  std::remove(p.c_str());
+  for (const char* bad : {"cpus = \"zero\"\n", "cpus = 1\n", "cpus = [-1]\n", "cpus = []\n"}) {
+    p = WriteTemp(bad);
+    const absl::Status st = LoadConfigFile(p, &c);
+    EXPECT_NE(st.message().find("cpus"), std::string::npos) << bad << ": " << st;
+    std::remove(p.c_str());
+  }
+}
+
+TEST(CpusConfigTest, CpusOutsideTheAffinityAreAConfigError) {
+  using ringline::block::CheckCpusAllowed;
+  EXPECT_TRUE(CheckCpusAllowed({1}, {0, 1}, "cpus", "--cpus LIST").ok());
+  const absl::Status one = CheckCpusAllowed({1, 5}, {0, 1, 2, 3}, "cpus", "--cpus LIST");
+  EXPECT_EQ(one.message(),
+            "cpus: CPU 5 is not among the CPUs this process may run on (0-3): choose from those "
+            "(--cpus 0-3), or allow more (taskset, the cgroup's cpuset)");
+  const absl::Status two = CheckCpusAllowed({4, 6, 7}, {0, 1}, "cpus", "--cpus LIST");
+  EXPECT_NE(two.message().find("CPUs 4,6-7 are not among"), std::string::npos) << two;
+  // Validate() checks against this process's affinity.
+  const int outside = CpuOutsideAffinity();
+  if (outside < 0) GTEST_SKIP() << "every CPU is allowed: no CPU outside the affinity to try";
+  ServerConfig c;
+  c.cpus = {outside};
+  EXPECT_NE(c.Validate().message().find("cpus: CPU " + std::to_string(outside) + " is not among"),
+            std::string::npos)
+      << c.Validate();
+  std::string out;
+  EXPECT_EQ(RunBlockserve("--cpus " + std::to_string(outside), &out), 2);
+  EXPECT_NE(out.find("cpus: CPU " + std::to_string(outside) + " is not among"), std::string::npos)
+      << out;
+  out.clear();
+  EXPECT_EQ(RunBlockserve("--cpus 1-x", &out), 2);
+  EXPECT_NE(out.find("--cpus: '1-x' is not a list of CPUs"), std::string::npos) << out;
 }
 
 }  // namespace

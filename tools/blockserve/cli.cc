@@ -16,7 +16,7 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
       "default).\nConnect with e.g. `nbdinfo nbd://127.0.0.1`.",
       "blockserve"};
   std::string listen, config_file, tls, tls_cert, tls_key, tls_ca, log_level, data_dir,
-      default_size, max_request, cache;
+      default_size, max_request, cache, cpus;
   std::vector<std::string> exports;
   uint32_t port = 0, workers = 0, metrics_port = 0, max_connections = 0;
   app.add_option("--config", config_file, "TOML configuration file (flags override it)")
@@ -28,6 +28,9 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
                  "(repeatable)");
   app.add_option("--workers,-w", workers, "worker threads, one per CPU (default 2)")
       ->check(CLI::Range(1, 256));
+  app.add_option("--cpus", cpus,
+                 "CPUs the workers may run on (0,2-3); blockserve places them among these, "
+                 "where the exports' completions arrive first (default: every CPU it may use)");
   app.add_option("--tls", tls, "off | on | require (default off)")
       ->check(CLI::IsMember({"off", "on", "require"}));
   app.add_option("--tls-cert", tls_cert, "server certificate (PEM)")->check(CLI::ExistingFile);
@@ -114,6 +117,11 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
   if (!listen.empty()) c.listen = listen;
   if (port) c.port = static_cast<uint16_t>(port);
   if (workers) c.workers = workers;
+  if (!cpus.empty()) {
+    auto v = ParseCpus(cpus, "--cpus");
+    if (!v.ok()) return fail(v.status());
+    c.cpus = std::move(*v);
+  }
   if (metrics_port) c.metrics_port = static_cast<uint16_t>(metrics_port);
   if (max_connections) c.max_connections = max_connections;
   if (!log_level.empty()) c.log_level = log_level;

@@ -328,8 +328,8 @@ Task<> WorkerMain(ringline::Worker& worker, Shared& shared) {
 
 // Every worker serves every export: put the workers where the exports'
 // completions arrive, as far as the CPUs allow (docs/architecture.md
-// "Placement"); log where each runs, and one warning per export that pays
-// cross-CPU wake-ups.
+// "Placement"), choosing among --cpus when given; log where each runs, and one
+// warning per export that pays cross-CPU wake-ups.
 std::vector<int> ChooseWorkerCpus(const ServerConfig& c) {
   namespace block = ringline::block;
   std::vector<block::PlacedTarget> targets;
@@ -337,14 +337,28 @@ std::vector<int> ChooseWorkerCpus(const ServerConfig& c) {
     targets.push_back({absl::StrCat("export '", e.name, "' (", e.path, ")"),
                        block::ProbeCompletionPlacement(e.path)});
   }
-  const block::CpuList allowed = block::AllowedCpus();
-  const uint32_t workers = c.workers ? c.workers : static_cast<uint32_t>(allowed.size());
-  const block::WorkerPlacement plan = block::PlaceWorkers(
-      workers, allowed, {}, targets, "taskset -c LIST, with --workers at most that many");
+  const block::CpuList process_cpus = block::AllowedCpus();
+  const block::CpuList& choose_from = c.cpus.empty() ? process_cpus : c.cpus;
+  constexpr absl::string_view kFix = "--cpus LIST, with --workers at most that many";
+  block::WorkerPlacement plan = block::PlaceWorkers(c.workers, choose_from, {}, targets, kFix);
+  if (!c.cpus.empty()) {
+    // The fix a warning names must come from every CPU the process may use,
+    // not only from --cpus (which may be what excludes the local ones): the
+    // same assignment, judged against those.
+    plan.warnings =
+        block::PlaceWorkers(c.workers, process_cpus, plan.worker_cpus, targets, kFix).warnings;
+  }
   for (const block::PlacedTarget& t : targets) {
     RL_LOG_INFO("%s: %s", t.name, t.placement.Describe());
   }
   RL_LOG_INFO("placement: %s", plan.summary);
+  if (!choose_from.empty() && c.workers > choose_from.size()) {
+    RL_LOG_WARN(
+        "placement: %u workers on %zu CPU%s (%s): workers share CPUs; give --workers %zu for one "
+        "worker per CPU",
+        c.workers, choose_from.size(), choose_from.size() == 1 ? "" : "s",
+        block::FormatCpuList(choose_from), choose_from.size());
+  }
   for (const std::string& w : plan.warnings) RL_LOG_WARN("%s", w);
   return plan.worker_cpus;
 }

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "ringline/block/placement.h"
 
 namespace blockserve {
 namespace {
@@ -254,6 +255,16 @@ absl::StatusOr<ExportConfig> ParseExportSpec(const std::string& spec) {
   return e;
 }
 
+absl::StatusOr<std::vector<int>> ParseCpus(const std::string& text, const std::string& where) {
+  std::optional<ringline::block::CpuList> cpus = ringline::block::ParseCpuList(text);
+  if (!cpus || cpus->empty()) {
+    return FieldError(where, absl::StrCat("'", text,
+                                          "' is not a list of CPUs: use e.g. 1, 0,2 or 0-3 "
+                                          "(the CPUs the workers may run on)"));
+  }
+  return *cpus;
+}
+
 absl::Status ServerConfig::Validate() const {
   in6_addr a6;
   in_addr a4;
@@ -266,6 +277,13 @@ absl::Status ServerConfig::Validate() const {
   if (port == 0) return FieldError("port", "0 is not a usable port: use 1..65535 (NBD's is 10809)");
   if (workers == 0 || workers > 256) {
     return FieldError("workers", absl::StrCat(workers, " is out of range: use 1..256"));
+  }
+  if (!cpus.empty()) {
+    if (auto st = ringline::block::CheckCpusAllowed(cpus, ringline::block::AllowedCpus(), "cpus",
+                                                    "--cpus LIST");
+        !st.ok()) {
+      return st;
+    }
   }
   std::set<std::string> names;
   for (std::size_t i = 0; i < exports.size(); ++i) {
@@ -361,7 +379,7 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
                      err.source().begin.column, ": ", std::string(err.description())));
   }
   static const std::set<std::string> kTop = {
-      "listen", "port", "workers", "log_level", "metrics_port", "data_dir", "default_size",
+      "listen", "port", "workers", "cpus", "log_level", "metrics_port", "data_dir", "default_size",
       "max_connections", "shutdown_grace_ms", "tls", "export",
       // operating it as a service
       "unix", "tcp", "pid_file", "handshake_timeout", "keepalive", "keepalive_idle",
@@ -401,6 +419,24 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
   if (!(st = get_str(t["listen"], "listen", &c->listen)).ok()) return st;
   if (!(st = get_uint(t["port"], "port", 65535, &c->port)).ok()) return st;
   if (!(st = get_uint(t["workers"], "workers", 256, &c->workers)).ok()) return st;
+  if (auto n = t["cpus"]) {
+    // "0,2-3" as for --cpus, or an array of CPU numbers.
+    std::string text;
+    if (auto str = n.value<std::string>()) {
+      text = *str;
+    } else if (const toml::array* a = n.as_array()) {
+      for (const toml::node& e : *a) {
+        auto cpu = e.value<int64_t>();
+        if (!cpu || *cpu < 0) return err("cpus", "a CPU list such as \"0,2-3\" or [0, 2, 3]");
+        absl::StrAppend(&text, text.empty() ? "" : ",", *cpu);
+      }
+    } else {
+      return err("cpus", "a CPU list such as \"0,2-3\" or [0, 2, 3]");
+    }
+    auto cpus = ParseCpus(text, absl::StrCat("config file ", path, ": cpus"));
+    if (!cpus.ok()) return cpus.status();
+    c->cpus = std::move(*cpus);
+  }
   if (!(st = get_str(t["log_level"], "log_level", &c->log_level)).ok()) return st;
   if (!(st = get_uint(t["metrics_port"], "metrics_port", 65535, &c->metrics_port)).ok()) return st;
   if (!(st = get_str(t["data_dir"], "data_dir", &c->data_dir)).ok()) return st;

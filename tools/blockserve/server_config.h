@@ -46,6 +46,12 @@ struct ServerConfig {
   std::string listen = "127.0.0.1";
   uint16_t port = 10809;
   uint32_t workers = 2;
+  // The CPUs the workers may run on (--cpus, TOML `cpus`: "0,2-3"), ascending;
+  // empty: every CPU the process may run on (sched_getaffinity). Placement
+  // chooses the workers' CPUs among them (those where the exports'
+  // completions arrive first); more workers than CPUs share them. Every CPU
+  // must be one the process may run on (Validate: block::CheckCpusAllowed).
+  std::vector<int> cpus;
   std::vector<ExportConfig> exports;
   TlsMode tls = TlsMode::kOff;
   std::string tls_cert;
@@ -121,6 +127,10 @@ absl::StatusOr<ExportConfig> ParseExportSpec(const std::string& spec);
 // Reads a TOML file into `config` (fields it does not mention keep their
 // values). Unknown keys are errors, so a typo cannot pass silently.
 absl::Status LoadConfigFile(const std::string& path, ServerConfig* config);
+
+// --cpus / TOML `cpus`: "0", "0,2", "0-3,6" (the kernel's CPU list spelling),
+// at least one CPU. `where` names the flag or field in the error.
+absl::StatusOr<std::vector<int>> ParseCpus(const std::string& text, const std::string& where);
 
 // Sizes such as "1G", "512M", "4096".
 absl::StatusOr<uint64_t> ParseSize(const std::string& text);

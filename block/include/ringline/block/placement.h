@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
 namespace ringline::block {
@@ -146,5 +147,12 @@ WorkerPlacement PlaceWorkers(uint32_t workers, const CpuList& allowed, const Cpu
 
 // The CPUs this thread may run on (sched_getaffinity), ascending.
 CpuList AllowedCpus();
+
+// CPUs a user chose (`field`: the option or setting, "--cpus", "cpus") must be
+// among `allowed` (AllowedCpus()): OK, or an InvalidArgument error naming
+// `field`, the CPUs outside, the allowed ones and the fix (`fix_cpus_hint`
+// as for PlaceWorkers, LIST replaced by the allowed CPUs).
+absl::Status CheckCpusAllowed(const CpuList& cpus, const CpuList& allowed, absl::string_view field,
+                              absl::string_view fix_cpus_hint);
 
 }  // namespace ringline::block
