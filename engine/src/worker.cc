@@ -17,12 +17,6 @@ namespace {
 // How long shutdown waits for the kernel to return cancelled operations before
 // giving up on them (their memory is then leaked, never freed under the kernel).
 constexpr auto kDrainLimit = std::chrono::seconds(5);
-// How long a wait that expects inline completions holds out for one more
-// completion (WaitAndDispatch). It delays only the handling of those inline
-// completions (e.g. freeing a sent chunk), never another event: any other
-// completion ends the wait at once. Measured with blockserve's replies
-// (BENCHMARKS.md, "Fixed costs per request").
-constexpr unsigned kInlineMinWaitUs = 50;
 }  // namespace
 
 void Worker::NoCurrentWorker() {
@@ -193,21 +187,8 @@ void Worker::WaitAndDispatch(bool may_block) {
       if (timeout_ns == 0) wait_nr = 0;
     }
   }
-  // Completions expected inside this very submit (ExpectInlineCompletion)
-  // would end a wait for one at once: the loop would go round for them alone
-  // and enter the kernel a second time to sleep. So the wait asks for them
-  // plus one, for at most kInlineMinWaitUs: if nothing else comes by then,
-  // any completion ends the wait. Only when nothing is due sooner (a timeout
-  // shorter than the minimum wait would be stretched to it).
-  unsigned min_wait_us = 0;
-  if (wait_nr == 1 && inline_completions_expected_ > 0 && ring_->min_wait_supported() &&
-      (timeout_ns < 0 || timeout_ns > int64_t{kInlineMinWaitUs} * 1000)) {
-    wait_nr += inline_completions_expected_;
-    min_wait_us = kInlineMinWaitUs;
-  }
-  inline_completions_expected_ = 0;
   const uint64_t calls_before = ring_->submit_calls();
-  ring_->SubmitAndWait(wait_nr, timeout_ns, min_wait_us);
+  ring_->SubmitAndWait(wait_nr, timeout_ns);
   metrics_->submit_calls.Add(ring_->submit_calls() - calls_before);
   metrics_->sqes_submitted.Set(ring_->sqes_submitted());
   metrics_->backpressure.Set(ring_->backpressure_events());

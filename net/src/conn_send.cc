@@ -338,9 +338,6 @@ void ConnState::SubmitSend() {
   }
   sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data64(sqe, slot->user_data().raw());
-  // A copying send to a socket with room completes inside the submit (a
-  // zero-copy one too, but its notification follows later).
-  if (!zc) nw_.worker().internals().ExpectInlineCompletion();
   send_slot_ = slot;
   send_in_flight_ = true;
   op_bytes_ = bytes;

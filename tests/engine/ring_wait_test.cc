@@ -1,5 +1,5 @@
-// Ring::SubmitAndWait's minimum wait (Worker::WaitAndDispatch uses it for
-// completions expected inside the submit): a wait for more completions than
+// Ring::SubmitAndWait's minimum wait (a ring primitive; the worker loop does
+// not use it, docs/architecture.md "The worker"): a wait for more completions than
 // will come ends after the minimum wait with what there is, and a wait that
 // gets all it asked for ends at once. Needs Linux 6.12 (IORING_FEAT_MIN_TIMEOUT).
 #include <gtest/gtest.h>

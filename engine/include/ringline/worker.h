@@ -251,7 +251,6 @@ class Worker {
   std::unique_ptr<Ring> ring_;
   ReadyQueue ready_;
   std::vector<PromiseBase*> deferred_;         // yielded tasks, scheduled next iteration
-  uint32_t inline_completions_expected_ = 0;   // this iteration's, see ExpectInlineCompletion
   std::vector<WorkerService*> before_submit_;  // services owned by services_
   std::vector<WorkerService*> before_submit_running_;
   std::unique_ptr<OpSlab> slab_;
@@ -353,12 +352,6 @@ class WorkerInternals {
   // Set once by Runtime before the worker runs anything; outlives the worker.
   void set_runtime(detail::RuntimeShared* rt) { w_.runtime_ = rt; }
   detail::RuntimeShared* runtime() const { return w_.runtime_; }
-  // An SQE queued in this iteration will almost always complete inside the
-  // io_uring_enter that submits it (e.g. a send to a socket with room): its
-  // completion alone then need not end the wait, so the loop does not go
-  // round once for it and enter the kernel again to sleep (see
-  // Worker::WaitAndDispatch).
-  void ExpectInlineCompletion() { ++w_.inline_completions_expected_; }
 
  private:
   Worker& w_;
