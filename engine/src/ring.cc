@@ -36,9 +36,6 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(const RingOptions& o) {
                                            absl::Hex(p.flags), ")"));
   }
   ring->initialized_ = true;
-  // IORING_FEAT_MIN_TIMEOUT (Linux 6.12; liburing 2.3 predates its name).
-  constexpr uint32_t kFeatMinTimeout = 1U << 15;
-  ring->min_wait_supported_ = !o.sqpoll && (p.features & kFeatMinTimeout) != 0;
 
   // The fixed-file table counts against RLIMIT_NOFILE: raise the soft limit
   // toward the hard one if the table would not fit (1024 is a common default).
@@ -129,36 +126,12 @@ int Ring::SubmitNow() {
   return ret;
 }
 
-int Ring::SubmitAndWaitMin(unsigned wait_nr, int64_t timeout_ns, unsigned min_wait_us) {
-  // What liburing's submit-and-wait does (hand the queued SQEs to the kernel
-  // by moving the shared tail; no SQPOLL here), plus the min_wait field of the
-  // extended argument, which is the `pad` member in liburing 2.3's header.
-  io_uring_sq* sq = &ring_.sq;
-  const unsigned tail = sq->sqe_tail;
-  if (sq->sqe_head != tail) {
-    sq->sqe_head = tail;
-    io_uring_smp_store_release(sq->ktail, tail);
-  }
-  const unsigned to_submit = tail - *sq->khead;
-  __kernel_timespec ts{timeout_ns / 1'000'000'000, timeout_ns % 1'000'000'000};
-  io_uring_getevents_arg arg{};
-  arg.pad = min_wait_us;  // min_wait_usec since Linux 6.12
-  arg.ts = timeout_ns >= 0 ? reinterpret_cast<uint64_t>(&ts) : 0;
-  return io_uring_enter2(ring_.enter_ring_fd, to_submit, wait_nr,
-                         IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
-                         reinterpret_cast<sigset_t*>(&arg), sizeof arg);
-}
-
-int Ring::SubmitAndWait(unsigned wait_nr, int64_t timeout_ns, unsigned min_wait_us) {
+int Ring::SubmitAndWait(unsigned wait_nr, int64_t timeout_ns) {
   const unsigned pending = io_uring_sq_ready(&ring_);
   for (;;) {
     ++submit_calls_;
     int ret;
-    if (min_wait_us > 0 && min_wait_supported_ && wait_nr > 1) {
-      ret = SubmitAndWaitMin(wait_nr, timeout_ns, min_wait_us);
-      // Like the EXT_ARG path below: 0 or -errno, not a count.
-      if (ret >= 0 || ret == -ETIME) ret = static_cast<int>(pending);
-    } else if (wait_nr == 0) {
+    if (wait_nr == 0) {
       ret = io_uring_submit_and_get_events(&ring_);
     } else if (timeout_ns >= 0) {
       __kernel_timespec ts{timeout_ns / 1'000'000'000, timeout_ns % 1'000'000'000};

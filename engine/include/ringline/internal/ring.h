@@ -87,12 +87,8 @@ class Ring {
  public:
   // Submits queued SQEs and, in the same io_uring_enter, waits until at least
   // `wait_nr` completions are ready or `timeout_ns` (< 0: none) has passed.
-  // With `min_wait_us` > 0 (only when min_wait_supported()), `wait_nr` is a
-  // batch the kernel waits for only that long: after it, any one completion
-  // ends the wait (IORING_FEAT_MIN_TIMEOUT, Linux 6.12).
   // Returns the number of SQEs submitted or a negated errno (-ETIME is normal).
-  int SubmitAndWait(unsigned wait_nr, int64_t timeout_ns, unsigned min_wait_us = 0);
-  bool min_wait_supported() const { return min_wait_supported_; }
+  int SubmitAndWait(unsigned wait_nr, int64_t timeout_ns);
 
   // Submits the queued SQEs now, in the middle of a loop iteration, and posts
   // the completions that arrived meanwhile to the CQ (IORING_ENTER_GETEVENTS
@@ -149,13 +145,8 @@ class Ring {
   int SubmitPending();  // submit without waiting, handling backpressure
   void Stash();
 
-  // The submit-and-wait of SubmitAndWait's min_wait_us path (liburing 2.3
-  // has no io_uring_submit_and_wait_min_timeout, which is 2.8).
-  int SubmitAndWaitMin(unsigned wait_nr, int64_t timeout_ns, unsigned min_wait_us);
-
   io_uring ring_{};
   bool initialized_ = false;
-  bool min_wait_supported_ = false;
   RingOptions options_;
   std::vector<Completion> stash_;
   std::vector<Completion> stash_running_;  // the stash being handed out
