@@ -27,6 +27,7 @@
 #include "ringline/block/nvme_namespace.h"
 #include "ringline/block/nvme_status.h"
 #include "ringline/ringline.h"
+#include "tests/block/guest_test_main.h"  // main(): SKIPPED outside the guest
 
 namespace ringline::block {
 namespace {
@@ -518,13 +519,3 @@ TEST_F(NvmeGuestTest, WritesTheHostCheckedPattern) {
 
 }  // namespace
 }  // namespace ringline::block
-
-int main(int argc, char** argv) {
-  const char* in_qemu = std::getenv("RINGLINE_IN_QEMU");
-  if (in_qemu == nullptr || std::strcmp(in_qemu, "1") != 0) {
-    std::printf("SKIPPED: needs RINGLINE_IN_QEMU (run scripts/nvme-qemu-test.sh)\n");
-    return 77;
-  }
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
-}

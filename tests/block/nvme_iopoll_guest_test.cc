@@ -43,6 +43,7 @@
 #include "ringline/sleep.h"
 #include "ringline/spawn.h"
 #include "ringline/worker.h"
+#include "tests/block/guest_test_main.h"  // main(): SKIPPED outside the guest
 
 namespace ringline::block {
 namespace {
@@ -372,13 +373,3 @@ TEST(NvmeIopollResetTest, PollQueuesRemovedUnderARunningTarget) {
 
 }  // namespace
 }  // namespace ringline::block
-
-int main(int argc, char** argv) {
-  const char* in_qemu = std::getenv("RINGLINE_IN_QEMU");
-  if (in_qemu == nullptr || std::strcmp(in_qemu, "1") != 0) {
-    std::printf("SKIPPED: needs RINGLINE_IN_QEMU (run scripts/nvme-qemu-test.sh)\n");
-    return 77;
-  }
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
-}
