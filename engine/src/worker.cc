@@ -187,9 +187,10 @@ void Worker::WaitAndDispatch(bool may_block) {
       if (timeout_ns == 0) wait_nr = 0;
     }
   }
-  const uint64_t calls_before = ring_->submit_calls();
   ring_->SubmitAndWait(wait_nr, timeout_ns);
-  metrics_->submit_calls.Add(ring_->submit_calls() - calls_before);
+  // Every io_uring_enter of the ring, the loop's and those made meanwhile (a
+  // full SQ, Ring::SubmitNow for block::TargetOptions::submit_batch).
+  metrics_->submit_calls.Set(ring_->submit_calls());
   metrics_->sqes_submitted.Set(ring_->sqes_submitted());
   metrics_->backpressure.Set(ring_->backpressure_events());
 
