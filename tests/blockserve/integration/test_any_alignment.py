@@ -12,6 +12,7 @@ import re
 import struct
 import subprocess
 import sys
+import time
 import urllib.request
 
 sys.dont_write_bytecode = True
@@ -418,7 +419,14 @@ def refused_requests_are_logged_rate_limited_and_counted(ctx):
     check(got == base + n, "refused{reason=past_end} went %s -> %s, want +%d" % (base, got, n))
     check(metric(text, "blockserve_requests_failed_total", export="sparse",
                  error="NBD_EIO") is not None, "no blockserve_requests_failed_total series")
+    # The summary of suppressed refusals is written when the server finishes the
+    # connection, which may be after the client's close returns: wait for it, bounded.
+    summary = "7 more refused or failed requests"
+    deadline = time.monotonic() + 5
     logtext = ctx.srv.log_text()
+    while summary not in logtext and time.monotonic() < deadline:
+        time.sleep(0.02)
+        logtext = ctx.srv.log_text()
     first = "export 'sparse': NBD_CMD_READ offset %d length 4096 refused with NBD_EINVAL: " \
         "request extends past the end of the export" % SPARSE_SIZE
     lines = [l for l in logtext.splitlines() if first in l]
@@ -427,7 +435,7 @@ def refused_requests_are_logged_rate_limited_and_counted(ctx):
     log("%d warn lines for %d refusals; first: %s" % (len(warn), n, warn[0] if warn else "-"))
     check(5 <= len(warn) <= 7, "%d warn lines for %d refused requests: want the first 5 and a "
           "summary" % (len(warn), n))
-    check(any("7 more refused or failed requests" in l for l in logtext.splitlines()),
+    check(any(summary in l for l in logtext.splitlines()),
           "no summary of the 7 suppressed refusals in the log")
     check(len(lines) == 1, "no warn line names client, export, command, offset, length and "
           "reason of the first refusal")
