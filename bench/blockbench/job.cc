@@ -97,6 +97,11 @@ Task<> Lane(JobState* s, Buffer buf, uint64_t seed) {
   }
 }
 
+double CpuSeconds(const rusage& u) {
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
 const char* KindOf(const block::Target& t) {
   if (auto* f = dynamic_cast<const block::DirectFile*>(&t)) {
     return f->is_block_device() ? "block device (O_DIRECT)" : "file (O_DIRECT)";
@@ -148,6 +153,7 @@ Task<> RunJob(Worker& worker, const BenchOptions& o, JobResult* result, StartGat
                                   {.read_only = !o.writes(),
                                    .queue_depth = o.iodepth,
                                    .latency_histograms = false,
+                                   .max_offloaded_copies = o.offload,
                                    .submit_batch = o.iodepth_batch_submit,
                                    .polled = o.hipri});
   if (!opened.ok()) {
@@ -159,6 +165,9 @@ Task<> RunJob(Worker& worker, const BenchOptions& o, JobResult* result, StartGat
   result->target_kind = KindOf(*target);
   result->completion_cpus = g.completion_cpus;
   if (auto* ns = dynamic_cast<block::NvmeNamespace*>(target.get())) result->polled = ns->polled();
+  auto* file = dynamic_cast<block::DirectFile*>(target.get());
+  result->max_offloaded = file ? file->max_offloaded_copies() : 0;
+  result->offload_threads = file ? file->offload_threads() : 0;
   const uint64_t region = o.size ? o.size : g.size_bytes;
   if (o.bs % g.logical_block_size != 0) {
     fail(absl::InvalidArgumentError(absl::StrCat("--bs=", o.bs, " is not a multiple of the ",
@@ -206,6 +215,8 @@ Task<> RunJob(Worker& worker, const BenchOptions& o, JobResult* result, StartGat
     co_return;
   }
 
+  rusage thread_start{};
+  getrusage(RUSAGE_THREAD, &thread_start);
   const Clock::time_point start = Clock::now();
   s.deadline = start + std::chrono::duration_cast<Clock::duration>(
                            std::chrono::duration<double>(o.runtime_s));
@@ -215,6 +226,10 @@ Task<> RunJob(Worker& worker, const BenchOptions& o, JobResult* result, StartGat
   }
   for (auto& h : lanes) co_await h;
   result->elapsed_s = std::chrono::duration<double>(Clock::now() - start).count();
+  rusage thread_end{};
+  getrusage(RUSAGE_THREAD, &thread_end);
+  result->worker_cpu_s = CpuSeconds(thread_end) - CpuSeconds(thread_start);
+  if (file) result->offloaded_ios = file->offloaded_requests();
   gate->Finished();
 
   lanes.clear();

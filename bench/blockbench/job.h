@@ -63,6 +63,15 @@ struct JobResult {
   std::vector<int> completion_cpus;  // the opened target's Geometry::completion_cpus
   bool polled = false;               // completions polled (--hipri took effect)
   std::string target_kind;           // "file", "block device", ...
+  // --offload as it applied to the target (DirectFile::max_offloaded_copies:
+  // 0 where its I/O does not complete on the worker's CPU), and the requests
+  // that went to io-wq.
+  uint32_t max_offloaded = 0;
+  uint32_t offload_threads = 0;  // DirectFile::offload_threads
+  uint64_t offloaded_ios = 0;
+  // CPU time (user + system) of the job's worker thread during the run; the
+  // rest of the process's CPU time is mostly io-wq's (iou-wrk threads).
+  double worker_cpu_s = 0;
 };
 
 // The job's main task, run on `worker`.

@@ -94,7 +94,7 @@ absl::StatusOr<BenchOptions> ParseOptions(int argc, const char* const* argv) {
       "ringline-blockbench: a load generator on ringline's block layer (O_DIRECT files, block "
       "devices, NVMe generic devices), with fio's option spelling"};
   std::string rw = "randread", bs = "4k", runtime, size, output_format = "normal", cpus;
-  std::string ioengine, direct = "1";
+  std::string ioengine, direct = "1", offload = "0";
   bool flag_ignored = false;
   app.add_option("--filename", o.filename, "file, block device or /dev/ngXnY")->required();
   app.add_option("--rw", rw, "randread|randwrite|read|write|randrw")
@@ -126,6 +126,12 @@ absl::StatusOr<BenchOptions> ParseOptions(int argc, const char* const* argv) {
   app.add_flag("--hipri", o.hipri,
                "polled completions (NVMe passthrough on a namespace with poll queues; else "
                "interrupts, with a warning)");
+  app.add_option("--offload", offload,
+                 "of the --iodepth requests in flight, hand at most this many to io_uring's "
+                 "io-wq threads, which copy on other CPUs while the worker copies the rest "
+                 "(tmpfs and buffered files, whose reads and writes otherwise complete on the "
+                 "worker's CPU; no effect on O_DIRECT to a device). Default 0: one CPU per job. "
+                 "At most --iodepth");
   app.add_option("--name", o.name, "job name (accepted for fio compatibility)");
   app.add_option("--ioengine", ioengine, "accepted and ignored (always ringline's io_uring path)");
   app.add_flag("--group_reporting,--norandommap,--thread", flag_ignored,
@@ -167,6 +173,19 @@ absl::StatusOr<BenchOptions> ParseOptions(int argc, const char* const* argv) {
     auto s = ParseSize(size);
     if (!s.ok()) return s.status();
     o.size = *s;
+  }
+  if (!absl::SimpleAtoi(offload, &o.offload)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--offload=", offload,
+                     " is not a number of requests: give --offload=N with N from 0 (none, the "
+                     "default) to --iodepth"));
+  }
+  if (o.offload > o.iodepth) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--offload=", o.offload, " is more than --iodepth=", o.iodepth,
+                     ": at most --iodepth requests are in flight to hand to io-wq; give "
+                     "--offload between 0 and ",
+                     o.iodepth, " (or raise --iodepth)"));
   }
   o.json = output_format == "json";
   if (!cpus.empty()) {

@@ -40,6 +40,11 @@ struct BenchOptions {
   uint32_t iodepth_batch_submit = 1;
   // fio's --hipri: polled completions (TargetOptions::polled; NVMe passthrough).
   bool hipri = false;
+  // --offload: of the --iodepth requests in flight, at most this many are
+  // handed to io_uring's io-wq threads (TargetOptions::max_offloaded_copies)
+  // on a target whose reads and writes complete on the worker's CPU (tmpfs,
+  // buffered files); 0 (the default): none. At most --iodepth.
+  uint32_t offload = 0;
 
   bool random() const {
     return rw == RwMode::kRandRead || rw == RwMode::kRandWrite || rw == RwMode::kRandRw;

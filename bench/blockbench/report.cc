@@ -66,7 +66,8 @@ std::string RenderReport(const BenchOptions& o, const std::vector<JobResult>& jo
                     {"size", o.size},
                     {"rwmixread", o.rwmixread},
                     {"cpus", o.cpus},
-                    {"iodepth_batch_submit", o.iodepth_batch_submit}};
+                    {"iodepth_batch_submit", o.iodepth_batch_submit},
+                    {"offload", o.offload}};
     j["elapsed_s"] = elapsed;
     j["ios"] = total;
     j["iops"] = static_cast<double>(total) * per_s;
@@ -91,6 +92,10 @@ std::string RenderReport(const BenchOptions& o, const std::vector<JobResult>& jo
       e["target"] = jobs[i].target_kind;
       e["completion_cpus"] = jobs[i].completion_cpus;
       e["polled"] = jobs[i].polled;
+      e["offload"] = jobs[i].max_offloaded;
+      e["offload_threads"] = jobs[i].offload_threads;
+      e["offloaded_ios"] = jobs[i].offloaded_ios;
+      e["worker_cpu_s"] = jobs[i].worker_cpu_s;
       e["ios"] = jobs[i].ios[0] + jobs[i].ios[1];
       e["errors"] = jobs[i].errors;
       e["elapsed_s"] = jobs[i].elapsed_s;
@@ -123,6 +128,21 @@ std::string RenderReport(const BenchOptions& o, const std::vector<JobResult>& jo
   }
   out += absl::StrFormat("  cpu: usr=%.3fs, sys=%.3fs, %.3f CPU-s per million I/Os\n", user, sys,
                          cpu_per_m);
+  double worker_cpu = 0;
+  uint64_t offloaded = 0;
+  for (const JobResult& j : jobs) {
+    worker_cpu += j.worker_cpu_s;
+    offloaded += j.offloaded_ios;
+  }
+  out += absl::StrFormat("  worker threads: %.3f CPU-s (the rest of the process: %.3f CPU-s)\n",
+                         worker_cpu, user + sys - worker_cpu);
+  if (o.offload != 0) {
+    out += absl::StrFormat(
+        "  offload: up to %u of %u requests in io-wq (applied: %u), %.1f%% of "
+        "requests went there\n",
+        o.offload, o.iodepth, jobs.empty() ? 0 : jobs[0].max_offloaded,
+        total ? 100.0 * static_cast<double>(offloaded) / total : 0.0);
+  }
   out += "  jobs:";
   for (std::size_t i = 0; i < jobs.size(); ++i) out += absl::StrFormat(" %u@cpu%d", i, jobs[i].cpu);
   out += absl::StrFormat("\n  placement: %s\n  device: %s\n", workers.summary, device.Describe());

@@ -4,6 +4,7 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <linux/magic.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -48,12 +49,13 @@ struct RwPrep {
   int fixed_file;
   int rw_flags;
   uint8_t opcode;
+  uint8_t sqe_flags;  // IOSQE_ASYNC for a request offloaded to io-wq, else 0
 
   void operator()(io_uring_sqe* sqe, OpSlot& slot) const {
     slot.held[0] = std::move(*buffer);
     const Buffer& b = slot.held[0];
     sqe->opcode = opcode;
-    sqe->flags = IOSQE_FIXED_FILE;
+    sqe->flags = IOSQE_FIXED_FILE | sqe_flags;
     sqe->fd = fixed_file;
     sqe->off = offset;
     sqe->addr = reinterpret_cast<uint64_t>(b.data() + pos);
@@ -84,6 +86,7 @@ struct WritevPrep {
   uint64_t offset;
   int fixed_file;
   int rw_flags;
+  uint8_t sqe_flags;  // IOSQE_ASYNC for a request offloaded to io-wq, else 0
 
   void operator()(io_uring_sqe* sqe, OpSlot& slot) const {
     slot.held[0] = std::move(*header);
@@ -91,7 +94,7 @@ struct WritevPrep {
     static_assert(OpSlot::kMaxIov >= 2);
     std::copy(iov, iov + iov_count, slot.storage.msg.iov);
     io_uring_prep_writev(sqe, fixed_file, slot.storage.msg.iov, iov_count, offset);
-    sqe->flags |= IOSQE_FIXED_FILE;
+    sqe->flags |= IOSQE_FIXED_FILE | sqe_flags;
     sqe->rw_flags = rw_flags;
   }
 };
@@ -162,6 +165,19 @@ auto FallocateOp(int fixed_file, int mode, uint64_t offset, uint64_t length) {
       ResFinish{});
 }
 
+// The io-wq threads offloaded requests may use: one per CPU the process may
+// run on besides the worker's own, at least one, and no more than requests
+// that may be offloaded at once.
+uint32_t OffloadThreads(uint32_t max_offloaded) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  // The process's CPUs (its first thread's affinity), not this worker
+  // thread's, which may be pinned to one: io-wq threads run anywhere in the
+  // process's cpuset.
+  const int cpus = ::sched_getaffinity(::getpid(), sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  return std::min(max_offloaded, static_cast<uint32_t>(std::max(cpus - 1, 1)));
+}
+
 }  // namespace
 
 DirectFile::DirectFile(Worker& worker, std::string path, UniqueFd fd, int fixed_file,
@@ -184,6 +200,12 @@ DirectFile::DirectFile(Worker& worker, std::string path, UniqueFd fd, int fixed_
   // tmpfs through the ring goes to io-wq, where submitting request by request
   // only adds system calls; there is no device to keep busy.
   submit_batch_ = memory_fs ? 0 : options.submit_batch;
+  // Where a read or write completes on this worker's CPU (the inline copy
+  // above, or a buffered file's cached pages, which io_uring's non-blocking
+  // first attempt copies inside this thread's io_uring_enter), IOSQE_ASYNC
+  // sends it to an io-wq thread at once (no first attempt), which the
+  // scheduler runs on another CPU. O_DIRECT on a device is the device's work.
+  max_offloaded_ = memory_fs || !direct ? options.max_offloaded_copies : 0;
 }
 
 DirectFile::~DirectFile() {
@@ -329,12 +351,35 @@ absl::StatusOr<std::unique_ptr<DirectFile>> DirectFile::Open(Worker& worker,
   std::unique_ptr<DirectFile> f(new DirectFile(worker, path, std::move(opened->fd), *fixed, g,
                                                probed->block_device, opened->direct, memory_fs,
                                                options));
+  if (f->max_offloaded_ > 0) f->LimitIoWqThreads();
   const uint32_t unit = std::max(g.logical_block_size, g.memory_alignment);
   if (opened->direct && g.size_bytes % unit != 0) {
     f->tail_start_ = g.size_bytes / unit * unit;
     if (auto st = f->OpenTail(path, g.read_only); !st.ok()) return st;
   }
   return f;
+}
+
+// Offloaded requests are IOSQE_ASYNC on a fixed file, which io-wq receives
+// before the file is looked up (that happens when the request runs), so it
+// counts them as unbounded work: limited only by RLIMIT_NPROC, and a thread is
+// started for each forced-async request that finds none idle. On tmpfs that
+// made five or six io-wq threads for 32 offloaded reads, taking turns on the
+// one CPU left beside the worker. IORING_REGISTER_IOWQ_MAX_WORKERS (5.15)
+// caps this worker's io-wq at offload_threads_ unbounded threads; bounded work
+// (fsync, fallocate: the file is known when they are punted) keeps its limit.
+// The cap belongs to the ring and its thread, so it also holds for the other
+// targets on this worker (none of ringline's other requests is forced async).
+// A refusal costs only the cap: the requests still run, with a warning.
+void DirectFile::LimitIoWqThreads() {
+  offload_threads_ = OffloadThreads(max_offloaded_);
+  unsigned limits[2] = {0, offload_threads_};  // [bounded (0: unchanged), unbounded]
+  const int ret = io_uring_register_iowq_max_workers(worker().internals().ring().raw(), limits);
+  if (ret < 0) {
+    RL_LOG_WARN("%s: io-wq threads for offloaded copies not limited to %u: %s", name(),
+                offload_threads_,
+                ErrnoToStatus(ret, "IORING_REGISTER_IOWQ_MAX_WORKERS").ToString());
+  }
 }
 
 // ---- read and write ------------------------------------------------------------
@@ -360,6 +405,8 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
     co_return r;
   }
   QueueDepthLimiter::Permit permit = co_await limiter().Acquire();
+  OffloadPlace offload = TakeOffloadPlace();
+  const bool inline_copy = memory_backed_ && !offload;
 
   const bool write = kind == OpKind::kWrite;
   const bool fixed = buffer.registered();
@@ -372,7 +419,8 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
       .fixed_file = fixed_file(),
       .rw_flags = rw_flags,
       .opcode = static_cast<uint8_t>(write ? (fixed ? IORING_OP_WRITE_FIXED : IORING_OP_WRITE)
-                                           : (fixed ? IORING_OP_READ_FIXED : IORING_OP_READ))};
+                                           : (fixed ? IORING_OP_READ_FIXED : IORING_OP_READ)),
+      .sqe_flags = static_cast<uint8_t>(offload ? IOSQE_ASYNC : 0)};
   int32_t res = 0;
   uint32_t done = 0;
   // One chunk normally; more when split at max_chunk_ or continued after a
@@ -387,7 +435,7 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
       prep.len = static_cast<uint32_t>(tail_start_ - prep.offset);
     }
     prep.fixed_file = tail ? tail_fixed_file_ : fixed_file();
-    if (memory_backed_) {
+    if (inline_copy) {
       res = CopyInline(tail ? tail_fd_.get() : fd(), write, prep.offset, buffer.data() + prep.pos,
                        prep.len, rw_flags);
     } else {
@@ -404,6 +452,8 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
     }
   }
   permit.Release();
+  offload.Release();
+  if (inline_copy && YieldAfterInlineCopy()) co_await worker().Yield();
 
   BlockResult r;
   if (done == length) [[likely]] {
@@ -431,6 +481,8 @@ Task<GatherResult> DirectFile::SubmitWriteGather(uint64_t offset, Buffer header,
                                                  bool fua) {
   const Clock::time_point start = StartTimer();
   QueueDepthLimiter::Permit permit = co_await limiter().Acquire();
+  OffloadPlace offload = TakeOffloadPlace();
+  const bool inline_copy = memory_backed_ && !offload;
   const int rw_flags = fua ? RWF_DSYNC : 0;
   const std::size_t h = header.size();
   const auto total = static_cast<uint32_t>(h + payload.size());
@@ -444,7 +496,8 @@ Task<GatherResult> DirectFile::SubmitWriteGather(uint64_t offset, Buffer header,
                     .iov_count = 0,
                     .offset = offset + done,
                     .fixed_file = fixed_file(),
-                    .rw_flags = rw_flags};
+                    .rw_flags = rw_flags,
+                    .sqe_flags = static_cast<uint8_t>(offload ? IOSQE_ASYNC : 0)};
     uint32_t len = std::min(total - done, max_chunk_);
     // The O_DIRECT part ends at tail_start_; the rest goes buffered (OpenTail).
     const bool tail = prep.offset >= tail_start_;
@@ -462,7 +515,7 @@ Task<GatherResult> DirectFile::SubmitWriteGather(uint64_t offset, Buffer header,
       const std::size_t from = std::max<std::size_t>(done, h) - h;
       prep.iov[prep.iov_count++] = {payload.data() + from, end - h - from};
     }
-    if (memory_backed_) {
+    if (inline_copy) {
       const ssize_t n =
           ::pwritev2(tail ? tail_fd_.get() : fd(), prep.iov, static_cast<int>(prep.iov_count),
                      static_cast<off_t>(prep.offset), rw_flags);
@@ -480,6 +533,8 @@ Task<GatherResult> DirectFile::SubmitWriteGather(uint64_t offset, Buffer header,
     }
   }
   permit.Release();
+  offload.Release();
+  if (inline_copy && YieldAfterInlineCopy()) co_await worker().Yield();
   GatherResult r;
   if (done == total) [[likely]] {
     r.res = static_cast<int32_t>(total);

@@ -16,7 +16,10 @@
 // run on a helper thread (see direct_file.cc for why). On tmpfs, where the
 // kernel would hand every read and write to an io-wq thread, reads and writes
 // are copied on the worker's thread with preadv2/pwritev2 instead
-// (TargetOptions::copy_memory_inline). Reads and writes that go to a device
+// (TargetOptions::copy_memory_inline). Where reads and writes complete on the
+// worker's CPU (tmpfs, buffered files), TargetOptions::max_offloaded_copies
+// hands up to that many at once to io-wq (IOSQE_ASYNC) so that other CPUs copy
+// in parallel with the worker. Reads and writes that go to a device
 // are submitted as they are issued, not with the loop iteration
 // (TargetOptions::submit_batch).
 //
@@ -55,6 +58,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "ringline/block/target_base.h"
@@ -83,6 +87,17 @@ class DirectFile final : public TargetBase {
   // How the file is served: kDirect (O_DIRECT) or kWriteback (the page
   // cache), which TargetOptions::cache = kAuto resolves to at open.
   CacheMode cache_mode() const { return direct_ ? CacheMode::kDirect : CacheMode::kWriteback; }
+  // TargetOptions::max_offloaded_copies as it applies to this file: 0 where
+  // its I/O does not complete on the worker's CPU (O_DIRECT on a device).
+  uint32_t max_offloaded_copies() const { return max_offloaded_; }
+  // Reads and writes handed to io-wq so far (TargetOptions::max_offloaded_copies),
+  // and how many are there now. Worker thread only.
+  uint64_t offloaded_requests() const { return offloaded_total_; }
+  uint32_t offloaded_in_flight() const { return offloaded_in_flight_; }
+  // How many io-wq threads this worker's ring may run for offloaded requests
+  // (set at open when max_offloaded_copies() > 0: one per CPU of the process
+  // besides one for the worker, at least one, at most max_offloaded_copies()).
+  uint32_t offload_threads() const { return offload_threads_; }
 
  private:
   DirectFile(Worker& worker, std::string path, UniqueFd fd, int fixed_file,
@@ -105,6 +120,40 @@ class DirectFile final : public TargetBase {
   // Buffered, device-backed files and block devices: fadvise WILLNEED.
   Task<BlockResult> SubmitCache(uint64_t offset, uint64_t length) override;
 
+  // Caps the worker's io-wq threads at offload_threads_ (see direct_file.cc).
+  void LimitIoWqThreads();
+  // One of the max_offloaded_ places, held by a request whose reads or writes
+  // go to io-wq (IOSQE_ASYNC) for as long as its coroutine holds it: released
+  // when the request is done, or when its task is destroyed at shutdown (the
+  // target outlives its tasks). Empty: the request stays on the worker.
+  class OffloadPlace {
+   public:
+    OffloadPlace() = default;
+    explicit OffloadPlace(uint32_t* in_flight) : in_flight_(in_flight) { ++*in_flight_; }
+    OffloadPlace(OffloadPlace&& o) noexcept : in_flight_(std::exchange(o.in_flight_, nullptr)) {}
+    OffloadPlace& operator=(OffloadPlace&&) = delete;
+    ~OffloadPlace() { Release(); }
+    void Release() {
+      if (in_flight_ != nullptr) --*std::exchange(in_flight_, nullptr);
+    }
+    explicit operator bool() const { return in_flight_ != nullptr; }
+
+   private:
+    uint32_t* in_flight_ = nullptr;  // DirectFile::offloaded_in_flight_
+  };
+  // A place when fewer than max_offloaded_ requests are in io-wq, else none.
+  OffloadPlace TakeOffloadPlace() {
+    if (offloaded_in_flight_ >= max_offloaded_) return {};
+    ++offloaded_total_;
+    return OffloadPlace(&offloaded_in_flight_);
+  }
+  // After a request copied on this thread while others are in io-wq: true
+  // when the request's coroutine yields to the loop before it returns, which
+  // submits what was queued and reaps what io-wq finished (a copy on the
+  // worker never suspends, so a task issuing request after request would
+  // otherwise keep the loop from running until it stops).
+  bool YieldAfterInlineCopy() const { return offloaded_in_flight_ > 0; }
+
   // One read or write on a memory-backed file through `fd`, done on this
   // thread: bytes or -errno.
   static int32_t CopyInline(int fd, bool write, uint64_t offset, uint8_t* data, uint32_t len,
@@ -120,6 +169,10 @@ class DirectFile final : public TargetBase {
   bool zero_range_supported_ = true;  // files: ZERO_RANGE, else PUNCH_HOLE
   bool memory_backed_ = false;        // tmpfs: reads and writes copied inline (see the constructor)
   uint32_t submit_batch_ = 0;         // TargetOptions::submit_batch; 0 on tmpfs
+  uint32_t max_offloaded_ = 0;        // TargetOptions::max_offloaded_copies where it applies
+  uint32_t offloaded_in_flight_ = 0;  // requests holding an OffloadPlace
+  uint64_t offloaded_total_ = 0;
+  uint32_t offload_threads_ = 0;
   uint32_t max_chunk_;
   // O_DIRECT files whose size is not a whole number of blocks: the bytes from
   // tail_start_ to the end go through tail_fd_ (buffered, in the fixed file

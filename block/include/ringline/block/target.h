@@ -135,6 +135,19 @@ struct TargetOptions {
   // kernel hands every one to an io-wq thread. A tmpfs copy never waits for a
   // device.
   bool copy_memory_inline = true;
+  // Files whose reads and writes complete on the worker's own CPU (tmpfs,
+  // copied inline as above; buffered files, whose cached pages io_uring copies
+  // inside the worker's io_uring_enter): at most this many of them at once are
+  // handed to io_uring's io-wq threads instead (IOSQE_ASYNC), which copy on
+  // other CPUs while the worker copies the rest itself. A deep queue on one
+  // worker then uses more than one CPU, as fio's single job does on tmpfs
+  // (where io_uring always punts to io-wq). The split follows the queue: of
+  // queue_depth requests in flight, up to this many are in io-wq. 0 (the
+  // default): everything stays on the worker, whose CPU is all a
+  // thread-per-core server should use (the other CPUs belong to the other
+  // workers). Ignored (DirectFile::max_offloaded_copies() says 0) on O_DIRECT
+  // files on a device, whose I/O the device does, and on NVMe passthrough.
+  uint32_t max_offloaded_copies = 0;
   // DirectFile reads and writes that go to a device (not tmpfs): once a
   // request's submission entry is queued and at least this many entries wait
   // in the submission queue, they are submitted at once (one io_uring_enter in
