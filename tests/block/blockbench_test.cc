@@ -72,6 +72,36 @@ TEST(BlockbenchOptionsTest, FioSpelling) {
   EXPECT_FALSE(ParseOptions(3, tb_without_runtime).ok());
 }
 
+// --offload: a number of requests from 0 to --iodepth; anything else is
+// refused with a message naming the flag and what to give instead.
+TEST(BlockbenchOptionsTest, OffloadIsValidated) {
+  const char* ok[] = {"b", "--filename=f", "--iodepth=32", "--offload=24"};
+  auto o = ParseOptions(4, ok);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->offload, 24u);
+  const char* none[] = {"b", "--filename=f"};
+  EXPECT_EQ(ParseOptions(2, none)->offload, 0u) << "off by default";
+  const char* too_many[] = {"b", "--filename=f", "--iodepth=8", "--offload=9"};
+  auto st = ParseOptions(4, too_many);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.status().message().find("--offload=9 is more than --iodepth=8"), std::string::npos)
+      << st.status();
+  EXPECT_NE(st.status().message().find("between 0 and 8"), std::string::npos) << st.status();
+  const char* empty[] = {"b", "--filename=f", "--offload="};
+  auto e = ParseOptions(3, empty);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.status().message().find("--offload"), std::string::npos) << e.status();
+  for (const char* bad :
+       {"--offload=abc", "--offload=-1", "--offload=1.5", "--offload=99999999999"}) {
+    const char* argv[] = {"b", "--filename=f", "--iodepth=8", bad};
+    auto r = ParseOptions(4, argv);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("is not a number of requests: give --offload=N"),
+              std::string::npos)
+        << bad << ": " << r.status();
+  }
+}
+
 std::string DiskDir() {
   struct statfs fs;
   if (statfs("/var/tmp", &fs) == 0 && fs.f_type != TMPFS_MAGIC) return "/var/tmp";
@@ -124,6 +154,34 @@ TEST(BlockbenchRunTest, JsonReportHasTheDocumentedKeys) {
     EXPECT_NE(std::find(local.begin(), local.end(), j["jobs"][0]["cpu"].get<int>()), local.end())
         << j["placement"].dump();
   }
+}
+
+// --offload on tmpfs: the report says how many requests went to io-wq, under
+// which cap, and how much CPU the worker thread used; the job runs clean.
+TEST(BlockbenchRunTest, OffloadIsReported) {
+  const std::string file = "/dev/shm/ringline_blockbench_offload." + std::to_string(getpid());
+  const std::string out = file + ".json";
+  const std::string cmd = std::string(BLOCKBENCH_PATH) + " --filename=" + file +
+                          " --size=16m --rw=randrw --bs=4k --iodepth=8 --offload=4 --runtime=0.5"
+                          " --time_based --output-format=json --output=" +
+                          out;
+  const int rc = std::system(cmd.c_str());
+  unlink(file.c_str());
+  ASSERT_EQ(rc, 0) << cmd;
+  std::ifstream in(out);
+  ASSERT_TRUE(in.good());
+  nlohmann::json j = nlohmann::json::parse(in);
+  unlink(out.c_str());
+  EXPECT_EQ(j["options"]["offload"], 4);
+  EXPECT_EQ(j["errors"].get<uint64_t>(), 0u);
+  const auto& job = j["jobs"][0];
+  EXPECT_EQ(job["offload"], 4) << "tmpfs takes the offload";
+  EXPECT_GE(job["offload_threads"].get<uint32_t>(), 1u);
+  EXPECT_GT(job["offloaded_ios"].get<uint64_t>(), 0u);
+  EXPECT_LT(job["offloaded_ios"].get<uint64_t>(), job["ios"].get<uint64_t>());
+  EXPECT_GT(job["worker_cpu_s"].get<double>(), 0);
+  EXPECT_LE(job["worker_cpu_s"].get<double>(),
+            j["cpu_user_s"].get<double>() + j["cpu_sys_s"].get<double>() + 0.01);
 }
 
 // --cpus outside the process's affinity: exit 2 before touching the file,

@@ -642,6 +642,38 @@ TEST_P(DirectFileTest, UnalignedRequestsWorkWhenBuffered) {
   }(f.get(), pool_.get()));
 }
 
+// max_offloaded_copies applies where a read or write completes on the
+// worker's CPU (the page cache: cache=writeback) and not where the device does
+// the work (O_DIRECT); either way the data round-trips.
+TEST_P(DirectFileTest, OffloadAppliesWhereCopiesRunOnTheWorker) {
+  auto f = OpenFile({.queue_depth = 8, .max_offloaded_copies = 2});
+  ASSERT_TRUE(f);
+  const bool page_cache = cache() == CacheMode::kWriteback;
+  EXPECT_EQ(f->max_offloaded_copies(), page_cache ? 2u : 0u);
+  worker_->BlockOn([](DirectFile* f, BufferPool* pool) -> Task<> {
+    std::vector<JoinHandle<void>> hs;
+    for (uint32_t i = 0; i < 4; ++i) {
+      hs.push_back(Spawn([](DirectFile* f, BufferPool* pool, uint32_t i) -> Task<> {
+        Buffer b = co_await pool->Acquire();
+        Fill(b, 1 << 20, 40 + i);
+        BlockResult w = co_await f->Write(uint64_t{i} << 20, std::move(b));
+        EXPECT_EQ(w.res, 1 << 20) << w.status;
+        std::memset(w.buffer.data(), 0, 1 << 20);
+        BlockResult r = co_await f->Read(uint64_t{i} << 20, 1 << 20, std::move(w.buffer));
+        EXPECT_EQ(r.res, 1 << 20) << r.status;
+        EXPECT_TRUE(Matches(r.buffer, 1 << 20, 40 + i));
+      }(f, pool, i)));
+    }
+    for (auto& h : hs) co_await h;
+  }(f.get(), pool_.get()));
+  EXPECT_EQ(f->offloaded_in_flight(), 0u);
+  if (page_cache) {
+    EXPECT_GT(f->offloaded_requests(), 0u);
+  } else {
+    EXPECT_EQ(f->offloaded_requests(), 0u);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Backends, DirectFileTest,
     ::testing::Combine(::testing::Values(Backend::kFile, Backend::kLoop),
@@ -1047,6 +1079,243 @@ TEST_P(TmpfsTest, FallsBackToPageAlignmentAndRoundTrips) {
 INSTANTIATE_TEST_SUITE_P(CopyMemoryInline, TmpfsTest, ::testing::Bool(), [](const auto& info) {
   return info.param ? std::string("Inline") : std::string("ThroughTheRing");
 });
+
+// ---- TargetOptions::max_offloaded_copies ------------------------------------------
+
+// A tmpfs mount of `size` in a fresh temporary directory (to run a file
+// system out of space). Mounting needs root (CAP_SYS_ADMIN): error() says why not.
+class TmpfsMount {
+ public:
+  explicit TmpfsMount(const std::string& size) {
+    char dir[] = "/tmp/ringline_tmpfs.XXXXXX";
+    if (mkdtemp(dir) == nullptr) {
+      error_ = std::string("mkdtemp: ") + strerror(errno);
+      return;
+    }
+    dir_ = dir;
+    const std::string opts = "size=" + size;
+    if (::mount("ringline-test", dir_.c_str(), "tmpfs", 0, opts.c_str()) != 0) {
+      error_ = std::string("mount -t tmpfs: ") + strerror(errno);
+      return;
+    }
+    mounted_ = true;
+  }
+  ~TmpfsMount() {
+    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+    if (!dir_.empty()) ::rmdir(dir_.c_str());
+  }
+  TmpfsMount(const TmpfsMount&) = delete;
+  TmpfsMount& operator=(const TmpfsMount&) = delete;
+  const std::string& dir() const { return dir_; }
+  const std::string& error() const { return error_; }  // empty when mounted
+
+ private:
+  std::string dir_;
+  std::string error_;
+  bool mounted_ = false;
+};
+
+std::string ShmPath(const std::string& what) {
+  return "/dev/shm/ringline_offload_test." + what + "." + std::to_string(getpid());
+}
+
+// 256 requests of 64 KiB at queue depth 16 with 4 of them offloaded: every
+// block written (a quarter of them as gathered writes) reads back, some
+// requests went to io-wq and the others were copied on the worker, and io-wq
+// used no more threads than offload_threads().
+void OffloadRoundTrip() {
+  static constexpr uint32_t kQd = 16, kOffload = 4, kBlock = 64 << 10, kBlocks = 256;
+  auto w = Worker::Create(Config{});
+  ASSERT_TRUE(w.ok()) << w.status();
+  const std::string path = ShmPath("roundtrip");
+  auto f = DirectFile::Open(**w, path,
+                            {.queue_depth = kQd,
+                             .max_offloaded_copies = kOffload,
+                             .create = true,
+                             .create_size = uint64_t{kBlocks} * kBlock});
+  ASSERT_TRUE(f.ok()) << f.status();
+  DirectFile* file = f->get();
+  EXPECT_EQ(file->max_offloaded_copies(), kOffload);
+  EXPECT_GE(file->offload_threads(), 1u);
+  EXPECT_LE(file->offload_threads(), kOffload);
+  auto pool = BufferPool::Create(**w, {.buffer_size = kBlock, .count = kQd});
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  const std::set<std::string> before = IoWqThreads();
+  uint32_t mismatches = 0, failures = 0;
+  for (const bool write : {true, false}) {
+    (*w)->BlockOn([](DirectFile* f, BufferPool* pool, bool write, uint32_t* mismatches,
+                     uint32_t* failures) -> Task<> {
+      std::vector<JoinHandle<void>> lanes;
+      for (uint32_t lane = 0; lane < kQd; ++lane) {
+        lanes.push_back(Spawn([](DirectFile* f, BufferPool* pool, bool write, uint32_t lane,
+                                 uint32_t* mismatches, uint32_t* failures) -> Task<> {
+          for (uint32_t i = lane; i < kBlocks; i += kQd) {
+            const uint64_t offset = uint64_t{i} * kBlock;
+            Buffer b = co_await pool->Acquire();
+            BlockResult r;
+            if (!write) {
+              r = co_await f->Read(offset, kBlock, std::move(b));
+              if (r.ok() && !Matches(r.buffer, kBlock, i)) ++*mismatches;
+            } else if (i % 4 == 3) {
+              // [header | payload] = the block's pattern, split at 4 KiB.
+              Buffer whole = Buffer::Allocate(kBlock);
+              Fill(whole, kBlock, i);
+              Buffer header = Buffer::Allocate(4096);
+              std::memcpy(header.data(), whole.data(), 4096);
+              header.set_size(4096);
+              std::memcpy(b.data(), whole.data() + 4096, kBlock - 4096);
+              b.set_size(kBlock - 4096);
+              GatherResult g = co_await f->WriteGather(offset, std::move(header), std::move(b));
+              r.res = g.res;
+              r.status = g.status;
+            } else {
+              Fill(b, kBlock, i);
+              r = co_await f->Write(offset, std::move(b));
+            }
+            if (!r.ok()) {
+              ++*failures;
+              ADD_FAILURE() << r.status;
+            }
+          }
+        }(f, pool, write, lane, mismatches, failures)));
+      }
+      for (auto& h : lanes) co_await h;
+    }(file, pool->get(), write, &mismatches, &failures));
+    EXPECT_EQ(file->offloaded_in_flight(), 0u) << "every place is released";
+  }
+  EXPECT_EQ(failures, 0u);
+  EXPECT_EQ(mismatches, 0u) << "blocks that did not read back as written";
+  const uint64_t offloaded = file->offloaded_requests();
+  std::printf("%llu of %u requests went to io-wq (at most %u at once, %u io-wq thread(s))\n",
+              static_cast<unsigned long long>(offloaded), 2 * kBlocks, kOffload,
+              file->offload_threads());
+  EXPECT_GT(offloaded, 0u) << "no request was offloaded";
+  EXPECT_LT(offloaded, 2u * kBlocks) << "no request was copied on the worker";
+  std::vector<std::string> started;
+  const std::set<std::string> after = IoWqThreads();
+  std::set_difference(after.begin(), after.end(), before.begin(), before.end(),
+                      std::back_inserter(started));
+  EXPECT_GE(started.size(), 1u) << "offloaded requests are expected on io-wq";
+  EXPECT_LE(started.size(), file->offload_threads()) << "io-wq threads beyond the cap";
+  (*f).reset();
+  (*pool).reset();
+  unlink(path.c_str());
+}
+
+// A fresh thread starts with no io-wq threads (see TmpfsTest), so the ones
+// counted are this test's.
+TEST(OffloadTest, DataWrittenReadsBackAndIoWqStaysCapped) {
+  std::thread t(OffloadRoundTrip);
+  t.join();
+}
+
+// An error in io-wq reaches the request as it does on the worker: writes to a
+// 1 MiB tmpfs fill it and fail with ENOSPC, offloaded or copied inline.
+TEST(OffloadTest, ErrorsFromIoWqArePropagated) {
+  TmpfsMount fs("1m");
+  if (!fs.error().empty()) {
+    std::printf("SKIPPED: no small tmpfs to fill (%s)\n", fs.error().c_str());
+    GTEST_SKIP() << fs.error();
+  }
+  auto w = Worker::Create(Config{});
+  ASSERT_TRUE(w.ok()) << w.status();
+  const std::string path = fs.dir() + "/full";
+  // Every request is offloaded: one at a time, with four places.
+  auto offloaded = DirectFile::Open(
+      **w, path,
+      {.queue_depth = 4, .max_offloaded_copies = 4, .create = true, .create_size = 8 << 20});
+  ASSERT_TRUE(offloaded.ok()) << offloaded.status();
+  auto on_worker = DirectFile::Open(**w, path, {.queue_depth = 4});
+  ASSERT_TRUE(on_worker.ok()) << on_worker.status();
+  (*w)->BlockOn([](DirectFile* offloaded, DirectFile* on_worker) -> Task<> {
+    constexpr uint32_t kBlock = 64 << 10;
+    uint64_t offset = 0;
+    BlockResult r;
+    Buffer b = Buffer::Allocate(kBlock);
+    for (; offset < (8u << 20); offset += kBlock) {
+      Fill(b, kBlock, offset);
+      r = co_await offloaded->Write(offset, std::move(b));
+      b = std::move(r.buffer);
+      if (!r.ok()) break;
+    }
+    EXPECT_EQ(r.res, -ENOSPC) << r.status;
+    EXPECT_TRUE(absl::IsResourceExhausted(r.status)) << r.status;
+    EXPECT_THAT(std::string(r.status.message()), HasSubstr("ENOSPC"));
+    EXPECT_THAT(std::string(r.status.message()), HasSubstr("write of 65536 bytes"));
+    EXPECT_GT(offset, 0u) << "the first write already failed";
+    EXPECT_EQ(offloaded->offloaded_requests(), offset / kBlock + 1) << "all went to io-wq";
+    EXPECT_NE(b.data(), nullptr) << "the buffer comes back with the error";
+    // The same write copied on the worker fails alike.
+    Fill(b, kBlock, offset);
+    BlockResult inline_r = co_await on_worker->Write(offset, std::move(b));
+    EXPECT_EQ(inline_r.res, -ENOSPC) << inline_r.status;
+    EXPECT_EQ(on_worker->offloaded_requests(), 0u);
+    // What was written before the error reads back (offloaded reads).
+    BlockResult back = co_await offloaded->Read(0, kBlock, std::move(inline_r.buffer));
+    EXPECT_EQ(back.res, static_cast<int32_t>(kBlock)) << back.status;
+    EXPECT_TRUE(Matches(back.buffer, kBlock, 0));
+  }(offloaded->get(), on_worker->get()));
+  (*offloaded).reset();
+  (*on_worker).reset();
+}
+
+// Shutdown with requests waiting in io-wq: 16 tasks keep 4 MiB reads and
+// writes going, all offloaded, when the worker stops (no grace period). The
+// tasks are destroyed with their requests in io-wq (queued behind the one
+// io-wq thread, or running), which the drain cancels or waits for: every
+// offload place and buffer comes back, nothing is used after it was freed
+// (run under ASan), and the target is destroyed after its tasks.
+TEST(OffloadTest, ShutdownWithRequestsInIoWqReleasesEverything) {
+  static constexpr uint32_t kQd = 16, kBlock = 4 << 20;
+  Config config;
+  config.shutdown_grace = std::chrono::milliseconds(0);
+  auto w = Worker::Create(config);
+  ASSERT_TRUE(w.ok()) << w.status();
+  const std::string path = ShmPath("shutdown");
+  auto f = DirectFile::Open(**w, path,
+                            {.queue_depth = kQd,
+                             .max_offloaded_copies = kQd,
+                             .create = true,
+                             .create_size = uint64_t{kQd} * kBlock});
+  ASSERT_TRUE(f.ok()) << f.status();
+  DirectFile* file = f->get();
+  auto pool = BufferPool::Create(**w, {.buffer_size = kBlock, .count = kQd});
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  const uint32_t base = (*w)->internals().slab().in_flight();
+  (*w)->BlockOn([](DirectFile* f, BufferPool* pool) -> Task<> {
+    for (uint32_t i = 0; i < kQd; ++i) {
+      // Not joined: they run until the worker destroys them.
+      (void)Spawn([](DirectFile* f, BufferPool* pool, uint32_t i) -> Task<> {
+        for (uint64_t n = 0;; ++n) {
+          Buffer b = co_await pool->Acquire();
+          const uint64_t offset = uint64_t{i} * kBlock;
+          if (n % 2 == 0) {
+            Fill(b, kBlock, i);
+            co_await f->Write(offset, std::move(b));
+          } else {
+            co_await f->Read(offset, kBlock, std::move(b));
+          }
+        }
+      }(f, pool, i));
+    }
+    co_await Nop();  // the tasks run and their requests are submitted
+    co_await Nop();
+    EXPECT_EQ(f->offloaded_in_flight(), kQd) << "every request is in io-wq";
+  }(file, pool->get()));
+  const uint32_t in_kernel = (*w)->internals().slab().in_flight() - base;
+  EXPECT_GT(in_kernel, 0u);
+  (*w)->RequestStop();
+  (*w)->RunUntilStopped();  // destroys the tasks, then drains the ring
+  std::printf("stopped with %u requests in io-wq; %u of %u buffers back after the drain\n",
+              in_kernel, (*pool)->available(), (*pool)->count());
+  EXPECT_EQ(file->offloaded_in_flight(), 0u) << "destroyed tasks release their places";
+  EXPECT_EQ((*w)->internals().slab().in_flight(), 0u) << "the drain leaves nothing in the kernel";
+  EXPECT_EQ((*pool)->available(), (*pool)->count());
+  (*f).reset();
+  (*w).reset();
+  (*pool).reset();
+  unlink(path.c_str());
+}
 
 }  // namespace
 }  // namespace ringline::block
