@@ -6,7 +6,7 @@
 #   scripts/bench-block.sh [--build DIR] [--runtime SECONDS] [--cpus LIST]
 #                          [--disk-dir DIR] [--size SIZE] [--reps N]
 #                          [--workloads "RW:BS:QD ..."] [--targets "disk shm"]
-#                          [--ours-args "ARGS"]
+#                          [--ours-args "ARGS"] [--shm-offload PERCENT]
 #
 # Workloads: 4k randread QD1 and QD32, 4k randwrite QD32, 128k sequential read
 # QD8; targets: a file on the local disk and a file in /dev/shm (tmpfs takes
@@ -22,6 +22,13 @@
 # reported by /usr/bin/time (set-up included, for both tools alike).
 # --ours-args adds options to every ringline-blockbench run (for A/B tests,
 # e.g. --iodepth_batch_submit=0); the header prints them.
+# --shm-offload PERCENT (default 75; 0: off): on the tmpfs target, ringline-
+# blockbench hands PERCENT of the queue depth (rounded down) to io_uring's io-wq
+# threads with --offload (TargetOptions::max_offloaded_copies) and copies the
+# rest on its worker. fio's one job does the same thing by itself: io_uring
+# punts every tmpfs read and write to io-wq, whose thread copies on the other
+# CPU. Either way one thread submits, at the same iodepth; the "ours flags"
+# column shows the --offload each row used.
 # Each row runs the two tools --reps times (default 5), alternating which one
 # goes first; the device's speed drifts over minutes on a shared VM, so the
 # ratio column is the median of the per-repetition ratios (each taken from
@@ -44,6 +51,7 @@ REPS=5
 WORKLOADS="randread:4k:1 randread:4k:32 randwrite:4k:32 read:128k:8"
 TARGETS="disk shm"
 OURS_ARGS=()
+SHM_OFFLOAD=75
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) BUILD=$2; shift 2 ;;
@@ -55,11 +63,16 @@ while [[ $# -gt 0 ]]; do
     --workloads) WORKLOADS=$2; shift 2 ;;
     --targets) TARGETS=$2; shift 2 ;;
     --ours-args) read -r -a OURS_ARGS <<<"$2"; shift 2 ;;
-    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+    --shm-offload) SHM_OFFLOAD=$2; shift 2 ;;
+    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 
+if ! [[ $SHM_OFFLOAD =~ ^[0-9]+$ ]] || ((SHM_OFFLOAD > 100)); then
+  echo "--shm-offload must be a percentage of the queue depth, 0 to 100 (got '$SHM_OFFLOAD')" >&2
+  exit 2
+fi
 cd "$(dirname "$0")/.."
 BENCH=$BUILD/bin/ringline-blockbench
 for tool in "$BENCH" fio jq /usr/bin/time taskset python3; do
@@ -147,17 +160,27 @@ devstat() {
   if [[ -n $DISK_STAT ]]; then awk '{ printf "%.0f %.0f\n", $1 + $5, $3 + $7 }' "$DISK_STAT"; else echo "0 0"; fi
 }
 
-# run_one TOOL TARGETFILE RW BS QD
+# ours_flags TARGET QD: the options ringline-blockbench gets for the row
+# besides --ours-args (--offload on tmpfs).
+ours_flags() {
+  local off=0
+  [[ $1 == shm ]] && off=$(($2 * SHM_OFFLOAD / 100))
+  ((off > 0)) && echo "--offload=$off"
+  return 0
+}
+
+# run_one TOOL TARGETFILE RW BS QD [OURS_FLAGS...]
 #   -> prints "iops p50_us p99_us cpu_s_per_m threads kib_per_device_request"
 run_one() {
   local tool=$1 file=$2 rw=$3 bs=$4 qd=$5 out=$WORK/out.json tm=$WORK/time wh=$WORK/where
+  shift 5
   local dir=read pid r0 s0 r1 s1
   [[ $rw == randwrite || $rw == write ]] && dir=write
   read -r r0 s0 <<<"$(devstat)"
   if [[ $tool == ours ]]; then
     /usr/bin/time -f "%U %S" -o "$tm" "${PIN[@]}" "$BENCH" --filename="$file" \
       --rw="$rw" --bs="$bs" --iodepth="$qd" --runtime="$RUNTIME" --time_based \
-      --size="$SIZE" "${CPU_OPT[@]}" "${OURS_ARGS[@]}" --output-format=json --output="$out" \
+      --size="$SIZE" "${CPU_OPT[@]}" "${OURS_ARGS[@]}" "$@" --output-format=json --output="$out" \
       >/dev/null 2>"$WORK/err" &
   else
     /usr/bin/time -f "%U %S" -o "$tm" "${PIN[@]}" fio --name=bench --filename="$file" \
@@ -199,11 +222,12 @@ for f in "$DISK_FILE" "$SHM_FILE"; do
 done
 echo "# fio $(fio --version) --ioengine=io_uring --direct=1 --norandommap --randrepeat=0 --lat_percentiles=1 (iodepth_batch_submit=1, its default)"
 echo "# ringline-blockbench ${OURS_ARGS[*]:-(no extra options)}; --iodepth_batch_submit=1 unless given (its default: each request submitted as it is issued)"
+echo "# tmpfs rows: ringline-blockbench --offload=<${SHM_OFFLOAD}% of iodepth> (the 'ours flags' column; --shm-offload 0 turns it off): that many of the iodepth requests go to io-wq threads, the rest are copied on the worker; fio's job punts all of them to io-wq"
 echo "# latency: submission to completion for both (fio's lat = slat + clat; ours: Target::Read/Write call to result)"
 echo "# IOPS: median over $REPS runs per tool (min-max); ours/fio: median of the per-repetition ratios (their range); the other columns are from each tool's median run"
 echo
-echo "| target | workload | fio IOPS (min-max) | ours IOPS (min-max) | IOPS ours/fio (range) | fio p50/p99 µs | ours p50/p99 µs | fio CPU-s/M I/O | ours CPU-s/M I/O | CPU ours/fio | fio KiB/dev req | ours KiB/dev req | fio threads ran on | ours threads ran on | load |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|"
+echo "| target | workload | ours flags | fio IOPS (min-max) | ours IOPS (min-max) | IOPS ours/fio (range) | fio p50/p99 µs | ours p50/p99 µs | fio CPU-s/M I/O | ours CPU-s/M I/O | CPU ours/fio | fio KiB/dev req | ours KiB/dev req | fio threads ran on | ours threads ran on | load |"
+echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|"
 # med: the line with the median first field.
 med() { printf '%s\n' "$@" | sort -n -k1,1 | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }'; }
 for target in $TARGETS; do
@@ -211,15 +235,16 @@ for target in $TARGETS; do
   [[ $target == shm ]] && file=$SHM_FILE
   for wl in $WORKLOADS; do
     IFS=: read -r rw bs qd <<<"$wl"
+    read -r -a flags <<<"$(ours_flags "$target" "$qd")"
     load=$(cut -d' ' -f1 /proc/loadavg)
     fio_r=() ours_r=() ratios=()
     for ((rep = 0; rep < REPS; rep++)); do
       # Alternate which tool goes first.
       if ((rep % 2 == 0)); then
         f=$(run_one fio "$file" "$rw" "$bs" "$qd")
-        o=$(run_one ours "$file" "$rw" "$bs" "$qd")
+        o=$(run_one ours "$file" "$rw" "$bs" "$qd" "${flags[@]}")
       else
-        o=$(run_one ours "$file" "$rw" "$bs" "$qd")
+        o=$(run_one ours "$file" "$rw" "$bs" "$qd" "${flags[@]}")
         f=$(run_one fio "$file" "$rw" "$bs" "$qd")
       fi
       fio_r+=("$f") ours_r+=("$o")
@@ -232,14 +257,14 @@ for target in $TARGETS; do
     orange=$(range "${ours_r[@]}")
     ratio=$(med "${ratios[@]}")
     rrange=$(printf '%s\n' "${ratios[@]}" | sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }')
-    awk -v t="$target" -v w="$bs $rw QD$qd" -v fi="$fi" -v oi="$oi" -v fr="$frange" -v or="$orange" \
+    awk -v t="$target" -v w="$bs $rw QD$qd" -v of="${flags[*]:--}" -v fi="$fi" -v oi="$oi" -v fr="$frange" -v or="$orange" \
       -v r="$ratio" -v rr="$rrange" -v fp50="$fp50" -v fp99="$fp99" -v op50="$op50" -v op99="$op99" -v fc="$fcpu" \
       -v oc="$ocpu" -v fk="$fkib" -v ok="$okib" -v fw="$fwhere" -v ow="$owhere" \
       -v l="$load" 'BEGIN {
         gsub(/\+/, "; ", fw); gsub(/\+/, "; ", ow); gsub(/:/, " ", fw); gsub(/:/, " ", ow)
         gsub(/,/, ", ", fw); gsub(/,/, ", ", ow)
-        printf "| %s | %s | %d (%s) | %d (%s) | **%.2fx** (%s) | %s / %s | %s / %s | %.2f | %.2f | **%.2fx** | %s | %s | %s | %s | %s |\n",
-          t, w, fi, fr, oi, or, r, rr, fp50, fp99, op50, op99, fc, oc, oc / fc, fk, ok, fw, ow, l }'
+        printf "| %s | %s | %s | %d (%s) | %d (%s) | **%.2fx** (%s) | %s / %s | %s / %s | %.2f | %.2f | **%.2fx** | %s | %s | %s | %s | %s |\n",
+          t, w, of, fi, fr, oi, or, r, rr, fp50, fp99, op50, op99, fc, oc, oc / fc, fk, ok, fw, ow, l }'
   done
 done
 echo
