@@ -555,9 +555,17 @@ Task<GatherResult> DirectFile::SubmitWriteGather(uint64_t offset, Buffer header,
 
 int32_t DirectFile::CopyInline(int fd, bool write, uint64_t offset, uint8_t* data, uint32_t len,
                                int rw_flags) {
-  iovec iov{data, len};
-  const ssize_t n = write ? ::pwritev2(fd, &iov, 1, static_cast<off_t>(offset), rw_flags)
-                          : ::preadv2(fd, &iov, 1, static_cast<off_t>(offset), 0);
+  ssize_t n;
+  if (rw_flags == 0) {
+    // pread/pwrite hand the kernel one user buffer (ITER_UBUF), with no
+    // iovec to copy in and walk as preadv2/pwritev2 do.
+    n = write ? ::pwrite(fd, data, len, static_cast<off_t>(offset))
+              : ::pread(fd, data, len, static_cast<off_t>(offset));
+  } else {
+    iovec iov{data, len};  // RWF_DSYNC (FUA) needs pwritev2
+    n = write ? ::pwritev2(fd, &iov, 1, static_cast<off_t>(offset), rw_flags)
+              : ::preadv2(fd, &iov, 1, static_cast<off_t>(offset), rw_flags);
+  }
   return n < 0 ? -errno : static_cast<int32_t>(n);
 }
 
