@@ -166,16 +166,17 @@ auto FallocateOp(int fixed_file, int mode, uint64_t offset, uint64_t length) {
 }
 
 // The io-wq threads offloaded requests may use: one per CPU the process may
-// run on besides the worker's own, at least one, and no more than requests
-// that may be offloaded at once.
-uint32_t OffloadThreads(uint32_t max_offloaded) {
+// run on besides the worker's own, at least one. The same for every target on
+// the worker (the cap is the ring's), and io-wq starts no more threads than it
+// has requests at once.
+uint32_t OffloadThreads() {
   cpu_set_t set;
   CPU_ZERO(&set);
   // The process's CPUs (its first thread's affinity), not this worker
   // thread's, which may be pinned to one: io-wq threads run anywhere in the
   // process's cpuset.
   const int cpus = ::sched_getaffinity(::getpid(), sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
-  return std::min(max_offloaded, static_cast<uint32_t>(std::max(cpus - 1, 1)));
+  return static_cast<uint32_t>(std::max(cpus - 1, 1));
 }
 
 }  // namespace
@@ -195,7 +196,8 @@ DirectFile::DirectFile(Worker& worker, std::string path, UniqueFd fd, int fixed_
   // to an io-wq thread, which costs two thread switches per batch and a wake-up
   // of this worker per completion (a third of the CPU of a 4 KiB tmpfs read).
   // A tmpfs read or write is a copy to or from the page cache that never waits
-  // for a device, so it is done here, on the worker, with preadv2/pwritev2.
+  // for a device, so it is done here, on the worker, with pread/pwrite
+  // (pwritev2 for FUA).
   memory_backed_ = memory_fs && options.copy_memory_inline;
   // tmpfs through the ring goes to io-wq, where submitting request by request
   // only adds system calls; there is no device to keep busy.
@@ -372,7 +374,7 @@ absl::StatusOr<std::unique_ptr<DirectFile>> DirectFile::Open(Worker& worker,
 // targets on this worker (none of ringline's other requests is forced async).
 // A refusal costs only the cap: the requests still run, with a warning.
 void DirectFile::LimitIoWqThreads() {
-  offload_threads_ = OffloadThreads(max_offloaded_);
+  offload_threads_ = OffloadThreads();
   unsigned limits[2] = {0, offload_threads_};  // [bounded (0: unchanged), unbounded]
   const int ret = io_uring_register_iowq_max_workers(worker().internals().ring().raw(), limits);
   if (ret < 0) {

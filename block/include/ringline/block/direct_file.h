@@ -15,8 +15,8 @@
 // devices; discard on a block device is BLKDISCARD, which has no async form,
 // run on a helper thread (see direct_file.cc for why). On tmpfs, where the
 // kernel would hand every read and write to an io-wq thread, reads and writes
-// are copied on the worker's thread with preadv2/pwritev2 instead
-// (TargetOptions::copy_memory_inline). Where reads and writes complete on the
+// are copied on the worker's thread with pread/pwrite (pwritev2 for FUA)
+// instead (TargetOptions::copy_memory_inline). Where reads and writes complete on the
 // worker's CPU (tmpfs, buffered files), TargetOptions::max_offloaded_copies
 // hands up to that many at once to io-wq (IOSQE_ASYNC) so that other CPUs copy
 // in parallel with the worker. Reads and writes that go to a device
@@ -96,7 +96,7 @@ class DirectFile final : public TargetBase {
   uint32_t offloaded_in_flight() const { return offloaded_in_flight_; }
   // How many io-wq threads this worker's ring may run for offloaded requests
   // (set at open when max_offloaded_copies() > 0: one per CPU of the process
-  // besides one for the worker, at least one, at most max_offloaded_copies()).
+  // besides one for the worker, at least one); 0 without offload.
   uint32_t offload_threads() const { return offload_threads_; }
 
  private:

@@ -131,9 +131,9 @@ struct TargetOptions {
   // request). Load generators that time requests themselves turn this off.
   bool latency_histograms = true;
   // Files on tmpfs: copy reads and writes to and from the page cache on the
-  // worker's thread (preadv2/pwritev2) instead of through the ring, where the
-  // kernel hands every one to an io-wq thread. A tmpfs copy never waits for a
-  // device.
+  // worker's thread (pread/pwrite; pwritev2 for FUA) instead of through the
+  // ring, where the kernel hands every one to an io-wq thread. A tmpfs copy
+  // never waits for a device.
   bool copy_memory_inline = true;
   // Files whose reads and writes complete on the worker's own CPU (tmpfs,
   // copied inline as above; buffered files, whose cached pages io_uring copies
@@ -142,7 +142,9 @@ struct TargetOptions {
   // other CPUs while the worker copies the rest itself. A deep queue on one
   // worker then uses more than one CPU, as fio's single job does on tmpfs
   // (where io_uring always punts to io-wq). The split follows the queue: of
-  // queue_depth requests in flight, up to this many are in io-wq. 0 (the
+  // queue_depth requests in flight, up to this many are in io-wq, which the
+  // target then limits to one thread per CPU of the process besides the
+  // worker's (a limit of the worker's ring: see direct_file.cc). 0 (the
   // default): everything stays on the worker, whose CPU is all a
   // thread-per-core server should use (the other CPUs belong to the other
   // workers). Ignored (DirectFile::max_offloaded_copies() says 0) on O_DIRECT
