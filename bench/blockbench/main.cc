@@ -148,6 +148,12 @@ int Main(int argc, char** argv) {
   } else {
     std::fputs(report.c_str(), stdout);
   }
+  if (o.offload != 0 && !results.empty() && results[0].max_offloaded == 0) {
+    std::fprintf(stderr,
+                 "ringline-blockbench: warning: --offload=%u had no effect: %s is read and "
+                 "written by its device (O_DIRECT or NVMe), not copied on the worker's CPU\n",
+                 o.offload, o.filename.c_str());
+  }
   int rc = 0;
   for (std::size_t i = 0; i < results.size(); ++i) {
     if (results[i].errors != 0) {

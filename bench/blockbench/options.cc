@@ -131,7 +131,8 @@ absl::StatusOr<BenchOptions> ParseOptions(int argc, const char* const* argv) {
                  "io-wq threads, which copy on other CPUs while the worker copies the rest "
                  "(tmpfs and buffered files, whose reads and writes otherwise complete on the "
                  "worker's CPU; no effect on O_DIRECT to a device). Default 0: one CPU per job. "
-                 "At most --iodepth");
+                 "At most --iodepth")
+      ->type_name("N");
   app.add_option("--name", o.name, "job name (accepted for fio compatibility)");
   app.add_option("--ioengine", ioengine, "accepted and ignored (always ringline's io_uring path)");
   app.add_flag("--group_reporting,--norandommap,--thread", flag_ignored,
