@@ -16,12 +16,12 @@
 // run on a helper thread (see direct_file.cc for why). On tmpfs, where the
 // kernel would hand every read and write to an io-wq thread, reads and writes
 // are copied on the worker's thread with pread/pwrite (pwritev2 for FUA)
-// instead (TargetOptions::copy_memory_inline). Where reads and writes complete on the
-// worker's CPU (tmpfs, buffered files), TargetOptions::max_offloaded_copies
-// hands up to that many at once to io-wq (IOSQE_ASYNC) so that other CPUs copy
-// in parallel with the worker. Reads and writes that go to a device
-// are submitted as they are issued, not with the loop iteration
-// (TargetOptions::submit_batch).
+// instead (TargetOptions::copy_memory_inline). Where reads and writes
+// complete on the worker's CPU (tmpfs, buffered files),
+// TargetOptions::max_offloaded_copies hands up to that many at once to io-wq
+// (IOSQE_ASYNC) so that other CPUs copy in parallel with the worker. Reads and
+// writes that go to a device are submitted as they are issued, not with the
+// loop iteration (TargetOptions::submit_batch).
 //
 // Cache modes (TargetOptions::cache): kDirect opens O_DIRECT and fails where
 // the filesystem refuses it; kWriteback goes through the page cache; kAuto
