@@ -1209,6 +1209,49 @@ TEST(OffloadTest, DataWrittenReadsBackAndIoWqStaysCapped) {
   t.join();
 }
 
+// A task that issues request after request, each copied on the worker, must
+// not keep an offloaded request from completing: every inline copy made while
+// one is in io-wq yields to the loop, which reaps it. Without the yield the
+// copier would run its whole budget first.
+TEST(OffloadTest, InlineCopiesLetOffloadedRequestsComplete) {
+  auto w = Worker::Create(Config{});
+  ASSERT_TRUE(w.ok()) << w.status();
+  const std::string path = ShmPath("progress");
+  auto f = DirectFile::Open(
+      **w, path,
+      {.queue_depth = 2, .max_offloaded_copies = 1, .create = true, .create_size = 1 << 20});
+  ASSERT_TRUE(f.ok()) << f.status();
+  struct State {
+    bool offloaded_done = false;
+    uint32_t inline_reads = 0;  // before the offloaded read completed
+  } state;
+  static constexpr uint32_t kBudget = 100000;
+  (*w)->BlockOn([](DirectFile* f, State* st) -> Task<> {
+    JoinHandle<void> offloaded = Spawn([](DirectFile* f, State* st) -> Task<> {
+      BlockResult r = co_await f->Read(0, 4096, Buffer::Allocate(4096));
+      EXPECT_EQ(r.res, 4096) << r.status;
+      st->offloaded_done = true;
+    }(f, st));
+    JoinHandle<void> copier = Spawn([](DirectFile* f, State* st) -> Task<> {
+      Buffer b = Buffer::Allocate(4096);
+      while (!st->offloaded_done && st->inline_reads < kBudget) {
+        BlockResult r = co_await f->Read(4096, 4096, std::move(b));
+        EXPECT_EQ(r.res, 4096) << r.status;
+        b = std::move(r.buffer);
+        ++st->inline_reads;
+      }
+    }(f, st));
+    co_await offloaded;
+    co_await copier;
+  }(f->get(), &state));
+  std::printf("%u inline reads ran while the offloaded read was in io-wq\n", state.inline_reads);
+  EXPECT_TRUE(state.offloaded_done);
+  EXPECT_LT(state.inline_reads, kBudget) << "the inline copies starved the offloaded read";
+  EXPECT_EQ((*f)->offloaded_requests(), 1u);
+  (*f).reset();
+  unlink(path.c_str());
+}
+
 // An error in io-wq reaches the request as it does on the worker: writes to a
 // 1 MiB tmpfs fill it and fail with ENOSPC, offloaded or copied inline.
 TEST(OffloadTest, ErrorsFromIoWqArePropagated) {
