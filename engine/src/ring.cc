@@ -109,14 +109,19 @@ int Ring::SubmitPending() {
   }
 }
 
+void Ring::ReadSqHead() {
+  // Acquire: with SQPOLL the kernel thread moves the head concurrently, and
+  // the SQEs before it must be seen as consumed before they are reused.
+  sqe_limit_ = io_uring_smp_load_acquire(ring_.sq.khead) + ring_.sq.ring_entries;
+}
+
 io_uring_sqe* Ring::GetSqeSlow(bool whole) {
-  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-  while (sqe == nullptr) {
+  ReadSqHead();
+  while (static_cast<int>(sqe_limit_ - ring_.sq.sqe_tail) <= 0) {
     SubmitPending();  // a full SQ is submitted, never reported as a failure
-    sqe = io_uring_get_sqe(&ring_);
+    ReadSqHead();
   }
-  Clear(sqe, whole);
-  return sqe;
+  return Take(whole);
 }
 
 int Ring::SubmitNow() {

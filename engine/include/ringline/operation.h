@@ -75,17 +75,23 @@ class [[nodiscard]] OpAwaiter {
     } else {
       sqe = w.ring().GetSqe128();
     }
+    // Read before prep_, whose stores to the SQE could otherwise be taken to
+    // change it.
+    const uint64_t user_data = slot.user_data().raw();
     prep_(sqe, slot);
-    io_uring_sqe_set_data64(sqe, slot.user_data().raw());
+    io_uring_sqe_set_data64(sqe, user_data);
     slab.SetWaiter(slot, &h.promise());
     // The slab outlives every task of its worker, so the awaiter may keep it.
     slab_ = &slab;
     slot_ = &slot;
   }
   decltype(auto) await_resume() {
-    OpSlot* slot = std::exchange(slot_, nullptr);
-    auto result = finish_(*slot);
-    slab_->Consume(*slot);
+    OpSlot& slot = *slot_;
+    auto result = finish_(slot);
+    slab_->Consume(slot);
+    // Cleared last, after the stores of Consume: the destructor, which runs
+    // right after, then sees it null without reading it back.
+    slot_ = nullptr;
     return result;
   }
 

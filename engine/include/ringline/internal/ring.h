@@ -71,17 +71,20 @@ class Ring {
 
  private:
   io_uring_sqe* Get(bool whole) {
-    io_uring_sq* sq = &ring_.sq;
-    // Only SQPOLL's kernel thread moves the head concurrently with us; an
-    // acquire load is a plain load on x86 and costs no test of the mode.
-    const unsigned head = io_uring_smp_load_acquire(sq->khead);
-    if (sq->sqe_tail - head < sq->ring_entries) [[likely]] {
-      io_uring_sqe* sqe = &sq->sqes[(sq->sqe_tail & sq->ring_mask) << 1];  // SQE128: 2 slots
-      ++sq->sqe_tail;
-      Clear(sqe, whole);
-      return sqe;
-    }
+    // Room is checked against the SQ head as last read (sqe_limit_), not
+    // the kernel's: the head only moves forward, so a stale limit is
+    // conservative, and only the slow path reads the head again.
+    if (static_cast<int>(sqe_limit_ - ring_.sq.sqe_tail) > 0) [[likely]]
+      return Take(whole);
     return GetSqeSlow(whole);
+  }
+  // The next SQE, cleared; the caller has checked that there is room.
+  io_uring_sqe* Take(bool whole) {
+    io_uring_sq* sq = &ring_.sq;
+    io_uring_sqe* sqe = &sq->sqes[(sq->sqe_tail & sq->ring_mask) << 1];  // SQE128: 2 slots
+    ++sq->sqe_tail;
+    Clear(sqe, whole);
+    return sqe;
   }
 
  public:
@@ -134,7 +137,11 @@ class Ring {
 
  private:
   explicit Ring(const RingOptions& options) : options_(options) {}
+  // Get() when the SQ looked full: reads the head again and, if the SQ is
+  // really full, submits first.
   io_uring_sqe* GetSqeSlow(bool whole);
+  // sqe_limit_ = the SQ head now + its size.
+  void ReadSqHead();
   // Plain stores: cheaper than memset's `rep stos` for 64 or 128 bytes.
   static void Clear(io_uring_sqe* sqe, bool whole) {
     auto* w = reinterpret_cast<uint64_t*>(sqe);
@@ -146,6 +153,11 @@ class Ring {
   void Stash();
 
   io_uring ring_{};
+  // The SQ tail value at which the SQ is full, from the head as last read
+  // (ReadSqHead): at most the real limit, since only the kernel moves the head
+  // (SQPOLL: concurrently) and only forward. 0 until first read, which sends
+  // the first Get() to the slow path.
+  unsigned sqe_limit_ = 0;
   bool initialized_ = false;
   RingOptions options_;
   std::vector<Completion> stash_;
