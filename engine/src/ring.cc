@@ -132,7 +132,6 @@ int Ring::SubmitNow() {
 }
 
 int Ring::SubmitAndWait(unsigned wait_nr, int64_t timeout_ns) {
-  const unsigned pending = io_uring_sq_ready(&ring_);
   for (;;) {
     ++submit_calls_;
     int ret;
@@ -140,6 +139,7 @@ int Ring::SubmitAndWait(unsigned wait_nr, int64_t timeout_ns) {
       ret = io_uring_submit_and_get_events(&ring_);
     } else if (timeout_ns >= 0) {
       __kernel_timespec ts{timeout_ns / 1'000'000'000, timeout_ns % 1'000'000'000};
+      const unsigned pending = io_uring_sq_ready(&ring_);
       io_uring_cqe* cqe = nullptr;
       ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, wait_nr, &ts, nullptr);
       // With EXT_ARG this returns 0 or -errno, not a count; every queued SQE

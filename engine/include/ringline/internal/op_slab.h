@@ -236,11 +236,9 @@ inline void OpSlab::Release(OpSlot& s) {
   s.live_user_data_ = OpSlot::kFreeUserData;
   s.state_ = State::kFree;
   s.waiter_ = nullptr;
-  // Next generation (wrapping within its 24 bits), same index, no tag.
-  constexpr uint64_t kOneGeneration = UserData::Encode(OpTag::kNone, 1, 0).raw();
-  constexpr uint64_t kUntagged =
-      UserData::Encode(OpTag::kNone, UserData::kGenerationMask, UINT32_MAX).raw();
-  s.untagged_user_data_ = (s.untagged_user_data_ + kOneGeneration) & kUntagged;
+  // Next generation, same index, no tag: the generation is the top field, so
+  // the addition wraps within its 24 bits and leaves the rest alone.
+  s.untagged_user_data_ += UserData::Encode(OpTag::kNone, 1, 0).raw();
   s.next_free_ = free_head_;
   free_head_ = &s;
   --in_use_;
