@@ -62,10 +62,10 @@ class UserData {
   }
 
   constexpr uint64_t raw() const { return raw_; }
-  constexpr OpTag tag() const { return static_cast<OpTag>(static_cast<uint8_t>(raw_ >> kTagShift)); }
-  constexpr uint32_t generation() const {
-    return static_cast<uint32_t>(raw_ >> kGenerationShift);
+  constexpr OpTag tag() const {
+    return static_cast<OpTag>(static_cast<uint8_t>(raw_ >> kTagShift));
   }
+  constexpr uint32_t generation() const { return static_cast<uint32_t>(raw_ >> kGenerationShift); }
   constexpr uint32_t index() const { return static_cast<uint32_t>(raw_); }
 
  private:
