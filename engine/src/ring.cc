@@ -115,13 +115,13 @@ void Ring::ReadSqHead() {
   sqe_limit_ = io_uring_smp_load_acquire(ring_.sq.khead) + ring_.sq.ring_entries;
 }
 
-io_uring_sqe* Ring::GetSqeSlow(bool whole) {
+io_uring_sqe* Ring::GetSqeSlow() {
   ReadSqHead();
   while (static_cast<int>(sqe_limit_ - ring_.sq.sqe_tail) <= 0) {
     SubmitPending();  // a full SQ is submitted, never reported as a failure
     ReadSqHead();
   }
-  return Take(whole);
+  return Take();
 }
 
 int Ring::SubmitNow() {

@@ -75,11 +75,8 @@ class [[nodiscard]] OpAwaiter {
     } else {
       sqe = w.ring().GetSqe128();
     }
-    // Read before prep_, whose stores to the SQE could otherwise be taken to
-    // change it.
-    const uint64_t user_data = slot.user_data().raw();
     prep_(sqe, slot);
-    io_uring_sqe_set_data64(sqe, user_data);
+    io_uring_sqe_set_data64(sqe, slot.user_data().raw());
     slab.SetWaiter(slot, &h.promise());
     // Only the slot: it knows its slab (OpSlab::Of), which outlives every task
     // of its worker.

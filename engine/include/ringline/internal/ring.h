@@ -17,6 +17,7 @@
 #include <liburing.h>
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -74,16 +75,19 @@ class Ring {
     // Room is checked against the SQ head as last read (sqe_limit_), not
     // the kernel's: the head only moves forward, so a stale limit is
     // conservative, and only the slow path reads the head again.
-    if (static_cast<int>(sqe_limit_ - ring_.sq.sqe_tail) > 0) [[likely]]
-      return Take(whole);
-    return GetSqeSlow(whole);
+    io_uring_sqe* sqe =
+        static_cast<int>(sqe_limit_ - ring_.sq.sqe_tail) > 0 ? Take() : GetSqeSlow();
+    // Cleared after both paths meet: the caller's prep then overwrites the
+    // clear's stores in straight-line code, where gcc merges the two (a liburing
+    // prep helper writes every field but user_data).
+    Clear(sqe, whole);
+    return sqe;
   }
-  // The next SQE, cleared; the caller has checked that there is room.
-  io_uring_sqe* Take(bool whole) {
+  // The next SQE, not cleared; the caller has checked that there is room.
+  io_uring_sqe* Take() {
     io_uring_sq* sq = &ring_.sq;
     io_uring_sqe* sqe = &sq->sqes[(sq->sqe_tail & sq->ring_mask) << 1];  // SQE128: 2 slots
     ++sq->sqe_tail;
-    Clear(sqe, whole);
     return sqe;
   }
 
@@ -138,16 +142,16 @@ class Ring {
  private:
   explicit Ring(const RingOptions& options) : options_(options) {}
   // Get() when the SQ looked full: reads the head again and, if the SQ is
-  // really full, submits first.
-  io_uring_sqe* GetSqeSlow(bool whole);
+  // really full, submits first. Not cleared.
+  io_uring_sqe* GetSqeSlow();
   // sqe_limit_ = the SQ head now + its size.
   void ReadSqHead();
   // Plain stores: cheaper than memset's `rep stos` for 64 or 128 bytes.
   static void Clear(io_uring_sqe* sqe, bool whole) {
-    auto* w = reinterpret_cast<uint64_t*>(sqe);
-    const int words = whole ? 16 : 8;
-#pragma GCC unroll 16
-    for (int i = 0; i < words; ++i) w[i] = 0;
+    if (whole)
+      std::memset(sqe, 0, 2 * sizeof(io_uring_sqe));
+    else
+      std::memset(sqe, 0, sizeof(io_uring_sqe));
   }
   int SubmitPending();  // submit without waiting, handling backpressure
   void Stash();
