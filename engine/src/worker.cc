@@ -204,7 +204,9 @@ void Worker::WaitAndDispatch(bool may_block) {
   // below never see a time from before it.
   now_read_ = false;
 
-  uint64_t resumed = 0;
+  // Counted on the rarer path (a completion that resumes no task), so that
+  // the common one carries no counter of its own.
+  uint64_t not_resumed = 0;
   const uint64_t stale_before = slab.stale_completions();
   // Inlined into both of ForEachCompletion's loops (CQ and stash), so the
   // per-completion path has no call and keeps its state in registers.
@@ -216,13 +218,14 @@ void Worker::WaitAndDispatch(bool may_block) {
     // freely (Ring::ForEachCompletion).
     if (PromiseBase* p =
             slab.DispatchTakingWaiter(c.user_data, c.res, c.flags, c.big[0], c.big[1])) {
-      ++resumed;
       p->self().resume();
+    } else {
+      ++not_resumed;
     }
   };
   const std::size_t reaped = ring.ForEachCompletion(on_completion);
   metrics.cqes.Add(reaped);
-  metrics.tasks_polled.Add(resumed);
+  metrics.tasks_polled.Add(reaped - not_resumed);
   if (slab.stale_completions() != stale_before) [[unlikely]] {
     metrics.stale_cqes.Add(slab.stale_completions() - stale_before);
   }
