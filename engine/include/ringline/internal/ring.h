@@ -95,7 +95,20 @@ class Ring {
   // Submits queued SQEs and, in the same io_uring_enter, waits until at least
   // `wait_nr` completions are ready or `timeout_ns` (< 0: none) has passed.
   // Returns the number of SQEs submitted or a negated errno (-ETIME is normal).
-  int SubmitAndWait(unsigned wait_nr, int64_t timeout_ns);
+  // Inline for the loop's common case (wait, no deadline, no error); the
+  // rest, retries included, is SubmitAndWaitSlow().
+  int SubmitAndWait(unsigned wait_nr, int64_t timeout_ns) {
+    if (wait_nr != 0 && timeout_ns < 0) [[likely]] {
+      ++submit_calls_;
+      const int ret = io_uring_submit_and_wait(&ring_, wait_nr);
+      if (ret >= 0) [[likely]] {
+        sqes_submitted_ += static_cast<uint64_t>(ret);
+        return ret;
+      }
+      return SubmitAndWaitFailed(ret, wait_nr, timeout_ns);
+    }
+    return SubmitAndWaitSlow(wait_nr, timeout_ns);
+  }
 
   // Submits the queued SQEs now, in the middle of a loop iteration, and posts
   // the completions that arrived meanwhile to the CQ (IORING_ENTER_GETEVENTS
@@ -154,6 +167,14 @@ class Ring {
       std::memset(sqe, 0, sizeof(io_uring_sqe));
   }
   int SubmitPending();  // submit without waiting, handling backpressure
+  // One io_uring_enter of SubmitAndWait() (counted); the SQEs submitted or a
+  // negated errno.
+  int EnterOnce(unsigned wait_nr, int64_t timeout_ns);
+  int SubmitAndWaitSlow(unsigned wait_nr, int64_t timeout_ns);
+  // After a submit that returned `ret` < 0: under backpressure the completions
+  // are stashed and the submit retried until it is not refused; returns the
+  // final result.
+  int SubmitAndWaitFailed(int ret, unsigned wait_nr, int64_t timeout_ns);
   void Stash();
 
   io_uring ring_{};
