@@ -95,8 +95,9 @@ class Ring {
   // Submits queued SQEs and, in the same io_uring_enter, waits until at least
   // `wait_nr` completions are ready or `timeout_ns` (< 0: none) has passed.
   // Returns the number of SQEs submitted or a negated errno (-ETIME is normal).
-  // Inline for the loop's common case (wait, no deadline, no error); the
-  // rest, retries included, is SubmitAndWaitSlow().
+  // Inline for the loop's common case (wait, no deadline, accepted); the
+  // rest is out of line (SubmitAndWaitSlow, and SubmitAndWaitFailed for the
+  // backpressure retries).
   int SubmitAndWait(unsigned wait_nr, int64_t timeout_ns) {
     if (wait_nr != 0 && timeout_ns < 0) [[likely]] {
       ++submit_calls_;
@@ -159,12 +160,12 @@ class Ring {
   io_uring_sqe* GetSqeSlow();
   // sqe_limit_ = the SQ head now + its size.
   void ReadSqHead();
-  // Plain stores: cheaper than memset's `rep stos` for 64 or 128 bytes.
+  // Constant-size memsets: gcc emits plain stores (not `rep stos`) and, right
+  // before a prep helper, drops those the helper's own stores make redundant.
   static void Clear(io_uring_sqe* sqe, bool whole) {
-    if (whole)
-      std::memset(sqe, 0, 2 * sizeof(io_uring_sqe));
-    else
-      std::memset(sqe, 0, sizeof(io_uring_sqe));
+    std::memset(sqe, 0, sizeof(io_uring_sqe));
+    // The extension separately: one 128-byte memset becomes `rep stos`.
+    if (whole) std::memset(sqe + 1, 0, sizeof(io_uring_sqe));
   }
   int SubmitPending();  // submit without waiting, handling backpressure
   // One io_uring_enter of SubmitAndWait() (counted); the SQEs submitted or a
