@@ -7,6 +7,7 @@
 #                          [--disk-dir DIR] [--size SIZE] [--reps N]
 #                          [--workloads "RW:BS:QD ..."] [--targets "disk shm"]
 #                          [--ours-args "ARGS"] [--shm-offload PERCENT]
+#                          [--shm-offload-min-bs SIZE]
 #
 # Workloads: 4k randread QD1 and QD32, 4k randwrite QD32, 128k sequential read
 # QD8; targets: a file on the local disk and a file in /dev/shm (tmpfs takes
@@ -22,13 +23,16 @@
 # reported by /usr/bin/time (set-up included, for both tools alike).
 # --ours-args adds options to every ringline-blockbench run (for A/B tests,
 # e.g. --iodepth_batch_submit=0); the header prints them.
-# --shm-offload PERCENT (default 75; 0: off): on the tmpfs target, ringline-
-# blockbench hands PERCENT of the queue depth (rounded down) to io_uring's io-wq
-# threads with --offload (TargetOptions::max_offloaded_copies) and copies the
-# rest on its worker. fio's one job does the same thing by itself: io_uring
-# punts every tmpfs read and write to io-wq, whose thread copies on the other
-# CPU. Either way one thread submits, at the same iodepth; the "ours flags"
-# column shows the --offload each row used.
+# --shm-offload PERCENT (default 75; 0: off): on the tmpfs rows whose block
+# size is at least --shm-offload-min-bs (default 64k), ringline-blockbench
+# hands PERCENT of the queue depth (rounded down) to io_uring's io-wq threads
+# with --offload (TargetOptions::max_offloaded_copies) and copies the rest on
+# its worker. fio's one job does the same thing by itself: io_uring punts every
+# tmpfs read and write to io-wq, whose thread copies on the other CPU. Either
+# way one thread submits, at the same iodepth; the "ours flags" column shows
+# the --offload each row used. Smaller blocks get none: at 4k an offloaded
+# request cost the worker about as much as copying it, and two CPUs gave no
+# more IOPS than one (BENCHMARKS.md, session 7).
 # Each row runs the two tools --reps times (default 5), alternating which one
 # goes first; the device's speed drifts over minutes on a shared VM, so the
 # ratio column is the median of the per-repetition ratios (each taken from
@@ -52,6 +56,7 @@ WORKLOADS="randread:4k:1 randread:4k:32 randwrite:4k:32 read:128k:8"
 TARGETS="disk shm"
 OURS_ARGS=()
 SHM_OFFLOAD=75
+SHM_OFFLOAD_MIN_BS=64k
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) BUILD=$2; shift 2 ;;
@@ -64,13 +69,20 @@ while [[ $# -gt 0 ]]; do
     --targets) TARGETS=$2; shift 2 ;;
     --ours-args) read -r -a OURS_ARGS <<<"$2"; shift 2 ;;
     --shm-offload) SHM_OFFLOAD=$2; shift 2 ;;
-    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
+    --shm-offload-min-bs) SHM_OFFLOAD_MIN_BS=$2; shift 2 ;;
+    -h|--help) sed -n '2,46p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 
 if ! [[ $SHM_OFFLOAD =~ ^[0-9]+$ ]] || ((SHM_OFFLOAD > 100)); then
   echo "--shm-offload must be a percentage of the queue depth, 0 to 100 (got '$SHM_OFFLOAD')" >&2
+  exit 2
+fi
+# bytes SIZE: "128k" -> 131072 (1024 base, like fio and blockbench).
+bytes() { numfmt --from=iec "${1^^}"; }
+if ! SHM_OFFLOAD_MIN_BYTES=$(bytes "$SHM_OFFLOAD_MIN_BS" 2>/dev/null); then
+  echo "--shm-offload-min-bs must be a size such as 64k (got '$SHM_OFFLOAD_MIN_BS')" >&2
   exit 2
 fi
 cd "$(dirname "$0")/.."
@@ -160,11 +172,12 @@ devstat() {
   if [[ -n $DISK_STAT ]]; then awk '{ printf "%.0f %.0f\n", $1 + $5, $3 + $7 }' "$DISK_STAT"; else echo "0 0"; fi
 }
 
-# ours_flags TARGET QD: the options ringline-blockbench gets for the row
-# besides --ours-args (--offload on tmpfs).
+# ours_flags TARGET QD BS: the options ringline-blockbench gets for the row
+# besides --ours-args (--offload on tmpfs, for blocks of at least
+# --shm-offload-min-bs).
 ours_flags() {
   local off=0
-  [[ $1 == shm ]] && off=$(($2 * SHM_OFFLOAD / 100))
+  [[ $1 == shm ]] && (($(bytes "$3") >= SHM_OFFLOAD_MIN_BYTES)) && off=$(($2 * SHM_OFFLOAD / 100))
   ((off > 0)) && echo "--offload=$off"
   return 0
 }
@@ -222,7 +235,7 @@ for f in "$DISK_FILE" "$SHM_FILE"; do
 done
 echo "# fio $(fio --version) --ioengine=io_uring --direct=1 --norandommap --randrepeat=0 --lat_percentiles=1 (iodepth_batch_submit=1, its default)"
 echo "# ringline-blockbench ${OURS_ARGS[*]:-(no extra options)}; --iodepth_batch_submit=1 unless given (its default: each request submitted as it is issued)"
-echo "# tmpfs rows: ringline-blockbench --offload=<${SHM_OFFLOAD}% of iodepth> (the 'ours flags' column; --shm-offload 0 turns it off): that many of the iodepth requests go to io-wq threads, the rest are copied on the worker; fio's job punts all of them to io-wq"
+echo "# tmpfs rows with blocks of at least $SHM_OFFLOAD_MIN_BS: ringline-blockbench --offload=<${SHM_OFFLOAD}% of iodepth> (the 'ours flags' column; --shm-offload 0 turns it off): that many of the iodepth requests go to io-wq threads, the rest are copied on the worker; fio's job punts all of them to io-wq"
 echo "# latency: submission to completion for both (fio's lat = slat + clat; ours: Target::Read/Write call to result)"
 echo "# IOPS: median over $REPS runs per tool (min-max); ours/fio: median of the per-repetition ratios (their range); the other columns are from each tool's median run"
 echo
@@ -235,7 +248,7 @@ for target in $TARGETS; do
   [[ $target == shm ]] && file=$SHM_FILE
   for wl in $WORKLOADS; do
     IFS=: read -r rw bs qd <<<"$wl"
-    read -r -a flags <<<"$(ours_flags "$target" "$qd")"
+    read -r -a flags <<<"$(ours_flags "$target" "$qd" "$bs")"
     load=$(cut -d' ' -f1 /proc/loadavg)
     fio_r=() ours_r=() ratios=()
     for ((rep = 0; rep < REPS; rep++)); do
