@@ -17,12 +17,6 @@ namespace {
 // How long shutdown waits for the kernel to return cancelled operations before
 // giving up on them (their memory is then leaked, never freed under the kernel).
 constexpr auto kDrainLimit = std::chrono::seconds(5);
-// The longest a wait that counts on inline completions
-// (WorkerInternals::ExpectInlineCompletion) lasts when the guess was wrong and
-// nothing else comes: the completions it did get are handled this late. No
-// timer wake-up while the guess is right and the next event comes sooner (an
-// NBD request at QD1 on loopback: ~60 us); at most one per idle period.
-constexpr int64_t kInlineWaitCapNs = 1'000'000;
 }  // namespace
 
 void Worker::NoCurrentWorker() {
@@ -193,19 +187,6 @@ void Worker::WaitAndDispatch(bool may_block) {
       if (timeout_ns == 0) wait_nr = 0;
     }
   }
-  // Completions expected inside this very submit would each end a wait for
-  // one at once, and the loop would go round for them alone and enter the
-  // kernel again to sleep: the wait asks for them plus one. While the guess
-  // is right, the first other event ends the wait, as it would have; no
-  // minimum wait, no timer wake-up (a minimum wait was tried and removed:
-  // BENCHMARKS.md, "Fixed costs per request"). If one was not inline after
-  // all (a full socket), the wait needs one event more than the guess, and
-  // ends at the latest after kInlineWaitCap.
-  if (wait_nr == 1 && inline_completions_expected_ > 0) {
-    wait_nr += inline_completions_expected_;
-    if (timeout_ns < 0 || timeout_ns > kInlineWaitCapNs) timeout_ns = kInlineWaitCapNs;
-  }
-  inline_completions_expected_ = 0;
   ring_->SubmitAndWait(wait_nr, timeout_ns);
   // Every io_uring_enter of the ring, the loop's and those made meanwhile (a
   // full SQ, Ring::SubmitNow for block::TargetOptions::submit_batch).

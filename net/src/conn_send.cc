@@ -28,10 +28,6 @@ namespace {
 // One send operation covers at most this many queued copy chunks.
 constexpr std::size_t kMaxIov = 64;
 constexpr unsigned kStreamFlags = MSG_WAITALL | MSG_NOSIGNAL;
-// A copying send up to this size, after one that completed inline, is
-// expected to complete inline too (a socket buffer holds far more): NBD
-// replies without data, a few 4 KiB read replies.
-constexpr std::size_t kInlineSendBytes = 64 * 1024;
 }  // namespace
 
 int ConnState::SendBlockedError() const {
@@ -339,11 +335,6 @@ void ConnState::SubmitSend() {
       io_uring_prep_sendmsg(sqe, fixed_, &send_msg_, kStreamFlags);
     }
     nw_.metrics().send_copies.Add();
-    // Announced, the send's own completion does not end the loop's wait
-    // (a zero-copy send's notification comes later: never announced).
-    send_iteration_ = nw_.worker().metrics().loop_iterations.Get();
-    send_expected_inline_ = last_send_inline_ && bytes <= kInlineSendBytes;
-    if (send_expected_inline_) nw_.worker().internals().ExpectInlineCompletion();
   }
   sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data64(sqe, slot->user_data().raw());
@@ -370,12 +361,6 @@ void ConnState::OnSend(void* owner, OpSlot& slot, int32_t res, uint32_t flags) {
   } else {
     if (zc && !final) ++self->notif_only_;  // the send is done; its notification follows
     if (&slot == self->send_slot_) {
-      if (!zc) {
-        const bool inline_done =
-            self->nw_.worker().metrics().loop_iterations.Get() == self->send_iteration_;
-        if (self->send_expected_inline_ && !inline_done) self->nw_.metrics().inline_misses.Add();
-        self->last_send_inline_ = inline_done;
-      }
       self->send_slot_ = nullptr;
       self->send_in_flight_ = false;
       self->OnSendResult(res);

@@ -285,13 +285,6 @@ class ConnState {
   std::vector<iovec> send_iov_;
   std::vector<SendItem*> op_items_;  // items the operation in flight covers, in order
   std::size_t op_bytes_ = 0;
-  // Whether the last copying send completed inside the io_uring_enter that
-  // submitted it (its completion came in the same loop iteration): the next
-  // one of up to kInlineSendBytes is then announced to the worker as an
-  // inline completion (WorkerInternals::ExpectInlineCompletion).
-  bool last_send_inline_ = true;
-  bool send_expected_inline_ = false;  // the send in flight was announced
-  uint64_t send_iteration_ = 0;        // the loop iteration it was submitted in
 
   // timers
   OpSlot* idle_slot_ = nullptr;

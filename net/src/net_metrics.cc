@@ -24,7 +24,6 @@ std::vector<std::pair<std::string, uint64_t>> NetMetrics::Counters() const {
       {"net_zc_copied", zc_copied.Get()},
       {"net_copy_fallbacks", copy_fallbacks.Get()},
       {"net_partial_sends", partial_sends.Get()},
-      {"net_send_inline_misses", inline_misses.Get()},
       {"net_send_waits", send_waits.Get()},
       {"net_direct_reads", direct_reads.Get()},
       {"net_read_copied_bytes", read_copied_bytes.Get()},

@@ -251,7 +251,6 @@ class Worker {
   std::unique_ptr<Ring> ring_;
   ReadyQueue ready_;
   std::vector<PromiseBase*> deferred_;         // yielded tasks, scheduled next iteration
-  uint32_t inline_completions_expected_ = 0;   // this iteration's, see ExpectInlineCompletion
   std::vector<WorkerService*> before_submit_;  // services owned by services_
   std::vector<WorkerService*> before_submit_running_;
   std::unique_ptr<OpSlab> slab_;
@@ -353,15 +352,6 @@ class WorkerInternals {
   // Set once by Runtime before the worker runs anything; outlives the worker.
   void set_runtime(detail::RuntimeShared* rt) { w_.runtime_ = rt; }
   detail::RuntimeShared* runtime() const { return w_.runtime_; }
-  // An SQE queued in this iteration will almost surely complete inside the
-  // io_uring_enter that submits it (e.g. a small copying send to a socket
-  // whose previous send did): the loop's wait then asks for that many
-  // completions more, so that one alone does not end the wait and send the
-  // loop round once more only to enter the kernel again to sleep. A wrong
-  // guess (it did not complete inline) can hold the iteration's wait for up
-  // to 1 ms (kInlineWaitCapNs in worker.cc) when no further event comes:
-  // expect only what is very likely.
-  void ExpectInlineCompletion() { ++w_.inline_completions_expected_; }
 
  private:
   Worker& w_;

@@ -27,10 +27,7 @@ struct NetMetrics {
   Counter zc_copied;         // zero-copy sends the kernel reported it copied
   Counter copy_fallbacks;    // payloads asked to go zero-copy that were copied
   Counter partial_sends;     // short sends continued (docs/io_uring-rules.md R5)
-  // Copying sends announced to the worker as completing inside their submit
-  // that did not (the loop's wait then waited for one event more).
-  Counter inline_misses;
-  Counter send_waits;    // sends that waited for queue space (backpressure)
+  Counter send_waits;        // sends that waited for queue space (backpressure)
   Counter direct_reads;  // read_exact payloads (or their rest) received straight into the buffer
   Counter read_copied_bytes;      // bytes reads copied once, from a receive buffer to the caller
   Counter read_recopied_bytes;    // bytes reads copied out of the accumulator (a second copy)
