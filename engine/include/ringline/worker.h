@@ -232,7 +232,12 @@ class Worker {
   absl::Status Init();
   // One loop iteration: RunReady() then WaitAndDispatch(true).
   void RunOnce();
-  void RunReady();
+  // Runs the tasks that are ready now (inline: the loop calls it every
+  // iteration, and mostly nothing is ready).
+  void RunReady() {
+    if (!ready_.empty() || !deferred_.empty()) RunReadyTasks();
+  }
+  void RunReadyTasks();
   // Submits, waits (unless `may_block` is false or work is ready) and
   // dispatches completions, timers, messages and the tick.
   void WaitAndDispatch(bool may_block);
