@@ -180,6 +180,54 @@ TEST(TaskTest, CancellationTokenStopsWork) {
   EXPECT_TRUE(*r);
 }
 
+TEST(TaskTest, SpawnedTaskStartsInTheSamePass) {
+  auto w = MakeWorker();
+  // A task spawned while the ready tasks run starts in that pass, before the
+  // loop's next io_uring_enter, and so does one it spawns in turn.
+  auto r = w->BlockOn([]() -> Task<bool> {
+    Worker& w = Worker::Current();
+    const uint64_t at_spawn = w.metrics().loop_iterations.Get();
+    uint64_t child = 0, grandchild = 0;
+    auto h = Spawn([](uint64_t* c, uint64_t* g) -> Task<> {
+      Worker& w = Worker::Current();
+      *c = w.metrics().loop_iterations.Get();
+      co_await Spawn([](uint64_t* g) -> Task<> {
+        *g = Worker::Current().metrics().loop_iterations.Get();
+        co_return;
+      }(g));
+    }(&child, &grandchild));
+    co_await h;
+    EXPECT_EQ(child, at_spawn);
+    EXPECT_EQ(grandchild, at_spawn);
+    co_return child == at_spawn&& grandchild == at_spawn;
+  }());
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(*r);
+}
+
+TEST(TaskTest, TaskWokenByAnotherRunsInTheNextIteration) {
+  auto w = MakeWorker();
+  // Waking is not spawning: a woken task waits for the next iteration, so two
+  // tasks that keep waking each other cannot hold the loop away from the ring.
+  auto r = w->BlockOn([]() -> Task<bool> {
+    Worker& w = Worker::Current();
+    WaitList list;
+    uint64_t woken_at = 0;
+    auto h = Spawn([](WaitList* l, uint64_t* at) -> Task<> {
+      co_await l->Wait();
+      *at = Worker::Current().metrics().loop_iterations.Get();
+    }(&list, &woken_at));
+    co_await Sleep(std::chrono::milliseconds(1));  // the waiter is parked
+    const uint64_t notified_at = w.metrics().loop_iterations.Get();
+    EXPECT_TRUE(list.NotifyOne());
+    co_await h;
+    EXPECT_GT(woken_at, notified_at);
+    co_return woken_at > notified_at;
+  }());
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(*r);
+}
+
 TEST(TaskTest, TaskThatWakesItselfIsNotLost) {
   auto w = MakeWorker();
   // Yield re-schedules the running task from inside its own poll; it must be
