@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "ringline/buffer_pool.h"
@@ -138,31 +137,30 @@ void Worker::DrainMessages() {
 }
 
 void Worker::RunReady() {
-  // Only what is ready now, plus one task for every task spawned while they
-  // run: a task that wakes itself, or that others wake, runs in the next
-  // iteration, after the ring has been submitted and reaped. A spawned task has
-  // not run yet, so starting it in this pass cannot loop, and it saves an
-  // iteration: a connection's reader that spawns a request's task would
-  // otherwise cost an io_uring_enter that submits nothing before the request
-  // starts (at NBD QD1, one of three per request: BENCHMARKS.md, "NBD QD1:
-  // where the time goes"). The pass stays bounded by what was ready at its
-  // start and what it spawned.
+  // Only what is ready now, plus every task spawned while these run: a task
+  // that wakes itself, or that others wake, runs in the next iteration, after
+  // the ring has been submitted and reaped, so tasks that keep waking each
+  // other cannot hold the loop away from the ring. A spawned task has not run
+  // yet, so starting it in this pass cannot loop, and it saves an iteration: a
+  // connection's reader that spawns a request's task would otherwise cost an
+  // io_uring_enter that submits nothing before the request starts (at NBD QD1,
+  // one of three per request: BENCHMARKS.md, "NBD QD1: where the time goes").
   for (PromiseBase* p : deferred_) ready_.Push(p);
   deferred_.clear();
   std::size_t n = ready_.size();
-  spawned_in_pass_ = 0;
   uint64_t ran = 0;
-  for (;;) {
-    if (n == 0) {
-      n = std::exchange(spawned_in_pass_, 0);
-      if (n == 0) break;
-    }
-    --n;
+  in_pass_ = true;
+  while (n-- > 0) {
     PromiseBase* p = ready_.Pop();
     if (!p) break;
     ++ran;
     p->self().resume();
   }
+  while (PromiseBase* p = spawned_.Pop()) {
+    ++ran;
+    p->self().resume();
+  }
+  in_pass_ = false;
   metrics_->tasks_polled.Add(ran);
 }
 
@@ -275,9 +273,11 @@ void Worker::AdoptRoot(detail::RootPromiseBase* root) {
   if (roots_) roots_->prev_root_ = root;
   roots_ = root;
   ++root_count_;
-  ++spawned_in_pass_;
   metrics_->tasks_spawned.Add();
-  ready_.Push(root);
+  if (in_pass_)
+    spawned_.Push(root);  // starts in this pass (RunReady)
+  else
+    ready_.Push(root);
 }
 
 void Worker::ForgetRoot(detail::RootPromiseBase* root) {

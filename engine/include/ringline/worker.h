@@ -282,9 +282,10 @@ class Worker {
   bool draining_ = false;
   detail::RootPromiseBase* roots_ = nullptr;  // intrusive list of spawned tasks
   std::size_t root_count_ = 0;
-  // Tasks spawned since RunReady() last took its count: it runs them in the
-  // same pass (worker.cc).
-  std::size_t spawned_in_pass_ = 0;
+  // Tasks spawned while RunReady() runs tasks: it runs them in the same pass,
+  // in spawn order (worker.cc). Empty outside RunReady().
+  ReadyQueue spawned_;
+  bool in_pass_ = false;  // RunReady() is running tasks
 };
 
 namespace detail {
