@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Engine micro-benchmarks beside bare liburing, in one run, pinned to one CPU.
-# Prints Google Benchmark's medians and the engine/bare time-per-NOP ratios at
-# batch 1 and 32, then the instructions per NOP (engine and bare liburing, batch
-# 1 and 32), a measure that does not depend on the machine's load: user and
-# kernel instructions from `perf stat` where the CPU exposes its counters, else
+# Engine micro-benchmarks beside bare liburing, pinned to one CPU.
+# Timing: Google Benchmark's medians of the task, timer and nested-await
+# benchmarks (5 repetitions of >=0.5 s), then the NOP benchmarks in 5 rounds
+# that alternate engine and bare liburing (each run >=0.5 s), so that a burst of
+# load on the machine lands on one round rather than on every engine run or
+# every bare one; per batch (1 and 32) it prints each round's times and ratio,
+# the median ratio and the range of the ratios.
+# Then the instructions per NOP (engine and bare liburing, batch 1 and 32), a
+# measure that does not depend on the machine's load: user and kernel
+# instructions from `perf stat` where the CPU exposes its counters, else
 # user-space instructions from valgrind's callgrind (virtual machines without a
 # PMU). Each count is the difference between two runs of engine_nop_count
 # (64k and 128k NOPs), which cancels start-up.
-# Usage: scripts/bench-engine.sh [BUILD_DIR]     (COUNT_ONLY=1: skip the timing)
+# Usage: scripts/bench-engine.sh [BUILD_DIR]     (COUNT_ONLY=1: skip the timing;
+#        ROUNDS=n: NOP timing rounds, default 5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -16,24 +22,42 @@ if [[ ! -x $build/bin/engine_bench || ! -x $build/bin/engine_nop_count ]]; then
   cmake --build "$build" --target engine_bench engine_nop_count
 fi
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+trap 'rm -f "$out" "$out".*' EXIT
 
 if [[ ${COUNT_ONLY:-0} != 1 ]]; then
-  taskset -c 0 "$build/bin/engine_bench" --benchmark_min_time=0.5 --benchmark_repetitions=5 \
-    --benchmark_report_aggregates_only=true --benchmark_format=json >"$out"
-  python3 - "$out" <<'PY'
-import json, sys
-data = json.load(open(sys.argv[1]))
-med = {b["run_name"]: b for b in data["benchmarks"] if b.get("aggregate_name") == "median"}
-print(f"{'benchmark':32} {'ns/item':>10} {'items/s':>14}")
-for name, b in med.items():
-    ips = b.get("items_per_second", 0)
-    print(f"{name:32} {1e9/ips if ips else 0:10.1f} {ips:14,.0f}")
+  bench() { # filter min_time repetitions -> JSON on stdout
+    taskset -c 0 "$build/bin/engine_bench" --benchmark_filter="$1" --benchmark_min_time="$2" \
+      --benchmark_repetitions="$3" --benchmark_report_aggregates_only=true \
+      --benchmark_format=json
+  }
+  bench 'BM_(TaskSpawnComplete|AwaitNestedTask|TimerArmFire)' 0.5 5 >"$out.other"
+  rounds=${ROUNDS:-5}
+  for ((r = 1; r <= rounds; r++)); do
+    bench 'BM_EngineNop/' 0.5 1 >"$out.engine.$r"
+    bench 'BM_BareLiburingNop/' 0.5 1 >"$out.bare.$r"
+  done
+  python3 - "$out" "$rounds" <<'PY'
+import json, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+def ns_per_item(path):
+    # Without repetitions Google Benchmark reports the one run (no aggregates).
+    data = json.load(open(path))
+    runs = [b for b in data["benchmarks"] if b.get("aggregate_name", "median") == "median"]
+    return {b["run_name"]: 1e9 / b["items_per_second"] for b in runs if b.get("items_per_second")}
+print(f"{'benchmark':32} {'ns/item':>10}")
+for name, ns in ns_per_item(out + ".other").items():
+    print(f"{name:32} {ns:10.1f}")
+engine = [ns_per_item(f"{out}.engine.{r}") for r in range(1, rounds + 1)]
+bare = [ns_per_item(f"{out}.bare.{r}") for r in range(1, rounds + 1)]
 for batch in (1, 32):
-    e, r = med.get(f"BM_EngineNop/{batch}"), med.get(f"BM_BareLiburingNop/{batch}")
-    if e and r:
-        print(f"NOP batch {batch}: engine {1e9/e['items_per_second']:.1f} ns, bare liburing "
-              f"{1e9/r['items_per_second']:.1f} ns, ratio {r['items_per_second']/e['items_per_second']:.2f}x")
+    e = [x[f"BM_EngineNop/{batch}"] for x in engine]
+    b = [x[f"BM_BareLiburingNop/{batch}"] for x in bare]
+    ratios = [ei / bi for ei, bi in zip(e, b)]
+    rows = ", ".join(f"{ei:.1f}/{bi:.1f}={q:.2f}x" for ei, bi, q in zip(e, b, ratios))
+    print(f"NOP batch {batch}, {rounds} alternating rounds (engine ns/bare ns): {rows}")
+    print(f"NOP batch {batch}: median ratio {statistics.median(ratios):.2f}x "
+          f"(range {min(ratios):.2f}-{max(ratios):.2f}x); median engine "
+          f"{statistics.median(e):.1f} ns, bare liburing {statistics.median(b):.1f} ns")
 PY
 fi
 
@@ -92,7 +116,7 @@ if [[ ${NBD_WRITES:-0} == 1 ]]; then
     --log-level warn >"$dir/server.log" 2>&1 &
   pid=$!
   # SIGKILL: a worker blocked in io_uring_enter does not see SIGTERM under valgrind.
-  trap 'kill -9 $pid 2>/dev/null; rm -rf "$dir" "$out"' EXIT
+  trap 'kill -9 $pid 2>/dev/null; rm -rf "$dir" "$out" "$out".*' EXIT
   for _ in $(seq 300); do
     nbdinfo --size "nbd://127.0.0.1:$port/disk" >/dev/null 2>&1 && break
     sleep 0.2

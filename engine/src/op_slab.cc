@@ -24,6 +24,7 @@ void OpSlab::Grow() {
   // Link the new slots in index order in front of the free list.
   for (uint32_t i = 0; i < kChunk; ++i) {
     chunk[i].index = base + i;
+    chunk[i].slab_ = this;
     chunk[i].untagged_user_data_ = UserData::Encode(OpTag::kNone, 0, base + i).raw();
     chunk[i].next_free_ = (i + 1 < kChunk) ? &chunk[i + 1] : free_head_;
     by_index_.push_back(&chunk[i]);

@@ -109,14 +109,19 @@ int Ring::SubmitPending() {
   }
 }
 
-io_uring_sqe* Ring::GetSqeSlow(bool whole) {
-  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-  while (sqe == nullptr) {
+void Ring::ReadSqHead() {
+  // Acquire: with SQPOLL the kernel thread moves the head concurrently, and
+  // the SQEs before it must be seen as consumed before they are reused.
+  sqe_limit_ = io_uring_smp_load_acquire(ring_.sq.khead) + ring_.sq.ring_entries;
+}
+
+io_uring_sqe* Ring::GetSqeSlow() {
+  ReadSqHead();
+  while (static_cast<int>(sqe_limit_ - ring_.sq.sqe_tail) <= 0) {
     SubmitPending();  // a full SQ is submitted, never reported as a failure
-    sqe = io_uring_get_sqe(&ring_);
+    ReadSqHead();
   }
-  Clear(sqe, whole);
-  return sqe;
+  return Take();
 }
 
 int Ring::SubmitNow() {
@@ -126,35 +131,41 @@ int Ring::SubmitNow() {
   return ret;
 }
 
-int Ring::SubmitAndWait(unsigned wait_nr, int64_t timeout_ns) {
-  const unsigned pending = io_uring_sq_ready(&ring_);
-  for (;;) {
-    ++submit_calls_;
-    int ret;
-    if (wait_nr == 0) {
-      ret = io_uring_submit_and_get_events(&ring_);
-    } else if (timeout_ns >= 0) {
-      __kernel_timespec ts{timeout_ns / 1'000'000'000, timeout_ns % 1'000'000'000};
-      io_uring_cqe* cqe = nullptr;
-      ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, wait_nr, &ts, nullptr);
-      // With EXT_ARG this returns 0 or -errno, not a count; every queued SQE
-      // was handed to the kernel either way.
-      if (ret >= 0 || ret == -ETIME) ret = static_cast<int>(pending);
-    } else {
-      ret = io_uring_submit_and_wait(&ring_, wait_nr);
-    }
-    if (ret >= 0) {
-      sqes_submitted_ += static_cast<uint64_t>(ret);
-      return ret;
-    }
-    if (ret == -EINTR) return ret;  // a signal: the loop simply goes round
-    if (ret == -EBUSY || ret == -EAGAIN) {
-      ++backpressure_events_;
-      Stash();
-      continue;
-    }
-    return ret;
+int Ring::EnterOnce(unsigned wait_nr, int64_t timeout_ns) {
+  ++submit_calls_;
+  int ret;
+  if (wait_nr == 0) {
+    ret = io_uring_submit_and_get_events(&ring_);
+  } else if (timeout_ns >= 0) {
+    __kernel_timespec ts{timeout_ns / 1'000'000'000, timeout_ns % 1'000'000'000};
+    const unsigned pending = io_uring_sq_ready(&ring_);
+    io_uring_cqe* cqe = nullptr;
+    ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, wait_nr, &ts, nullptr);
+    // With EXT_ARG this returns 0 or -errno, not a count; every queued SQE
+    // was handed to the kernel either way.
+    if (ret >= 0 || ret == -ETIME) ret = static_cast<int>(pending);
+  } else {
+    ret = io_uring_submit_and_wait(&ring_, wait_nr);
   }
+  if (ret >= 0) sqes_submitted_ += static_cast<uint64_t>(ret);
+  return ret;
+}
+
+int Ring::SubmitAndWaitSlow(unsigned wait_nr, int64_t timeout_ns) {
+  const int ret = EnterOnce(wait_nr, timeout_ns);
+  return ret >= 0 ? ret : SubmitAndWaitFailed(ret, wait_nr, timeout_ns);
+}
+
+int Ring::SubmitAndWaitFailed(int ret, unsigned wait_nr, int64_t timeout_ns) {
+  while (ret == -EBUSY || ret == -EAGAIN) {
+    // Backpressure (docs/io_uring-rules.md R7): the CQ is full or
+    // overflowing. Copy completions out so the kernel can post more, and
+    // submit again.
+    ++backpressure_events_;
+    Stash();
+    ret = EnterOnce(wait_nr, timeout_ns);
+  }
+  return ret;  // the count, -EINTR (a signal: the loop simply goes round) or an error
 }
 
 absl::StatusOr<int> Ring::InstallFixedFile(int fd) {

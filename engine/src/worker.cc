@@ -136,7 +136,7 @@ void Worker::DrainMessages() {
   if (!eventfd_armed_ && !draining_) ArmEventfd();
 }
 
-void Worker::RunReady() {
+void Worker::RunReadyTasks() {
   // Only what is ready now, plus every task spawned while these run: a task
   // that wakes itself, or that others wake, runs in the next iteration, after
   // the ring has been submitted and reaped, so tasks that keep waking each
@@ -148,20 +148,18 @@ void Worker::RunReady() {
   for (PromiseBase* p : deferred_) ready_.Push(p);
   deferred_.clear();
   std::size_t n = ready_.size();
-  uint64_t ran = 0;
+  metrics_->tasks_polled.Add(n);
   in_pass_ = true;
   while (n-- > 0) {
     PromiseBase* p = ready_.Pop();
     if (!p) break;
-    ++ran;
     p->self().resume();
   }
   while (PromiseBase* p = spawned_.Pop()) {
-    ++ran;
+    metrics_->tasks_polled.Add();
     p->self().resume();
   }
   in_pass_ = false;
-  metrics_->tasks_polled.Add(ran);
 }
 
 void Worker::RunOnce() {
@@ -180,7 +178,12 @@ void Worker::RunBeforeSubmit() {
 }
 
 void Worker::WaitAndDispatch(bool may_block) {
-  metrics_->loop_iterations.Add();
+  // In locals: the counters' relaxed atomic stores would otherwise make the
+  // compiler load the pointers again after each of them.
+  WorkerMetrics& metrics = *metrics_;
+  Ring& ring = *ring_;
+  OpSlab& slab = *slab_;
+  metrics.loop_iterations.Add();
   if (!before_submit_.empty()) RunBeforeSubmit();
 
   unsigned wait_nr = 0;
@@ -201,20 +204,21 @@ void Worker::WaitAndDispatch(bool may_block) {
       if (timeout_ns == 0) wait_nr = 0;
     }
   }
-  ring_->SubmitAndWait(wait_nr, timeout_ns);
+  ring.SubmitAndWait(wait_nr, timeout_ns);
   // Every io_uring_enter of the ring, the loop's and those made meanwhile (a
   // full SQ, Ring::SubmitNow for block::TargetOptions::submit_batch).
-  metrics_->submit_calls.Set(ring_->submit_calls());
-  metrics_->sqes_submitted.Set(ring_->sqes_submitted());
-  metrics_->backpressure.Set(ring_->backpressure_events());
+  metrics.submit_calls.Set(ring.submit_calls());
+  metrics.sqes_submitted.Set(ring.sqes_submitted());
+  metrics.backpressure.Set(ring.backpressure_events());
 
   // A new iteration's time: read on first use (now()), which is at the
   // earliest here, after the wake-up, so the tasks the completions resume
   // below never see a time from before it.
   now_read_ = false;
 
-  uint64_t resumed = 0;
-  OpSlab& slab = *slab_;
+  // Counted on the rarer path (a completion that resumes no task), so that
+  // the common one carries no counter of its own.
+  uint64_t not_resumed = 0;
   const uint64_t stale_before = slab.stale_completions();
   // Inlined into both of ForEachCompletion's loops (CQ and stash), so the
   // per-completion path has no call and keeps its state in registers.
@@ -226,20 +230,23 @@ void Worker::WaitAndDispatch(bool may_block) {
     // freely (Ring::ForEachCompletion).
     if (PromiseBase* p =
             slab.DispatchTakingWaiter(c.user_data, c.res, c.flags, c.big[0], c.big[1])) {
-      ++resumed;
       p->self().resume();
+    } else {
+      ++not_resumed;
     }
   };
-  const std::size_t reaped = ring_->ForEachCompletion(on_completion);
-  metrics_->cqes.Add(reaped);
-  metrics_->tasks_polled.Add(resumed);
-  if (slab.stale_completions() != stale_before) {
-    metrics_->stale_cqes.Add(slab.stale_completions() - stale_before);
+  const std::size_t reaped = ring.ForEachCompletion(on_completion);
+  metrics.cqes.Add(reaped);
+  metrics.tasks_polled.Add(reaped - not_resumed);
+  if (slab.stale_completions() != stale_before) [[unlikely]] {
+    metrics.stale_cqes.Add(slab.stale_completions() - stale_before);
   }
-  PollPollRing();
+  // Inline test: the IOPOLL ring exists only where a polled target asked.
+  if (poll_ring_) [[unlikely]]
+    PollPollRing();
 
-  metrics_->ops_in_flight.Set(slab_->in_flight());
-  if (timers_.size() != 0) metrics_->timers_fired.Add(timers_.Expire(now(), ready_));
+  metrics.ops_in_flight.Set(slab.in_flight());
+  if (timers_.size() != 0) metrics.timers_fired.Add(timers_.Expire(now(), ready_));
   if (messages_pending_) DrainMessages();
   if (tick_hook_ && config_.tick.count() > 0 && now() >= next_tick_) {
     next_tick_ = now() + config_.tick;
@@ -275,7 +282,7 @@ void Worker::AdoptRoot(detail::RootPromiseBase* root) {
   ++root_count_;
   metrics_->tasks_spawned.Add();
   if (in_pass_)
-    spawned_.Push(root);  // starts in this pass (RunReady)
+    spawned_.Push(root);  // starts in this pass (RunReadyTasks)
   else
     ready_.Push(root);
 }

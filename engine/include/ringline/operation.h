@@ -58,7 +58,7 @@ class [[nodiscard]] OpAwaiter {
   OpAwaiter& operator=(const OpAwaiter&) = delete;
   OpAwaiter& operator=(OpAwaiter&&) = delete;
   ~OpAwaiter() {
-    if (slot_) slab_->Orphan(*slot_);
+    if (slot_) OpSlab::Of(*slot_).Orphan(*slot_);
   }
 
   bool await_ready() const noexcept { return false; }
@@ -78,14 +78,17 @@ class [[nodiscard]] OpAwaiter {
     prep_(sqe, slot);
     io_uring_sqe_set_data64(sqe, slot.user_data().raw());
     slab.SetWaiter(slot, &h.promise());
-    // The slab outlives every task of its worker, so the awaiter may keep it.
-    slab_ = &slab;
+    // Only the slot: it knows its slab (OpSlab::Of), which outlives every task
+    // of its worker.
     slot_ = &slot;
   }
   decltype(auto) await_resume() {
-    OpSlot* slot = std::exchange(slot_, nullptr);
-    auto result = finish_(*slot);
-    slab_->Consume(*slot);
+    OpSlot& slot = *slot_;
+    auto result = finish_(slot);
+    OpSlab::Of(slot).Consume(slot);
+    // Cleared last, after the stores of Consume: the destructor, which runs
+    // right after, then sees it null without reading it back.
+    slot_ = nullptr;
     return result;
   }
 
@@ -94,7 +97,6 @@ class [[nodiscard]] OpAwaiter {
   bool polled_;  // kCommand128: on the IOPOLL ring
   Prep prep_;
   Finish finish_;
-  OpSlab* slab_ = nullptr;
   OpSlot* slot_ = nullptr;
 };
 

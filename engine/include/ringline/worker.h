@@ -232,7 +232,12 @@ class Worker {
   absl::Status Init();
   // One loop iteration: RunReady() then WaitAndDispatch(true).
   void RunOnce();
-  void RunReady();
+  // Runs the tasks that are ready now (inline: the loop calls it every
+  // iteration, and mostly nothing is ready).
+  void RunReady() {
+    if (!ready_.empty() || !deferred_.empty()) RunReadyTasks();
+  }
+  void RunReadyTasks();
   // Submits, waits (unless `may_block` is false or work is ready) and
   // dispatches completions, timers, messages and the tick.
   void WaitAndDispatch(bool may_block);
@@ -282,10 +287,10 @@ class Worker {
   bool draining_ = false;
   detail::RootPromiseBase* roots_ = nullptr;  // intrusive list of spawned tasks
   std::size_t root_count_ = 0;
-  // Tasks spawned while RunReady() runs tasks: it runs them in the same pass,
-  // in spawn order (worker.cc). Empty outside RunReady().
+  // Tasks spawned while RunReadyTasks() runs tasks: it runs them in the same
+  // pass, in spawn order (worker.cc). Empty outside RunReadyTasks().
   ReadyQueue spawned_;
-  bool in_pass_ = false;  // RunReady() is running tasks
+  bool in_pass_ = false;  // RunReadyTasks() is running tasks
 };
 
 namespace detail {

@@ -121,6 +121,16 @@ def check(cond, msg):
         raise Failure(msg)
 
 
+def wait_until(pred, timeout, what):
+    """Polls pred() until it is true; fails the case after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise Failure("timed out after %.1fs waiting for %s" % (timeout, what))
+
+
 def require_tool(name):
     path = shutil.which(name)
     if not path:

@@ -6,7 +6,7 @@ import socket
 import subprocess
 import time
 
-from bshelper import Failure, Process
+from bshelper import Failure, Process, wait_until  # noqa: F401 (re-exported)
 
 
 class Proc(Process):
@@ -83,11 +83,3 @@ def keepalive_timer(port):
         timers.append((kind, secs))
     return timers
 
-
-def wait_until(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise Failure("timed out after %.1fs waiting for %s" % (timeout, what))

@@ -37,6 +37,7 @@
 namespace ringline {
 
 class OpSlot;
+class OpSlab;
 
 // A completion routed to a slot's handler instead of a waiting coroutine
 // (multishot operations and other long-lived owners).
@@ -113,6 +114,7 @@ class OpSlot {
   CompletionHandler handler_ = nullptr;
   void* owner_ = nullptr;
   OpSlot* next_free_ = nullptr;  // while free
+  OpSlab* slab_ = nullptr;       // the slab the slot belongs to (set once)
   State state_ = State::kFree;
 };
 
@@ -131,6 +133,8 @@ class OpSlab {
   OpSlot& Allocate(OpTag tag);
   OpSlot& AllocateWithHandler(OpTag tag, CompletionHandler handler, void* owner);
   void SetWaiter(OpSlot& slot, PromiseBase* waiter) { slot.waiter_ = waiter; }
+  // The slab `slot` belongs to (so an awaiter need keep only its slot).
+  static OpSlab& Of(const OpSlot& slot) { return *slot.slab_; }
 
   // True once the final completion has arrived and the result can be read.
   static bool Done(const OpSlot& slot) { return slot.state_ == OpSlot::State::kDone; }
@@ -231,16 +235,16 @@ inline void OpSlab::Release(OpSlot& s) {
   // the handler paths clear them first): not stored again.
   assert(!s.handler_ && !s.owner_);
   // Buffers go back to their pools only now: the kernel is done with them.
-  if (s.held[0] || s.held[1]) [[unlikely]]
+  // One test for both (an empty Buffer's data is null).
+  if ((reinterpret_cast<uintptr_t>(s.held[0].data()) |
+       reinterpret_cast<uintptr_t>(s.held[1].data())) != 0) [[unlikely]]
     ReleaseHeld(s);
   s.live_user_data_ = OpSlot::kFreeUserData;
   s.state_ = State::kFree;
   s.waiter_ = nullptr;
-  // Next generation (wrapping within its 24 bits), same index, no tag.
-  constexpr uint64_t kOneGeneration = UserData::Encode(OpTag::kNone, 1, 0).raw();
-  constexpr uint64_t kUntagged =
-      UserData::Encode(OpTag::kNone, UserData::kGenerationMask, UINT32_MAX).raw();
-  s.untagged_user_data_ = (s.untagged_user_data_ + kOneGeneration) & kUntagged;
+  // Next generation, same index, no tag: the generation is the top field, so
+  // the addition wraps within its 24 bits and leaves the rest alone.
+  s.untagged_user_data_ += UserData::Encode(OpTag::kNone, 1, 0).raw();
   s.next_free_ = free_head_;
   free_head_ = &s;
   --in_use_;

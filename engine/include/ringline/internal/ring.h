@@ -17,6 +17,7 @@
 #include <liburing.h>
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -71,24 +72,44 @@ class Ring {
 
  private:
   io_uring_sqe* Get(bool whole) {
+    // Room is checked against the SQ head as last read (sqe_limit_), not
+    // the kernel's: the head only moves forward, so a stale limit is
+    // conservative, and only the slow path reads the head again.
+    io_uring_sqe* sqe =
+        static_cast<int>(sqe_limit_ - ring_.sq.sqe_tail) > 0 ? Take() : GetSqeSlow();
+    // Cleared after both paths meet: the caller's prep then overwrites the
+    // clear's stores in straight-line code, where gcc merges the two (a liburing
+    // prep helper writes every field but user_data).
+    Clear(sqe, whole);
+    return sqe;
+  }
+  // The next SQE, not cleared; the caller has checked that there is room.
+  io_uring_sqe* Take() {
     io_uring_sq* sq = &ring_.sq;
-    // Only SQPOLL's kernel thread moves the head concurrently with us; an
-    // acquire load is a plain load on x86 and costs no test of the mode.
-    const unsigned head = io_uring_smp_load_acquire(sq->khead);
-    if (sq->sqe_tail - head < sq->ring_entries) [[likely]] {
-      io_uring_sqe* sqe = &sq->sqes[(sq->sqe_tail & sq->ring_mask) << 1];  // SQE128: 2 slots
-      ++sq->sqe_tail;
-      Clear(sqe, whole);
-      return sqe;
-    }
-    return GetSqeSlow(whole);
+    io_uring_sqe* sqe = &sq->sqes[(sq->sqe_tail & sq->ring_mask) << 1];  // SQE128: 2 slots
+    ++sq->sqe_tail;
+    return sqe;
   }
 
  public:
   // Submits queued SQEs and, in the same io_uring_enter, waits until at least
   // `wait_nr` completions are ready or `timeout_ns` (< 0: none) has passed.
   // Returns the number of SQEs submitted or a negated errno (-ETIME is normal).
-  int SubmitAndWait(unsigned wait_nr, int64_t timeout_ns);
+  // Inline for the loop's common case (wait, no deadline, accepted); the
+  // rest is out of line (SubmitAndWaitSlow, and SubmitAndWaitFailed for the
+  // backpressure retries).
+  int SubmitAndWait(unsigned wait_nr, int64_t timeout_ns) {
+    if (wait_nr != 0 && timeout_ns < 0) [[likely]] {
+      ++submit_calls_;
+      const int ret = io_uring_submit_and_wait(&ring_, wait_nr);
+      if (ret >= 0) [[likely]] {
+        sqes_submitted_ += static_cast<uint64_t>(ret);
+        return ret;
+      }
+      return SubmitAndWaitFailed(ret, wait_nr, timeout_ns);
+    }
+    return SubmitAndWaitSlow(wait_nr, timeout_ns);
+  }
 
   // Submits the queued SQEs now, in the middle of a loop iteration, and posts
   // the completions that arrived meanwhile to the CQ (IORING_ENTER_GETEVENTS
@@ -134,18 +155,35 @@ class Ring {
 
  private:
   explicit Ring(const RingOptions& options) : options_(options) {}
-  io_uring_sqe* GetSqeSlow(bool whole);
-  // Plain stores: cheaper than memset's `rep stos` for 64 or 128 bytes.
+  // Get() when the SQ looked full: reads the head again and, if the SQ is
+  // really full, submits first. Not cleared.
+  io_uring_sqe* GetSqeSlow();
+  // sqe_limit_ = the SQ head now + its size.
+  void ReadSqHead();
+  // Constant-size memsets: gcc emits plain stores (not `rep stos`) and, right
+  // before a prep helper, drops those the helper's own stores make redundant.
   static void Clear(io_uring_sqe* sqe, bool whole) {
-    auto* w = reinterpret_cast<uint64_t*>(sqe);
-    const int words = whole ? 16 : 8;
-#pragma GCC unroll 16
-    for (int i = 0; i < words; ++i) w[i] = 0;
+    std::memset(sqe, 0, sizeof(io_uring_sqe));
+    // The extension separately: one 128-byte memset becomes `rep stos`.
+    if (whole) std::memset(sqe + 1, 0, sizeof(io_uring_sqe));
   }
   int SubmitPending();  // submit without waiting, handling backpressure
+  // One io_uring_enter of SubmitAndWait() (counted); the SQEs submitted or a
+  // negated errno.
+  int EnterOnce(unsigned wait_nr, int64_t timeout_ns);
+  int SubmitAndWaitSlow(unsigned wait_nr, int64_t timeout_ns);
+  // After a submit that returned `ret` < 0: under backpressure the completions
+  // are stashed and the submit retried until it is not refused; returns the
+  // final result.
+  int SubmitAndWaitFailed(int ret, unsigned wait_nr, int64_t timeout_ns);
   void Stash();
 
   io_uring ring_{};
+  // The SQ tail value at which the SQ is full, from the head as last read
+  // (ReadSqHead): at most the real limit, since only the kernel moves the head
+  // (SQPOLL: concurrently) and only forward. 0 until first read, which sends
+  // the first Get() to the slow path.
+  unsigned sqe_limit_ = 0;
   bool initialized_ = false;
   RingOptions options_;
   std::vector<Completion> stash_;

@@ -3,9 +3,11 @@
 // part of the API and may change without notice. Applications include the
 // headers in ringline/ (ringline/ringline.h).
 //
-// The 64-bit user_data carried by every SQE: tag (8 bits) | generation (24 bits)
+// The 64-bit user_data carried by every SQE: generation (24 bits) | tag (8 bits)
 // | slot index (32 bits). A completion whose generation no longer matches its slot
-// is stale and dropped (docs/io_uring-rules.md R3).
+// is stale and dropped (docs/io_uring-rules.md R3). The generation is the top
+// field so that adding one to it wraps within its 24 bits by itself (the slab
+// bumps it at every release).
 //
 // Tags say which kind of operation a slot carries. The engine owns the tags
 // below 32 (OpTag's named values). Every other subsystem owns a block of tags
@@ -49,19 +51,21 @@ const char* OpTagOwner(OpTag tag);
 class UserData {
  public:
   static constexpr uint32_t kGenerationMask = (1u << 24) - 1;
+  static constexpr int kTagShift = 32;
+  static constexpr int kGenerationShift = 40;
 
   constexpr UserData() = default;
   constexpr explicit UserData(uint64_t raw) : raw_(raw) {}
   static constexpr UserData Encode(OpTag tag, uint32_t generation, uint32_t index) {
-    return UserData((uint64_t{static_cast<uint8_t>(tag)} << 56) |
-                    (uint64_t{generation & kGenerationMask} << 32) | index);
+    return UserData((uint64_t{generation & kGenerationMask} << kGenerationShift) |
+                    (uint64_t{static_cast<uint8_t>(tag)} << kTagShift) | index);
   }
 
   constexpr uint64_t raw() const { return raw_; }
-  constexpr OpTag tag() const { return static_cast<OpTag>(raw_ >> 56); }
-  constexpr uint32_t generation() const {
-    return static_cast<uint32_t>(raw_ >> 32) & kGenerationMask;
+  constexpr OpTag tag() const {
+    return static_cast<OpTag>(static_cast<uint8_t>(raw_ >> kTagShift));
   }
+  constexpr uint32_t generation() const { return static_cast<uint32_t>(raw_ >> kGenerationShift); }
   constexpr uint32_t index() const { return static_cast<uint32_t>(raw_); }
 
  private:
