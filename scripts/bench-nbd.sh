@@ -9,7 +9,9 @@
 #
 #   BUILD_DIR=build    build tree (configured and built with Ninja if needed)
 #   RUNTIME=5          seconds per point      SIZE=1g      file size
-#   REPS=1             rounds per configuration (the table shows the median-IOPS round)
+#   REPS=1             rounds per configuration (the table shows the median-IOPS round;
+#                      with REPS>1 a second table gives blockserve's ratio to the best
+#                      peer of each round: median, range and every round's figure)
 #   DISK_DIR=/var/tmp  the local-disk file    (the tmpfs file is in /dev/shm)
 #   TARGETS="disk shm" CONNS="1 4"            SERVERS="blockserve nbdkit qemu-nbd nbd-server"
 #   WORKLOADS="randread:4k:1 randread:4k:32 randwrite:4k:1 randwrite:4k:32 read:128k:8"

@@ -10,7 +10,9 @@
 
 RESULTS.tsv columns: target workload conns server iops mib_s p50_us p99_us ios client_cpu_s
 cpu_s load (cpu_s, the server's, is "-" for the local fio baseline, which has no server).
-With several repetitions of a point the table shows the one with the median IOPS.
+With several repetitions of a point the table shows the one with the median IOPS, and a
+second table gives blockserve's ratio to the best peer of each round (the n-th row of a
+server for a point belongs to round n): median and range over the rounds.
 """
 import json
 import resource
@@ -108,6 +110,44 @@ def fmt_int(v):
     return f"{v:,.0f}"
 
 
+def eff(r):  # IOPS per server CPU-second
+    return r["ios"] / r["cpu"] if r["cpu"] else float("inf")
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def round_ratios(rows):
+    """Per point: blockserve against the best peer of the same round, for IOPS and IOPS per
+    server CPU-second. Rows of one server and point are numbered in file order (the
+    script runs every server once per round)."""
+    rounds = {}
+    for r in rows:
+        k = (r["target"], r["wl"], r["conns"])
+        by_srv = rounds.setdefault(k, {})
+        by_srv.setdefault(r["srv"], []).append(r)
+    out = []
+    for k, by_srv in rounds.items():
+        bs = by_srv.get(BLOCKSERVE, [])
+        peers = {s: rs for s, rs in by_srv.items() if s not in (BLOCKSERVE, LOCAL)}
+        ri, re_, loads = [], [], []
+        for i, b in enumerate(bs):
+            same = [rs[i] for rs in peers.values() if i < len(rs)]
+            if not same:
+                continue
+            ri.append(b["iops"] / max(p["iops"] for p in same))
+            with_cpu = [p for p in same if p["cpu"]]
+            if b["cpu"] and with_cpu:
+                re_.append(eff(b) / max(eff(p) for p in with_cpu))
+            loads += [b["load"]] + [p["load"] for p in same]
+        if ri:
+            out.append((k, ri, re_, loads))
+    return out
+
+
 def table(path):
     rows = []
     with open(path) as f:
@@ -123,6 +163,7 @@ def table(path):
                              iops=float(iops), mib=float(mib), p50=float(p50), p99=float(p99),
                              ios=int(ios), ccpu=float(ccpu),
                              cpu=None if cpu == "-" else float(cpu), load=float(load)))
+    per_round = round_ratios(rows)
     # Several repetitions of a point: keep the one with the median IOPS.
     reps = {}
     for r in rows:
@@ -138,9 +179,6 @@ def table(path):
         k = (r["target"], r["wl"], r["conns"])
         if k not in keys:
             keys.append(k)
-
-    def eff(r):  # IOPS per server CPU-second
-        return r["ios"] / r["cpu"] if r["cpu"] else float("inf")
 
     print("| target | workload | conns | server | IOPS | MiB/s | p50 µs | p99 µs | "
           "server CPU-s / M req | IOPS per server CPU-s | IOPS × best peer | "
@@ -187,6 +225,22 @@ def table(path):
               f"{fmt_int(bi['iops'])} ({bi['srv']}) | **{b['iops'] / bi['iops']:.2f}x** | "
               f"{fmt_int(eff(b))} | {fmt_int(eff(be))} ({be['srv']}) | "
               f"**{eff(b) / eff(be):.2f}x** | {li} | {lr} |")
+    if not any(len(ri) > 1 for _, ri, _, _ in per_round):
+        return
+    print()
+    print("Per round (blockserve against the best peer of the same round; median, range in "
+          "brackets; the load average at the start of each run of the round):")
+    print()
+    print("| target | workload | conns | rounds | IOPS ratio | IOPS/CPU-s ratio | "
+          "per-round IOPS/CPU-s ratios | load |")
+    print("|---|---|---:|---:|---:|---:|---|---:|")
+
+    def span(xs):
+        return f"**{median(xs):.2f}x** ({min(xs):.2f}–{max(xs):.2f})" if xs else "–"
+    for k, ri, re_, loads in per_round:
+        each = " / ".join(f"{x:.2f}" for x in re_) or "–"
+        print(f"| {k[0]} | {k[1]} | {k[2]} | {len(ri)} | {span(ri)} | {span(re_)} | {each} | "
+              f"{min(loads):.1f}–{max(loads):.1f} |")
 
 
 def main():

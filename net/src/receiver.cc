@@ -184,10 +184,11 @@ void Receiver::OnBuffersPublished() {
 
 // ---- completions -------------------------------------------------------------------
 
-void Receiver::AfterEvent() {
-  WakeReader();
+PromiseBase* Receiver::AfterEvent() {
+  PromiseBase* reader = TakeReadyReader();
   Update();
   conn_.AfterReceive();
+  return reader;
 }
 
 void Receiver::OnMultishot(void* owner, OpSlot&, int32_t res, uint32_t flags) {
@@ -232,7 +233,7 @@ void Receiver::OnMultishot(void* owner, OpSlot&, int32_t res, uint32_t flags) {
     self->SetFailed(-res);
     c.OnReceiveEnded(-res);
   }
-  self->AfterEvent();
+  if (PromiseBase* reader = self->AfterEvent()) reader->self().resume();
   c.Unref();
 }
 
@@ -253,7 +254,7 @@ void Receiver::CompleteSingle(Mode mode, int32_t res, SettleFn settle, TakeFn ta
   } else if (res != -ECANCELED) {  // cancelled: closing, or the payload before it fell short
     SetFailed(-res);
   }
-  AfterEvent();
+  if (PromiseBase* reader = AfterEvent()) reader->self().resume();
   c.Unref();  // may destroy this receiver: nothing after it
 }
 
@@ -548,13 +549,16 @@ void Receiver::Notify() {
   Update();
 }
 
-void Receiver::WakeReader() {
-  if (!reader_) return;
+PromiseBase* Receiver::TakeReadyReader() {
+  if (!reader_) return nullptr;
   const bool ready = wait_ == Wait::kRead ? ReadOver() : MessageReady(want_);
-  if (!ready) return;
-  PromiseBase* p = std::exchange(reader_, nullptr);
+  if (!ready) return nullptr;
   wait_ = Wait::kNone;
-  nw_.worker().internals().Schedule(p);
+  return std::exchange(reader_, nullptr);
+}
+
+void Receiver::WakeReader() {
+  if (PromiseBase* p = TakeReadyReader()) nw_.worker().internals().Schedule(p);
 }
 
 }  // namespace ringline::net::detail

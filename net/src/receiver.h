@@ -183,8 +183,17 @@ class Receiver {
   void SetEnded();
   void SetFailed(int err);
   void Desync();  // a read lost bytes: ECONNABORTED from now on
+  // The reader, if what it waits for is there: taken from reader_ (nullptr
+  // otherwise). WakeReader puts it on the worker's ready queue.
+  PromiseBase* TakeReadyReader();
   void WakeReader();
-  void AfterEvent();  // wake, update, let the connection check its close
+  // After a completion of ours: update, let the connection check its close,
+  // and return the reader to resume, which the completion handler resumes
+  // last, before it drops its reference (one level deep, as the worker
+  // resumes the task of an awaited operation): the reader runs in this loop
+  // iteration, and what it starts (an NBD request's task) in the next one,
+  // not one iteration later.
+  [[nodiscard]] PromiseBase* AfterEvent();
 
   ConnState& conn_;
   NetWorker& nw_;

@@ -98,6 +98,65 @@ TEST_F(TcpTest, EchoOneConnectionWithBlockingPeer) {
   EXPECT_EQ(metrics().accepted.Get(), 1u);
 }
 
+// A receive's completion handler resumes the reader it satisfies itself, in
+// the loop iteration that reaped the bytes (not through the ready queue, one
+// iteration later). Ping-pong of single bytes with a blocking peer, the
+// reader starting a task per byte that echoes it: each round is the
+// receive's iteration, where the reader runs and starts the task, and the
+// next, where the task queues the echo and the loop submits it (with the
+// peer's next byte often reaped in the same enter): at most 2 iterations,
+// where resuming the reader through the ready queue made at least 3.
+// A count, not a timing: one byte cannot arrive in pieces, and the peer sends
+// the next only after the echo.
+TEST_F(TcpTest, ReaderRunsInTheIterationThatReceivedItsBytes) {
+  constexpr int kRounds = 200;
+  auto l = Listener::Bind(SocketAddress::Loopback4(0));
+  ASSERT_TRUE(l.ok()) << l.status();
+  const SocketAddress addr = l->local_address();
+  std::atomic<bool> peer_ok{false};
+  std::thread peer([&] {
+    int fd = BlockingConnect(addr);
+    ASSERT_GE(fd, 0);
+    bool ok = true;
+    for (int i = 0; i < kRounds && ok; ++i) {
+      const uint8_t b = static_cast<uint8_t>(i);
+      uint8_t back = 0;
+      ok = WriteAll(fd, &b, 1) && ReadAll(fd, &back, 1) && back == b;
+    }
+    peer_ok = ok;
+    ::close(fd);
+  });
+  uint64_t iterations = 0;
+  RunFor(
+      *worker_,
+      [](Listener& l, Worker& w, uint64_t& iterations) -> Task<> {
+        auto c = co_await l.Accept();
+        if (!c) co_return;
+        const uint64_t before = w.metrics().loop_iterations.Get();
+        // As an NBD server does: the reader starts a task per message, and
+        // that task answers.
+        auto answer = [](Connection& c, uint8_t b) -> Task<> {
+          const std::array<uint8_t, 1> out{b};
+          co_await c.send(std::span<const uint8_t>(out));
+        };
+        std::array<uint8_t, 1> b{};
+        JoinHandle<void> last;  // the one task still running: answers before close
+        for (int i = 0; i < kRounds; ++i) {
+          IoResult r = co_await c->read_exact(std::span<uint8_t>(b));
+          if (!r.ok()) co_return;
+          last = Spawn(answer(*c, b[0]));
+        }
+        co_await last;
+        iterations = w.metrics().loop_iterations.Get() - before;
+        co_await c->close();
+      }(*l, *worker_, iterations),
+      30s);
+  peer.join();
+  ASSERT_TRUE(peer_ok);
+  EXPECT_LE(iterations, uint64_t{kRounds} * 5 / 2)
+      << iterations << " loop iterations for " << kRounds << " one-byte round trips";
+}
+
 Task<bool> EchoClient(SocketAddress addr, int id) {
   auto c = co_await Connect(addr, 10s);
   if (!c) {

@@ -472,7 +472,11 @@ Task<> Session::Execute(nbd::Request req, Buffer payload, BudgetCharge charge, u
   const int c = static_cast<int>(cmd);
   ExportStats& st = *stats_;
   st.in_flight.Inc();
-  const auto start = Clock::now();
+  // The latency starts at the loop iteration that received the request (the
+  // worker's time, read once per iteration and already read by the reader's
+  // ClientWait): it includes the wait in the ready queue and saves a clock
+  // read per request. It ends with a real clock read below.
+  const auto start = ctx_.worker.now();
   ringline::block::Target& t = *export_->target;
   const bool fua = req.flags & nbd::kCmdFlagFua;
   const AlignedSpan span = SpanOf(req);
