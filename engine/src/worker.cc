@@ -137,29 +137,17 @@ void Worker::DrainMessages() {
 }
 
 void Worker::RunReadyTasks() {
-  // Only what is ready now, plus every task spawned while these run: a task
-  // that wakes itself, or that others wake, runs in the next iteration, after
-  // the ring has been submitted and reaped, so tasks that keep waking each
-  // other cannot hold the loop away from the ring. A spawned task has not run
-  // yet, so starting it in this pass cannot loop, and it saves an iteration: a
-  // connection's reader that spawns a request's task would otherwise cost an
-  // io_uring_enter that submits nothing before the request starts (at NBD QD1,
-  // one of three per request: BENCHMARKS.md, "NBD QD1: where the time goes").
+  // Only what is ready now: a task that wakes itself runs in the next iteration,
+  // after the ring has been submitted and reaped.
   for (PromiseBase* p : deferred_) ready_.Push(p);
   deferred_.clear();
   std::size_t n = ready_.size();
   metrics_->tasks_polled.Add(n);
-  in_pass_ = true;
   while (n-- > 0) {
     PromiseBase* p = ready_.Pop();
     if (!p) break;
     p->self().resume();
   }
-  while (PromiseBase* p = spawned_.Pop()) {
-    metrics_->tasks_polled.Add();
-    p->self().resume();
-  }
-  in_pass_ = false;
 }
 
 void Worker::RunOnce() {
@@ -281,10 +269,7 @@ void Worker::AdoptRoot(detail::RootPromiseBase* root) {
   roots_ = root;
   ++root_count_;
   metrics_->tasks_spawned.Add();
-  if (in_pass_)
-    spawned_.Push(root);  // starts in this pass (RunReadyTasks)
-  else
-    ready_.Push(root);
+  ready_.Push(root);
 }
 
 void Worker::ForgetRoot(detail::RootPromiseBase* root) {

@@ -180,46 +180,11 @@ TEST(TaskTest, CancellationTokenStopsWork) {
   EXPECT_TRUE(*r);
 }
 
-TEST(TaskTest, SpawnedTaskStartsInTheSamePass) {
-  auto w = MakeWorker();
-  // A task spawned while the ready tasks run starts in that pass, before the
-  // loop's next io_uring_enter, and so does one it spawns in turn, even when
-  // a task woken in the same pass is queued ahead of them (that one waits).
-  auto r = w->BlockOn([]() -> Task<bool> {
-    Worker& w = Worker::Current();
-    WaitList list;
-    uint64_t woken_at = 0;
-    auto waiter = Spawn([](WaitList* l, uint64_t* at) -> Task<> {
-      co_await l->Wait();
-      *at = Worker::Current().metrics().loop_iterations.Get();
-    }(&list, &woken_at));
-    co_await Sleep(std::chrono::milliseconds(1));  // the waiter is parked
-    const uint64_t at_spawn = w.metrics().loop_iterations.Get();
-    EXPECT_TRUE(list.NotifyOne());
-    uint64_t child = 0, grandchild = 0;
-    auto h = Spawn([](uint64_t* c, uint64_t* g) -> Task<> {
-      Worker& w = Worker::Current();
-      *c = w.metrics().loop_iterations.Get();
-      co_await Spawn([](uint64_t* g) -> Task<> {
-        *g = Worker::Current().metrics().loop_iterations.Get();
-        co_return;
-      }(g));
-    }(&child, &grandchild));
-    co_await h;
-    co_await waiter;
-    EXPECT_EQ(child, at_spawn);
-    EXPECT_EQ(grandchild, at_spawn);
-    EXPECT_GT(woken_at, at_spawn);
-    co_return child == at_spawn&& grandchild == at_spawn&& woken_at > at_spawn;
-  }());
-  ASSERT_TRUE(r.has_value());
-  EXPECT_TRUE(*r);
-}
-
 TEST(TaskTest, TaskWokenByAnotherRunsInTheNextIteration) {
   auto w = MakeWorker();
-  // Waking is not spawning: a woken task waits for the next iteration, so two
-  // tasks that keep waking each other cannot hold the loop away from the ring.
+  // A task woken by another waits for the next iteration (after the ring was
+  // submitted and reaped), so two tasks that keep waking each other cannot
+  // hold the loop away from the ring.
   auto r = w->BlockOn([]() -> Task<bool> {
     Worker& w = Worker::Current();
     WaitList list;

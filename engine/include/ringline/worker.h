@@ -287,10 +287,6 @@ class Worker {
   bool draining_ = false;
   detail::RootPromiseBase* roots_ = nullptr;  // intrusive list of spawned tasks
   std::size_t root_count_ = 0;
-  // Tasks spawned while RunReadyTasks() runs tasks: it runs them in the same
-  // pass, in spawn order (worker.cc). Empty outside RunReadyTasks().
-  ReadyQueue spawned_;
-  bool in_pass_ = false;  // RunReadyTasks() is running tasks
 };
 
 namespace detail {
