@@ -101,12 +101,9 @@ Task<> Session::Watchdog() {
   const auto limit = std::chrono::seconds(ctx_.config.io_timeout_s);
   for (;;) {
     // Parked while nothing is owed. Woken by a ClientWait, it sleeps until a
-    // timeout after the last progress before it looks again, even when what
-    // was owed came meanwhile (a write whose payload was already received
-    // owes nothing by the time the watchdog runs): a busy connection wakes it
-    // about once per timeout, not once or twice per request, each wake-up an
-    // extra loop iteration (BENCHMARKS.md, "NBD QD1: where the time goes").
-    if (client_waits_ == 0) co_await owed_.Wait();
+    // timeout after the last progress before it looks again, so a busy
+    // connection wakes it about once per timeout, not once per request.
+    while (client_waits_ == 0) co_await owed_.Wait();
     while (ctx_.worker.now() < progress_at_ + limit) {
       co_await ringline::SleepUntil(progress_at_ + limit);
     }
