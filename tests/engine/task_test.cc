@@ -180,6 +180,30 @@ TEST(TaskTest, CancellationTokenStopsWork) {
   EXPECT_TRUE(*r);
 }
 
+TEST(TaskTest, TaskWokenByAnotherRunsInTheNextIteration) {
+  auto w = MakeWorker();
+  // A task woken by another waits for the next iteration (after the ring was
+  // submitted and reaped), so two tasks that keep waking each other cannot
+  // hold the loop away from the ring.
+  auto r = w->BlockOn([]() -> Task<bool> {
+    Worker& w = Worker::Current();
+    WaitList list;
+    uint64_t woken_at = 0;
+    auto h = Spawn([](WaitList* l, uint64_t* at) -> Task<> {
+      co_await l->Wait();
+      *at = Worker::Current().metrics().loop_iterations.Get();
+    }(&list, &woken_at));
+    co_await Sleep(std::chrono::milliseconds(1));  // the waiter is parked
+    const uint64_t notified_at = w.metrics().loop_iterations.Get();
+    EXPECT_TRUE(list.NotifyOne());
+    co_await h;
+    EXPECT_GT(woken_at, notified_at);
+    co_return woken_at > notified_at;
+  }());
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(*r);
+}
+
 TEST(TaskTest, TaskThatWakesItselfIsNotLost) {
   auto w = MakeWorker();
   // Yield re-schedules the running task from inside its own poll; it must be

@@ -21,6 +21,9 @@ SIZE = 64 * MiB
 # server that polls or walks every connection per request would blow this.
 BOUND_S = 15.0
 RATIO_BOUND = 10.0
+# Below this the ratio says nothing: a baseline of a few hundredths of a second
+# is ten times shorter than one scheduling hiccup on a loaded two-CPU machine.
+RATIO_FLOOR_S = 3.0
 
 
 def setup(ctx):
@@ -92,7 +95,7 @@ def reads_with_1000_idle_connections(ctx):
     ctx.notes.append("1000 reads: %.3fs baseline, %.3fs with %d idle connections (x%.2f)"
                      % (base, loaded, IDLE, ratio))
     check(loaded < BOUND_S, "1,000 reads took %.1fs with idle connections open" % loaded)
-    check(ratio < RATIO_BOUND or loaded < 1.0,
+    check(ratio < RATIO_BOUND or loaded < RATIO_FLOOR_S,
           "reads slowed down x%.1f with idle connections open" % ratio)
     check(ctx.srv.alive(), "server died")
     # The idle connections are still served: a few of them read now.
