@@ -108,22 +108,30 @@ std::string DiskDir() {
   return ".";
 }
 
-// A 1 s randrw run on a file: the JSON report has the documented keys and
-// plausible values.
-TEST(BlockbenchRunTest, JsonReportHasTheDocumentedKeys) {
-  const std::string file = DiskDir() + "/ringline_blockbench_test." + std::to_string(getpid());
+// Runs blockbench on `file` with `args` and a JSON report, which it parses
+// into *report; the file and the report are removed.
+void RunForJsonReport(const std::string& file, const std::string& args, nlohmann::json* report) {
   const std::string out = file + ".json";
-  const std::string cmd = std::string(BLOCKBENCH_PATH) + " --filename=" + file +
-                          " --size=16m --rw=randrw --bs=4k --iodepth=8 --runtime=1 --time_based"
-                          " --numjobs=1 --output-format=json --direct=1 --output=" +
-                          out;
+  const std::string cmd = std::string(BLOCKBENCH_PATH) + " --filename=" + file + " " + args +
+                          " --output-format=json --output=" + out;
   const int rc = std::system(cmd.c_str());
   unlink(file.c_str());
   ASSERT_EQ(rc, 0) << cmd;
   std::ifstream in(out);
-  ASSERT_TRUE(in.good());
-  nlohmann::json j = nlohmann::json::parse(in);
+  ASSERT_TRUE(in.good()) << out;
+  *report = nlohmann::json::parse(in);
   unlink(out.c_str());
+}
+
+// A 1 s randrw run on a file: the JSON report has the documented keys and
+// plausible values.
+TEST(BlockbenchRunTest, JsonReportHasTheDocumentedKeys) {
+  nlohmann::json j;
+  ASSERT_NO_FATAL_FAILURE(
+      RunForJsonReport(DiskDir() + "/ringline_blockbench_test." + std::to_string(getpid()),
+                       "--size=16m --rw=randrw --bs=4k --iodepth=8 --runtime=1 --time_based"
+                       " --numjobs=1 --direct=1",
+                       &j));
   for (const char* key :
        {"iops", "bw_bytes", "ios", "elapsed_s", "errors", "lat_ns", "read", "write", "cpu_user_s",
         "cpu_sys_s", "cpu_s_per_million_ios", "jobs", "options", "placement"}) {
@@ -159,19 +167,12 @@ TEST(BlockbenchRunTest, JsonReportHasTheDocumentedKeys) {
 // --offload on tmpfs: the report says how many requests went to io-wq, under
 // which cap, and how much CPU the worker thread used; the job runs clean.
 TEST(BlockbenchRunTest, OffloadIsReported) {
-  const std::string file = "/dev/shm/ringline_blockbench_offload." + std::to_string(getpid());
-  const std::string out = file + ".json";
-  const std::string cmd = std::string(BLOCKBENCH_PATH) + " --filename=" + file +
-                          " --size=16m --rw=randrw --bs=4k --iodepth=8 --offload=4 --runtime=0.5"
-                          " --time_based --output-format=json --output=" +
-                          out;
-  const int rc = std::system(cmd.c_str());
-  unlink(file.c_str());
-  ASSERT_EQ(rc, 0) << cmd;
-  std::ifstream in(out);
-  ASSERT_TRUE(in.good());
-  nlohmann::json j = nlohmann::json::parse(in);
-  unlink(out.c_str());
+  nlohmann::json j;
+  ASSERT_NO_FATAL_FAILURE(
+      RunForJsonReport("/dev/shm/ringline_blockbench_offload." + std::to_string(getpid()),
+                       "--size=16m --rw=randrw --bs=4k --iodepth=8 --offload=4 --runtime=0.5"
+                       " --time_based",
+                       &j));
   EXPECT_EQ(j["options"]["offload"], 4);
   EXPECT_EQ(j["errors"].get<uint64_t>(), 0u);
   const auto& job = j["jobs"][0];

@@ -697,30 +697,33 @@ TEST(DirectFileOpenTest, ErrorsNameThePathAndTheCause) {
   ASSERT_FALSE(chr.ok());
 }
 
-// A ramfs mount in a fresh temporary directory: a real filesystem that
-// refuses O_DIRECT (it has no direct I/O at all), where tmpfs takes it on
-// Linux 6.6+. Mounting needs root (CAP_SYS_ADMIN): error() says why not.
-class RamfsMount {
+// A scratch file system of type `fstype` (mount options `options`) in a fresh
+// temporary directory, unmounted and removed with this object: ramfs (a real
+// file system that refuses O_DIRECT: it has no direct I/O at all, where tmpfs
+// takes it on Linux 6.6+) or a small tmpfs (to run a file system out of
+// space). Mounting needs root (CAP_SYS_ADMIN): error() says why not.
+class ScratchMount {
  public:
-  RamfsMount() {
-    char dir[] = "/tmp/ringline_ramfs.XXXXXX";
+  ScratchMount(const std::string& fstype, const std::string& options) {
+    char dir[] = "/tmp/ringline_mount.XXXXXX";
     if (mkdtemp(dir) == nullptr) {
       error_ = std::string("mkdtemp: ") + strerror(errno);
       return;
     }
     dir_ = dir;
-    if (::mount("ringline-test", dir_.c_str(), "ramfs", 0, nullptr) != 0) {
-      error_ = std::string("mount -t ramfs: ") + strerror(errno);
+    if (::mount("ringline-test", dir_.c_str(), fstype.c_str(), 0,
+                options.empty() ? nullptr : options.c_str()) != 0) {
+      error_ = "mount -t " + fstype + ": " + strerror(errno);
       return;
     }
     mounted_ = true;
   }
-  ~RamfsMount() {
+  ~ScratchMount() {
     if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
     if (!dir_.empty()) ::rmdir(dir_.c_str());
   }
-  RamfsMount(const RamfsMount&) = delete;
-  RamfsMount& operator=(const RamfsMount&) = delete;
+  ScratchMount(const ScratchMount&) = delete;
+  ScratchMount& operator=(const ScratchMount&) = delete;
   const std::string& dir() const { return dir_; }
   const std::string& error() const { return error_; }  // empty when mounted
 
@@ -772,7 +775,7 @@ std::size_t CountOf(const std::string& text, const std::string& what) {
 // through the page cache after one warning naming the reason, with the same
 // data, FUA and flush behaviour; cache=direct refuses it, naming the way out.
 TEST(CacheModeTest, AutoFallsBackToThePageCacheWhereODirectIsRefused) {
-  RamfsMount ramfs;
+  ScratchMount ramfs("ramfs", "");
   if (!ramfs.error().empty()) {
     std::printf("SKIPPED: no filesystem without O_DIRECT to test on (%s)\n", ramfs.error().c_str());
     GTEST_SKIP() << ramfs.error();
@@ -1082,39 +1085,6 @@ INSTANTIATE_TEST_SUITE_P(CopyMemoryInline, TmpfsTest, ::testing::Bool(), [](cons
 
 // ---- TargetOptions::max_offloaded_copies ------------------------------------------
 
-// A tmpfs mount of `size` in a fresh temporary directory (to run a file
-// system out of space). Mounting needs root (CAP_SYS_ADMIN): error() says why not.
-class TmpfsMount {
- public:
-  explicit TmpfsMount(const std::string& size) {
-    char dir[] = "/tmp/ringline_tmpfs.XXXXXX";
-    if (mkdtemp(dir) == nullptr) {
-      error_ = std::string("mkdtemp: ") + strerror(errno);
-      return;
-    }
-    dir_ = dir;
-    const std::string opts = "size=" + size;
-    if (::mount("ringline-test", dir_.c_str(), "tmpfs", 0, opts.c_str()) != 0) {
-      error_ = std::string("mount -t tmpfs: ") + strerror(errno);
-      return;
-    }
-    mounted_ = true;
-  }
-  ~TmpfsMount() {
-    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
-    if (!dir_.empty()) ::rmdir(dir_.c_str());
-  }
-  TmpfsMount(const TmpfsMount&) = delete;
-  TmpfsMount& operator=(const TmpfsMount&) = delete;
-  const std::string& dir() const { return dir_; }
-  const std::string& error() const { return error_; }  // empty when mounted
-
- private:
-  std::string dir_;
-  std::string error_;
-  bool mounted_ = false;
-};
-
 std::string ShmPath(const std::string& what) {
   return "/dev/shm/ringline_offload_test." + what + "." + std::to_string(getpid());
 }
@@ -1255,7 +1225,7 @@ TEST(OffloadTest, InlineCopiesLetOffloadedRequestsComplete) {
 // An error in io-wq reaches the request as it does on the worker: writes to a
 // 1 MiB tmpfs fill it and fail with ENOSPC, offloaded or copied inline.
 TEST(OffloadTest, ErrorsFromIoWqArePropagated) {
-  TmpfsMount fs("1m");
+  ScratchMount fs("tmpfs", "size=1m");
   if (!fs.error().empty()) {
     std::printf("SKIPPED: no small tmpfs to fill (%s)\n", fs.error().c_str());
     GTEST_SKIP() << fs.error();

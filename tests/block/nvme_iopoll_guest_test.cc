@@ -74,6 +74,20 @@ class NvmeIopollTest : public ::testing::Test {
     if (ns.ok()) out = std::move(*ns);
     return out;
   }
+  // The commands beside reads and writes: a flush, then write-zeroes of the
+  // region's first block, which must read back as zeroes.
+  void FlushAndZeroFirstBlock(NvmeNamespace& ns) {
+    auto flush = worker_->BlockOn(ns.Flush());
+    ASSERT_TRUE(flush.has_value());
+    EXPECT_TRUE(flush->ok()) << flush->status;
+    auto zeroes = worker_->BlockOn(ns.WriteZeroes(kRegion, kBlock));
+    ASSERT_TRUE(zeroes.has_value());
+    EXPECT_TRUE(zeroes->ok()) << zeroes->status;
+    auto r = worker_->BlockOn(ns.Read(kRegion, kBlock, Buffer::Allocate(kBlock, 4096)));
+    ASSERT_TRUE(r.has_value());
+    ASSERT_TRUE(r->ok()) << r->status;
+    for (uint32_t k = 0; k < kBlock; ++k) ASSERT_EQ(r->buffer.data()[k], 0) << k;
+  }
   std::unique_ptr<Worker> worker_;
 };
 
@@ -174,16 +188,7 @@ TEST_F(NvmeIopollTest, SplitRequestsPollAndDatalessCommandsWorkBeside) {
   auto err = worker_->BlockOn(WriteAndVerify(*ns, 9));
   ASSERT_TRUE(err.has_value());
   EXPECT_EQ(*err, "");
-  auto flush = worker_->BlockOn(ns->Flush());
-  ASSERT_TRUE(flush.has_value());
-  EXPECT_TRUE(flush->ok()) << flush->status;
-  auto zeroes = worker_->BlockOn(ns->WriteZeroes(kRegion, kBlock));
-  ASSERT_TRUE(zeroes.has_value());
-  EXPECT_TRUE(zeroes->ok()) << zeroes->status;
-  auto r = worker_->BlockOn(ns->Read(kRegion, kBlock, Buffer::Allocate(kBlock, 4096)));
-  ASSERT_TRUE(r.has_value());
-  ASSERT_TRUE(r->ok()) << r->status;
-  for (uint32_t k = 0; k < kBlock; ++k) ASSERT_EQ(r->buffer.data()[k], 0) << k;
+  ASSERT_NO_FATAL_FAILURE(FlushAndZeroFirstBlock(*ns));
   ASSERT_TRUE(ns->geometry().supports_discard);  // QEMU's controller has DSM
   auto dealloc = worker_->BlockOn(ns->Discard(kRegion + kBlock, kBlock));
   ASSERT_TRUE(dealloc.has_value());
@@ -277,16 +282,7 @@ TEST_F(NvmeIopollFallbackTest, InterruptsWithoutPollQueuesAndTheWorkerBlocks) {
   // sleeps in about 80 iterations).
   EXPECT_GE(d.sleeps * 8, d.iterations) << "the worker spun instead of waiting for interrupts";
   EXPECT_GE(d.sleeps, 8u) << "the worker spun instead of waiting for interrupts";
-  auto flush = worker_->BlockOn(ns->Flush());
-  ASSERT_TRUE(flush.has_value());
-  EXPECT_TRUE(flush->ok()) << flush->status;
-  auto zeroes = worker_->BlockOn(ns->WriteZeroes(kRegion, kBlock));
-  ASSERT_TRUE(zeroes.has_value());
-  EXPECT_TRUE(zeroes->ok()) << zeroes->status;
-  auto r = worker_->BlockOn(ns->Read(kRegion, kBlock, Buffer::Allocate(kBlock, 4096)));
-  ASSERT_TRUE(r.has_value());
-  ASSERT_TRUE(r->ok()) << r->status;
-  for (uint32_t k = 0; k < kBlock; ++k) ASSERT_EQ(r->buffer.data()[k], 0) << k;
+  ASSERT_NO_FATAL_FAILURE(FlushAndZeroFirstBlock(*ns));
   EXPECT_FALSE(ns->polled());
 }
 
