@@ -208,6 +208,7 @@ DirectFile::DirectFile(Worker& worker, std::string path, UniqueFd fd, int fixed_
   // sends it to an io-wq thread at once (no first attempt), which the
   // scheduler runs on another CPU. O_DIRECT on a device is the device's work.
   max_offloaded_ = memory_fs || !direct ? options.max_offloaded_copies : 0;
+  if (max_offloaded_ > 0) offload_places_.emplace(max_offloaded_);
 }
 
 DirectFile::~DirectFile() {
@@ -407,7 +408,7 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
     co_return r;
   }
   QueueDepthLimiter::Permit permit = co_await limiter().Acquire();
-  OffloadPlace offload = TakeOffloadPlace();
+  QueueDepthLimiter::Permit offload = TakeOffloadPlace();
   const bool inline_copy = memory_backed_ && !offload;
 
   const bool write = kind == OpKind::kWrite;
@@ -483,7 +484,7 @@ Task<GatherResult> DirectFile::SubmitWriteGather(uint64_t offset, Buffer header,
                                                  bool fua) {
   const Clock::time_point start = StartTimer();
   QueueDepthLimiter::Permit permit = co_await limiter().Acquire();
-  OffloadPlace offload = TakeOffloadPlace();
+  QueueDepthLimiter::Permit offload = TakeOffloadPlace();
   const bool inline_copy = memory_backed_ && !offload;
   const int rw_flags = fua ? RWF_DSYNC : 0;
   const std::size_t h = header.size();

@@ -56,6 +56,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -92,8 +93,12 @@ class DirectFile final : public TargetBase {
   uint32_t max_offloaded_copies() const { return max_offloaded_; }
   // Reads and writes handed to io-wq so far (TargetOptions::max_offloaded_copies),
   // and how many are there now. Worker thread only.
-  uint64_t offloaded_requests() const { return offloaded_total_; }
-  uint32_t offloaded_in_flight() const { return offloaded_in_flight_; }
+  uint64_t offloaded_requests() const {
+    return offload_places_ ? offload_places_->metrics().admitted.Get() : 0;
+  }
+  uint32_t offloaded_in_flight() const {
+    return offload_places_ ? offload_places_->in_flight() : 0;
+  }
   // How many io-wq threads this worker's ring may run for offloaded requests
   // (set at open when max_offloaded_copies() > 0: one per CPU of the process
   // besides one for the worker, at least one); 0 without offload.
@@ -122,37 +127,20 @@ class DirectFile final : public TargetBase {
 
   // Caps the worker's io-wq threads at offload_threads_ (see direct_file.cc).
   void LimitIoWqThreads();
-  // One of the max_offloaded_ places, held by a request whose reads or writes
-  // go to io-wq (IOSQE_ASYNC) for as long as its coroutine holds it: released
-  // when the request is done, or when its task is destroyed at shutdown (the
-  // target outlives its tasks). Empty: the request stays on the worker.
-  class OffloadPlace {
-   public:
-    OffloadPlace() = default;
-    explicit OffloadPlace(uint32_t* in_flight) : in_flight_(in_flight) { ++*in_flight_; }
-    OffloadPlace(OffloadPlace&& o) noexcept : in_flight_(std::exchange(o.in_flight_, nullptr)) {}
-    OffloadPlace& operator=(OffloadPlace&&) = delete;
-    ~OffloadPlace() { Release(); }
-    void Release() {
-      if (in_flight_ != nullptr) --*std::exchange(in_flight_, nullptr);
-    }
-    explicit operator bool() const { return in_flight_ != nullptr; }
-
-   private:
-    uint32_t* in_flight_ = nullptr;  // DirectFile::offloaded_in_flight_
-  };
-  // A place when fewer than max_offloaded_ requests are in io-wq, else none.
-  OffloadPlace TakeOffloadPlace() {
-    if (offloaded_in_flight_ >= max_offloaded_) return {};
-    ++offloaded_total_;
-    return OffloadPlace(&offloaded_in_flight_);
+  // One of the max_offloaded_ places (an empty Permit when all are taken or
+  // there are none), held by a request whose reads or writes go to io-wq
+  // (IOSQE_ASYNC) for as long as its coroutine holds it: released when the
+  // request is done, or when its task is destroyed at shutdown (the target
+  // outlives its tasks). Empty: the request stays on the worker.
+  QueueDepthLimiter::Permit TakeOffloadPlace() {
+    return offload_places_ ? offload_places_->TryAcquire() : QueueDepthLimiter::Permit();
   }
   // After a request copied on this thread while others are in io-wq: true
   // when the request's coroutine yields to the loop before it returns, which
   // submits what was queued and reaps what io-wq finished (a copy on the
   // worker never suspends, so a task issuing request after request would
   // otherwise keep the loop from running until it stops).
-  bool YieldAfterInlineCopy() const { return offloaded_in_flight_ > 0; }
+  bool YieldAfterInlineCopy() const { return offloaded_in_flight() > 0; }
 
   // One read or write on a memory-backed file through `fd`, done on this
   // thread: bytes or -errno.
@@ -170,8 +158,8 @@ class DirectFile final : public TargetBase {
   bool memory_backed_ = false;        // tmpfs: reads and writes copied inline (see the constructor)
   uint32_t submit_batch_ = 0;         // TargetOptions::submit_batch; 0 on tmpfs
   uint32_t max_offloaded_ = 0;        // TargetOptions::max_offloaded_copies where it applies
-  uint32_t offloaded_in_flight_ = 0;  // requests holding an OffloadPlace
-  uint64_t offloaded_total_ = 0;
+  // The max_offloaded_ places (TakeOffloadPlace); none when max_offloaded_ is 0.
+  std::optional<QueueDepthLimiter> offload_places_;
   uint32_t offload_threads_ = 0;
   uint32_t max_chunk_;
   // O_DIRECT files whose size is not a whole number of blocks: the bytes from
