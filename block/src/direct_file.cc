@@ -23,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "blocking_helper.h"
 #include "device_geometry.h"
+#include "mapped_file.h"
 #include "op_tags.h"
 #include "ringline/align.h"
 #include "ringline/internal/ring.h"
@@ -355,6 +356,18 @@ absl::StatusOr<std::unique_ptr<DirectFile>> DirectFile::Open(Worker& worker,
                                                probed->block_device, opened->direct, memory_fs,
                                                options));
   if (f->max_offloaded_ > 0) f->LimitIoWqThreads();
+  // tmpfs only: its SEEK_DATA tells which pages exist, so reads of holes stay
+  // off the mapping (ramfs reports every page as data).
+  if (f->memory_backed_ && fs.f_type == TMPFS_MAGIC && options.map_memory_files &&
+      g.size_bytes > 0) {
+    auto mapped = MappedFile::Share(f->fd(), g.size_bytes, g.read_only);
+    if (mapped.ok()) {
+      f->mapped_ = *std::move(mapped);
+    } else {
+      RL_LOG_WARN("%s: copying with pread/pwrite, not through a mapping: %s", path,
+                  mapped.status().ToString());
+    }
+  }
   const uint32_t unit = std::max(g.logical_block_size, g.memory_alignment);
   if (opened->direct && g.size_bytes % unit != 0) {
     f->tail_start_ = g.size_bytes / unit * unit;
@@ -439,8 +452,8 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
     }
     prep.fixed_file = tail ? tail_fixed_file_ : fixed_file();
     if (inline_copy) {
-      res = CopyInline(tail ? tail_fd_.get() : fd(), write, prep.offset, buffer.data() + prep.pos,
-                       prep.len, rw_flags);
+      const iovec piece{buffer.data() + prep.pos, prep.len};
+      res = CopyInline(tail ? tail_fd_.get() : fd(), write, prep.offset, {&piece, 1}, rw_flags);
     } else {
       res = co_await SubmitSoon(Submit(tag, prep, RwFinish{&buffer}), worker().internals().ring(),
                                 submit_batch_);
@@ -519,10 +532,8 @@ Task<GatherResult> DirectFile::SubmitWriteGather(uint64_t offset, Buffer header,
       prep.iov[prep.iov_count++] = {payload.data() + from, end - h - from};
     }
     if (inline_copy) {
-      const ssize_t n =
-          ::pwritev2(tail ? tail_fd_.get() : fd(), prep.iov, static_cast<int>(prep.iov_count),
-                     static_cast<off_t>(prep.offset), rw_flags);
-      res = n < 0 ? -errno : static_cast<int32_t>(n);
+      res = CopyInline(tail ? tail_fd_.get() : fd(), true, prep.offset, {prep.iov, prep.iov_count},
+                       rw_flags);
     } else {
       res = co_await SubmitSoon(Submit(kTagWrite, prep, WritevFinish{&header, &payload}),
                                 worker().internals().ring(), submit_batch_);
@@ -556,20 +567,33 @@ Task<GatherResult> DirectFile::SubmitWriteGather(uint64_t offset, Buffer header,
   co_return r;
 }
 
-int32_t DirectFile::CopyInline(int fd, bool write, uint64_t offset, uint8_t* data, uint32_t len,
+int32_t DirectFile::CopyInline(int fd, bool write, uint64_t offset, std::span<const iovec> pieces,
                                int rw_flags) {
+  // tmpfs keeps no data for FUA (RWF_DSYNC) to write back: its fsync does
+  // nothing, so a FUA write through the mapping is as durable as through
+  // pwritev2.
+  if (mapped_ != nullptr && mapped_->TryCopy(write, offset, pieces)) {
+    ++mapped_copies_;
+    uint32_t total = 0;
+    for (const iovec& piece : pieces) total += static_cast<uint32_t>(piece.iov_len);
+    return static_cast<int32_t>(total);
+  }
   ssize_t n;
-  if (rw_flags == 0) {
+  if (pieces.size() == 1 && rw_flags == 0) {
     // pread/pwrite hand the kernel one user buffer (ITER_UBUF), with no
     // iovec to copy in and walk as preadv2/pwritev2 do.
-    n = write ? ::pwrite(fd, data, len, static_cast<off_t>(offset))
-              : ::pread(fd, data, len, static_cast<off_t>(offset));
+    n = write ? ::pwrite(fd, pieces[0].iov_base, pieces[0].iov_len, static_cast<off_t>(offset))
+              : ::pread(fd, pieces[0].iov_base, pieces[0].iov_len, static_cast<off_t>(offset));
   } else {
-    iovec iov{data, len};  // RWF_DSYNC (FUA) needs pwritev2
-    n = write ? ::pwritev2(fd, &iov, 1, static_cast<off_t>(offset), rw_flags)
-              : ::preadv2(fd, &iov, 1, static_cast<off_t>(offset), rw_flags);
+    const auto count = static_cast<int>(pieces.size());
+    n = write ? ::pwritev2(fd, pieces.data(), count, static_cast<off_t>(offset), rw_flags)
+              : ::preadv2(fd, pieces.data(), count, static_cast<off_t>(offset), rw_flags);
   }
-  return n < 0 ? -errno : static_cast<int32_t>(n);
+  if (n < 0) return -errno;
+  // The pages written now exist: the next copies to them can use the mapping.
+  if (write && n > 0 && mapped_ != nullptr)
+    mapped_->MarkAllocated(offset, static_cast<uint64_t>(n));
+  return static_cast<int32_t>(n);
 }
 
 // ---- cache and extents -----------------------------------------------------------
@@ -701,6 +725,9 @@ Task<BlockResult> DirectFile::Allocate(OpKind kind, uint64_t offset, uint64_t le
       res = co_await FallocateOp(fixed_file(), FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset,
                                  length);
     } else {
+      // The mapping must not touch pages that may be freed now: a read
+      // through it would allocate them again (mapped_file.h).
+      if (mapped_ != nullptr) mapped_->Forget(offset, length);
       const bool punch = kind == OpKind::kDiscard || !zero_range_supported_;
       res = co_await FallocateOp(
           fixed_file(), (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE,

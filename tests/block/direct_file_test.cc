@@ -9,7 +9,9 @@
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <linux/falloc.h>
 #include <linux/magic.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -17,6 +19,7 @@
 
 #include <algorithm>
 #include <array>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -1328,6 +1331,231 @@ TEST(OffloadTest, ShutdownWithRequestsInIoWqReleasesEverything) {
   (*w).reset();
   (*pool).reset();
   unlink(path.c_str());
+}
+
+// ---- TargetOptions::map_memory_files ------------------------------------------------
+
+// Bytes the file system has allocated to `path` (st_blocks).
+uint64_t AllocatedBytes(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 ? uint64_t(st.st_blocks) * 512 : ~uint64_t{0};
+}
+
+// Writes `length` bytes of `seed`'s pattern at `offset` with pwrite on a
+// descriptor of its own (another process's view of the file).
+void PwritePattern(const std::string& path, uint64_t offset, uint32_t length, uint64_t seed) {
+  UniqueFd fd(::open(path.c_str(), O_RDWR));
+  ASSERT_TRUE(fd) << strerror(errno);
+  Buffer b = Buffer::Allocate(length);
+  Fill(b, length, seed);
+  ASSERT_EQ(::pwrite(fd.get(), b.data(), length, static_cast<off_t>(offset)), ssize_t(length));
+}
+
+// On tmpfs, pages written once are copied through the mapping from then on,
+// by this target and by every other target on the same file (one mapping per
+// process); holes are read with pread and stay holes; a discard frees its
+// pages and later reads do not allocate them again.
+TEST(MappedTmpfsTest, WrittenPagesAreCopiedThroughOneSharedMapping) {
+  auto w = Worker::Create(Config{});
+  ASSERT_TRUE(w.ok()) << w.status();
+  const std::string path = ShmPath("mapped");
+  static constexpr uint32_t kRegion = 256 << 10;
+  auto a = DirectFile::Open(**w, path, {.create = true, .create_size = 4 << 20});
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto b = DirectFile::Open(**w, path, {});
+  ASSERT_TRUE(b.ok()) << b.status();
+  auto unmapped = DirectFile::Open(**w, path, {.map_memory_files = false});
+  ASSERT_TRUE(unmapped.ok()) << unmapped.status();
+  ASSERT_TRUE((*a)->memory_mapped());
+  ASSERT_TRUE((*b)->memory_mapped());
+  EXPECT_FALSE((*unmapped)->memory_mapped());
+  (*w)->BlockOn(
+      [](DirectFile* a, DirectFile* b, DirectFile* unmapped, const std::string& path) -> Task<> {
+        Buffer buf = Buffer::Allocate(kRegion);
+        // A hole: read with pread (zeroes), and the file stays empty.
+        BlockResult r = co_await a->Read(0, kRegion, std::move(buf));
+        EXPECT_EQ(r.res, int32_t(kRegion)) << r.status;
+        EXPECT_TRUE(AllZero(r.buffer, kRegion));
+        EXPECT_EQ(a->memory_mapped_copies(), 0u);
+        EXPECT_EQ(AllocatedBytes(path), 0u) << "reading a hole allocated pages";
+        // The first write allocates with pwrite; the second goes through the mapping.
+        Fill(r.buffer, kRegion, 1);
+        r = co_await a->Write(0, std::move(r.buffer));
+        EXPECT_EQ(r.res, int32_t(kRegion)) << r.status;
+        EXPECT_EQ(a->memory_mapped_copies(), 0u);
+        Fill(r.buffer, kRegion, 2);
+        r = co_await a->Write(0, std::move(r.buffer), {.fua = true});
+        EXPECT_EQ(r.res, int32_t(kRegion)) << r.status;
+        EXPECT_EQ(a->memory_mapped_copies(), 1u);
+        // Another target reads it through the same mapping, and so does a target
+        // without the mapping, with pread.
+        std::memset(r.buffer.data(), 0, kRegion);
+        r = co_await b->Read(0, kRegion, std::move(r.buffer));
+        EXPECT_EQ(r.res, int32_t(kRegion)) << r.status;
+        EXPECT_TRUE(Matches(r.buffer, kRegion, 2));
+        EXPECT_EQ(b->memory_mapped_copies(), 1u);
+        std::memset(r.buffer.data(), 0, kRegion);
+        r = co_await unmapped->Read(0, kRegion, std::move(r.buffer));
+        EXPECT_TRUE(Matches(r.buffer, kRegion, 2));
+        // A gathered write of [header, payload] through the mapping.
+        Buffer header = Buffer::Allocate(4096);
+        Fill(header, 4096, 3);
+        Buffer payload = Buffer::Allocate(kRegion - 4096);
+        Fill(payload, kRegion - 4096, 4);
+        GatherResult g = co_await b->WriteGather(0, std::move(header), std::move(payload));
+        EXPECT_EQ(g.res, int32_t(kRegion)) << g.status;
+        EXPECT_EQ(b->memory_mapped_copies(), 2u);
+        r = co_await unmapped->Read(0, 4096, std::move(r.buffer));
+        EXPECT_TRUE(Matches(r.buffer, 4096, 3));
+        r = co_await unmapped->Read(4096, kRegion - 4096, std::move(r.buffer));
+        EXPECT_TRUE(Matches(r.buffer, kRegion - 4096, 4));
+        // Discard frees the pages; neither target's reads allocate them again.
+        const uint64_t written = AllocatedBytes(path);
+        EXPECT_GE(written, kRegion);
+        EXPECT_EQ((co_await a->Discard(0, kRegion)).res, 0);
+        EXPECT_EQ(AllocatedBytes(path), written - kRegion);
+        for (DirectFile* t : {a, b}) {
+          const uint64_t mapped_before = t->memory_mapped_copies();
+          r = co_await t->Read(0, kRegion, std::move(r.buffer));
+          EXPECT_EQ(r.res, int32_t(kRegion)) << r.status;
+          EXPECT_TRUE(AllZero(r.buffer, kRegion));
+          EXPECT_EQ(t->memory_mapped_copies(), mapped_before) << "read a discarded page mapped";
+        }
+        EXPECT_EQ(AllocatedBytes(path), written - kRegion) << "reads allocated discarded pages";
+      }(a->get(), b->get(), unmapped->get(), path));
+  (*a).reset();
+  (*b).reset();
+  (*unmapped).reset();
+  unlink(path.c_str());
+}
+
+// Pages freed behind the target's back (another process punches a hole) on a
+// file system that is then full: a write there cannot allocate, which through
+// a mapping is SIGBUS. The target catches it and answers ENOSPC from pwrite; a
+// read there answers zeroes; after space is freed the write succeeds and
+// copies go through the mapping again.
+TEST(MappedTmpfsTest, PagesFreedUnderneathOnAFullFileSystemFailWithEnospc) {
+  ScratchMount fs("tmpfs", "size=1m");
+  if (!fs.error().empty()) {
+    std::printf("SKIPPED: no small tmpfs to fill (%s)\n", fs.error().c_str());
+    GTEST_SKIP() << fs.error();
+  }
+  const std::string path = fs.dir() + "/export";
+  const std::string filler = fs.dir() + "/filler";
+  static constexpr uint32_t kFile = 512 << 10;
+  {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT, 0644));
+    ASSERT_TRUE(fd);
+  }
+  PwritePattern(path, 0, kFile, 7);
+  auto w = Worker::Create(Config{});
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto f = DirectFile::Open(**w, path, {});
+  ASSERT_TRUE(f.ok()) << f.status();
+  ASSERT_TRUE((*f)->memory_mapped());
+  {
+    UniqueFd fd(::open(path.c_str(), O_RDWR));
+    ASSERT_EQ(::fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 8192), 0)
+        << strerror(errno);
+    UniqueFd fill(::open(filler.c_str(), O_RDWR | O_CREAT, 0644));
+    std::vector<char> chunk(4096, 'x');
+    while (::write(fill.get(), chunk.data(), chunk.size()) > 0) {
+    }
+    ASSERT_EQ(errno, ENOSPC);
+  }
+  (*w)->BlockOn([](DirectFile* f, const std::string& filler) -> Task<> {
+    Buffer b = Buffer::Allocate(4096);
+    Fill(b, 4096, 8);
+    BlockResult r = co_await f->Write(0, std::move(b));
+    EXPECT_EQ(r.res, -ENOSPC) << r.status;
+    r = co_await f->Read(4096, 4096, std::move(r.buffer));
+    EXPECT_EQ(r.res, 4096) << r.status;
+    EXPECT_TRUE(AllZero(r.buffer, 4096));
+    EXPECT_EQ(f->memory_mapped_copies(), 0u);
+    // The rest of the file is untouched and still copied through the mapping.
+    r = co_await f->Read(65536, 4096, std::move(r.buffer));
+    EXPECT_EQ(r.res, 4096) << r.status;
+    EXPECT_EQ(std::memcmp(
+                  r.buffer.data(),
+                  [] {
+                    static Buffer expect = Buffer::Allocate(kFile);
+                    Fill(expect, kFile, 7);
+                    return expect.data() + 65536;
+                  }(),
+                  4096),
+              0);
+    EXPECT_EQ(f->memory_mapped_copies(), 1u);
+    ::unlink(filler.c_str());
+    Fill(r.buffer, 4096, 9);
+    r = co_await f->Write(0, std::move(r.buffer));
+    EXPECT_EQ(r.res, 4096) << r.status;
+    r = co_await f->Read(0, 4096, std::move(r.buffer));
+    EXPECT_TRUE(Matches(r.buffer, 4096, 9));
+    EXPECT_EQ(f->memory_mapped_copies(), 2u) << "the written page is mapped again";
+  }(f->get(), filler));
+  (*f).reset();
+}
+
+// A file truncated behind the target's back: the mapping past the new end
+// raises SIGBUS, which the target turns into the pread's answer (an
+// unexpected end of file), not a crash.
+TEST(MappedTmpfsTest, FileTruncatedUnderneathFailsTheRequest) {
+  const std::string path = ShmPath("truncated");
+  auto w = Worker::Create(Config{});
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto f = DirectFile::Open(**w, path, {.create = true, .create_size = 1 << 20});
+  ASSERT_TRUE(f.ok()) << f.status();
+  PwritePattern(path, 0, 1 << 20, 5);
+  (*w)->BlockOn([](DirectFile* f, const std::string& path) -> Task<> {
+    Buffer b = Buffer::Allocate(4096);
+    Fill(b, 4096, 6);
+    BlockResult r = co_await f->Write(512 << 10, std::move(b));  // pwrite: marks the page
+    EXPECT_EQ(r.res, 4096) << r.status;
+    r = co_await f->Read(512 << 10, 4096, std::move(r.buffer));
+    EXPECT_TRUE(Matches(r.buffer, 4096, 6));
+    EXPECT_EQ(f->memory_mapped_copies(), 1u);
+    EXPECT_EQ(::truncate(path.c_str(), 0), 0);
+    r = co_await f->Read(512 << 10, 4096, std::move(r.buffer));
+    EXPECT_EQ(r.res, -EIO) << r.status;
+    EXPECT_THAT(r.status.ToString(), HasSubstr("unexpected end of file"));
+    EXPECT_EQ(f->memory_mapped_copies(), 1u);
+  }(f->get(), path));
+  (*f).reset();
+  unlink(path.c_str());
+}
+
+// The target's SIGBUS handler takes only its own copies' faults: any other
+// SIGBUS still ends the process as before.
+TEST(MappedTmpfsDeathTest, OtherSigbusStillKills) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const auto map_a_target = [] {
+    auto w = Worker::Create(Config{});
+    const std::string path = ShmPath("death");
+    auto f = DirectFile::Open(**w, path, {.create = true, .create_size = 1 << 20});
+    unlink(path.c_str());
+    if (!f.ok() || !(*f)->memory_mapped()) std::abort();
+    return std::make_pair(std::move(*w), std::move(*f));
+  };
+  EXPECT_DEATH(
+      {
+        auto kept = map_a_target();
+        // A fault elsewhere: a mapping past the end of an empty file.
+        const std::string other = ShmPath("death-other");
+        UniqueFd fd(::open(other.c_str(), O_RDWR | O_CREAT, 0644));
+        unlink(other.c_str());
+        auto* p = static_cast<volatile char*>(
+            ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0));
+        p[0] = 1;
+        std::fprintf(stderr, "survived the fault\n");
+      },
+      "");
+  EXPECT_DEATH(
+      {
+        auto kept = map_a_target();
+        ::kill(::getpid(), SIGBUS);
+        std::fprintf(stderr, "survived kill(SIGBUS)\n");
+      },
+      "");
 }
 
 }  // namespace

@@ -16,7 +16,9 @@
 // run on a helper thread (see direct_file.cc for why). On tmpfs, where the
 // kernel would hand every read and write to an io-wq thread, reads and writes
 // are copied on the worker's thread with pread/pwrite (pwritev2 for FUA)
-// instead (TargetOptions::copy_memory_inline). Where reads and writes
+// instead (TargetOptions::copy_memory_inline), or with memcpy through a shared
+// mapping of the file where its pages are known allocated
+// (TargetOptions::map_memory_files). Where reads and writes
 // complete on the worker's CPU (tmpfs, buffered files),
 // TargetOptions::max_offloaded_copies hands up to that many at once to io-wq
 // (IOSQE_ASYNC) so that other CPUs copy in parallel with the worker. Reads and
@@ -61,6 +63,8 @@
 #include <string>
 #include <utility>
 
+struct iovec;
+
 #include "absl/status/statusor.h"
 #include "ringline/block/target_base.h"
 #include "ringline/worker.h"
@@ -68,6 +72,7 @@
 namespace ringline::block {
 
 class BlockingHelper;
+class MappedFile;
 
 class DirectFile final : public TargetBase {
  public:
@@ -103,6 +108,12 @@ class DirectFile final : public TargetBase {
   // (set at open when max_offloaded_copies() > 0: one per CPU of the process
   // besides one for the worker, at least one); 0 without offload.
   uint32_t offload_threads() const { return offload_threads_; }
+  // Whether reads and writes are copied through a mapping of the file
+  // (TargetOptions::map_memory_files on tmpfs), and how many so far were
+  // (the rest of the inline copies went through pread/pwrite). Worker thread
+  // only.
+  bool memory_mapped() const { return mapped_ != nullptr; }
+  uint64_t memory_mapped_copies() const { return mapped_copies_; }
 
  private:
   DirectFile(Worker& worker, std::string path, UniqueFd fd, int fixed_file,
@@ -142,10 +153,11 @@ class DirectFile final : public TargetBase {
   // otherwise keep the loop from running until it stops).
   bool YieldAfterInlineCopy() const { return offloaded_in_flight() > 0; }
 
-  // One read or write on a memory-backed file through `fd`, done on this
-  // thread: bytes or -errno.
-  static int32_t CopyInline(int fd, bool write, uint64_t offset, uint8_t* data, uint32_t len,
-                            int rw_flags);
+  // One read or write on a memory-backed file, done on this thread: through
+  // the mapping where it can, else with pread/pwrite on `fd` (preadv2/
+  // pwritev2 for several pieces or rw_flags). Bytes or -errno.
+  int32_t CopyInline(int fd, bool write, uint64_t offset, std::span<const iovec> pieces,
+                     int rw_flags);
   // Read and write share one coroutine (one frame per request).
   Task<BlockResult> Transfer(OpKind kind, uint64_t offset, uint32_t length, Buffer buffer,
                              int rw_flags);
@@ -161,6 +173,10 @@ class DirectFile final : public TargetBase {
   // The max_offloaded_ places (TakeOffloadPlace); none when max_offloaded_ is 0.
   std::optional<QueueDepthLimiter> offload_places_;
   uint32_t offload_threads_ = 0;
+  // tmpfs with map_memory_files: the process's mapping of this file, shared
+  // with the other workers' targets on it; null otherwise.
+  std::shared_ptr<MappedFile> mapped_;
+  uint64_t mapped_copies_ = 0;
   uint32_t max_chunk_;
   // O_DIRECT files whose size is not a whole number of blocks: the bytes from
   // tail_start_ to the end go through tail_fd_ (buffered, in the fixed file

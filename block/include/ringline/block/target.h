@@ -135,6 +135,17 @@ struct TargetOptions {
   // ring, where the kernel hands every one to an io-wq thread. A tmpfs copy
   // never waits for a device.
   bool copy_memory_inline = true;
+  // Files on tmpfs copied inline (above): copy with memcpy through one shared
+  // memory mapping of the file per process where its pages are known to be
+  // allocated, instead of pread/pwrite (a 4 KiB copy then costs no system
+  // call). Holes, pages not yet written, and any copy the mapping cannot do
+  // (the file shrank, or a page was freed and the file system is full) still
+  // go through pread/pwrite, which read holes without allocating and report
+  // errors as errno (see block/src/mapped_file.h). Writes through the mapping
+  // do not update the file's modification time. The process's SIGBUS handler
+  // is installed when the first file is mapped (it passes every SIGBUS not
+  // raised by its own copies to the handler it replaced).
+  bool map_memory_files = true;
   // Files whose reads and writes complete on the worker's own CPU (tmpfs,
   // copied inline as above; buffered files, whose cached pages io_uring copies
   // inside the worker's io_uring_enter): at most this many of them at once are

@@ -1,0 +1,247 @@
+#include "mapped_file.h"
+
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <tuple>
+
+#include "absl/base/call_once.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "ringline/io_result.h"
+
+namespace ringline::block {
+namespace {
+
+const uint64_t kPage = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+
+// ---- the SIGBUS guard ------------------------------------------------------------
+
+// The copy in progress on this thread: where the jump goes, and the range of
+// the mapping it touches. Set only around the memcpy calls (GuardedCopy), so
+// the handler sees it only for a fault raised by that copy.
+struct CopyGuard {
+  sigjmp_buf resume;
+  uintptr_t begin;
+  uintptr_t end;
+  // The copy's arguments, kept here rather than in registers a jump could
+  // have clobbered.
+  bool write;
+  const iovec* pieces;
+  std::size_t count;
+};
+// Static TLS in these static libraries: the handler reads it without the
+// lazy allocation a dynamic TLS access could do.
+thread_local CopyGuard* t_copy = nullptr;
+
+struct sigaction g_previous_sigbus;  // written once, before OnSigbus can run
+
+void OnSigbus(int sig, siginfo_t* info, void* context) {
+  CopyGuard* copy = t_copy;
+  const auto addr = reinterpret_cast<uintptr_t>(info->si_addr);
+  // si_code > 0: raised by the kernel for a fault, not sent by kill().
+  if (copy != nullptr && info->si_code > 0 && addr >= copy->begin && addr < copy->end) {
+    t_copy = nullptr;
+    // SA_NODEFER left SIGBUS unblocked, so jumping without restoring the
+    // signal mask leaves this thread able to take the next one.
+    siglongjmp(copy->resume, 1);
+  }
+  // Not a guarded copy's fault: do what would have happened without this
+  // handler.
+  const struct sigaction& prev = g_previous_sigbus;
+  if ((prev.sa_flags & SA_SIGINFO) != 0 && prev.sa_sigaction != nullptr) {
+    prev.sa_sigaction(sig, info, context);
+  } else if (prev.sa_handler == SIG_IGN) {
+    if (info->si_code > 0) {
+      ::signal(SIGBUS, SIG_DFL);  // a fault cannot be ignored: it kills on return
+    }
+  } else if (prev.sa_handler != SIG_DFL) {
+    prev.sa_handler(sig);
+  } else {
+    // The default action: a fault kills when the instruction runs again; a
+    // sent signal is raised again (SA_NODEFER: delivered at once).
+    ::signal(SIGBUS, SIG_DFL);
+    if (info->si_code <= 0) ::raise(SIGBUS);
+  }
+}
+
+void InstallSigbusHandlerOnce() {
+  static absl::once_flag once;
+  absl::call_once(once, [] {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = OnSigbus;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    [[maybe_unused]] const int res = ::sigaction(SIGBUS, &sa, &g_previous_sigbus);
+    assert(res == 0 && "sigaction(SIGBUS) fails only for a bad signal number");
+  });
+}
+
+// The copy itself, separate so that nothing of it is live across the
+// sigsetjmp below.
+[[gnu::noinline]] void CopyPieces(bool write, uint8_t* at, const iovec* pieces, std::size_t count) {
+  for (std::size_t i = 0; i < count; ++i) {
+    if (write) {
+      std::memcpy(at, pieces[i].iov_base, pieces[i].iov_len);
+    } else {
+      std::memcpy(pieces[i].iov_base, at, pieces[i].iov_len);
+    }
+    at += pieces[i].iov_len;
+  }
+}
+
+// Copies between `at` (the mapping) and the pieces; false if the copy raised
+// SIGBUS inside [at, at + total). Nothing with a destructor lives between the
+// sigsetjmp and the memcpy calls the jump leaves, and after the jump only
+// `guard` (in memory: its address is taken) is used.
+[[gnu::noinline]] bool GuardedCopy(bool write, uint8_t* at, const iovec* pieces, std::size_t count,
+                                   uint64_t total) {
+  CopyGuard guard;
+  guard.begin = reinterpret_cast<uintptr_t>(at);
+  guard.end = guard.begin + total;
+  guard.write = write;
+  guard.pieces = pieces;
+  guard.count = count;
+  if (sigsetjmp(guard.resume, 0) != 0) return false;
+  t_copy = &guard;
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // set before the first access
+  CopyPieces(guard.write, reinterpret_cast<uint8_t*>(guard.begin), guard.pieces, guard.count);
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // cleared after the last
+  t_copy = nullptr;
+  return true;
+}
+
+// ---- the process's mappings --------------------------------------------------------
+
+// (device, inode, size, read-only): targets that open the same file the same
+// way share one mapping.
+using Key = std::tuple<dev_t, ino_t, uint64_t, bool>;
+
+struct Registry {
+  absl::Mutex mu;
+  std::map<Key, std::weak_ptr<MappedFile>> files ABSL_GUARDED_BY(mu);
+};
+
+Registry& Mappings() {
+  static auto* const registry = new Registry();  // never freed: used until exit
+  return *registry;
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<MappedFile>> MappedFile::Share(int fd, uint64_t size,
+                                                              bool read_only) {
+  assert(size > 0);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return ErrnoToStatus(-errno, "fstat");
+  Registry& registry = Mappings();
+  absl::MutexLock lock(&registry.mu);
+  std::erase_if(registry.files, [](const auto& entry) { return entry.second.expired(); });
+  std::weak_ptr<MappedFile>& slot = registry.files[Key{st.st_dev, st.st_ino, size, read_only}];
+  if (std::shared_ptr<MappedFile> existing = slot.lock()) return existing;
+  InstallSigbusHandlerOnce();
+  const uint64_t pages = (size + kPage - 1) / kPage;
+  void* base = ::mmap(nullptr, pages * kPage, read_only ? PROT_READ : PROT_READ | PROT_WRITE,
+                      MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) {
+    registry.files.erase(Key{st.st_dev, st.st_ino, size, read_only});
+    return ErrnoToStatus(-errno, absl::StrCat("mmap of ", size, " bytes"));
+  }
+  std::shared_ptr<MappedFile> mapped(new MappedFile(static_cast<uint8_t*>(base), size, pages));
+  if (const int res = mapped->LoadAllocation(fd); res < 0) {
+    registry.files.erase(Key{st.st_dev, st.st_ino, size, read_only});
+    return ErrnoToStatus(res, "finding allocated pages (lseek SEEK_DATA/SEEK_HOLE)");
+  }
+  slot = mapped;
+  return mapped;
+}
+
+MappedFile::MappedFile(uint8_t* base, uint64_t size, uint64_t pages)
+    : base_(base),
+      size_(size),
+      pages_(pages),
+      known_(std::make_unique<std::atomic<uint64_t>[]>((pages + 63) / 64)) {}
+
+MappedFile::~MappedFile() {
+  [[maybe_unused]] const int res = ::munmap(base_, pages_ * kPage);
+  assert(res == 0 && "munmap of the whole mapping");
+}
+
+int MappedFile::LoadAllocation(int fd) {
+  off_t pos = 0;
+  const auto end = static_cast<off_t>(size_);
+  while (pos < end) {
+    const off_t data = ::lseek(fd, pos, SEEK_DATA);
+    if (data < 0) return errno == ENXIO ? 0 : -errno;  // ENXIO: no data after pos
+    if (data >= end) return 0;
+    const off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) return -errno;
+    const off_t stop = std::min(hole, end);
+    SetBits(static_cast<uint64_t>(data) / kPage, static_cast<uint64_t>(stop - 1) / kPage, true);
+    pos = stop;
+  }
+  return 0;
+}
+
+bool MappedFile::AllKnown(uint64_t first_page, uint64_t last_page) const {
+  for (uint64_t w = first_page / 64; w <= last_page / 64; ++w) {
+    uint64_t mask = ~uint64_t{0};
+    if (w == first_page / 64) mask &= ~uint64_t{0} << (first_page % 64);
+    if (w == last_page / 64) mask &= ~uint64_t{0} >> (63 - last_page % 64);
+    if ((known_[w].load(std::memory_order_relaxed) & mask) != mask) return false;
+  }
+  return true;
+}
+
+void MappedFile::SetBits(uint64_t first_page, uint64_t last_page, bool known) {
+  assert(first_page <= last_page && last_page < pages_);
+  for (uint64_t w = first_page / 64; w <= last_page / 64; ++w) {
+    uint64_t mask = ~uint64_t{0};
+    if (w == first_page / 64) mask &= ~uint64_t{0} << (first_page % 64);
+    if (w == last_page / 64) mask &= ~uint64_t{0} >> (63 - last_page % 64);
+    if (known) {
+      known_[w].fetch_or(mask, std::memory_order_relaxed);
+    } else {
+      known_[w].fetch_and(~mask, std::memory_order_relaxed);
+    }
+  }
+}
+
+bool MappedFile::TryCopy(bool write, uint64_t offset, std::span<const iovec> pieces) {
+  uint64_t total = 0;
+  for (const iovec& piece : pieces) total += piece.iov_len;
+  if (total == 0) return true;
+  assert(offset + total <= size_);
+  const uint64_t first = offset / kPage;
+  const uint64_t last = (offset + total - 1) / kPage;
+  if (!AllKnown(first, last)) return false;
+  if (!GuardedCopy(write, base_ + offset, pieces.data(), pieces.size(), total)) [[unlikely]] {
+    SetBits(first, last, false);  // the caller's pread/pwrite finds out what is there
+    return false;
+  }
+  return true;
+}
+
+void MappedFile::MarkAllocated(uint64_t offset, uint64_t length) {
+  if (length == 0) return;
+  assert(offset + length <= size_);
+  SetBits(offset / kPage, (offset + length - 1) / kPage, true);
+}
+
+void MappedFile::Forget(uint64_t offset, uint64_t length) {
+  if (length == 0 || offset >= size_) return;
+  const uint64_t end = std::min(size_, offset + length);
+  SetBits(offset / kPage, (end - 1) / kPage, false);
+}
+
+}  // namespace ringline::block
