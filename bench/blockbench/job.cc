@@ -153,6 +153,7 @@ Task<> RunJob(Worker& worker, const BenchOptions& o, JobResult* result, StartGat
                                   {.read_only = !o.writes(),
                                    .queue_depth = o.iodepth,
                                    .latency_histograms = false,
+                                   .map_memory_files = o.map_memory_files,
                                    .max_offloaded_copies = o.offload,
                                    .submit_batch = o.iodepth_batch_submit,
                                    .polled = o.hipri});
@@ -229,7 +230,10 @@ Task<> RunJob(Worker& worker, const BenchOptions& o, JobResult* result, StartGat
   rusage thread_end{};
   getrusage(RUSAGE_THREAD, &thread_end);
   result->worker_cpu_s = CpuSeconds(thread_end) - CpuSeconds(thread_start);
-  if (file) result->offloaded_ios = file->offloaded_requests();
+  if (file) {
+    result->offloaded_ios = file->offloaded_requests();
+    result->mapped_ios = file->memory_mapped_copies();
+  }
   gate->Finished();
 
   lanes.clear();

@@ -69,6 +69,7 @@ struct JobResult {
   uint32_t max_offloaded = 0;
   uint32_t offload_threads = 0;  // DirectFile::offload_threads
   uint64_t offloaded_ios = 0;
+  uint64_t mapped_ios = 0;  // DirectFile::memory_mapped_copies
   // CPU time (user + system) of the job's worker thread during the run; the
   // rest of the process's CPU time is mostly io-wq's (iou-wrk threads).
   double worker_cpu_s = 0;

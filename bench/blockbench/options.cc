@@ -133,6 +133,9 @@ absl::StatusOr<BenchOptions> ParseOptions(int argc, const char* const* argv) {
                  "worker's CPU; no effect on O_DIRECT to a device). Default 0: one CPU per job. "
                  "At most --iodepth")
       ->type_name("N");
+  app.add_option("--map_memory_files", o.map_memory_files,
+                 "tmpfs: copy reads and writes with memcpy through a mapping of the file where "
+                 "its pages exist (1, the default), or with pread/pwrite (0)");
   app.add_option("--name", o.name, "job name (accepted for fio compatibility)");
   app.add_option("--ioengine", ioengine, "accepted and ignored (always ringline's io_uring path)");
   app.add_flag("--group_reporting,--norandommap,--thread", flag_ignored,

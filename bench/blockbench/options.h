@@ -45,6 +45,9 @@ struct BenchOptions {
   // on a target whose reads and writes complete on the worker's CPU (tmpfs,
   // buffered files); 0 (the default): none. At most --iodepth.
   uint32_t offload = 0;
+  // --map_memory_files: tmpfs reads and writes copied through a mapping of the
+  // file (TargetOptions::map_memory_files); 0 copies with pread/pwrite.
+  bool map_memory_files = true;
 
   bool random() const {
     return rw == RwMode::kRandRead || rw == RwMode::kRandWrite || rw == RwMode::kRandRw;

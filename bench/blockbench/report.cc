@@ -67,7 +67,8 @@ std::string RenderReport(const BenchOptions& o, const std::vector<JobResult>& jo
                     {"rwmixread", o.rwmixread},
                     {"cpus", o.cpus},
                     {"iodepth_batch_submit", o.iodepth_batch_submit},
-                    {"offload", o.offload}};
+                    {"offload", o.offload},
+                    {"map_memory_files", o.map_memory_files}};
     j["elapsed_s"] = elapsed;
     j["ios"] = total;
     j["iops"] = static_cast<double>(total) * per_s;
@@ -95,6 +96,7 @@ std::string RenderReport(const BenchOptions& o, const std::vector<JobResult>& jo
       e["offload"] = jobs[i].max_offloaded;
       e["offload_threads"] = jobs[i].offload_threads;
       e["offloaded_ios"] = jobs[i].offloaded_ios;
+      e["mapped_ios"] = jobs[i].mapped_ios;
       e["worker_cpu_s"] = jobs[i].worker_cpu_s;
       e["ios"] = jobs[i].ios[0] + jobs[i].ios[1];
       e["errors"] = jobs[i].errors;
