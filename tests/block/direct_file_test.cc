@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -26,6 +27,7 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <random>
 #include <set>
 #include <span>
 #include <string>
@@ -1521,6 +1523,326 @@ TEST(MappedTmpfsTest, FileTruncatedUnderneathFailsTheRequest) {
     EXPECT_EQ(f->memory_mapped_copies(), 1u);
   }(f->get(), path));
   (*f).reset();
+  unlink(path.c_str());
+}
+
+// ---- two workers on one mapping ------------------------------------------------------
+
+// Every 8-byte word written by the concurrency test describes itself: the
+// block and the word's place in it, the writer, the version, and a check
+// byte over the rest, so a read can tell a word of the right place from
+// zeroes, from another block's or place's data, and from garbage. Words,
+// not whole blocks: where requests overlap in time nothing is atomic (a
+// memcpy from the mapping can see another writer's copy half done, as a
+// pread can), and an aligned 8-byte store is the unit a reader sees whole.
+constexpr uint32_t kStampWord = 8;
+constexpr uint32_t kStampBlock = 4096;
+
+uint64_t StampWord(uint64_t block, uint64_t word, uint64_t writer, uint64_t version) {
+  // block:20 | word:9 | writer:3 | version:24 | check:8
+  const uint64_t body = (block & 0xFFFFF) << 44 | (word & 0x1FF) << 35 | (writer & 7) << 32 |
+                        (version & 0xFFFFFF) << 8;
+  return body | (((body * 0x9E3779B97F4A7C15) >> 56) ^ 0xA5);
+}
+
+// Whether each byte of the word that holds the place (block and word
+// index: bits 35-63) is that place's byte or zero.
+bool PlaceBytesMatch(const uint8_t* at, uint64_t block, uint64_t word) {
+  uint64_t w;
+  std::memcpy(&w, at, kStampWord);
+  const uint64_t place = StampWord(block, word, 0, 0);
+  for (int k = 4; k < 8; ++k) {
+    const uint64_t mask = (k == 4 ? uint64_t{0xF8} : uint64_t{0xFF}) << (8 * k);
+    if ((w & mask) != 0 && (w & mask) != (place & mask)) return false;
+  }
+  return true;
+}
+
+// A word as the stamp's fields, for failure messages.
+std::string DescribeWord(const uint8_t* at) {
+  uint64_t w;
+  std::memcpy(&w, at, kStampWord);
+  char text[160];
+  std::snprintf(text, sizeof text, "0x%016lx (block %lu word %lu writer %lu version %lu%s)", w,
+                w >> 44, (w >> 35) & 0x1FF, (w >> 32) & 7, (w >> 8) & 0xFFFFFF,
+                w == StampWord(w >> 44, (w >> 35) & 0x1FF, (w >> 32) & 7, (w >> 8) & 0xFFFFFF)
+                    ? ""
+                    : ", check byte wrong");
+  return text;
+}
+
+void StampBlock(uint8_t* at, uint64_t writer, uint64_t block, uint64_t version) {
+  for (uint32_t i = 0; i < kStampBlock / kStampWord; ++i) {
+    const uint64_t w = StampWord(block, i, writer, version);
+    std::memcpy(at + i * kStampWord, &w, kStampWord);
+  }
+}
+
+// What a word holds: zeroes (writer and version 0), a valid stamp of
+// `block` at its place (its writer and version out), or something else
+// (false).
+bool ReadWord(const uint8_t* at, uint64_t block, uint32_t word, uint64_t* writer,
+              uint64_t* version) {
+  uint64_t w;
+  std::memcpy(&w, at, kStampWord);
+  *writer = *version = 0;
+  if (w == 0) return true;
+  *writer = (w >> 32) & 7;
+  *version = (w >> 8) & 0xFFFFFF;
+  return *version != 0 && w == StampWord(block, word, *writer, *version);
+}
+
+// Two workers on two threads, each with its own target on the same tmpfs
+// file (so one mapping in the process), and four tasks on each: thousands of
+// random 4-64 KiB writes, reads, discards and write-zeroes. Most of the file
+// is split into 64 KiB chunks owned by one task each, interleaved so that
+// neighbouring chunks (and the same words of the allocation bits) belong to
+// tasks on both threads: there every read must return exactly the versions
+// the owner last wrote (zeroes after a discard). The last region is written,
+// discarded and read by every task at once: there nothing is ordered, and a
+// read must return, word by word, zeroes or a valid word that some writer
+// wrote to that very place. At the end the file read with plain pread (not
+// through the mapping) must hold what the owners wrote, and discarded blocks
+// must not have been allocated again.
+TEST(MappedTmpfsTest, TwoWorkersShareTheMappingWithoutLosingWrites) {
+  constexpr uint32_t kThreads = 2;
+  constexpr uint32_t kTasks = 4;  // per worker
+  constexpr uint32_t kOwners = kThreads * kTasks;
+  constexpr uint64_t kChunk = 64 << 10;
+  constexpr uint64_t kOwnedBytes = 8ull << 20;  // 128 chunks, 16 per owner
+  constexpr uint64_t kSharedBytes = 512 << 10;
+  constexpr uint64_t kFileBytes = kOwnedBytes + kSharedBytes;
+  constexpr uint64_t kBlocks = kFileBytes / kStampBlock;
+  constexpr int kOpsPerTask = 3000;
+  const std::string path = ShmPath("two-workers");
+  {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644));
+    ASSERT_TRUE(fd) << strerror(errno);
+    ASSERT_EQ(::ftruncate(fd.get(), kFileBytes), 0);
+  }
+  // versions[b]: the version the owner of block b last wrote, 0 = zeroes.
+  // Each owned block is touched by one task only; the shared blocks' entry is
+  // the highest version anyone wrote there (an atomic max).
+  std::vector<uint64_t> versions(kBlocks, 0);
+  std::array<std::atomic<uint64_t>, kOwners> issued{};
+  struct PerThread {
+    std::string error;  // the first failure, empty if none
+    uint64_t reads = 0, writes = 0, discards = 0, shared_reads = 0, mapped_copies = 0;
+    uint64_t torn_words = 0;  // in shared reads
+    bool mapped = false;
+  };
+  std::array<PerThread, kThreads> results;
+
+  struct Ctx {
+    DirectFile* f;
+    std::vector<uint64_t>* versions;
+    std::array<std::atomic<uint64_t>, kOwners>* issued;
+    PerThread* out;
+  };
+  const auto owner_of_chunk = [](uint64_t chunk) {
+    // Chunk c belongs to thread c % 2, task (c / 2) % 4: neighbours alternate
+    // between the threads.
+    return static_cast<uint32_t>((chunk % kThreads) * kTasks + (chunk / kThreads) % kTasks);
+  };
+
+  const auto run_task = [&](Ctx* c, uint32_t owner, uint64_t seed) -> Task<> {
+    std::mt19937_64 rng(seed);
+    Buffer buf = Buffer::Allocate(kChunk);
+    std::vector<uint64_t> mine;  // the chunks this task owns
+    for (uint64_t ch = 0; ch < kOwnedBytes / kChunk; ++ch) {
+      if (owner_of_chunk(ch) == owner) mine.push_back(ch);
+    }
+    const auto fail = [c](std::string what) {
+      if (c->out->error.empty()) c->out->error = std::move(what);
+    };
+    for (int op = 0; op < kOpsPerTask && c->out->error.empty(); ++op) {
+      const bool shared = rng() % 5 == 0;
+      uint64_t first_block, nblocks;
+      if (shared) {
+        nblocks = 1 + rng() % 16;
+        first_block =
+            kOwnedBytes / kStampBlock + rng() % (kSharedBytes / kStampBlock - nblocks + 1);
+      } else {
+        const uint64_t ch = mine[rng() % mine.size()];
+        const uint64_t in_chunk = rng() % (kChunk / kStampBlock);
+        nblocks = 1 + rng() % (kChunk / kStampBlock - in_chunk);
+        first_block = ch * (kChunk / kStampBlock) + in_chunk;
+      }
+      const uint64_t offset = first_block * kStampBlock;
+      const auto length = static_cast<uint32_t>(nblocks * kStampBlock);
+      const unsigned kind = rng() % 100;
+      if (kind < 45) {  // write
+        std::vector<uint64_t> stamped(nblocks);
+        for (uint64_t i = 0; i < nblocks; ++i) {
+          stamped[i] = (*c->issued)[owner].fetch_add(1) + 1;
+          StampBlock(buf.data() + i * kStampBlock, owner, first_block + i, stamped[i]);
+        }
+        buf.set_size(length);
+        BlockResult r = co_await c->f->Write(offset, std::move(buf));
+        buf = std::move(r.buffer);
+        if (r.res != int32_t(length)) {
+          fail("write at " + std::to_string(offset) + ": " + r.status.ToString());
+          break;
+        }
+        ++c->out->writes;
+        for (uint64_t i = 0; i < nblocks; ++i) {
+          uint64_t& v = (*c->versions)[first_block + i];
+          if (!shared) {
+            v = stamped[i];
+          } else {
+            std::atomic_ref<uint64_t> max(v);
+            uint64_t seen = max.load();
+            while (seen < stamped[i] && !max.compare_exchange_weak(seen, stamped[i])) {
+            }
+          }
+        }
+      } else if (kind < 85) {  // read
+        BlockResult r = co_await c->f->Read(offset, length, std::move(buf));
+        buf = std::move(r.buffer);
+        if (r.res != int32_t(length)) {
+          fail("read at " + std::to_string(offset) + ": " + r.status.ToString());
+          break;
+        }
+        for (uint64_t i = 0; i < nblocks && c->out->error.empty(); ++i) {
+          const uint64_t block = first_block + i;
+          for (uint32_t word = 0; word < kStampBlock / kStampWord; ++word) {
+            uint64_t writer = 0, version = 0;
+            const uint8_t* at = buf.data() + i * kStampBlock + word * kStampWord;
+            if (shared) {
+              // Nothing is ordered here: a word may mix bytes of two
+              // writes, or of a write and a discard, that overlapped in
+              // time. Its place bytes must still be this place's (or zero).
+              if (!ReadWord(at, block, word, &writer, &version)) {
+                ++c->out->torn_words;
+                if (!PlaceBytesMatch(at, block, word)) {
+                  fail("shared block " + std::to_string(block) + " word " + std::to_string(word) +
+                       ": bytes of another place: " + DescribeWord(at) + "; read [" +
+                       std::to_string(offset) + ", +" + std::to_string(length) + ")");
+                }
+              } else if (version != 0 &&
+                         (writer >= kOwners || version > (*c->issued)[writer].load())) {
+                fail("shared block " + std::to_string(block) +
+                     ": a version never written: " + DescribeWord(at));
+              }
+              continue;
+            }
+            if (!ReadWord(at, block, word, &writer, &version)) {
+              fail("block " + std::to_string(block) + " word " + std::to_string(word) +
+                   ": neither zeroes nor a stamp of this place: " + DescribeWord(at) + "; read [" +
+                   std::to_string(offset) + ", +" + std::to_string(length) + ")");
+              break;
+            }
+            const uint64_t want = (*c->versions)[block];
+            if (version != want || (want != 0 && writer != owner)) {
+              fail("block " + std::to_string(block) + " word " + std::to_string(word) +
+                   ": read version " + std::to_string(version) + " of writer " +
+                   std::to_string(writer) + ", the owner " + std::to_string(owner) +
+                   " last wrote version " + std::to_string(want) + " (0 = discarded)");
+              break;
+            }
+          }
+        }
+        (shared ? c->out->shared_reads : c->out->reads)++;
+      } else {  // discard, or write-zeroes (punched on tmpfs)
+        BlockResult r = kind < 95 ? co_await c->f->Discard(offset, length)
+                                  : co_await c->f->WriteZeroes(offset, length);
+        if (r.res != 0) {
+          fail("discard at " + std::to_string(offset) + ": " + r.status.ToString());
+          break;
+        }
+        ++c->out->discards;
+        if (!shared) {
+          for (uint64_t i = 0; i < nblocks; ++i) (*c->versions)[first_block + i] = 0;
+        }
+      }
+    }
+  };
+
+  std::vector<std::thread> threads;
+  for (uint32_t t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      PerThread& out = results[t];
+      auto w = Worker::Create(Config{});
+      if (!w.ok()) {
+        out.error = w.status().ToString();
+        return;
+      }
+      auto f = DirectFile::Open(**w, path, {.queue_depth = 8});
+      if (!f.ok()) {
+        out.error = f.status().ToString();
+        return;
+      }
+      out.mapped = (*f)->memory_mapped();
+      Ctx c{f->get(), &versions, &issued, &out};
+      (*w)->BlockOn([](Ctx* c, uint32_t t, decltype(run_task)* run) -> Task<> {
+        std::vector<JoinHandle<void>> hs;
+        for (uint32_t k = 0; k < kTasks; ++k) {
+          const uint32_t owner = t * kTasks + k;
+          hs.push_back(Spawn((*run)(c, owner, 1000 + owner)));
+        }
+        for (auto& h : hs) co_await h;
+      }(&c, t, &run_task));
+      out.mapped_copies = (*f)->memory_mapped_copies();
+      (*f).reset();
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (uint32_t t = 0; t < kThreads; ++t) {
+    const PerThread& r = results[t];
+    std::printf(
+        "worker %u: %lu writes, %lu owned reads, %lu shared reads, %lu discards, "
+        "%lu copies through the mapping, %lu torn words in shared reads\n",
+        t, r.writes, r.reads, r.shared_reads, r.discards, r.mapped_copies, r.torn_words);
+    EXPECT_EQ(r.error, "") << "worker " << t;
+    EXPECT_TRUE(r.mapped) << "worker " << t << " did not map the tmpfs file";
+    EXPECT_GT(r.mapped_copies, 0u) << "worker " << t << " never copied through the mapping";
+  }
+  // The file as another process sees it (pread, no mapping): every owned
+  // block holds what its owner last wrote, or zeroes.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY));
+  ASSERT_TRUE(fd);
+  std::vector<uint8_t> block(kStampBlock);
+  uint64_t live = 0;
+  for (uint64_t b = 0; b < kOwnedBytes / kStampBlock; ++b) {
+    ASSERT_EQ(::pread(fd.get(), block.data(), kStampBlock, static_cast<off_t>(b * kStampBlock)),
+              ssize_t(kStampBlock));
+    const uint32_t owner = owner_of_chunk(b * kStampBlock / kChunk);
+    for (uint32_t word = 0; word < kStampBlock / kStampWord; ++word) {
+      uint64_t writer = 0, version = 0;
+      ASSERT_TRUE(ReadWord(block.data() + word * kStampWord, b, word, &writer, &version))
+          << "block " << b << " word " << word;
+      ASSERT_EQ(version, versions[b]) << "block " << b << " word " << word << " (pread)";
+      if (version != 0) {
+        ASSERT_EQ(writer, owner) << "block " << b;
+      }
+    }
+    if (versions[b] != 0) ++live;
+  }
+  // The shared region at rest: every word zero, or a stamp of its place, or
+  // (two writes or a write and a discard overlapped there) a mix whose place
+  // bytes are still its own.
+  uint64_t torn_at_rest = 0;
+  for (uint64_t b = kOwnedBytes / kStampBlock; b < kBlocks; ++b) {
+    ASSERT_EQ(::pread(fd.get(), block.data(), kStampBlock, static_cast<off_t>(b * kStampBlock)),
+              ssize_t(kStampBlock));
+    for (uint32_t word = 0; word < kStampBlock / kStampWord; ++word) {
+      uint64_t writer = 0, version = 0;
+      const uint8_t* at = block.data() + word * kStampWord;
+      if (ReadWord(at, b, word, &writer, &version)) continue;
+      ++torn_at_rest;
+      ASSERT_TRUE(PlaceBytesMatch(at, b, word))
+          << "shared block " << b << " word " << word << ": " << DescribeWord(at);
+    }
+  }
+  std::printf("shared region at rest: %lu torn words\n", torn_at_rest);
+  // Discarded owned blocks stay freed: at most the live owned blocks and the
+  // shared region (where stale bits are allowed: nothing there is ordered).
+  const uint64_t allocated = AllocatedBytes(path);
+  std::printf("%lu of %lu owned blocks live; file allocation %lu KiB (at most %lu KiB)\n", live,
+              kOwnedBytes / kStampBlock, allocated >> 10,
+              (live * kStampBlock + kSharedBytes) >> 10);
+  EXPECT_GE(allocated, live * kStampBlock);
+  EXPECT_LE(allocated, live * kStampBlock + kSharedBytes) << "discarded pages were allocated again";
   unlink(path.c_str());
 }
 
