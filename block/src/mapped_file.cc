@@ -193,11 +193,21 @@ int MappedFile::LoadAllocation(int fd) {
   return 0;
 }
 
+namespace {
+
+// The bits of word `w` that pages first..last cover.
+uint64_t WordMask(uint64_t w, uint64_t first_page, uint64_t last_page) {
+  uint64_t mask = ~uint64_t{0};
+  if (w == first_page / 64) mask &= ~uint64_t{0} << (first_page % 64);
+  if (w == last_page / 64) mask &= ~uint64_t{0} >> (63 - last_page % 64);
+  return mask;
+}
+
+}  // namespace
+
 bool MappedFile::AllKnown(uint64_t first_page, uint64_t last_page) const {
   for (uint64_t w = first_page / 64; w <= last_page / 64; ++w) {
-    uint64_t mask = ~uint64_t{0};
-    if (w == first_page / 64) mask &= ~uint64_t{0} << (first_page % 64);
-    if (w == last_page / 64) mask &= ~uint64_t{0} >> (63 - last_page % 64);
+    const uint64_t mask = WordMask(w, first_page, last_page);
     if ((known_[w].load(std::memory_order_relaxed) & mask) != mask) return false;
   }
   return true;
@@ -206,9 +216,7 @@ bool MappedFile::AllKnown(uint64_t first_page, uint64_t last_page) const {
 void MappedFile::SetBits(uint64_t first_page, uint64_t last_page, bool known) {
   assert(first_page <= last_page && last_page < pages_);
   for (uint64_t w = first_page / 64; w <= last_page / 64; ++w) {
-    uint64_t mask = ~uint64_t{0};
-    if (w == first_page / 64) mask &= ~uint64_t{0} << (first_page % 64);
-    if (w == last_page / 64) mask &= ~uint64_t{0} >> (63 - last_page % 64);
+    const uint64_t mask = WordMask(w, first_page, last_page);
     if (known) {
       known_[w].fetch_or(mask, std::memory_order_relaxed);
     } else {

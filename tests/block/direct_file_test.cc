@@ -1465,7 +1465,9 @@ TEST(MappedTmpfsTest, PagesFreedUnderneathOnAFullFileSystemFailWithEnospc) {
     }
     ASSERT_EQ(errno, ENOSPC);
   }
-  (*w)->BlockOn([](DirectFile* f, const std::string& filler) -> Task<> {
+  Buffer file_pattern = Buffer::Allocate(kFile);  // what PwritePattern wrote
+  Fill(file_pattern, kFile, 7);
+  (*w)->BlockOn([](DirectFile* f, const std::string& filler, const Buffer& file) -> Task<> {
     Buffer b = Buffer::Allocate(4096);
     Fill(b, 4096, 8);
     BlockResult r = co_await f->Write(0, std::move(b));
@@ -1477,15 +1479,7 @@ TEST(MappedTmpfsTest, PagesFreedUnderneathOnAFullFileSystemFailWithEnospc) {
     // The rest of the file is untouched and still copied through the mapping.
     r = co_await f->Read(65536, 4096, std::move(r.buffer));
     EXPECT_EQ(r.res, 4096) << r.status;
-    EXPECT_EQ(std::memcmp(
-                  r.buffer.data(),
-                  [] {
-                    static Buffer expect = Buffer::Allocate(kFile);
-                    Fill(expect, kFile, 7);
-                    return expect.data() + 65536;
-                  }(),
-                  4096),
-              0);
+    EXPECT_EQ(std::memcmp(r.buffer.data(), file.data() + 65536, 4096), 0);
     EXPECT_EQ(f->memory_mapped_copies(), 1u);
     ::unlink(filler.c_str());
     Fill(r.buffer, 4096, 9);
@@ -1494,7 +1488,7 @@ TEST(MappedTmpfsTest, PagesFreedUnderneathOnAFullFileSystemFailWithEnospc) {
     r = co_await f->Read(0, 4096, std::move(r.buffer));
     EXPECT_TRUE(Matches(r.buffer, 4096, 9));
     EXPECT_EQ(f->memory_mapped_copies(), 2u) << "the written page is mapped again";
-  }(f->get(), filler));
+  }(f->get(), filler, file_pattern));
   (*f).reset();
 }
 

@@ -63,11 +63,11 @@
 #include <string>
 #include <utility>
 
-struct iovec;
-
 #include "absl/status/statusor.h"
 #include "ringline/block/target_base.h"
 #include "ringline/worker.h"
+
+struct iovec;  // <sys/uio.h>
 
 namespace ringline::block {
 
