@@ -127,9 +127,15 @@ void InstallSigbusHandlerOnce() {
 // way share one mapping.
 using Key = std::tuple<dev_t, ino_t, uint64_t, bool>;
 
+// (device, inode, size): the mappings of one file share its allocation bits,
+// whatever their access, so that a discard through a read-write target keeps
+// a read-only target on the same file off the freed pages too.
+using BitsKey = std::tuple<dev_t, ino_t, uint64_t>;
+
 struct Registry {
   absl::Mutex mu;
   std::map<Key, std::weak_ptr<MappedFile>> files ABSL_GUARDED_BY(mu);
+  std::map<BitsKey, std::weak_ptr<std::atomic<uint64_t>[]>> bits ABSL_GUARDED_BY(mu);
 };
 
 Registry& Mappings() {
@@ -147,6 +153,7 @@ absl::StatusOr<std::shared_ptr<MappedFile>> MappedFile::Share(int fd, uint64_t s
   Registry& registry = Mappings();
   absl::MutexLock lock(&registry.mu);
   std::erase_if(registry.files, [](const auto& entry) { return entry.second.expired(); });
+  std::erase_if(registry.bits, [](const auto& entry) { return entry.second.expired(); });
   std::weak_ptr<MappedFile>& slot = registry.files[Key{st.st_dev, st.st_ino, size, read_only}];
   if (std::shared_ptr<MappedFile> existing = slot.lock()) return existing;
   InstallSigbusHandlerOnce();
@@ -157,20 +164,31 @@ absl::StatusOr<std::shared_ptr<MappedFile>> MappedFile::Share(int fd, uint64_t s
     registry.files.erase(Key{st.st_dev, st.st_ino, size, read_only});
     return ErrnoToStatus(-errno, absl::StrCat("mmap of ", size, " bytes"));
   }
-  std::shared_ptr<MappedFile> mapped(new MappedFile(static_cast<uint8_t*>(base), size, pages));
-  if (const int res = mapped->LoadAllocation(fd); res < 0) {
-    registry.files.erase(Key{st.st_dev, st.st_ino, size, read_only});
-    return ErrnoToStatus(res, "finding allocated pages (lseek SEEK_DATA/SEEK_HOLE)");
+  // Another mapping of the file (the other access) keeps the bits current:
+  // share them. Else new bits, from SEEK_DATA.
+  std::weak_ptr<std::atomic<uint64_t>[]>& bits_slot =
+      registry.bits[BitsKey{st.st_dev, st.st_ino, size}];
+  std::shared_ptr<std::atomic<uint64_t>[]> bits = bits_slot.lock();
+  const bool new_bits = bits == nullptr;
+  // (value-initialized: zero; make_shared<T[]> would copy an atomic)
+  if (new_bits) bits.reset(new std::atomic<uint64_t>[(pages + 63) / 64]());
+  std::shared_ptr<MappedFile> mapped(
+      new MappedFile(static_cast<uint8_t*>(base), size, pages, std::move(bits)));
+  if (new_bits) {
+    if (const int res = mapped->LoadAllocation(fd); res < 0) {
+      registry.files.erase(Key{st.st_dev, st.st_ino, size, read_only});
+      registry.bits.erase(BitsKey{st.st_dev, st.st_ino, size});
+      return ErrnoToStatus(res, "finding allocated pages (lseek SEEK_DATA/SEEK_HOLE)");
+    }
+    bits_slot = mapped->known_;
   }
   slot = mapped;
   return mapped;
 }
 
-MappedFile::MappedFile(uint8_t* base, uint64_t size, uint64_t pages)
-    : base_(base),
-      size_(size),
-      pages_(pages),
-      known_(std::make_unique<std::atomic<uint64_t>[]>((pages + 63) / 64)) {}
+MappedFile::MappedFile(uint8_t* base, uint64_t size, uint64_t pages,
+                       std::shared_ptr<std::atomic<uint64_t>[]> known)
+    : base_(base), size_(size), pages_(pages), known_(std::move(known)) {}
 
 MappedFile::~MappedFile() {
   [[maybe_unused]] const int res = ::munmap(base_, pages_ * kPage);

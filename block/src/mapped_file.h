@@ -33,7 +33,11 @@
 // Ownership and sharing: one MappedFile per (file, size, access) in the
 // process, shared by every DirectFile that opens it (one per worker), through
 // shared_ptr; the mapping and its duplicate descriptor live until the last
-// one is released (the mapping keeps the file open). TryCopy, MarkAllocated and Forget may be
+// one is released (the mapping keeps the file open). The bits are one set per
+// (file, size), shared by the read-only and the read-write mapping of a file
+// (blockserve may export one file both ways): a discard through one must keep
+// the other's reads off the freed pages, which a read fault would allocate
+// again. TryCopy, MarkAllocated and Forget may be
 // called from any thread at once: the bits are atomics, and what two workers do to the same pages
 // at once is, as with any device, unordered.
 
@@ -77,7 +81,8 @@ class MappedFile {
   uint64_t size() const { return size_; }
 
  private:
-  MappedFile(uint8_t* base, uint64_t size, uint64_t pages);
+  MappedFile(uint8_t* base, uint64_t size, uint64_t pages,
+             std::shared_ptr<std::atomic<uint64_t>[]> known);
   // Sets the bits of the data extents of `fd` (SEEK_DATA/SEEK_HOLE); -errno.
   int LoadAllocation(int fd);
   bool AllKnown(uint64_t first_page, uint64_t last_page) const;
@@ -88,7 +93,10 @@ class MappedFile {
   uint64_t size_;
   uint64_t pages_;
   // One bit per page: 1 = known allocated. pages_ bits, rounded up to words.
-  std::unique_ptr<std::atomic<uint64_t>[]> known_;
+  // Shared with every other mapping of the same file and size in the
+  // process (a read-only and a read-write target on one file): a page one
+  // of them forgets is forgotten by all.
+  std::shared_ptr<std::atomic<uint64_t>[]> known_;
 };
 
 }  // namespace ringline::block

@@ -1431,6 +1431,46 @@ TEST(MappedTmpfsTest, WrittenPagesAreCopiedThroughOneSharedMapping) {
   unlink(path.c_str());
 }
 
+// A read-only and a read-write target on the same file (blockserve serves
+// one file as two exports that way) each have a mapping; a discard through
+// the read-write one must keep the read-only one's reads off the freed pages
+// too: they read zeroes without allocating the pages again.
+TEST(MappedTmpfsTest, DiscardIsSeenByAReadOnlyTargetOnTheSameFile) {
+  auto w = Worker::Create(Config{});
+  ASSERT_TRUE(w.ok()) << w.status();
+  const std::string path = ShmPath("ro-and-rw");
+  static constexpr uint32_t kFile = 1 << 20;
+  static constexpr uint32_t kRange = 256 << 10;
+  {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644));
+    ASSERT_TRUE(fd) << strerror(errno);
+  }
+  PwritePattern(path, 0, kFile, 3);  // data before the targets open: their bits say allocated
+  auto rw = DirectFile::Open(**w, path, {});
+  ASSERT_TRUE(rw.ok()) << rw.status();
+  auto ro = DirectFile::Open(**w, path, {.read_only = true});
+  ASSERT_TRUE(ro.ok()) << ro.status();
+  ASSERT_TRUE((*rw)->memory_mapped());
+  ASSERT_TRUE((*ro)->memory_mapped());
+  (*w)->BlockOn([](DirectFile* rw, DirectFile* ro, const std::string& path) -> Task<> {
+    BlockResult r = co_await ro->Read(0, kRange, Buffer::Allocate(kRange));
+    EXPECT_EQ(r.res, int32_t(kRange)) << r.status;
+    EXPECT_TRUE(Matches(r.buffer, kRange, 3));
+    EXPECT_EQ(ro->memory_mapped_copies(), 1u);
+    EXPECT_EQ((co_await rw->Discard(0, kRange)).res, 0);
+    EXPECT_EQ(AllocatedBytes(path), kFile - kRange);
+    r = co_await ro->Read(0, kRange, std::move(r.buffer));
+    EXPECT_EQ(r.res, int32_t(kRange)) << r.status;
+    EXPECT_TRUE(AllZero(r.buffer, kRange));
+    EXPECT_EQ(AllocatedBytes(path), kFile - kRange)
+        << "a read through the read-only target allocated the discarded pages again";
+    EXPECT_EQ(ro->memory_mapped_copies(), 1u) << "read discarded pages through its mapping";
+  }(rw->get(), ro->get(), path));
+  (*rw).reset();
+  (*ro).reset();
+  unlink(path.c_str());
+}
+
 // Pages freed behind the target's back (another process punches a hole) on a
 // file system that is then full: a write there cannot allocate, which through
 // a mapping is SIGBUS. The target catches it and answers ENOSPC from pwrite; a

@@ -321,6 +321,39 @@ def discard_frees_memory_and_reads_on_both_workers_do_not_regrow_it(ctx):
         finish(srv, hs)
 
 
+@R.case
+def discard_on_one_export_is_not_undone_by_a_read_only_export_of_the_same_file(ctx):
+    # One file served twice, read-write and read-only (two mappings in the
+    # server), with data in it before the server starts.
+    import_nbd()
+    size = 16 * MiB
+    with memfs(ctx, 256) as mnt:
+        img = os.path.join(mnt, "both.img")
+        data = pattern(71, size)
+        with open(img, "wb") as f:
+            f.write(data)
+        srv = Server(ctx, exports=[("rw", img, False), ("ro", img, True)], workers=WORKERS,
+                     name="ro-rw").start()
+        rw = nbd_handle(srv, "rw")
+        ros, threads = connections_on_both_workers(srv, "ro", 2)
+        for h in ros:
+            check(h.pread(size, 0) == data, "read-only export before the trim")
+        full = blocks(img)
+        lo, n = 4 * MiB, 4 * MiB
+        rw.trim(n, lo)
+        after_trim = blocks(img)
+        check(after_trim <= full - n, "the trim freed %d bytes" % (full - after_trim))
+        for h in ros + [rw]:
+            check(h.pread(n, lo) == b"\0" * n, "the trimmed range is not zero")
+            check(h.pread(lo, 0) == data[:lo], "data before the trim changed")
+        again = blocks(img)
+        check(again == after_trim, "reads through the read-only export allocated the trimmed "
+              "pages again: %d -> %d bytes" % (after_trim, again))
+        log("4 MiB trimmed through 'rw': %d -> %d KiB; after reads on 'ro' (threads %s) %d KiB"
+            % (full // 1024, after_trim // 1024, threads, again // 1024))
+        finish(srv, ros + [rw])
+
+
 # ---- d. behind the server's back ------------------------------------------------------
 def fill(path):
     """Writes `path` until the file system is full; returns its size."""
