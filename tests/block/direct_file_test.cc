@@ -1649,6 +1649,10 @@ TEST(MappedTmpfsTest, TwoWorkersShareTheMappingWithoutLosingWrites) {
   constexpr uint64_t kBlocks = kFileBytes / kStampBlock;
   constexpr int kOpsPerTask = 3000;
   const std::string path = ShmPath("two-workers");
+  struct Unlink {
+    const std::string& path;
+    ~Unlink() { ::unlink(path.c_str()); }
+  } unlink_at_exit{path};  // a failed ASSERT returns early
   {
     UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644));
     ASSERT_TRUE(fd) << strerror(errno);
@@ -1877,7 +1881,6 @@ TEST(MappedTmpfsTest, TwoWorkersShareTheMappingWithoutLosingWrites) {
               (live * kStampBlock + kSharedBytes) >> 10);
   EXPECT_GE(allocated, live * kStampBlock);
   EXPECT_LE(allocated, live * kStampBlock + kSharedBytes) << "discarded pages were allocated again";
-  unlink(path.c_str());
 }
 
 // The target's SIGBUS handler takes only its own copies' faults: any other
