@@ -135,8 +135,23 @@ using BitsKey = std::tuple<dev_t, ino_t, uint64_t>;
 struct Registry {
   absl::Mutex mu;
   std::map<Key, std::weak_ptr<MappedFile>> files ABSL_GUARDED_BY(mu);
-  std::map<BitsKey, std::weak_ptr<std::atomic<uint64_t>[]>> bits ABSL_GUARDED_BY(mu);
+  std::map<BitsKey, std::weak_ptr<uint64_t[]>> bits ABSL_GUARDED_BY(mu);
 };
+
+// Zeroed bits for `pages` pages in anonymous memory that the kernel backs
+// with its zero page until a word in it is written: a thin file's bits cost
+// memory only where it has data (one 4 KiB page of bits per 128 MiB of file),
+// not 32 MiB per TiB of its size. Null if mmap fails. The words are used
+// through std::atomic_ref (a std::atomic array would have to be constructed,
+// which writes every page).
+std::shared_ptr<uint64_t[]> NewBits(uint64_t pages) {
+  const std::size_t bytes = (pages + 63) / 64 * sizeof(uint64_t);
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  return std::shared_ptr<uint64_t[]>(static_cast<uint64_t*>(p),
+                                     [bytes](uint64_t* bits) { ::munmap(bits, bytes); });
+}
 
 Registry& Mappings() {
   static auto* const registry = new Registry();  // never freed: used until exit
@@ -166,12 +181,15 @@ absl::StatusOr<std::shared_ptr<MappedFile>> MappedFile::Share(int fd, uint64_t s
   }
   // Another mapping of the file (the other access) keeps the bits current:
   // share them. Else new bits, from SEEK_DATA.
-  std::weak_ptr<std::atomic<uint64_t>[]>& bits_slot =
-      registry.bits[BitsKey{st.st_dev, st.st_ino, size}];
-  std::shared_ptr<std::atomic<uint64_t>[]> bits = bits_slot.lock();
+  std::weak_ptr<uint64_t[]>& bits_slot = registry.bits[BitsKey{st.st_dev, st.st_ino, size}];
+  std::shared_ptr<uint64_t[]> bits = bits_slot.lock();
   const bool new_bits = bits == nullptr;
-  // (value-initialized: zero; make_shared<T[]> would copy an atomic)
-  if (new_bits) bits.reset(new std::atomic<uint64_t>[(pages + 63) / 64]());
+  if (new_bits && (bits = NewBits(pages)) == nullptr) {
+    const int err = errno;
+    ::munmap(base, pages * kPage);
+    registry.files.erase(Key{st.st_dev, st.st_ino, size, read_only});
+    return ErrnoToStatus(-err, absl::StrCat("mmap of the allocation bits of ", pages, " pages"));
+  }
   std::shared_ptr<MappedFile> mapped(
       new MappedFile(static_cast<uint8_t*>(base), size, pages, std::move(bits)));
   if (new_bits) {
@@ -187,7 +205,7 @@ absl::StatusOr<std::shared_ptr<MappedFile>> MappedFile::Share(int fd, uint64_t s
 }
 
 MappedFile::MappedFile(uint8_t* base, uint64_t size, uint64_t pages,
-                       std::shared_ptr<std::atomic<uint64_t>[]> known)
+                       std::shared_ptr<uint64_t[]> known)
     : base_(base), size_(size), pages_(pages), known_(std::move(known)) {}
 
 MappedFile::~MappedFile() {
@@ -226,7 +244,7 @@ uint64_t WordMask(uint64_t w, uint64_t first_page, uint64_t last_page) {
 bool MappedFile::AllKnown(uint64_t first_page, uint64_t last_page) const {
   for (uint64_t w = first_page / 64; w <= last_page / 64; ++w) {
     const uint64_t mask = WordMask(w, first_page, last_page);
-    if ((known_[w].load(std::memory_order_relaxed) & mask) != mask) return false;
+    if ((std::atomic_ref(known_[w]).load(std::memory_order_relaxed) & mask) != mask) return false;
   }
   return true;
 }
@@ -236,9 +254,9 @@ void MappedFile::SetBits(uint64_t first_page, uint64_t last_page, bool known) {
   for (uint64_t w = first_page / 64; w <= last_page / 64; ++w) {
     const uint64_t mask = WordMask(w, first_page, last_page);
     if (known) {
-      known_[w].fetch_or(mask, std::memory_order_relaxed);
+      std::atomic_ref(known_[w]).fetch_or(mask, std::memory_order_relaxed);
     } else {
-      known_[w].fetch_and(~mask, std::memory_order_relaxed);
+      std::atomic_ref(known_[w]).fetch_and(~mask, std::memory_order_relaxed);
     }
   }
 }

@@ -37,9 +37,9 @@
 // (file, size), shared by the read-only and the read-write mapping of a file
 // (blockserve may export one file both ways): a discard through one must keep
 // the other's reads off the freed pages, which a read fault would allocate
-// again. TryCopy, MarkAllocated and Forget may be
-// called from any thread at once: the bits are atomics, and what two workers do to the same pages
-// at once is, as with any device, unordered.
+// again. TryCopy, MarkAllocated and Forget may be called from any thread at
+// once: the bits are changed atomically (std::atomic_ref), and what two
+// workers do to the same pages at once is, as with any device, unordered.
 
 #include <sys/types.h>
 
@@ -81,8 +81,7 @@ class MappedFile {
   uint64_t size() const { return size_; }
 
  private:
-  MappedFile(uint8_t* base, uint64_t size, uint64_t pages,
-             std::shared_ptr<std::atomic<uint64_t>[]> known);
+  MappedFile(uint8_t* base, uint64_t size, uint64_t pages, std::shared_ptr<uint64_t[]> known);
   // Sets the bits of the data extents of `fd` (SEEK_DATA/SEEK_HOLE); -errno.
   int LoadAllocation(int fd);
   bool AllKnown(uint64_t first_page, uint64_t last_page) const;
@@ -92,11 +91,13 @@ class MappedFile {
   uint8_t* base_;  // the mapping, size_ bytes rounded up to pages; munmap'ed by the destructor
   uint64_t size_;
   uint64_t pages_;
-  // One bit per page: 1 = known allocated. pages_ bits, rounded up to words.
-  // Shared with every other mapping of the same file and size in the
-  // process (a read-only and a read-write target on one file): a page one
-  // of them forgets is forgotten by all.
-  std::shared_ptr<std::atomic<uint64_t>[]> known_;
+  // One bit per page: 1 = known allocated. pages_ bits, rounded up to words,
+  // in anonymous memory that takes pages only where bits are set (NewBits),
+  // read and written only through std::atomic_ref. Shared with every other
+  // mapping of the same file and size in the process (a read-only and a
+  // read-write target on one file): a page one of them forgets is forgotten
+  // by all.
+  std::shared_ptr<uint64_t[]> known_;
 };
 
 }  // namespace ringline::block

@@ -1471,6 +1471,53 @@ TEST(MappedTmpfsTest, DiscardIsSeenByAReadOnlyTargetOnTheSameFile) {
   unlink(path.c_str());
 }
 
+// This process's resident memory (VmRSS), in bytes.
+uint64_t ResidentBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) << 10;
+  }
+  return 0;
+}
+
+// A thin tmpfs file (4 TiB, nothing written) costs the mapping's bits memory
+// only where data is, not one bit per page of its size (128 MiB here), and a
+// page written far out is copied through the mapping like any other.
+TEST(MappedTmpfsTest, ThinFileBitsCostMemoryOnlyWhereDataIs) {
+  const std::string path = ShmPath("thin");
+  constexpr uint64_t kThin = 4ull << 40;
+  {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644));
+    ASSERT_TRUE(fd) << strerror(errno);
+    ASSERT_EQ(::ftruncate(fd.get(), static_cast<off_t>(kThin)), 0) << strerror(errno);
+  }
+  auto w = Worker::Create(Config{});
+  ASSERT_TRUE(w.ok()) << w.status();
+  const uint64_t before = ResidentBytes();
+  auto f = DirectFile::Open(**w, path, {});
+  ASSERT_TRUE(f.ok()) << f.status();
+  const uint64_t after = ResidentBytes();
+  std::printf("resident memory %lu KiB before opening a 4 TiB thin tmpfs file, %lu KiB after\n",
+              before >> 10, after >> 10);
+  ASSERT_TRUE((*f)->memory_mapped());
+  EXPECT_LT(after, before + (16 << 20)) << "the bits of a thin file took memory for its size";
+  (*w)->BlockOn([](DirectFile* f) -> Task<> {
+    constexpr uint64_t kFar = 3ull << 40;
+    Buffer b = Buffer::Allocate(4096);
+    Fill(b, 4096, 41);
+    BlockResult r = co_await f->Write(kFar, std::move(b));  // pwrite: sets a bit far out
+    EXPECT_EQ(r.res, 4096) << r.status;
+    std::memset(r.buffer.data(), 0, 4096);
+    r = co_await f->Read(kFar, 4096, std::move(r.buffer));
+    EXPECT_EQ(r.res, 4096) << r.status;
+    EXPECT_TRUE(Matches(r.buffer, 4096, 41));
+    EXPECT_EQ(f->memory_mapped_copies(), 1u);
+  }(f->get()));
+  (*f).reset();
+  unlink(path.c_str());
+}
+
 // Pages freed behind the target's back (another process punches a hole) on a
 // file system that is then full: a write there cannot allocate, which through
 // a mapping is SIGBUS. The target catches it and answers ENOSPC from pwrite; a
