@@ -24,9 +24,9 @@ import tempfile
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bshelper import (MiB, NBD_EIO, NBD_ENOSPC, Runner, Server, Skip, check, import_nbd,  # noqa
-                      log, make_random_file, make_sparse, nbd_errno, nbd_handle, pattern,
-                      require_tool, run)
+from bshelper import (MiB, NBD_EIO, NBD_ENOSPC, Runner, Server, Skip, aio_wait_all,  # noqa
+                      check, import_nbd, log, make_random_file, make_sparse, nbd_errno,
+                      nbd_handle, pattern, require_tool, run)
 
 R = Runner(__doc__, budget=150)
 
@@ -451,6 +451,37 @@ def hole_punched_on_a_full_tmpfs_gets_enospc_and_the_server_goes_on(ctx):
             h.pwrite(pattern(40 + i, 64 * K4), 16 * MiB + i * 64 * K4)
             check(h.pread(64 * K4, 16 * MiB + i * 64 * K4) == pattern(40 + i, 64 * K4),
                   "conn %d: overwrite of allocated pages on a full tmpfs" % i)
+        # Both workers at once: 4 connections with 16 writes each in flight
+        # into the punched range (every one must fail with ENOSPC: the
+        # guarded copies fault on both worker threads together) and reads of
+        # written data beside them.
+        nbd = import_nbd()
+        burst = hs + [nbd_handle(srv, "p") for _ in range(2)]
+        inflight = {h: {} for h in burst}
+        keep = []
+        for i, h in enumerate(burst):
+            for k in range(16):
+                if k % 4 == 3:
+                    buf = nbd.Buffer(64 * K4)
+                    off = (i * 16 + k) * 64 * K4 % (6 * MiB)
+                    inflight[h][h.aio_pread(buf, off)] = ("read", off, buf)
+                else:
+                    buf = nbd.Buffer.from_bytearray(bytearray(pattern(90 + k, 16 * K4)))
+                    off = hole + ((i * 16 + k) * 16 * K4) % (hole_len - 16 * K4)
+                    inflight[h][h.aio_pwrite(buf, off)] = ("write", off, buf)
+                keep.append(buf)
+        results = aio_wait_all(inflight)
+        for (op, off, buf), err in results:
+            if op == "write":
+                check(err == NBD_ENOSPC, "concurrent WRITE at %d into the punched range on a "
+                      "full tmpfs: errno %d, want ENOSPC" % (off, err))
+            else:
+                check(err == 0, "concurrent READ at %d: errno %d" % (off, err))
+                check(bytes(buf.to_bytearray()) == data[off:off + 64 * K4],
+                      "concurrent READ at %d returned other data" % off)
+        check(srv.alive(), "the server died under concurrent writes into a punched range")
+        log("%d concurrent requests on %d connections: writes ENOSPC, reads right"
+            % (len(results), len(burst)))
         os.unlink(os.path.join(mnt, "filler"))
         # With space again the same writes succeed and read back on both.
         for i, h in enumerate(hs):
@@ -461,7 +492,7 @@ def hole_punched_on_a_full_tmpfs_gets_enospc_and_the_server_goes_on(ctx):
             for other in hs:
                 check(other.pread(64 * K4, off) == new, "write after freeing space not read back")
         check_mapped_once(srv, img)
-        finish(srv, hs)
+        finish(srv, hs + burst[len(hs):])
 
 
 @R.case
