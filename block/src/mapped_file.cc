@@ -253,10 +253,15 @@ void MappedFile::SetBits(uint64_t first_page, uint64_t last_page, bool known) {
   assert(first_page <= last_page && last_page < pages_);
   for (uint64_t w = first_page / 64; w <= last_page / 64; ++w) {
     const uint64_t mask = WordMask(w, first_page, last_page);
-    if (known) {
-      std::atomic_ref(known_[w]).fetch_or(mask, std::memory_order_relaxed);
-    } else {
-      std::atomic_ref(known_[w]).fetch_and(~mask, std::memory_order_relaxed);
+    // Words that already say so are only read: a word never written stays
+    // on the zero page (NewBits), which a discard of a thin file's whole
+    // size (mkfs does one) would otherwise fill with pages of zeroes.
+    std::atomic_ref<uint64_t> word(known_[w]);
+    const uint64_t now = word.load(std::memory_order_relaxed) & mask;
+    if (known && now != mask) {
+      word.fetch_or(mask, std::memory_order_relaxed);
+    } else if (!known && now != 0) {
+      word.fetch_and(~mask, std::memory_order_relaxed);
     }
   }
 }

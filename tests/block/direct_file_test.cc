@@ -1513,7 +1513,15 @@ TEST(MappedTmpfsTest, ThinFileBitsCostMemoryOnlyWhereDataIs) {
     EXPECT_EQ(r.res, 4096) << r.status;
     EXPECT_TRUE(Matches(r.buffer, 4096, 41));
     EXPECT_EQ(f->memory_mapped_copies(), 1u);
+    // A discard of the whole size (as mkfs does) leaves the bits as thin.
+    EXPECT_EQ((co_await f->Discard(0, kThin)).res, 0);
+    r = co_await f->Read(kFar, 4096, std::move(r.buffer));
+    EXPECT_EQ(r.res, 4096) << r.status;
+    EXPECT_TRUE(AllZero(r.buffer, 4096));
   }(f->get()));
+  const uint64_t discarded = ResidentBytes();
+  std::printf("after a discard of all 4 TiB: %lu KiB\n", discarded >> 10);
+  EXPECT_LT(discarded, before + (16 << 20)) << "a discard of a thin file filled its bits";
   (*f).reset();
   unlink(path.c_str());
 }
