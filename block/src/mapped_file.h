@@ -32,18 +32,19 @@
 //
 // Ownership and sharing: one MappedFile per (file, size, access) in the
 // process, shared by every DirectFile that opens it (one per worker), through
-// shared_ptr; the mapping and its duplicate descriptor live until the last
-// one is released (the mapping keeps the file open). The bits are one set per
-// (file, size), shared by the read-only and the read-write mapping of a file
-// (blockserve may export one file both ways): a discard through one must keep
+// shared_ptr; the mapping lives until the last one is released (it keeps the
+// file open by itself). The bits are one set per (file, size), shared by the
+// read-only and the read-write mapping of a file (blockserve may export one
+// file both ways): a discard through one must keep
 // the other's reads off the freed pages, which a read fault would allocate
 // again. TryCopy, MarkAllocated and Forget may be called from any thread at
 // once: the bits are changed atomically (std::atomic_ref), and what two
-// workers do to the same pages at once is, as with any device, unordered.
+// workers do to the same pages at once is, as with any device, unordered
+// (a read racing a discard of its range can return old bytes and zeroes
+// mixed: the punch unmaps the page under the copy).
 
 #include <sys/types.h>
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
