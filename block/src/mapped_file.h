@@ -79,8 +79,6 @@ class MappedFile {
   // The pages of [offset, offset + length) may be freed (before a discard).
   void Forget(uint64_t offset, uint64_t length);
 
-  uint64_t size() const { return size_; }
-
  private:
   MappedFile(uint8_t* base, uint64_t size, uint64_t pages, std::shared_ptr<uint64_t[]> known);
   // Sets the bits of the data extents of `fd` (SEEK_DATA/SEEK_HOLE); -errno.
