@@ -4,6 +4,10 @@
 # driven by fio's nbd engine, one server at a time, alternating the servers
 # within every configuration. A local fio run (io_uring, O_DIRECT, same file,
 # same job, no NBD) joins the rotation as the baseline for the disk goal.
+# The floor (bench/nbdfloor's nbd-floor, tmpfs only) is the least server work per
+# NBD request: one read() of every queued byte, write payloads memcpy'd into a
+# shared mapping of the file, one write() of all replies; it is a yardstick, not
+# a peer, and the summary gives blockserve's IOPS per server CPU-second against it.
 #
 #   scripts/bench-nbd.sh            (settings through the environment)
 #
@@ -11,9 +15,12 @@
 #   RUNTIME=5          seconds per point      SIZE=1g      file size
 #   REPS=1             rounds per configuration (the table shows the median-IOPS round;
 #                      with REPS>1 a second table gives blockserve's ratio to the best
-#                      peer of each round: median, range and every round's figure)
+#                      peer of each round, and on tmpfs to the floor of that round:
+#                      median, range and every round's figure)
 #   DISK_DIR=/var/tmp  the local-disk file    (the tmpfs file is in /dev/shm)
-#   TARGETS="disk shm" CONNS="1 4"            SERVERS="blockserve nbdkit qemu-nbd nbd-server"
+#   TARGETS="disk shm" CONNS="1 4"   SERVERS="blockserve nbdkit qemu-nbd nbd-server floor"
+#                      (floor runs on the shm target only; it serves one connection
+#                      at a time, so it has no idle-connection RSS figure)
 #   WORKLOADS="randread:4k:1 randread:4k:32 randwrite:4k:1 randwrite:4k:32 read:128k:8"
 #   SERVER_PLACEMENT=taskset  every server under taskset -c 0 (below); or engine:
 #                      no taskset on any server: blockserve (--workers 1) places its
@@ -22,7 +29,7 @@
 #   CLIENT_CPU=1       fio runs under taskset -c CLIENT_CPU; none: no taskset (the
 #                      default with SERVER_PLACEMENT=engine, which may choose CPU 1)
 #   IDLE_CONNS=1000    idle connections for the RSS measurement (0 skips it)
-#   PORT_BASE=20809    ports PORT_BASE..PORT_BASE+3
+#   PORT_BASE=20809    ports PORT_BASE..PORT_BASE+5
 #   OUT_DIR=...        fio JSON, server logs, thread placement snapshots
 #                      (<point>.threads), placement.md, results.tsv, table.md
 #                      (default $BUILD_DIR/bench-nbd/<UTC time>)
@@ -55,7 +62,7 @@ SIZE=${SIZE:-1g}
 DISK_DIR=${DISK_DIR:-/var/tmp}
 TARGETS=${TARGETS:-disk shm}
 CONNS=${CONNS:-1 4}
-SERVERS=${SERVERS:-blockserve nbdkit qemu-nbd nbd-server}
+SERVERS=${SERVERS:-blockserve nbdkit qemu-nbd nbd-server floor}
 WORKLOADS=${WORKLOADS:-randread:4k:1 randread:4k:32 randwrite:4k:1 randwrite:4k:32 read:128k:8}
 SERVER_PLACEMENT=${SERVER_PLACEMENT:-taskset}
 SERVER_CPU=0 # SERVER_PLACEMENT=taskset: every server under taskset -c 0
@@ -98,9 +105,14 @@ fio --enghelp 2>/dev/null | grep -qw nbd || die "this fio has no nbd engine"
 if [[ ! -f $BUILD_DIR/build.ninja ]]; then
   cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >&2
 fi
-cmake --build "$BUILD_DIR" --target blockserve >&2
-BLOCKSERVE=$ROOT/$BUILD_DIR/bin/blockserve
-[[ $BUILD_DIR == /* ]] && BLOCKSERVE=$BUILD_DIR/bin/blockserve
+BIN_DIR=$ROOT/$BUILD_DIR/bin
+[[ $BUILD_DIR == /* ]] && BIN_DIR=$BUILD_DIR/bin
+build_targets=(blockserve)
+[[ " $SERVERS " == *" floor "* ]] && build_targets+=(nbd-floor)
+cmake --build "$BUILD_DIR" --target "${build_targets[@]}" >&2 ||
+  die "building ${build_targets[*]} failed (nbd-floor needs a tree configured with RINGLINE_BUILD_BENCH=ON)"
+BLOCKSERVE=$BIN_DIR/blockserve
+NBD_FLOOR=$BIN_DIR/nbd-floor
 [[ -x $BLOCKSERVE ]] || die "no $BLOCKSERVE after the build"
 
 [[ "$(stat -f -c %T "$DISK_DIR")" != tmpfs ]] || die "DISK_DIR=$DISK_DIR is tmpfs; use a disk filesystem"
@@ -166,6 +178,10 @@ start_server() {
     blockserve)
       "${SERVER_PIN[@]}" "$BLOCKSERVE" --listen 127.0.0.1 --port "$port" \
         --export "$EXPORT=$file" --workers 1 --log-level info >>"$SRV_LOG" 2>&1 &
+      pid=$! ;;
+    floor)
+      "${SERVER_PIN[@]}" "$NBD_FLOOR" --listen 127.0.0.1 --port "$port" --export "$EXPORT" \
+        "$file" >>"$SRV_LOG" 2>&1 &
       pid=$! ;;
     nbdkit)
       "${SERVER_PIN[@]}" nbdkit -f -p "$port" -i 127.0.0.1 --exportname="$EXPORT" \
@@ -316,8 +332,8 @@ done
 
 START=$(date -u +%FT%TZ)
 {
-  dirty=$(git status --porcelain -- engine net block tools/blockserve 2>/dev/null | wc -l)
-  echo "# bench-nbd $START, git $(git rev-parse --short HEAD 2>/dev/null || echo '?')$( ((dirty)) && echo " + $dirty uncommitted file(s) under engine/ net/ block/ tools/blockserve/"), kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+  dirty=$(git status --porcelain -- engine net block tools/blockserve bench/nbdfloor 2>/dev/null | wc -l)
+  echo "# bench-nbd $START, git $(git rev-parse --short HEAD 2>/dev/null || echo '?')$( ((dirty)) && echo " + $dirty uncommitted file(s) under engine/ net/ block/ tools/blockserve/ bench/nbdfloor/"), kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
   if [[ $SERVER_PLACEMENT == taskset ]]; then
     echo "# servers under taskset -c $SERVER_CPU (blockserve --workers 1, worker pinned to CPU 0), fio under ${CLIENT_PIN[*]:-no taskset}"
   else
@@ -328,12 +344,17 @@ START=$(date -u +%FT%TZ)
 } | tee -a "$RESULTS" >&2
 
 # --- the matrix: alternate the servers within every configuration ---------------------
-read -r -a servers <<<"$SERVERS"
-servers+=(fio-local)
 rot=0
 for target in $TARGETS; do
   file=$DISK_FILE
   [[ $target == shm ]] && file=$SHM_FILE
+  servers=()
+  for srv in $SERVERS; do
+    # The floor maps the file: on a disk file it would measure the page cache.
+    if [[ $srv == floor && $target != shm ]]; then log "floor: tmpfs only (not run on the $target target)"; continue; fi
+    servers+=("$srv")
+  done
+  servers+=(fio-local)
   for wl in $WORKLOADS; do
     IFS=: read -r rw bs qd <<<"$wl"
     for jobs in $CONNS; do
@@ -341,7 +362,7 @@ for target in $TARGETS; do
       for ((rep = 0; rep < REPS; rep++)); do
         for ((k = 0; k < n; k++)); do # rotate the starting server from one round to the next
           idx=$(((k + rot) % n))
-          run_point "${servers[idx]}" "$target" "$file" "$rw" "$bs" "$qd" "$jobs" "$((PORT_BASE + idx % 4))"
+          run_point "${servers[idx]}" "$target" "$file" "$rw" "$bs" "$qd" "$jobs" "$((PORT_BASE + idx % 5))"
         done
         rot=$((rot + 1))
       done
@@ -367,6 +388,7 @@ if ((IDLE_CONNS > 0)); then
     echo "|---|---:|---:|---:|---:|---:|---:|"
   } >>"$RSS_MD"
   for srv in $SERVERS; do
+    if [[ $srv == floor ]]; then log "floor: one connection at a time, no idle-connection figure"; continue; fi
     port=$((PORT_BASE + 5))
     start_server "$srv" "$SHM_FILE" "$port"
     sleep 0.5

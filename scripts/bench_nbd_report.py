@@ -13,6 +13,9 @@ cpu_s load (cpu_s, the server's, is "-" for the local fio baseline, which has no
 With several repetitions of a point the table shows the one with the median IOPS, and a
 second table gives blockserve's ratio to the best peer of each round (the n-th row of a
 server for a point belongs to round n): median and range over the rounds.
+The floor (server "floor", bench/nbdfloor's nbd-floor: the least server work per
+request) is a yardstick, not a peer: it never counts as the best peer; where it ran,
+both tables add blockserve's IOPS per server CPU-second against it.
 """
 import json
 import resource
@@ -22,6 +25,8 @@ import sys
 
 BLOCKSERVE = "blockserve"
 LOCAL = "fio-local"
+FLOOR = "floor"
+NOT_PEERS = (BLOCKSERVE, LOCAL, FLOOR)
 
 
 def fio_summary(path, rw):
@@ -122,8 +127,9 @@ def median(xs):
 
 def round_ratios(rows):
     """Per point: blockserve against the best peer of the same round, for IOPS and IOPS per
-    server CPU-second. Rows of one server and point are numbered in file order (the
-    script runs every server once per round)."""
+    server CPU-second, and against the floor of the same round for IOPS per server
+    CPU-second. Rows of one server and point are numbered in file order (the script runs
+    every server once per round)."""
     rounds = {}
     for r in rows:
         k = (r["target"], r["wl"], r["conns"])
@@ -132,8 +138,9 @@ def round_ratios(rows):
     out = []
     for k, by_srv in rounds.items():
         bs = by_srv.get(BLOCKSERVE, [])
-        peers = {s: rs for s, rs in by_srv.items() if s not in (BLOCKSERVE, LOCAL)}
-        ri, re_, loads = [], [], []
+        peers = {s: rs for s, rs in by_srv.items() if s not in NOT_PEERS}
+        floor = by_srv.get(FLOOR, [])
+        ri, re_, rf, loads = [], [], [], []
         for i, b in enumerate(bs):
             same = [rs[i] for rs in peers.values() if i < len(rs)]
             if not same:
@@ -143,8 +150,11 @@ def round_ratios(rows):
             if b["cpu"] and with_cpu:
                 re_.append(eff(b) / max(eff(p) for p in with_cpu))
             loads += [b["load"]] + [p["load"] for p in same]
+            if i < len(floor) and b["cpu"] and floor[i]["cpu"]:
+                rf.append(eff(b) / eff(floor[i]))
+                loads.append(floor[i]["load"])
         if ri:
-            out.append((k, ri, re_, loads))
+            out.append((k, ri, re_, rf, loads))
     return out
 
 
@@ -185,11 +195,11 @@ def table(path):
           "IOPS/CPU-s × best peer | fio CPU-s | load |")
     print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     summary = []
-    order = [BLOCKSERVE, "nbdkit", "qemu-nbd", "nbd-server", LOCAL]
+    order = [BLOCKSERVE, "nbdkit", "qemu-nbd", "nbd-server", FLOOR, LOCAL]
     for k in keys:
         group = [r for r in rows if (r["target"], r["wl"], r["conns"]) == k]
         group.sort(key=lambda r: order.index(r["srv"]) if r["srv"] in order else 99)
-        peers = [r for r in group if r["srv"] not in (BLOCKSERVE, LOCAL)]
+        peers = [r for r in group if r["srv"] not in NOT_PEERS]
         best_iops = max((r["iops"] for r in peers), default=0)
         best_eff = max((eff(r) for r in peers), default=0)
         for r in group:
@@ -206,41 +216,48 @@ def table(path):
                   f"{rel_i} | {rel_e} | {r['ccpu']:.2f} | {r['load']:.1f} |")
         bs = [r for r in group if r["srv"] == BLOCKSERVE]
         loc = [r for r in group if r["srv"] == LOCAL]
+        flo = [r for r in group if r["srv"] == FLOOR and r["cpu"]]
         if bs and peers:
             bi = max(peers, key=lambda r: r["iops"])
             be = max(peers, key=eff)
-            summary.append((k, bs[0], bi, be, loc[0] if loc else None))
+            summary.append((k, bs[0], bi, be, flo[0] if flo else None, loc[0] if loc else None))
     print()
-    print("Summary (blockserve against the best peer for each figure; local = fio io_uring "
+    print("Summary (blockserve against the best peer for each figure; floor = nbd-floor, the "
+          "least server work per request (tmpfs only, not a peer); local = fio io_uring "
           "O_DIRECT on the same file, no NBD):")
     print()
     print("| target | workload | conns | blockserve IOPS | best peer IOPS | IOPS ratio | "
-          "blockserve IOPS/CPU-s | best peer IOPS/CPU-s | efficiency ratio | local fio IOPS | "
-          "blockserve / local |")
-    print("|---|---|---:|---:|---|---:|---:|---|---:|---:|---:|")
-    for k, b, bi, be, loc in summary:
+          "blockserve IOPS/CPU-s | best peer IOPS/CPU-s | efficiency ratio | "
+          "floor IOPS/CPU-s | IOPS/CPU-s × floor | local fio IOPS | blockserve / local |")
+    print("|---|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|---:|")
+    for k, b, bi, be, flo, loc in summary:
         lr = f"{b['iops'] / loc['iops']:.2f}x" if loc else "–"
         li = fmt_int(loc["iops"]) if loc else "–"
+        fe = fmt_int(eff(flo)) if flo else "–"
+        fr = f"{eff(b) / eff(flo):.2f}x" if flo and b["cpu"] else "–"
         print(f"| {k[0]} | {k[1]} | {k[2]} | {fmt_int(b['iops'])} | "
               f"{fmt_int(bi['iops'])} ({bi['srv']}) | **{b['iops'] / bi['iops']:.2f}x** | "
               f"{fmt_int(eff(b))} | {fmt_int(eff(be))} ({be['srv']}) | "
-              f"**{eff(b) / eff(be):.2f}x** | {li} | {lr} |")
-    if not any(len(ri) > 1 for _, ri, _, _ in per_round):
+              f"**{eff(b) / eff(be):.2f}x** | {fe} | {fr} | {li} | {lr} |")
+    if not any(len(ri) > 1 for _, ri, _, _, _ in per_round):
         return
     print()
-    print("Per round (blockserve against the best peer of the same round; median, range in "
-          "brackets; the load average at the start of each run of the round):")
+    print("Per round (blockserve against the best peer of the same round, and against the "
+          "floor of the same round where it ran; median, range in brackets; the load average "
+          "at the start of each run of the round):")
     print()
     print("| target | workload | conns | rounds | IOPS ratio | IOPS/CPU-s ratio | "
-          "per-round IOPS/CPU-s ratios | load |")
-    print("|---|---|---:|---:|---:|---:|---|---:|")
+          "per-round IOPS/CPU-s ratios | IOPS/CPU-s × floor | per-round × floor | load |")
+    print("|---|---|---:|---:|---:|---:|---|---:|---|---:|")
 
     def span(xs):
         return f"**{median(xs):.2f}x** ({min(xs):.2f}–{max(xs):.2f})" if xs else "–"
-    for k, ri, re_, loads in per_round:
-        each = " / ".join(f"{x:.2f}" for x in re_) or "–"
-        print(f"| {k[0]} | {k[1]} | {k[2]} | {len(ri)} | {span(ri)} | {span(re_)} | {each} | "
-              f"{min(loads):.1f}–{max(loads):.1f} |")
+
+    def each(xs):
+        return " / ".join(f"{x:.2f}" for x in xs) or "–"
+    for k, ri, re_, rf, loads in per_round:
+        print(f"| {k[0]} | {k[1]} | {k[2]} | {len(ri)} | {span(ri)} | {span(re_)} | "
+              f"{each(re_)} | {span(rf)} | {each(rf)} | {min(loads):.1f}–{max(loads):.1f} |")
 
 
 def main():
