@@ -19,8 +19,8 @@
 #                      median, range and every round's figure)
 #   DISK_DIR=/var/tmp  the local-disk file    (the tmpfs file is in /dev/shm)
 #   TARGETS="disk shm" CONNS="1 4"   SERVERS="blockserve nbdkit qemu-nbd nbd-server floor"
-#                      (floor runs on the shm target only; it serves one connection
-#                      at a time, so it has no idle-connection RSS figure)
+#                      (floor runs on the shm target with CONNS 1 only: it serves one
+#                      connection at a time, and has no idle-connection RSS figure)
 #   WORKLOADS="randread:4k:1 randread:4k:32 randwrite:4k:1 randwrite:4k:32 read:128k:8"
 #   SERVER_PLACEMENT=taskset  every server under taskset -c 0 (below); or engine:
 #                      no taskset on any server: blockserve (--workers 1) places its
@@ -344,20 +344,25 @@ START=$(date -u +%FT%TZ)
 } | tee -a "$RESULTS" >&2
 
 # --- the matrix: alternate the servers within every configuration ---------------------
+if [[ " $SERVERS " == *" floor "* && " $CONNS " != " 1 " ]]; then
+  log "floor: one connection at a time (run only where conns = 1)"
+fi
 rot=0
 for target in $TARGETS; do
   file=$DISK_FILE
   [[ $target == shm ]] && file=$SHM_FILE
-  servers=()
-  for srv in $SERVERS; do
-    # The floor maps the file: on a disk file it would measure the page cache.
-    if [[ $srv == floor && $target != shm ]]; then log "floor: tmpfs only (not run on the $target target)"; continue; fi
-    servers+=("$srv")
-  done
-  servers+=(fio-local)
+  [[ $target != shm && " $SERVERS " == *" floor "* ]] && log "floor: tmpfs only (not run on the $target target)"
   for wl in $WORKLOADS; do
     IFS=: read -r rw bs qd <<<"$wl"
     for jobs in $CONNS; do
+      servers=()
+      for srv in $SERVERS; do
+        # The floor maps the file (on a disk file it would measure the page cache)
+        # and serves one connection at a time (fio's jobs would run one after another).
+        [[ $srv == floor && ($target != shm || $jobs != 1) ]] && continue
+        servers+=("$srv")
+      done
+      servers+=(fio-local)
       n=${#servers[@]}
       for ((rep = 0; rep < REPS; rep++)); do
         for ((k = 0; k < n; k++)); do # rotate the starting server from one round to the next
