@@ -19,9 +19,9 @@
 //     1 GiB file is about half the requests, and which a long-running server
 //     has paid long before;
 //   - the simple replies of a batch are collected in one buffer and sent with
-//     one write(); a read sends the replies before it, then its header and
-//     its data from the mapping with one writev().
-// Nothing is allocated per request or per connection: both buffers are
+//     one system call; a read sends the replies before it, then its header
+//     and its data from the mapping with one writev().
+// Nothing is allocated per request or per connection: the buffers are
 // allocated once at start-up.
 //
 // Why tmpfs only: a mapping of a disk file would measure the page cache, not
@@ -281,9 +281,9 @@ class FloorServer {
   FloorServer(const MappedExport& file, std::string export_name)
       : file_(file),
         export_name_(std::move(export_name)),
-        option_data_(std::make_unique<uint8_t[]>(kMaxOptionData)),
-        input_(std::make_unique<uint8_t[]>(kInputCapacity)),
-        replies_(std::make_unique<uint8_t[]>(kReplyCapacity)) {}
+        option_data_(std::make_unique_for_overwrite<uint8_t[]>(kMaxOptionData)),
+        input_(std::make_unique_for_overwrite<uint8_t[]>(kInputCapacity)),
+        replies_(std::make_unique_for_overwrite<uint8_t[]>(kReplyCapacity)) {}
   FloorServer(const FloorServer&) = delete;
   FloorServer& operator=(const FloorServer&) = delete;
 

@@ -30,8 +30,18 @@ EXPORT = "floor"
 
 
 def tmpfs(path):
-    return subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True,
-                          text=True).stdout.strip() == "tmpfs"
+    """True if the file system holding `path` is a tmpfs (the longest mount point that
+    contains it, from /proc/self/mounts)."""
+    path = os.path.realpath(path)
+    best, fstype = "", None
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            mnt = fields[1].replace("\\040", " ")
+            inside = path == mnt or path.startswith(mnt.rstrip("/") + "/")
+            if inside and len(mnt) >= len(best):
+                best, fstype = mnt, fields[2]
+    return fstype == "tmpfs"
 
 
 def need(tool):
