@@ -80,9 +80,12 @@ class MappedFile {
   void Forget(uint64_t offset, uint64_t length);
 
  private:
-  MappedFile(uint8_t* base, uint64_t size, uint64_t pages, std::shared_ptr<uint64_t[]> known);
-  // Sets the bits of the data extents of `fd` (SEEK_DATA/SEEK_HOLE); -errno.
-  int LoadAllocation(int fd);
+  MappedFile(uint8_t* base, uint64_t size, uint64_t pages, bool writable,
+             std::shared_ptr<uint64_t[]> known);
+  // Walks the data extents of `fd` (SEEK_DATA/SEEK_HOLE): populates this
+  // mapping's page tables for them and, if `set_bits`, sets their bits;
+  // -errno where the walk fails.
+  int ScanExtents(int fd, bool set_bits);
   bool AllKnown(uint64_t first_page, uint64_t last_page) const;
   // Sets (or clears) the bits of pages first..last.
   void SetBits(uint64_t first_page, uint64_t last_page, bool known);
@@ -90,6 +93,7 @@ class MappedFile {
   uint8_t* base_;  // the mapping, size_ bytes rounded up to pages; munmap'ed by the destructor
   uint64_t size_;
   uint64_t pages_;
+  bool writable_;  // PROT_WRITE: populated for writing (else for reading)
   // One bit per page: 1 = known allocated. pages_ bits, rounded up to words,
   // in anonymous memory that takes pages only where bits are set (NewBits),
   // read and written only through std::atomic_ref. Shared with every other

@@ -1471,6 +1471,61 @@ TEST(MappedTmpfsTest, DiscardIsSeenByAReadOnlyTargetOnTheSameFile) {
   unlink(path.c_str());
 }
 
+// Resident bytes (smaps "Rss") of each mapping of `path` in this process, in
+// the order /proc/self/smaps lists them.
+std::vector<uint64_t> MappingResidentBytes(const std::string& path) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::vector<uint64_t> out;
+  std::string line;
+  bool in_mapping = false;
+  while (std::getline(smaps, line)) {
+    // A mapping's first line is "start-end perms offset dev inode [path]"; the
+    // fields after it ("Rss:       12 kB") start with a capital letter.
+    const std::size_t dash = line.find('-');
+    if (dash > 0 && dash < line.find(' ') && std::isxdigit(static_cast<unsigned char>(line[0]))) {
+      in_mapping = line.size() >= path.size() &&
+                   line.compare(line.size() - path.size(), path.size(), path) == 0;
+    } else if (in_mapping && line.rfind("Rss:", 0) == 0) {
+      out.push_back(std::stoull(line.substr(4)) << 10);
+    }
+  }
+  return out;
+}
+
+// Opening a target maps the allocated pages into its mapping's page tables at
+// once (the first copy to a page takes no fault), and only those: the holes
+// stay unallocated. A read-only target's mapping is populated the same way.
+TEST(MappedTmpfsTest, MappingIsPopulatedForDataOnly) {
+  auto w = Worker::Create(Config{});
+  ASSERT_TRUE(w.ok()) << w.status();
+  const std::string path = ShmPath("populated");
+  static constexpr uint64_t kFile = 8 << 20;
+  {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644));
+    ASSERT_TRUE(fd) << strerror(errno);
+    ASSERT_EQ(::ftruncate(fd.get(), kFile), 0) << strerror(errno);
+  }
+  PwritePattern(path, 0, 2 << 20, 1);  // data: [0, 2 MiB) and [6, 7 MiB)
+  PwritePattern(path, 6 << 20, 1 << 20, 2);
+  const uint64_t data = 3 << 20;
+  ASSERT_EQ(AllocatedBytes(path), data);
+  auto rw = DirectFile::Open(**w, path, {});
+  ASSERT_TRUE(rw.ok()) << rw.status();
+  auto ro = DirectFile::Open(**w, path, {.read_only = true});
+  ASSERT_TRUE(ro.ok()) << ro.status();
+  ASSERT_TRUE((*rw)->memory_mapped());
+  ASSERT_TRUE((*ro)->memory_mapped());
+  const std::vector<uint64_t> resident = MappingResidentBytes(path);
+  ASSERT_EQ(resident.size(), 2u) << "one mapping per access";
+  EXPECT_EQ(resident[0], data) << "the first mapping's data pages are not all mapped";
+  EXPECT_EQ(resident[1], data) << "the second mapping's data pages are not all mapped";
+  EXPECT_EQ(AllocatedBytes(path), data) << "populating allocated holes";
+  (*rw).reset();
+  (*ro).reset();
+  EXPECT_TRUE(MappingResidentBytes(path).empty()) << "the mappings outlive their targets";
+  unlink(path.c_str());
+}
+
 // This process's resident memory (VmRSS), in bytes.
 uint64_t ResidentBytes() {
   std::ifstream status("/proc/self/status");
