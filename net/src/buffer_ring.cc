@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
@@ -49,14 +50,11 @@ absl::StatusOr<std::unique_ptr<BufferRing>> BufferRing::Create(Ring& ring, uint1
   }
   br->registered_ = true;
   io_uring_buf_ring_init(br->br_);
-  const int mask = io_uring_buf_ring_mask(count);
-  for (uint32_t i = 0; i < count; ++i) {
-    io_uring_buf_ring_add(br->br_, br->Addr(static_cast<uint16_t>(i)), size,
-                          static_cast<uint16_t>(i), mask, static_cast<int>(i));
-  }
-  io_uring_buf_ring_advance(br->br_, static_cast<int>(count));
-  br->available_ = count;
   br->held_.resize(count);
+  br->spare_.reserve(count);
+  for (uint32_t i = count; i-- > 0;) br->spare_.push_back(static_cast<uint16_t>(i));
+  br->window_ = std::min(count, kMinWindow);
+  br->Offer();
   return br;
 }
 
@@ -68,18 +66,43 @@ BufferRing::~BufferRing() {
 }
 
 void BufferRing::Return(uint16_t bid) {
-  io_uring_buf_ring_add(br_, Addr(bid), size_, bid, io_uring_buf_ring_mask(count_),
-                        static_cast<int>(pending_));
+  assert(spare_.size() < count_ && "a buffer returned twice");
+  spare_.push_back(bid);
   ++pending_;
 }
 
 uint32_t BufferRing::Publish() {
-  const uint32_t n = pending_;
+  pending_ = 0;
+  if (available_ < window_ / 4 && window_ < count_) {
+    window_ = std::min(count_, window_ * 2);
+    epoch_publishes_ = 0;
+    epoch_min_left_ = UINT32_MAX;
+  } else {
+    epoch_min_left_ = std::min(epoch_min_left_, available_);
+    if (++epoch_publishes_ == kWindowEpoch) {
+      // Halved only where the busiest iteration took at most a quarter: then
+      // it takes at most half of the halved window, short of the regrowth.
+      if (epoch_min_left_ >= window_ - window_ / 4 && window_ > kMinWindow) window_ /= 2;
+      epoch_publishes_ = 0;
+      epoch_min_left_ = UINT32_MAX;
+    }
+  }
+  return Offer();
+}
+
+uint32_t BufferRing::Offer() {
+  uint32_t n = 0;
+  for (; available_ + n < window_ && !spare_.empty(); ++n) {
+    const uint16_t bid = spare_.back();
+    spare_.pop_back();
+    io_uring_buf_ring_add(br_, Addr(bid), size_, bid, io_uring_buf_ring_mask(count_),
+                          static_cast<int>(n));
+  }
   if (n) {
     io_uring_buf_ring_advance(br_, static_cast<int>(n));
     available_ += n;
-    pending_ = 0;
   }
+  assert(available_ <= count_);
   return n;
 }
 

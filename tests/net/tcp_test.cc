@@ -6,10 +6,13 @@
 #include <fcntl.h>
 #include <sys/resource.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
+#include <vector>
 
 #include "net/src/net_worker.h"
 #include "net_test_util.h"
@@ -902,6 +905,99 @@ TEST(TcpFloodTest, FourProvidedBuffersUnderFloodNeitherSpinNorLoseBytes) {
       (unsigned long long)m.recv_enobufs.Get(), (unsigned long long)m.recv_rearms.Get(),
       (unsigned long long)res.flood_iterations, res.flood_cpu, (unsigned long long)(total >> 20),
       (unsigned long long)res.stall_iterations, res.stall_cpu);
+}
+
+// The ring offers the kernel a window of its buffers, refilled with the ones
+// returned last, so receives land in warm memory: one message at a time keeps
+// the window at its minimum; a flood that takes most of it in one iteration
+// doubles it (no byte lost); quiet traffic halves it back.
+TEST_F(TcpTest, ReceiveBufferWindowFollowsWhatIterationsTake) {
+  using detail::BufferRing;
+  constexpr int kPings = 300;
+  constexpr int kPingsAfter = 6000;  // 4 halvings need 4 x 1024 publishes
+  constexpr uint64_t kFlood = 16 << 20;
+  constexpr std::size_t kMsg = 64;
+  auto l = Listener::Bind(SocketAddress::Loopback4(0));
+  ASSERT_TRUE(l.ok()) << l.status();
+  const SocketAddress addr = l->local_address();
+  std::atomic<bool> peer_ok{false};
+  std::thread peer([&] {
+    int fd = BlockingConnect(addr);
+    ASSERT_GE(fd, 0);
+    auto ping = [fd](int rounds) {
+      std::array<uint8_t, kMsg> out{}, back{};
+      for (int i = 0; i < rounds; ++i) {
+        out.fill(static_cast<uint8_t>(i));
+        if (!WriteAll(fd, out.data(), out.size()) || !ReadAll(fd, back.data(), back.size()) ||
+            back != out) {
+          return false;
+        }
+      }
+      return true;
+    };
+    bool ok = ping(kPings);
+    std::vector<uint8_t> chunk(1 << 20);
+    for (uint64_t off = 0; ok && off < kFlood; off += chunk.size()) {
+      FillPattern(5, off, chunk.data(), chunk.size());
+      ok = WriteAll(fd, chunk.data(), chunk.size(), 60000);
+    }
+    uint8_t ack = 0;
+    ok = ok && ReadAll(fd, &ack, 1, 60000) && ack == 1 && ping(kPingsAfter);
+    peer_ok = ok;
+    ::close(fd);
+  });
+  struct Seen {
+    uint32_t after_pings = 0, flood_max = 0, after_quiet = 0;
+    uint64_t enobufs_in_pings = 0, flood_sum = 0, flood_bytes = 0;
+  } seen;
+  RunFor(
+      *worker_,
+      [](Listener& l, Seen& seen) -> Task<> {
+        auto c = co_await l.Accept();
+        if (!c) co_return;
+        BufferRing& ring = detail::NetWorker::Get().recv_ring();
+        auto& m = detail::NetWorker::Get().metrics();
+        std::array<uint8_t, kMsg> b{};
+        auto echo = [&](int rounds) -> Task<bool> {
+          for (int i = 0; i < rounds; ++i) {
+            IoResult r = co_await c->read_exact(std::span<uint8_t>(b));
+            if (!r.ok()) co_return false;
+            IoResult sent = co_await c->send(std::span<const uint8_t>(b));
+            if (!sent.ok()) co_return false;
+          }
+          co_return true;
+        };
+        const uint64_t enobufs0 = m.recv_enobufs.Get();
+        bool ok = co_await echo(kPings);
+        seen.after_pings = ring.window();
+        seen.enobufs_in_pings = m.recv_enobufs.Get() - enobufs0;
+        Checksum sum;
+        std::vector<uint8_t> buf(256 << 10);
+        while (ok && sum.bytes < kFlood) {
+          IoResult r = co_await c->read_exact(std::span<uint8_t>(buf));
+          ok = r.ok();
+          if (ok) sum.Update(buf.data(), buf.size());
+          seen.flood_max = std::max(seen.flood_max, ring.window());
+        }
+        seen.flood_sum = sum.h;
+        seen.flood_bytes = sum.bytes;
+        const std::array<uint8_t, 1> ack{1};
+        ok = ok && (co_await c->send(std::span<const uint8_t>(ack))).ok();
+        ok = ok && co_await echo(kPingsAfter);
+        seen.after_quiet = ring.window();
+        co_await c->close();
+      }(*l, seen),
+      60s);
+  peer.join();
+  ASSERT_TRUE(peer_ok);
+  std::printf("window: %u after %d pings, %u at most in the flood, %u after %d more pings\n",
+              seen.after_pings, kPings, seen.flood_max, seen.after_quiet, kPingsAfter);
+  EXPECT_EQ(seen.after_pings, BufferRing::kMinWindow);
+  EXPECT_EQ(seen.enobufs_in_pings, 0u);
+  EXPECT_GT(seen.flood_max, BufferRing::kMinWindow) << "the flood did not widen the window";
+  EXPECT_EQ(seen.flood_bytes, kFlood);
+  EXPECT_EQ(seen.flood_sum, testing::PatternChecksum(5, kFlood));
+  EXPECT_EQ(seen.after_quiet, BufferRing::kMinWindow) << "the window did not narrow back";
 }
 
 // ---- accumulator cap -------------------------------------------------------------------------

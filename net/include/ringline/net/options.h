@@ -27,7 +27,10 @@ struct NetOptions {
   // `recv_buffer_count` must be a power of two (at most 32768). A buffer is held
   // only from its completion until its bytes are copied out (the same loop
   // iteration), so the count bounds how much one loop iteration can receive, not
-  // how many connections there are.
+  // how many connections there are. The kernel is offered a window of them, at
+  // least 32, refilled with the buffers returned last so that receives land in
+  // memory still in the CPU's caches; it grows toward the count when iterations
+  // take most of it and shrinks back when they stop.
   uint32_t recv_buffer_size = 16 * 1024;
   uint32_t recv_buffer_count = 512;
   // Small sends are copied into chunks of this size from a per-worker cache that
