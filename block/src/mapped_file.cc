@@ -7,6 +7,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <cassert>
@@ -25,6 +29,14 @@ namespace {
 
 const uint64_t kPage = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 
+// The CPU's last-level cache (32 MiB where glibc cannot tell).
+uint64_t LastLevelCacheBytes() {
+  for (const int name : {_SC_LEVEL4_CACHE_SIZE, _SC_LEVEL3_CACHE_SIZE, _SC_LEVEL2_CACHE_SIZE}) {
+    if (const long bytes = ::sysconf(name); bytes > 0) return static_cast<uint64_t>(bytes);
+  }
+  return uint64_t{32} << 20;
+}
+
 // ---- the SIGBUS guard ------------------------------------------------------------
 
 // The copy in progress on this thread: where the jump goes, and the range of
@@ -36,7 +48,7 @@ struct CopyGuard {
   uintptr_t end;
   // The copy's arguments, kept here rather than in registers a jump could
   // have clobbered.
-  bool write;
+  MappedFile::Copy kind;
   const iovec* pieces;
   std::size_t count;
 };
@@ -88,35 +100,80 @@ void InstallSigbusHandlerOnce() {
   });
 }
 
+// Copies `n` bytes to `dst` with non-temporal stores: the destination's cache
+// lines are written whole, without first being read from memory as a cached
+// store must (read for ownership). Where the file is larger than the last-level
+// cache a random page's lines are never cached, and a 4 KiB copy to one took
+// 581 ns with memcpy against 262 ns this way (BENCHMARKS.md, "Streaming writes
+// to the mapping"). The caller fences (StoreFence) after its last copy.
+void StreamCopy(uint8_t* dst, const uint8_t* src, std::size_t n) {
+#if defined(__SSE2__)
+  // Cached stores up to the first 16-byte boundary and after the last.
+  const std::size_t head = std::min(n, (16 - reinterpret_cast<uintptr_t>(dst) % 16) % 16);
+  std::memcpy(dst, src, head);
+  dst += head;
+  src += head;
+  n -= head;
+  for (; n >= 64; n -= 64, dst += 64, src += 64) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 16));
+    const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 32));
+    const __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 48));
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst), a);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + 16), b);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + 32), c);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + 48), d);
+  }
+#endif
+  std::memcpy(dst, src, n);
+}
+
+// Non-temporal stores are weakly ordered: fenced before the copy counts as
+// done (a reply says the data is written; another worker may read it next).
+void StoreFence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
 // The copy itself, separate so that nothing of it is live across the
 // sigsetjmp below.
-[[gnu::noinline]] void CopyPieces(bool write, uint8_t* at, const iovec* pieces, std::size_t count) {
+[[gnu::noinline]] void CopyPieces(MappedFile::Copy kind, uint8_t* at, const iovec* pieces,
+                                  std::size_t count) {
   for (std::size_t i = 0; i < count; ++i) {
-    if (write) {
-      std::memcpy(at, pieces[i].iov_base, pieces[i].iov_len);
-    } else {
-      std::memcpy(pieces[i].iov_base, at, pieces[i].iov_len);
+    const auto* piece = static_cast<const uint8_t*>(pieces[i].iov_base);
+    switch (kind) {
+      case MappedFile::Copy::kRead:
+        std::memcpy(pieces[i].iov_base, at, pieces[i].iov_len);
+        break;
+      case MappedFile::Copy::kWrite:
+        std::memcpy(at, piece, pieces[i].iov_len);
+        break;
+      case MappedFile::Copy::kStreamingWrite:
+        StreamCopy(at, piece, pieces[i].iov_len);
+        break;
     }
     at += pieces[i].iov_len;
   }
+  if (kind == MappedFile::Copy::kStreamingWrite) StoreFence();
 }
 
 // Copies between `at` (the mapping) and the pieces; false if the copy raised
 // SIGBUS inside [at, at + total). Nothing with a destructor lives between the
 // sigsetjmp and the memcpy calls the jump leaves, and after the jump only
 // `guard` (in memory: its address is taken) is used.
-[[gnu::noinline]] bool GuardedCopy(bool write, uint8_t* at, const iovec* pieces, std::size_t count,
-                                   uint64_t total) {
+[[gnu::noinline]] bool GuardedCopy(MappedFile::Copy kind, uint8_t* at, const iovec* pieces,
+                                   std::size_t count, uint64_t total) {
   CopyGuard guard;
   guard.begin = reinterpret_cast<uintptr_t>(at);
   guard.end = guard.begin + total;
-  guard.write = write;
+  guard.kind = kind;
   guard.pieces = pieces;
   guard.count = count;
   if (sigsetjmp(guard.resume, 0) != 0) return false;
   t_copy = &guard;
   std::atomic_signal_fence(std::memory_order_seq_cst);  // set before the first access
-  CopyPieces(guard.write, reinterpret_cast<uint8_t*>(guard.begin), guard.pieces, guard.count);
+  CopyPieces(guard.kind, reinterpret_cast<uint8_t*>(guard.begin), guard.pieces, guard.count);
   std::atomic_signal_fence(std::memory_order_seq_cst);  // cleared after the last
   t_copy = nullptr;
   return true;
@@ -210,7 +267,12 @@ absl::StatusOr<std::shared_ptr<MappedFile>> MappedFile::Share(int fd, uint64_t s
 
 MappedFile::MappedFile(uint8_t* base, uint64_t size, uint64_t pages, bool writable,
                        std::shared_ptr<uint64_t[]> known)
-    : base_(base), size_(size), pages_(pages), writable_(writable), known_(std::move(known)) {}
+    : base_(base),
+      size_(size),
+      pages_(pages),
+      writable_(writable),
+      stream_writes_(size > LastLevelCacheBytes()),
+      known_(std::move(known)) {}
 
 MappedFile::~MappedFile() {
   [[maybe_unused]] const int res = ::munmap(base_, pages_ * kPage);
@@ -293,7 +355,8 @@ bool MappedFile::TryCopy(bool write, uint64_t offset, std::span<const iovec> pie
   const uint64_t first = offset / kPage;
   const uint64_t last = (offset + total - 1) / kPage;
   if (!AllKnown(first, last)) return false;
-  if (!GuardedCopy(write, base_ + offset, pieces.data(), pieces.size(), total)) [[unlikely]] {
+  const Copy kind = !write ? Copy::kRead : stream_writes_ ? Copy::kStreamingWrite : Copy::kWrite;
+  if (!GuardedCopy(kind, base_ + offset, pieces.data(), pieces.size(), total)) [[unlikely]] {
     SetBits(first, last, false);  // the caller's pread/pwrite finds out what is there
     return false;
   }

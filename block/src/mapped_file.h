@@ -73,6 +73,11 @@ class MappedFile {
   // may have reached some pages), when a page is not known allocated or the
   // copy faulted. The range must lie within the mapped size.
   bool TryCopy(bool write, uint64_t offset, std::span<const iovec> pieces);
+  // How TryCopy copies: a write to a file larger than the last-level cache
+  // uses non-temporal stores (its pages are not in the cache to begin with).
+  enum class Copy : uint8_t { kRead, kWrite, kStreamingWrite };
+  bool streams_writes() const { return stream_writes_; }
+
   // The pages of [offset, offset + length) are allocated (a pwrite to them
   // succeeded).
   void MarkAllocated(uint64_t offset, uint64_t length);
@@ -93,7 +98,8 @@ class MappedFile {
   uint8_t* base_;  // the mapping, size_ bytes rounded up to pages; munmap'ed by the destructor
   uint64_t size_;
   uint64_t pages_;
-  bool writable_;  // PROT_WRITE: populated for writing (else for reading)
+  bool writable_;       // PROT_WRITE: populated for writing (else for reading)
+  bool stream_writes_;  // larger than the last-level cache: writes stream (Copy)
   // One bit per page: 1 = known allocated. pages_ bits, rounded up to words,
   // in anonymous memory that takes pages only where bits are set (NewBits),
   // read and written only through std::atomic_ref. Shared with every other
