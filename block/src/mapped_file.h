@@ -76,7 +76,6 @@ class MappedFile {
   // How TryCopy copies: a write to a file larger than the last-level cache
   // uses non-temporal stores (its pages are not in the cache to begin with).
   enum class Copy : uint8_t { kRead, kWrite, kStreamingWrite };
-  bool streams_writes() const { return stream_writes_; }
 
   // The pages of [offset, offset + length) are allocated (a pwrite to them
   // succeeded).

@@ -14,7 +14,7 @@
 // Warm buffers: the kernel takes buffers in ring order, so a ring offering
 // all `count` buffers cycles a receive through every one of them (8 MiB at
 // 512 x 16 KiB), and the kernel's copy lands in memory long out of the CPU's
-// caches: 0.62 us of a 4 KiB request against 0.22 us with 32 buffers
+// caches: 0.42-0.72 us of a 4 KiB request against 0.21-0.24 us with 32 buffers
 // (BENCHMARKS.md, "Warm receive buffers"). So only a window of the buffers is
 // offered, refilled from the ones returned last (a LIFO of spare buffers);
 // the window doubles (up to `count`) when an iteration leaves less than a
