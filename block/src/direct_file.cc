@@ -457,6 +457,7 @@ Task<BlockResult> DirectFile::Transfer(OpKind kind, uint64_t offset, uint32_t le
     } else {
       res = co_await SubmitSoon(Submit(tag, prep, RwFinish{&buffer}), worker().internals().ring(),
                                 submit_batch_);
+      if (write) NoteWritten(prep.offset, res);  // offloaded to io-wq (tmpfs), or a device
     }
     if (res <= 0) [[unlikely]]
       break;
@@ -537,6 +538,7 @@ Task<GatherResult> DirectFile::SubmitWriteGather(uint64_t offset, Buffer header,
     } else {
       res = co_await SubmitSoon(Submit(kTagWrite, prep, WritevFinish{&header, &payload}),
                                 worker().internals().ring(), submit_batch_);
+      NoteWritten(prep.offset, res);
     }
     if (res <= 0) [[unlikely]]
       break;
@@ -590,10 +592,12 @@ int32_t DirectFile::CopyInline(int fd, bool write, uint64_t offset, std::span<co
               : ::preadv2(fd, pieces.data(), count, static_cast<off_t>(offset), rw_flags);
   }
   if (n < 0) return -errno;
-  // The pages written now exist: the next copies to them can use the mapping.
-  if (write && n > 0 && mapped_ != nullptr)
-    mapped_->MarkAllocated(offset, static_cast<uint64_t>(n));
+  if (write) NoteWritten(offset, static_cast<int32_t>(n));
   return static_cast<int32_t>(n);
+}
+
+void DirectFile::NoteWritten(uint64_t offset, int32_t res) {
+  if (res > 0 && mapped_ != nullptr) mapped_->MarkAllocated(offset, static_cast<uint64_t>(res));
 }
 
 // ---- cache and extents -----------------------------------------------------------

@@ -1524,6 +1524,49 @@ TEST(MappedTmpfsTest, StreamedWritesToALargeFileReadBackWithPread) {
   unlink(path.c_str());
 }
 
+// A first write done in io-wq (max_offloaded_copies) allocates its pages like
+// a pwrite on the worker: later requests to them, from this target and from
+// another one sharing the mapping, are copied through the mapping.
+TEST(MappedTmpfsTest, OffloadedFirstWritesLetLaterCopiesUseTheMapping) {
+  auto w = Worker::Create(Config{});
+  ASSERT_TRUE(w.ok()) << w.status();
+  const std::string path = ShmPath("offloaded-first");
+  static constexpr uint32_t kBlock = 64 << 10;
+  auto offloading = DirectFile::Open(
+      **w, path, {.max_offloaded_copies = 1, .create = true, .create_size = 1 << 20});
+  ASSERT_TRUE(offloading.ok()) << offloading.status();
+  auto plain = DirectFile::Open(**w, path, {});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_TRUE((*offloading)->memory_mapped());
+  ASSERT_EQ((*offloading)->max_offloaded_copies(), 1u);
+  (*w)->BlockOn([](DirectFile* offloading, DirectFile* plain) -> Task<> {
+    Buffer b = Buffer::Allocate(kBlock);
+    Fill(b, kBlock, 21);
+    BlockResult r = co_await offloading->Write(0, std::move(b));
+    EXPECT_EQ(r.res, int32_t(kBlock)) << r.status;
+    Buffer header = Buffer::Allocate(4096);
+    Fill(header, 4096, 22);
+    Buffer payload = Buffer::Allocate(kBlock - 4096);
+    Fill(payload, kBlock - 4096, 23);
+    GatherResult g =
+        co_await offloading->WriteGather(kBlock, std::move(header), std::move(payload));
+    EXPECT_EQ(g.res, int32_t(kBlock)) << g.status;
+    EXPECT_EQ(offloading->offloaded_requests(), 2u) << "both first writes went to io-wq";
+    EXPECT_EQ(offloading->memory_mapped_copies(), 0u);
+    r = co_await plain->Read(0, kBlock, std::move(r.buffer));
+    EXPECT_EQ(r.res, int32_t(kBlock)) << r.status;
+    EXPECT_TRUE(Matches(r.buffer, kBlock, 21));
+    r = co_await plain->Read(kBlock + 4096, kBlock - 4096, std::move(r.buffer));
+    EXPECT_EQ(r.res, int32_t(kBlock - 4096)) << r.status;
+    EXPECT_TRUE(Matches(r.buffer, kBlock - 4096, 23));
+    EXPECT_EQ(plain->memory_mapped_copies(), 2u)
+        << "pages written in io-wq were read with pread, not through the mapping";
+  }(offloading->get(), plain->get()));
+  (*offloading).reset();
+  (*plain).reset();
+  unlink(path.c_str());
+}
+
 // Resident bytes (smaps "Rss") of each mapping of `path` in this process, in
 // the order /proc/self/smaps lists them.
 std::vector<uint64_t> MappingResidentBytes(const std::string& path) {

@@ -158,6 +158,10 @@ class DirectFile final : public TargetBase {
   // pwritev2 for several pieces or rw_flags). Bytes or -errno.
   int32_t CopyInline(int fd, bool write, uint64_t offset, std::span<const iovec> pieces,
                      int rw_flags);
+  // A write of `res` bytes at `offset` returned (copied here or in io-wq):
+  // where it wrote, pages exist now, so later copies to them can use the
+  // mapping. Nothing for res <= 0 or without a mapping.
+  void NoteWritten(uint64_t offset, int32_t res);
   // Read and write share one coroutine (one frame per request).
   Task<BlockResult> Transfer(OpKind kind, uint64_t offset, uint32_t length, Buffer buffer,
                              int rw_flags);
