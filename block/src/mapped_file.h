@@ -12,7 +12,8 @@
 // system is full that allocation cannot succeed, which a mapping reports as
 // SIGBUS, not as ENOSPC. So the mapping keeps one bit per page, set where the
 // page is known allocated (SEEK_DATA at map time, and every successful
-// pwrite the caller reports with MarkAllocated); a request touching a page
+// write outside the mapping, pwrite or io-wq, the caller reports with
+// MarkAllocated); a request touching a page
 // whose bit is clear goes through pread/pwrite, which read holes as zeroes
 // without allocating and report ENOSPC. Discard forgets its pages first
 // (Forget).
