@@ -13,9 +13,9 @@
 // SIGBUS, not as ENOSPC. So the mapping keeps one bit per page, set where the
 // page is known allocated (SEEK_DATA at map time, and every successful
 // write outside the mapping, pwrite or io-wq, the caller reports with
-// MarkAllocated); a request touching a page
-// whose bit is clear goes through pread/pwrite, which read holes as zeroes
-// without allocating and report ENOSPC. Discard forgets its pages first
+// MarkAllocated); a request touching a page whose bit is clear goes through
+// pread/pwrite, which read holes as zeroes without allocating and report
+// ENOSPC. Discard forgets its pages first
 // (Forget).
 //
 // A bit can still be wrong: another process may punch or truncate the file,
