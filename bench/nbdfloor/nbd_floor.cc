@@ -62,53 +62,22 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "blockserve/nbd/byte_order.h"
+#include "blockserve/nbd/error.h"
+#include "blockserve/nbd/protocol.h"
+#include "blockserve/nbd/reply.h"
+#include "blockserve/nbd/request.h"
 #include "ringline/unique_fd.h"
 
 namespace ringline::nbd_floor {
 namespace {
 
-// ---- the NBD protocol (doc/proto.md of NetworkBlockDevice/nbd) -------------
-constexpr uint64_t kNbdMagic = 0x4e42444d41474943;  // "NBDMAGIC"
-constexpr uint64_t kOptMagic = 0x49484156454f5054;  // "IHAVEOPT"
-constexpr uint64_t kOptReplyMagic = 0x3e889045565a9;
-constexpr uint32_t kRequestMagic = 0x25609513;
-constexpr uint32_t kSimpleReplyMagic = 0x67446698;
+// The protocol's constants, byte order and request/reply codec are
+// blockserve's (tools/blockserve/nbd): the floor differs only in what it does
+// per request, not in how it reads and writes the protocol.
+using namespace blockserve::nbd;  // NOLINT(build/namespaces): protocol constants
 
-constexpr uint16_t kFlagFixedNewstyle = 1 << 0;  // handshake flags
-constexpr uint16_t kFlagNoZeroes = 1 << 1;
-constexpr uint32_t kClientFlagFixedNewstyle = 1 << 0;  // client flags
-constexpr uint32_t kClientFlagNoZeroes = 1 << 1;
-
-constexpr uint16_t kFlagHasFlags = 1 << 0;  // transmission flags
-constexpr uint16_t kFlagSendFlush = 1 << 2;
-constexpr uint16_t kFlagSendFua = 1 << 3;
 constexpr uint16_t kTransmissionFlags = kFlagHasFlags | kFlagSendFlush | kFlagSendFua;
-
-constexpr uint32_t kOptExportName = 1;
-constexpr uint32_t kOptAbort = 2;
-constexpr uint32_t kOptInfo = 6;
-constexpr uint32_t kOptGo = 7;
-
-constexpr uint32_t kRepAck = 1;
-constexpr uint32_t kRepInfo = 3;
-constexpr uint32_t kRepErrUnsup = 0x80000001;
-constexpr uint32_t kRepErrInvalid = 0x80000003;
-constexpr uint32_t kRepErrUnknown = 0x80000006;
-constexpr uint16_t kInfoExport = 0;
-
-constexpr uint16_t kCmdRead = 0;
-constexpr uint16_t kCmdWrite = 1;
-constexpr uint16_t kCmdDisc = 2;
-constexpr uint16_t kCmdFlush = 3;
-constexpr uint16_t kCmdFlagFua = 1 << 0;
-
-constexpr uint32_t kErrInvalid = 22;  // EINVAL
-constexpr uint32_t kErrNoSpace = 28;  // ENOSPC: a write beyond the end (proto.md, "Error values")
-
-constexpr size_t kOptHeaderSize = 16;
-constexpr size_t kOptReplyHeaderSize = 20;
-constexpr size_t kRequestHeaderSize = 28;
-constexpr size_t kSimpleReplySize = 16;
 
 // ---- limits ------------------------------------------------------------------
 // Option data beyond this closes the connection (a name and a few info
@@ -124,26 +93,6 @@ constexpr size_t kReadSlack = 1024 * 1024;
 constexpr size_t kInputCapacity = kReadSlack + kRequestHeaderSize + kMaxRequestLength;
 // Simple replies collected before one write(): 4096 of them.
 constexpr size_t kReplyCapacity = 64 * 1024;
-
-// ---- big-endian fields ---------------------------------------------------------
-uint16_t LoadBe16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-uint32_t LoadBe32(const uint8_t* p) {
-  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
-}
-uint64_t LoadBe64(const uint8_t* p) { return uint64_t{LoadBe32(p)} << 32 | LoadBe32(p + 4); }
-uint8_t* StoreBe16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-  return p + 2;
-}
-uint8_t* StoreBe32(uint8_t* p, uint32_t v) {
-  StoreBe16(p, static_cast<uint16_t>(v >> 16));
-  return StoreBe16(p + 2, static_cast<uint16_t>(v));
-}
-uint8_t* StoreBe64(uint8_t* p, uint64_t v) {
-  StoreBe32(p, static_cast<uint32_t>(v >> 32));
-  return StoreBe32(p + 4, static_cast<uint32_t>(v));
-}
 
 // ---- blocking socket I/O ---------------------------------------------------------
 // Each returns false when the peer is gone or the socket failed.
@@ -300,9 +249,10 @@ class FloorServer {
   // export (NBD_OPT_GO or NBD_OPT_EXPORT_NAME) and transmission follows,
   // otherwise how the connection ended.
   std::optional<ConnectionEnd> Negotiate(int sock) {
-    uint8_t greeting[18];
-    StoreBe16(StoreBe64(StoreBe64(greeting, kNbdMagic), kOptMagic),
-              kFlagFixedNewstyle | kFlagNoZeroes);
+    uint8_t greeting[kGreetingSize];
+    StoreBe64(greeting, kNbdMagic);
+    StoreBe64(greeting + 8, kOptionMagic);
+    StoreBe16(greeting + 16, kFlagFixedNewstyle | kFlagNoZeroes);
     if (!WriteAll(sock, greeting, sizeof(greeting))) return ConnectionEnd::kSocketError;
     uint8_t client_flags_be[4];
     if (!ReadExact(sock, client_flags_be, 4)) return ConnectionEnd::kPeerClosed;
@@ -316,11 +266,11 @@ class FloorServer {
     const bool no_zeroes = (client_flags & kClientFlagNoZeroes) != 0;
 
     for (;;) {
-      uint8_t header[kOptHeaderSize];
+      uint8_t header[kOptionHeaderSize];
       if (!ReadExact(sock, header, sizeof(header))) return ConnectionEnd::kPeerClosed;
       const uint32_t option = LoadBe32(header + 8);
       const uint32_t length = LoadBe32(header + 12);
-      if (LoadBe64(header) != kOptMagic) return ProtocolError("option without IHAVEOPT magic");
+      if (LoadBe64(header) != kOptionMagic) return ProtocolError("option without IHAVEOPT magic");
       if (length > kMaxOptionData) {
         return ProtocolError(absl::StrCat("option ", option, " with ", length,
                                           " bytes of data (at most ", kMaxOptionData, ")"));
@@ -334,8 +284,9 @@ class FloorServer {
           if (!NameMatches(std::string_view(reinterpret_cast<char*>(data), length))) {
             return ProtocolError("NBD_OPT_EXPORT_NAME of an unknown export");
           }
-          uint8_t reply[10 + 124] = {};
-          StoreBe16(StoreBe64(reply, file_.size()), kTransmissionFlags);
+          uint8_t reply[10 + kExportNameReplyZeroes] = {};
+          StoreBe64(reply, file_.size());
+          StoreBe16(reply + 8, kTransmissionFlags);
           if (!WriteAll(sock, reply, no_zeroes ? 10 : sizeof(reply))) {
             return ConnectionEnd::kSocketError;
           }
@@ -361,7 +312,9 @@ class FloorServer {
             break;
           }
           uint8_t info[12];
-          StoreBe16(StoreBe64(StoreBe16(info, kInfoExport), file_.size()), kTransmissionFlags);
+          StoreBe16(info, kInfoExport);
+          StoreBe64(info + 2, file_.size());
+          StoreBe16(info + 10, kTransmissionFlags);
           if (!SendOptionReply(sock, option, kRepInfo, info, sizeof(info)) ||
               !SendOptionReply(sock, option, kRepAck, nullptr, 0)) {
             return ConnectionEnd::kSocketError;
@@ -390,8 +343,11 @@ class FloorServer {
 
   static bool SendOptionReply(int sock, uint32_t option, uint32_t type, const uint8_t* data,
                               uint32_t length) {
-    uint8_t header[kOptReplyHeaderSize];
-    StoreBe32(StoreBe32(StoreBe32(StoreBe64(header, kOptReplyMagic), option), type), length);
+    uint8_t header[kOptionReplyHeaderSize];
+    StoreBe64(header, kOptionReplyMagic);
+    StoreBe32(header + 8, option);
+    StoreBe32(header + 12, type);
+    StoreBe32(header + 16, length);
     iovec pieces[2] = {{header, sizeof(header)}, {const_cast<uint8_t*>(data), length}};
     return WriteAll(sock, pieces, length > 0 ? 2 : 1);
   }
@@ -428,12 +384,9 @@ class FloorServer {
 
       while (end - begin >= kRequestHeaderSize) {
         const uint8_t* header = input + begin;
-        if (LoadBe32(header) != kRequestMagic) return ProtocolError("bad request magic");
-        const uint16_t flags = LoadBe16(header + 4);
-        const uint16_t type = LoadBe16(header + 6);
-        const uint8_t* cookie = header + 8;  // echoed as sent
-        const uint64_t offset = LoadBe64(header + 16);
-        const uint32_t length = LoadBe32(header + 24);
+        const ParsedRequest parsed = ParseRequest({header, end - begin});
+        if (parsed.status != ParseStatus::kOk) return ProtocolError("bad request magic");
+        const auto [flags, type, cookie, offset, length] = parsed.request;
         if ((type == kCmdRead || type == kCmdWrite) && length > kMaxRequestLength) {
           return ProtocolError(
               absl::StrCat("request of ", length, " bytes (at most ", kMaxRequestLength, ")"));
@@ -446,11 +399,11 @@ class FloorServer {
         const bool flags_ok = (flags & ~kCmdFlagFua) == 0;
         switch (type) {
           case kCmdWrite: {
-            uint32_t error = 0;
+            NbdError error = NbdError::kOk;
             if (!flags_ok) {
-              error = kErrInvalid;
+              error = NbdError::kInval;
             } else if (!file_.Contains(offset, length)) {
-              error = kErrNoSpace;
+              error = NbdError::kNoSpc;
             } else {
               // FUA needs nothing more: tmpfs has no storage below the page cache.
               std::memcpy(file_.base() + offset, header + kRequestHeaderSize, length);
@@ -460,20 +413,20 @@ class FloorServer {
           }
           case kCmdRead: {
             if (!flags_ok || !file_.Contains(offset, length)) {
-              if (!AddReply(sock, cookie, kErrInvalid)) return ConnectionEnd::kSocketError;
+              if (!AddReply(sock, cookie, NbdError::kInval)) return ConnectionEnd::kSocketError;
               break;
             }
             // The replies before it first, then its header and data in one writev.
             if (!FlushReplies(sock)) return ConnectionEnd::kSocketError;
-            uint8_t reply[kSimpleReplySize];
-            FillReply(reply, cookie, 0);
-            iovec pieces[2] = {{reply, sizeof(reply)}, {file_.base() + offset, length}};
+            SimpleReplyBytes reply;
+            EncodeSimpleReply(cookie, NbdError::kOk, reply);
+            iovec pieces[2] = {{reply.data(), reply.size()}, {file_.base() + offset, length}};
             if (!WriteAll(sock, pieces, 2)) return ConnectionEnd::kSocketError;
             break;
           }
           case kCmdFlush:
             // Every write is in tmpfs's pages already: nothing to flush.
-            if (!AddReply(sock, cookie, flags_ok ? 0 : kErrInvalid)) {
+            if (!AddReply(sock, cookie, flags_ok ? NbdError::kOk : NbdError::kInval)) {
               return ConnectionEnd::kSocketError;
             }
             break;
@@ -481,7 +434,7 @@ class FloorServer {
             // Every request before it is handled; their replies go out, then the end.
             return FlushReplies(sock) ? ConnectionEnd::kDisconnected : ConnectionEnd::kSocketError;
           default:  // trim, write zeroes, block status, cache: not offered
-            if (!AddReply(sock, cookie, kErrInvalid)) return ConnectionEnd::kSocketError;
+            if (!AddReply(sock, cookie, NbdError::kInval)) return ConnectionEnd::kSocketError;
             break;
         }
       }
@@ -489,14 +442,12 @@ class FloorServer {
     }
   }
 
-  static void FillReply(uint8_t* reply, const uint8_t* cookie, uint32_t error) {
-    std::memcpy(StoreBe32(StoreBe32(reply, kSimpleReplyMagic), error), cookie, 8);
-  }
-
   // Appends a simple reply to the batch (sent first if the buffer is full).
-  bool AddReply(int sock, const uint8_t* cookie, uint32_t error) {
+  bool AddReply(int sock, uint64_t cookie, NbdError error) {
     if (reply_bytes_ + kSimpleReplySize > kReplyCapacity && !FlushReplies(sock)) return false;
-    FillReply(replies_.get() + reply_bytes_, cookie, error);
+    EncodeSimpleReply(
+        cookie, error,
+        std::span<uint8_t, kSimpleReplySize>(replies_.get() + reply_bytes_, kSimpleReplySize));
     reply_bytes_ += kSimpleReplySize;
     return true;
   }
