@@ -596,6 +596,15 @@ int32_t DirectFile::CopyInline(int fd, bool write, uint64_t offset, std::span<co
   return static_cast<int32_t>(n);
 }
 
+bool DirectFile::CopyNow(uint64_t offset, std::span<const uint8_t> data) {
+  if (!writes_now()) return false;
+  // TryCopy reads the pieces only; iovec's base is not const.
+  const iovec piece{const_cast<uint8_t*>(data.data()), data.size()};
+  if (!mapped_->TryCopy(true, offset, {&piece, 1})) return false;
+  ++mapped_copies_;
+  return true;
+}
+
 void DirectFile::NoteWritten(uint64_t offset, int32_t res) {
   if (res > 0 && mapped_ != nullptr) mapped_->MarkAllocated(offset, static_cast<uint64_t>(res));
 }

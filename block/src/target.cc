@@ -25,6 +25,8 @@ Task<ExtentResult> Target::Extents(uint64_t offset, uint64_t length, std::span<E
 
 Task<BlockResult> Target::Cache(uint64_t, uint64_t) { co_return BlockResult{}; }
 
+bool Target::WriteNow(uint64_t, std::span<const uint8_t>, WriteOptions) { return false; }
+
 IoStatus Target::JoinHeaderIntoPayload(const Buffer& header, Buffer& payload,
                                        const std::string& target_name) {
   IoStatus r;

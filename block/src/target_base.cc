@@ -101,6 +101,15 @@ Task<BlockResult> TargetBase::Write(uint64_t offset, Buffer buffer, WriteOptions
   return SubmitWrite(offset, std::move(buffer), options.fua);
 }
 
+bool TargetBase::WriteNow(uint64_t offset, std::span<const uint8_t> data, WriteOptions) {
+  // The caller's memory need not be aligned: only a copy uses it.
+  if (geometry_.read_only || data.empty() || !RangeOk(offset, data.size())) return false;
+  const Clock::time_point start = StartTimer();
+  if (!CopyNow(offset, data)) return false;
+  Record(OpKind::kWrite, true, data.size(), start);
+  return true;
+}
+
 Task<GatherResult> TargetBase::WriteGather(uint64_t offset, Buffer header, Buffer payload,
                                            WriteOptions options) {
   const std::size_t h = header.size();

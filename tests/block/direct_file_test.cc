@@ -1431,6 +1431,78 @@ TEST(MappedTmpfsTest, WrittenPagesAreCopiedThroughOneSharedMapping) {
   unlink(path.c_str());
 }
 
+// WriteNow copies caller memory straight into the mapping, at any address
+// (a receive buffer is not aligned), but only to pages the file holds: a
+// hole, a range Write would refuse, a read-only target, a target without the
+// mapping and one that offloads copies all say no and write nothing, and the
+// caller's Write() then does the work. Counted like a Write.
+TEST(MappedTmpfsTest, WriteNowCopiesOnlyToHeldPages) {
+  auto w = Worker::Create(Config{});
+  ASSERT_TRUE(w.ok()) << w.status();
+  const std::string path = ShmPath("write-now");
+  static constexpr uint32_t kBlock = 4096;
+  auto t = DirectFile::Open(**w, path, {.create = true, .create_size = 1 << 20});
+  ASSERT_TRUE(t.ok()) << t.status();
+  auto read_only = DirectFile::Open(**w, path, {.read_only = true});
+  ASSERT_TRUE(read_only.ok()) << read_only.status();
+  auto unmapped = DirectFile::Open(**w, path, {.map_memory_files = false});
+  ASSERT_TRUE(unmapped.ok()) << unmapped.status();
+  auto offloading = DirectFile::Open(**w, path, {.max_offloaded_copies = 4});
+  ASSERT_TRUE(offloading.ok()) << offloading.status();
+  EXPECT_TRUE((*t)->writes_now());
+  EXPECT_FALSE((*unmapped)->writes_now());
+  EXPECT_FALSE((*offloading)->writes_now());
+  // The payload one byte into a buffer, as behind a header in a receive buffer.
+  std::vector<uint8_t> memory(kBlock + 1);
+  const std::span<const uint8_t> payload(memory.data() + 1, kBlock);
+  auto fill = [&](uint64_t seed) {
+    Buffer b = Buffer::Allocate(kBlock);
+    Fill(b, kBlock, seed);
+    std::memcpy(memory.data() + 1, b.data(), kBlock);
+  };
+  fill(1);
+  EXPECT_FALSE((*t)->WriteNow(0, payload)) << "wrote to a hole through the mapping";
+  EXPECT_EQ(AllocatedBytes(path), 0u);
+  // The first two pages are held now, and the target knows (its own write;
+  // one by another process would be seen only by a target opened after it).
+  (*w)->BlockOn([](DirectFile* t) -> Task<> {
+    Buffer b = Buffer::Allocate(2 * kBlock);
+    Fill(b, 2 * kBlock, 9);
+    BlockResult r = co_await t->Write(0, std::move(b));
+    EXPECT_EQ(r.res, int32_t(2 * kBlock)) << r.status;
+  }(t->get()));
+  EXPECT_FALSE((*t)->WriteNow(1, payload)) << "an unaligned offset";
+  EXPECT_FALSE((*t)->WriteNow(1 << 20, payload)) << "past the end";
+  EXPECT_FALSE((*read_only)->WriteNow(0, payload));
+  EXPECT_FALSE((*unmapped)->WriteNow(0, payload));
+  EXPECT_FALSE((*offloading)->WriteNow(0, payload));
+  EXPECT_EQ((*t)->metrics()->of(OpKind::kWrite).ops.Get(), 1u) << "only the Write";
+  // Nothing of the refusals was written.
+  (*w)->BlockOn([](DirectFile* t) -> Task<> {
+    BlockResult r = co_await t->Read(0, 2 * kBlock, Buffer::Allocate(2 * kBlock));
+    EXPECT_EQ(r.res, int32_t(2 * kBlock)) << r.status;
+    EXPECT_TRUE(Matches(r.buffer, 2 * kBlock, 9));
+  }(unmapped->get()));
+  const uint64_t copies = (*t)->memory_mapped_copies();
+  EXPECT_TRUE((*t)->WriteNow(kBlock, payload, {.fua = true}));
+  EXPECT_EQ((*t)->memory_mapped_copies(), copies + 1);
+  EXPECT_EQ((*t)->metrics()->of(OpKind::kWrite).ops.Get(), 2u);
+  EXPECT_EQ((*t)->metrics()->of(OpKind::kWrite).bytes.Get(), 3 * kBlock);
+  // Another descriptor (pread, no mapping) sees it; the page before is untouched.
+  (*w)->BlockOn([](DirectFile* t) -> Task<> {
+    BlockResult r = co_await t->Read(kBlock, kBlock, Buffer::Allocate(kBlock));
+    EXPECT_EQ(r.res, int32_t(kBlock)) << r.status;
+    EXPECT_TRUE(Matches(r.buffer, kBlock, 1)) << "WriteNow's bytes are not in the file";
+    r = co_await t->Read(0, kBlock, std::move(r.buffer));
+    EXPECT_TRUE(Matches(r.buffer, kBlock, 9));
+  }(unmapped->get()));
+  (*t).reset();
+  (*read_only).reset();
+  (*unmapped).reset();
+  (*offloading).reset();
+  unlink(path.c_str());
+}
+
 // A read-only and a read-write target on the same file (blockserve serves
 // one file as two exports that way) each have a mapping; a discard through
 // the read-write one must keep the read-only one's reads off the freed pages

@@ -106,6 +106,13 @@ class HealthCheckedTarget final : public ringline::block::Target {
   ringline::Task<ringline::block::BlockResult> Write(
       uint64_t offset, ringline::Buffer buffer,
       ringline::block::WriteOptions options = {}) override;
+  // Forwarded, but a FUA write while poisoned takes Write's path (refused).
+  bool WriteNow(uint64_t offset, std::span<const uint8_t> data,
+                ringline::block::WriteOptions options = {}) override {
+    if (options.fua && state_.poisoned()) return false;
+    return inner_->WriteNow(offset, data, options);
+  }
+  bool writes_now() const override { return inner_->writes_now(); }
   ringline::Task<ringline::block::BlockResult> Flush() override;
   ringline::Task<ringline::block::BlockResult> Discard(uint64_t offset, uint64_t length) override {
     return inner_->Discard(offset, length);

@@ -49,21 +49,56 @@ nbd::TlsMode CodecTlsMode(TlsMode m) {
   }
 }
 
-// recv() parser for one 28-byte request header.
-net::ParseResult<nbd::Request> ParseHeader(std::span<const uint8_t> bytes) {
+}  // namespace
+
+// One request header and, for a write whose whole payload arrived with it
+// (a client's small write mostly comes in one segment, so it sits behind its
+// header in the same receive buffer), the payload too: written from there,
+// with no copy into a block buffer and no Execute task. Waits for no payload
+// bytes: a payload still to come takes ReadLoop's path, which reads it under
+// the io-timeout and finishes it on shutdown.
+net::ParseResult<Session::Incoming> Session::ParseIncoming(std::span<const uint8_t> bytes) {
+  using Result = net::ParseResult<Incoming>;
   nbd::ParsedRequest p = nbd::ParseRequest(bytes);
   switch (p.status) {
     case nbd::ParseStatus::kOk:
-      return net::ParseResult<nbd::Request>::Done(p.request, nbd::kRequestHeaderSize);
-    case nbd::ParseStatus::kBadMagic:
-      return net::ParseResult<nbd::Request>::Invalid(EPROTO);
-    case nbd::ParseStatus::kNeedMore:
       break;
+    case nbd::ParseStatus::kBadMagic:
+      return Result::Invalid(EPROTO);
+    case nbd::ParseStatus::kNeedMore:
+      return Result::NeedMore(nbd::kRequestHeaderSize);
   }
-  return net::ParseResult<nbd::Request>::NeedMore(nbd::kRequestHeaderSize);
+  const nbd::Request& req = p.request;
+  const std::span<const uint8_t> rest = bytes.subspan(nbd::kRequestHeaderSize);
+  if (writes_now_ && req.type == nbd::kCmdWrite && req.length <= rest.size() &&
+      TryWriteNow(req, rest.first(req.length))) {
+    return Result::Done({req, true}, nbd::kRequestHeaderSize + req.length);
+  }
+  return Result::Done({req, false}, nbd::kRequestHeaderSize);
 }
 
-}  // namespace
+bool Session::TryWriteNow(const nbd::Request& req, std::span<const uint8_t> payload) {
+  if (nbd::ValidateRequest(req, params_).verdict != nbd::Verdict::kExecute) return false;
+  if (!SpanOf(req).aligned(req.offset, req.length)) return false;
+  // As Execute orders an aligned write: not while a read-modify-write is pending.
+  WriteOrder::Guard order = export_->order->TryAligned();
+  if (!order) return false;
+  if (!export_->target->WriteNow(req.offset, payload, {.fua = (req.flags & nbd::kCmdFlagFua) != 0}))
+    return false;
+  stats_->written_in_place.Add();
+  wrote_ = true;
+  return true;
+}
+
+void Session::RecordDone(const nbd::Request& req, Clock::time_point start) {
+  const Cmd cmd = CmdOf(req.type);
+  const int c = static_cast<int>(cmd);
+  ExportStats& st = *stats_;
+  st.ops[c].Add();
+  if (cmd == Cmd::kRead || cmd == Cmd::kWrite) st.bytes[c].Add(req.length);
+  st.latency_ns[c].Record(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count()));
+}
 
 Session::Session(WorkerContext& ctx, net::Connection conn)
     : ctx_(ctx),
@@ -188,6 +223,7 @@ Task<bool> Session::Handshake() {
     if (!export_) co_return false;
     params_ = enter.params;
     structured_ = params_.structured_replies;
+    writes_now_ = export_->target->writes_now();
     for (std::size_t i = 0; i < ctx_.exports->exports().size(); ++i) {
       if (ctx_.exports->exports()[i].get() == export_) stats_ = ctx_.stats->per_export[i].get();
     }
@@ -273,18 +309,29 @@ Task<bool> Session::Discard(uint32_t length) {
 Task<> Session::ReadLoop() {
   while (!stopping_) {
     reading_header_ = true;
-    auto hdr = co_await conn_.recv(ParseHeader);
+    auto in = co_await conn_.recv(
+        [this](std::span<const uint8_t> bytes) { return ParseIncoming(bytes); });
     reading_header_ = false;
-    if (!hdr.ok()) {
-      if (hdr.error() == EPROTO) {
+    if (!in.ok()) {
+      if (in.error() == EPROTO) {
         ctx_.stats->protocol_errors.Add();
         RL_LOG_WARN("%s: bad request magic: closing (the stream is out of sync)", peer_);
-      } else if (!hdr.eof()) {
-        RL_LOG_INFO("%s: receive ended: %s", peer_, hdr.ErrorString());
+      } else if (!in.eof()) {
+        RL_LOG_INFO("%s: receive ended: %s", peer_, in.ErrorString());
       }
       co_return;
     }
-    const nbd::Request req = *hdr;
+    const nbd::Request req = in->req;
+    if (in->written) {
+      // Written by the parser: only the reply is left. The latency starts, as
+      // Execute's, at the iteration that received the request.
+      const auto start = ctx_.worker.now();
+      ClientWait wait(*this);
+      OkReplyBytes b;
+      co_await conn_.send(EncodeOkReply(req.cookie, b));
+      RecordDone(req, start);
+      continue;
+    }
     const nbd::RequestCheck check = nbd::ValidateRequest(req, params_);
     if (check.verdict == nbd::Verdict::kDisconnect) co_return;
     if (check.verdict == nbd::Verdict::kReplyErrorThenClose) {
@@ -465,8 +512,6 @@ Task<ringline::block::BlockResult> Session::PerformUnaligned(const nbd::Request&
 
 Task<> Session::Execute(nbd::Request req, Buffer payload, BudgetCharge charge, uint32_t slot,
                         uint64_t cost) {
-  const Cmd cmd = CmdOf(req.type);
-  const int c = static_cast<int>(cmd);
   ExportStats& st = *stats_;
   st.in_flight.Inc();
   // The latency starts at the loop iteration that received the request (the
@@ -548,10 +593,7 @@ Task<> Session::Execute(nbd::Request req, Buffer payload, BudgetCharge charge, u
     OkReplyBytes b;
     co_await conn_.send(EncodeOkReply(req.cookie, b));
   }
-  st.ops[c].Add();
-  if (cmd == Cmd::kRead || cmd == Cmd::kWrite) st.bytes[c].Add(req.length);
-  st.latency_ns[c].Record(static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count()));
+  RecordDone(req, start);
   st.in_flight.Dec();
   r.buffer.Reset();  // before its charge goes
   Finish(slot, cost);

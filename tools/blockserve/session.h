@@ -79,6 +79,22 @@ class Session {
  private:
   ringline::Task<bool> Handshake();
   ringline::Task<> ReadLoop();
+  // What the reader takes from the stream: a request header and, when it is
+  // a write that TryWriteNow() wrote from the receive buffer, its payload.
+  struct Incoming {
+    nbd::Request req;
+    bool written = false;
+  };
+  // The reader's recv() parser (see ReadLoop).
+  ringline::net::ParseResult<Incoming> ParseIncoming(std::span<const uint8_t> bytes);
+  // Writes a write request's `payload` now, straight from where it was
+  // received (block::Target::WriteNow), when the request is valid and aligned
+  // and no read-modify-write holds its export's WriteOrder; counts it. False,
+  // with nothing written, when it must take Execute's path instead.
+  bool TryWriteNow(const nbd::Request& req, std::span<const uint8_t> payload);
+  // Counts a finished request in the export's statistics; `start`: when its
+  // header was received (the worker's time then).
+  void RecordDone(const nbd::Request& req, ringline::Clock::time_point start);
   // `charge`: the --buffer-memory a write payload cost (empty otherwise);
   // `cost`: the request's BufferCost, returned to the budget by Finish.
   ringline::Task<> Execute(nbd::Request req, ringline::Buffer payload, BudgetCharge charge,
@@ -146,6 +162,7 @@ class Session {
   bool reading_header_ = false;
   bool in_handshake_ = false;
   bool wrote_ = false;
+  bool writes_now_ = false;  // the export's target may take TryWriteNow()
 
   ringline::JoinHandle<void> reader_;
   ringline::JoinHandle<void> watchdog_;               // while in transmission, if --io-timeout

@@ -207,6 +207,8 @@ std::string RenderPrometheus(const std::vector<std::string>& names,
          "Requests the backend failed, by export and the NBD error sent.");
   header("blockserve_requests_unaligned_total", "counter",
          "Requests not aligned to the backend, served by bounce buffer or read-modify-write.");
+  header("blockserve_writes_in_place_total", "counter",
+         "Writes copied to a memory-backed export straight from the receive buffer.");
   for (std::size_t e = 0; e < names.size(); ++e) {
     const std::string ex = EscapeLabelValue(names[e]);
     for (int r = 1; r < nbd::kRefusals; ++r) {
@@ -224,6 +226,9 @@ std::string RenderPrometheus(const std::vector<std::string>& names,
     absl::StrAppend(&out, "blockserve_requests_unaligned_total{export=\"", ex, "\"} ",
                     sum([&](const WorkerStats& w) { return w.per_export[e]->unaligned.Get(); }),
                     "\n");
+    absl::StrAppend(
+        &out, "blockserve_writes_in_place_total{export=\"", ex, "\"} ",
+        sum([&](const WorkerStats& w) { return w.per_export[e]->written_in_place.Get(); }), "\n");
   }
   if (orders.size() == names.size()) {
     header("blockserve_read_modify_writes_total", "counter",

@@ -40,6 +40,8 @@ struct ExportStats {
   // Requests not aligned to the backend, served by bounce buffer or
   // read-modify-write (unaligned_io.h).
   ringline::Counter unaligned;
+  // Writes done straight from the receive buffer (Session::TryWriteNow).
+  ringline::Counter written_in_place;
 };
 
 struct WorkerStats {

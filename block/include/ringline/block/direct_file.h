@@ -113,6 +113,9 @@ class DirectFile final : public TargetBase {
   // (the rest of the inline copies went through pread/pwrite). Worker thread
   // only.
   bool memory_mapped() const { return mapped_ != nullptr; }
+  // Mapped, and no copies are offloaded (TargetOptions::max_offloaded_copies,
+  // which WriteNow would bypass).
+  bool writes_now() const override { return mapped_ != nullptr && !offload_places_; }
   uint64_t memory_mapped_copies() const { return mapped_copies_; }
 
  private:
@@ -131,6 +134,8 @@ class DirectFile final : public TargetBase {
   Task<BlockResult> SubmitFlush() override;
   Task<BlockResult> SubmitDiscard(uint64_t offset, uint64_t length) override;
   Task<BlockResult> SubmitWriteZeroes(uint64_t offset, uint64_t length, bool fua) override;
+  // Through the mapping only, to pages already allocated (MappedFile::TryCopy).
+  bool CopyNow(uint64_t offset, std::span<const uint8_t> data) override;
   // The work of Extents() for a regular file (synchronous lseek calls).
   ExtentResult FileExtents(uint64_t offset, uint64_t length, std::span<Extent> out);
   // Buffered, device-backed files and block devices: fadvise WILLNEED.

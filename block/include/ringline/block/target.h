@@ -224,6 +224,20 @@ class Target {
   // call Write() with the joined Buffer.
   virtual Task<GatherResult> WriteGather(uint64_t offset, Buffer header, Buffer payload,
                                          WriteOptions options = {});
+  // Writes `data` at `offset` at once, on the target's worker thread, where
+  // the target can do that without the kernel: a tmpfs file copied through
+  // its mapping (TargetOptions::map_memory_files), to pages the file already
+  // holds. `data` is read before the call returns and is not kept, so it may
+  // be any memory, such as a connection's receive buffer (blockserve writes a
+  // small payload from there, skipping the copy into a block buffer). True
+  // when the write is done, counted in metrics() like a Write, and as durable
+  // as a FUA write (tmpfs has nothing to write back). False, with nothing
+  // written, when the caller must use Write() instead: the target has no such
+  // path (the default), the request is one Write would refuse (Write says
+  // why), or part of the range is not held yet.
+  virtual bool WriteNow(uint64_t offset, std::span<const uint8_t> data, WriteOptions options = {});
+  // False when WriteNow() never succeeds, so callers need not prepare for it.
+  virtual bool writes_now() const { return false; }
   virtual Task<BlockResult> Flush() = 0;
   virtual Task<BlockResult> Discard(uint64_t offset, uint64_t length) = 0;
   virtual Task<BlockResult> WriteZeroes(uint64_t offset, uint64_t length,

@@ -59,6 +59,8 @@ class TargetBase : public Target {
   // header's size a multiple of memory_alignment.
   Task<GatherResult> WriteGather(uint64_t offset, Buffer header, Buffer payload,
                                  WriteOptions options = {}) final;
+  // Validated like Write (read-only, range), then CopyNow().
+  bool WriteNow(uint64_t offset, std::span<const uint8_t> data, WriteOptions options = {}) final;
   Task<BlockResult> Flush() final;
   Task<BlockResult> Discard(uint64_t offset, uint64_t length) final;
   Task<BlockResult> WriteZeroes(uint64_t offset, uint64_t length, WriteOptions options = {}) final;
@@ -100,6 +102,9 @@ class TargetBase : public Target {
   virtual Task<BlockResult> SubmitFlush() = 0;
   virtual Task<BlockResult> SubmitDiscard(uint64_t offset, uint64_t length) = 0;
   virtual Task<BlockResult> SubmitWriteZeroes(uint64_t offset, uint64_t length, bool fua) = 0;
+  // A validated WriteNow(): true when `data` was written at `offset` without
+  // waiting (the caller records it). The default cannot.
+  virtual bool CopyNow(uint64_t /*offset*/, std::span<const uint8_t> /*data*/) { return false; }
   // Called only when geometry().supports_cache; the default does nothing.
   virtual Task<BlockResult> SubmitCache(uint64_t offset, uint64_t length);
   // A validated gathered write. The default, for targets that take one
