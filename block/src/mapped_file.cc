@@ -22,7 +22,9 @@
 #include "absl/base/call_once.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "ringline/internal/store_fence.h"
 #include "ringline/io_result.h"
+#include "ringline/worker.h"
 
 namespace ringline::block {
 namespace {
@@ -105,7 +107,7 @@ void InstallSigbusHandlerOnce() {
 // store must (read for ownership). Where the file is larger than the last-level
 // cache a random page's lines are never cached, and a 4 KiB copy to one took
 // 581 ns with memcpy against 262 ns this way (BENCHMARKS.md, "Streaming writes
-// to the mapping"). The caller fences (StoreFence) after its last copy.
+// to the mapping"). The caller fences after its last copy (FenceAfterStreaming).
 void StreamCopy(uint8_t* dst, const uint8_t* src, std::size_t n) {
 #if defined(__SSE2__)
   // Cached stores up to the first 16-byte boundary and after the last.
@@ -128,9 +130,15 @@ void StreamCopy(uint8_t* dst, const uint8_t* src, std::size_t n) {
   std::memcpy(dst, src, n);
 }
 
-// Non-temporal stores are weakly ordered: fenced before the copy counts as
-// done (a reply says the data is written; another worker may read it next).
-void StoreFence() {
+// Non-temporal stores are weakly ordered: fenced before anyone can learn that
+// the copy is done (a reply says the data is written; another worker may read
+// it next). On a worker's thread by its ring, before it next enters the kernel
+// (ringline/internal/store_fence.h); elsewhere now.
+void FenceAfterStreaming() {
+  if (Worker::CurrentOrNull() != nullptr) {
+    internal::DeferStoreFence();
+    return;
+  }
 #if defined(__SSE2__)
   _mm_sfence();
 #endif
@@ -155,7 +163,7 @@ void StoreFence() {
     }
     at += pieces[i].iov_len;
   }
-  if (kind == MappedFile::Copy::kStreamingWrite) StoreFence();
+  if (kind == MappedFile::Copy::kStreamingWrite) FenceAfterStreaming();
 }
 
 // Copies between `at` (the mapping) and the pieces; false if the copy raised

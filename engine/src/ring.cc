@@ -89,6 +89,7 @@ void Ring::Stash() {
 }
 
 int Ring::SubmitPending() {
+  internal::FenceStores();
   for (;;) {
     ++submit_calls_;
     int ret = io_uring_submit(&ring_);
@@ -127,6 +128,7 @@ io_uring_sqe* Ring::GetSqeSlow() {
 }
 
 int Ring::SubmitNow() {
+  internal::FenceStores();
   ++submit_calls_;
   const int ret = io_uring_submit_and_get_events(&ring_);
   if (ret > 0) sqes_submitted_ += static_cast<uint64_t>(ret);
@@ -134,6 +136,7 @@ int Ring::SubmitNow() {
 }
 
 int Ring::EnterOnce(unsigned wait_nr, int64_t timeout_ns) {
+  internal::FenceStores();
   ++submit_calls_;
   int ret;
   if (wait_nr == 0) {

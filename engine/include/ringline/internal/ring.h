@@ -23,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "ringline/internal/store_fence.h"
 
 namespace ringline {
 
@@ -100,6 +101,7 @@ class Ring {
   // backpressure retries).
   int SubmitAndWait(unsigned wait_nr, int64_t timeout_ns) {
     if (wait_nr != 0 && timeout_ns < 0) [[likely]] {
+      internal::FenceStores();
       ++submit_calls_;
       const int ret = io_uring_submit_and_wait(&ring_, wait_nr);
       if (ret >= 0) [[likely]] {
