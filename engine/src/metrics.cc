@@ -61,7 +61,7 @@ std::vector<std::pair<std::string, uint64_t>> WorkerMetrics::Counters() const {
       {"stale_cqes", stale_cqes.Get()},           {"tasks_polled", tasks_polled.Get()},
       {"tasks_spawned", tasks_spawned.Get()},     {"timers_armed", timers_armed.Get()},
       {"timers_fired", timers_fired.Get()},       {"messages", messages.Get()},
-      {"backpressure", backpressure.Get()},       {"batch_extensions", batch_extensions.Get()},
+      {"backpressure", backpressure.Get()},
   };
 }
 

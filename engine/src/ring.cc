@@ -27,9 +27,7 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(const RingOptions& o) {
       p.sq_thread_cpu = static_cast<uint32_t>(o.sqpoll_cpu);
     }
   } else {
-    // TASKRUN_FLAG: the kernel marks the SQ ring when it queues task work,
-    // which work_waiting() reads.
-    p.flags |= IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    p.flags |= IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
   }
   if (o.iopoll) p.flags |= IORING_SETUP_IOPOLL;
   int ret = io_uring_queue_init_params(o.sq_entries, &ring->ring_, &p);

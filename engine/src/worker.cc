@@ -155,19 +155,7 @@ void Worker::RunOnce() {
   WaitAndDispatch(true);
 }
 
-bool Worker::ExtendBatch() {
-  if (batch_extensions_ < config_.max_batch_extensions &&
-      batch_completions_ < kBatchCompletionLimit && !stopping_ && ring_->work_waiting()) {
-    ++batch_extensions_;
-    metrics_->batch_extensions.Add();
-    return true;
-  }
-  return false;
-}
-
 void Worker::RunBeforeSubmit() {
-  batch_extensions_ = 0;
-  batch_completions_ = 0;
   // A service that asks again while it runs is called in the next iteration.
   before_submit_running_.swap(before_submit_);
   for (WorkerService* s : before_submit_running_) {
@@ -184,19 +172,14 @@ void Worker::WaitAndDispatch(bool may_block) {
   Ring& ring = *ring_;
   OpSlab& slab = *slab_;
   metrics.loop_iterations.Add();
-  // The batch is extended (Config::max_batch_extensions) when the kernel
-  // already has more work for us; the enter below then must not sleep, since
-  // the end-of-batch work (sends) is still waiting in user space.
-  const bool extend_batch = !before_submit_.empty() && ExtendBatch();
-  if (!before_submit_.empty() && !extend_batch) RunBeforeSubmit();
+  if (!before_submit_.empty()) RunBeforeSubmit();
 
   unsigned wait_nr = 0;
   int64_t timeout_ns = -1;
   // Polled commands complete only when polled: never block in the main ring
   // while any is in flight.
   const bool polling = poll_ring_ && poll_ring_->in_flight() > 0;
-  if (may_block && !extend_batch && !polling && ready_.empty() && deferred_.empty() &&
-      !messages_pending_) {
+  if (may_block && !polling && ready_.empty() && deferred_.empty() && !messages_pending_) {
     wait_nr = 1;
     std::optional<Clock::time_point> wake;
     if (timers_.size() != 0) wake = timers_.NextDeadline();
@@ -242,7 +225,6 @@ void Worker::WaitAndDispatch(bool may_block) {
   };
   const std::size_t reaped = ring.ForEachCompletion(on_completion);
   metrics.cqes.Add(reaped);
-  batch_completions_ += reaped;
   metrics.tasks_polled.Add(reaped - not_resumed);
   if (slab.stale_completions() != stale_before) [[unlikely]] {
     metrics.stale_cqes.Add(slab.stale_completions() - stale_before);

@@ -29,16 +29,6 @@ struct Config {
   uint32_t message_queue_capacity = 4096;
   // Period of the worker tick hook; zero disables it.
   std::chrono::milliseconds tick{0};
-  // A loop iteration ends its batch with the services' end-of-batch work
-  // (WorkerService::BeforeSubmit: e.g. the network layer turns the replies the
-  // tasks queued into one send). When that is due but the kernel already holds
-  // more work for this worker (task work or completions that arrived during
-  // the iteration), the worker first takes that in, without sleeping, so that
-  // one batch covers both and its replies leave in one send, not one each. At
-  // most this many extra iterations per batch, and only while the batch has
-  // reaped fewer than kBatchCompletionLimit (worker.cc) completions, so a busy
-  // worker's replies are never held back; 0 ends every batch at once.
-  uint32_t max_batch_extensions = 4;
   // After a shutdown request, how long tasks may run to wind down (they see the
   // worker's stop token cancelled) before the remaining ones are destroyed. The
   // worker stops earlier as soon as it has no task left. 5 s lets in-flight

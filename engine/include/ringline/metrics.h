@@ -88,7 +88,6 @@ struct WorkerMetrics {
   Counter timers_fired;
   Counter messages;
   Counter backpressure;
-  Counter batch_extensions;  // iterations that took in more work before ending the batch
   Gauge ops_in_flight;
   Histogram op_latency_ns;  // submit-to-completion of awaited operations
 

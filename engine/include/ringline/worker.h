@@ -241,13 +241,7 @@ class Worker {
   // Submits, waits (unless `may_block` is false or work is ready) and
   // dispatches completions, timers, messages and the tick.
   void WaitAndDispatch(bool may_block);
-  void RunBeforeSubmit();  // only when before_submit_ is not empty; ends the batch
-  // Whether this iteration takes in the work the kernel already holds before
-  // the batch ends (Config::max_batch_extensions); counts the extension.
-  bool ExtendBatch();
-  // A batch that has reaped this many completions ends at once: its replies
-  // are not held back for more.
-  static constexpr uint64_t kBatchCompletionLimit = 32;
+  void RunBeforeSubmit();  // only when before_submit_ is not empty
   void ArmEventfd();
   static void OnEventfd(void* owner, OpSlot& slot, int32_t res, uint32_t flags);
   void DrainMessages();
@@ -264,10 +258,6 @@ class Worker {
   std::vector<PromiseBase*> deferred_;         // yielded tasks, scheduled next iteration
   std::vector<WorkerService*> before_submit_;  // services owned by services_
   std::vector<WorkerService*> before_submit_running_;
-  // The current batch (iterations since RunBeforeSubmit last ran): how often
-  // it was extended and how many completions it reaped.
-  uint32_t batch_extensions_ = 0;
-  uint64_t batch_completions_ = 0;
   std::unique_ptr<OpSlab> slab_;
   std::unique_ptr<PollRing> poll_ring_;  // null until a polled target asks for it
   TimerQueue timers_;

@@ -149,14 +149,6 @@ class Ring {
   int ring_fd() const { return ring_.ring_fd; }
   const RingOptions& options() const { return options_; }
   unsigned sq_space() { return io_uring_sq_space_left(&ring_); }
-  // True when the kernel already holds work for this ring's next
-  // io_uring_enter: completions in the CQ, or (DEFER_TASKRUN rings, which set
-  // IORING_SETUP_TASKRUN_FLAG) task work queued since the last enter, such as
-  // a multishot receive whose socket got data. A read of two shared words.
-  bool work_waiting() const {
-    return io_uring_cq_ready(&ring_) != 0 ||
-           (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) != 0;
-  }
 
   // Counters, read by the worker's metrics.
   uint64_t submit_calls() const { return submit_calls_; }

@@ -6,7 +6,7 @@
 // the fence to the worker's ring, which fences right before it next enters
 // the kernel: nothing the kernel does after (a send of the reply that says the
 // data is written) can be seen before the data, and one fence covers every
-// copy of the batch, made while the buffers drain, instead of a wait after
+// copy of the iteration, made while the buffers drain, instead of a wait after
 // each copy. Thread-safety: per thread.
 
 #if defined(__SSE2__)
