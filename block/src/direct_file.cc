@@ -574,8 +574,7 @@ int32_t DirectFile::CopyInline(int fd, bool write, uint64_t offset, std::span<co
   // tmpfs keeps no data for FUA (RWF_DSYNC) to write back: its fsync does
   // nothing, so a FUA write through the mapping is as durable as through
   // pwritev2.
-  if (mapped_ != nullptr && mapped_->TryCopy(write, offset, pieces)) {
-    ++mapped_copies_;
+  if (CopyThroughMapping(write, offset, pieces)) {
     uint32_t total = 0;
     for (const iovec& piece : pieces) total += static_cast<uint32_t>(piece.iov_len);
     return static_cast<int32_t>(total);
@@ -596,13 +595,17 @@ int32_t DirectFile::CopyInline(int fd, bool write, uint64_t offset, std::span<co
   return static_cast<int32_t>(n);
 }
 
-bool DirectFile::CopyNow(uint64_t offset, std::span<const uint8_t> data) {
-  if (!writes_now()) return false;
-  // TryCopy reads the pieces only; iovec's base is not const.
-  const iovec piece{const_cast<uint8_t*>(data.data()), data.size()};
-  if (!mapped_->TryCopy(true, offset, {&piece, 1})) return false;
+bool DirectFile::CopyThroughMapping(bool write, uint64_t offset, std::span<const iovec> pieces) {
+  if (mapped_ == nullptr || !mapped_->TryCopy(write, offset, pieces)) return false;
   ++mapped_copies_;
   return true;
+}
+
+bool DirectFile::CopyNow(uint64_t offset, std::span<const uint8_t> data) {
+  if (!writes_now()) return false;
+  // A write only reads the pieces; iovec's base is not const.
+  const iovec piece{const_cast<uint8_t*>(data.data()), data.size()};
+  return CopyThroughMapping(true, offset, {&piece, 1});
 }
 
 void DirectFile::NoteWritten(uint64_t offset, int32_t res) {

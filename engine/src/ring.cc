@@ -40,7 +40,8 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(const RingOptions& o) {
   // enters it (SINGLE_ISSUER: the worker's): io_uring_enter then finds the
   // ring without looking up and reference-counting its file on every call
   // (IORING_ENTER_REGISTERED_RING, which liburing adds). Linux 5.18; without
-  // it, plain descriptor lookups as before.
+  // it, plain descriptor lookups as before. io_uring_queue_exit (~Ring, on the
+  // same thread: workers are created and destroyed on theirs) unregisters it.
   if (!o.sqpoll) (void)io_uring_register_ring_fd(&ring->ring_);
 
   // The fixed-file table counts against RLIMIT_NOFILE: raise the soft limit

@@ -224,9 +224,9 @@ def fio_mixed_sizes_with_trims_verifies_on_both_workers(ctx):
               "the verify-only pass read %d bytes, want %d" % (verified, FIO_JOBS * FIO_REGION))
         # 4: 4 KiB random writes over the now allocated pages, verified. Each
         # payload comes with its header, so the server copies it to the file
-        # straight from the receive buffer (Target::WriteNow); the mixed sizes
-        # above, with payloads up to 128k, mostly keep the connection paced,
-        # each payload read into a block buffer instead.
+        # straight from the receive buffer (Target::WriteNow). The mixed sizes
+        # above took that path for none of their writes when checked: payloads
+        # up to 128k keep the connection paced, each read into a block buffer.
         before = in_place_writes(srv, "f")
         run_fio(ctx, srv, "small", ["--rw=randwrite", "--bs=4k", "--iodepth=16",
                                     "--io_size=%d" % (4 * MiB), "--do_verify=1"])

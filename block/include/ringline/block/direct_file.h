@@ -136,6 +136,9 @@ class DirectFile final : public TargetBase {
   Task<BlockResult> SubmitWriteZeroes(uint64_t offset, uint64_t length, bool fua) override;
   // Through the mapping only, to pages already allocated (MappedFile::TryCopy).
   bool CopyNow(uint64_t offset, std::span<const uint8_t> data) override;
+  // The copy through the mapping that CopyInline and CopyNow share: false
+  // (nothing counted) without a mapping or when TryCopy declines.
+  bool CopyThroughMapping(bool write, uint64_t offset, std::span<const iovec> pieces);
   // The work of Extents() for a regular file (synchronous lseek calls).
   ExtentResult FileExtents(uint64_t offset, uint64_t length, std::span<Extent> out);
   // Buffered, device-backed files and block devices: fadvise WILLNEED.
