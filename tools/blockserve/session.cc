@@ -328,7 +328,7 @@ Task<> Session::ReadLoop() {
       const auto start = ctx_.worker.now();
       ClientWait wait(*this);
       OkReplyBytes b;
-      co_await conn_.send(EncodeOkReply(req.cookie, b));
+      co_await conn_.send(EncodeOkReply(req, b));
       RecordDone(req, start);
       continue;
     }
@@ -411,15 +411,15 @@ void Session::Finish(uint32_t slot, uint64_t cost) {
   slot_freed_.NotifyOne();
 }
 
-std::span<const uint8_t> Session::EncodeOkReply(uint64_t cookie, OkReplyBytes& b) const {
-  if (!structured_) {
+std::span<const uint8_t> Session::EncodeOkReply(const nbd::Request& req, OkReplyBytes& b) const {
+  if (!structured_ || req.type != nbd::kCmdRead) {
     std::span<uint8_t, nbd::kSimpleReplySize> out(b.data(), nbd::kSimpleReplySize);
-    nbd::EncodeSimpleReply(cookie, nbd::NbdError::kOk, out);
+    nbd::EncodeSimpleReply(req.cookie, nbd::NbdError::kOk, out);
     return out;
   }
   std::span<uint8_t, nbd::kStructuredChunkHeaderSize> out(b.data(),
                                                           nbd::kStructuredChunkHeaderSize);
-  nbd::EncodeNoneChunk(cookie, out);
+  nbd::EncodeNoneChunk(req.cookie, out);
   return out;
 }
 
@@ -427,7 +427,7 @@ Task<> Session::Reply(const nbd::Request& req, nbd::NbdError error, const char* 
   ClientWait wait(*this);
   if (error == nbd::NbdError::kOk) {
     OkReplyBytes b;
-    co_await conn_.send(EncodeOkReply(req.cookie, b));
+    co_await conn_.send(EncodeOkReply(req, b));
   } else if (!structured_) {
     nbd::SimpleReplyBytes b;
     nbd::EncodeSimpleReply(req.cookie, error, b);
@@ -591,7 +591,7 @@ Task<> Session::Execute(nbd::Request req, Buffer payload, BudgetCharge charge, u
     // than through Reply's coroutine: one frame less per request.
     ClientWait wait(*this);
     OkReplyBytes b;
-    co_await conn_.send(EncodeOkReply(req.cookie, b));
+    co_await conn_.send(EncodeOkReply(req, b));
   }
   RecordDone(req, start);
   st.in_flight.Dec();

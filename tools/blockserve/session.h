@@ -116,11 +116,17 @@ class Session {
   void RecordRefusal(const nbd::Request& req, const nbd::RequestCheck& check);
   void RecordFailure(const nbd::Request& req, nbd::NbdError error, const std::string& reason);
   ringline::Task<> Reply(const nbd::Request& req, nbd::NbdError error, const char* message);
-  // The success reply without data (simple reply or NBD_REPLY_TYPE_NONE chunk,
-  // as negotiated), encoded into `b`; the span points into `b`.
+  // The success reply without data to `req`, encoded into `b`; the span
+  // points into `b`. A simple reply (16 bytes), which the protocol allows for
+  // every command but READ even with structured replies; a zero-length READ
+  // under structured replies gets an NBD_REPLY_TYPE_NONE chunk. Why not the
+  // chunk for all: libnbd reads a reply as a simple one first and takes the
+  // chunk's last 4 bytes with a second recv(), one system call more per
+  // request in every libnbd client (fio's nbd engine, nbdcopy): BENCHMARKS.md,
+  // "Simple replies to writes".
   using OkReplyBytes =
       std::array<uint8_t, std::max(nbd::kSimpleReplySize, nbd::kStructuredChunkHeaderSize)>;
-  std::span<const uint8_t> EncodeOkReply(uint64_t cookie, OkReplyBytes& b) const;
+  std::span<const uint8_t> EncodeOkReply(const nbd::Request& req, OkReplyBytes& b) const;
   ringline::Task<bool> Discard(uint32_t length);
   // A request buffer (request_memory.h); `charge` holds what it cost the
   // server's --buffer-memory and must live as long as the buffer.

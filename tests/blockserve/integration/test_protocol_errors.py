@@ -16,8 +16,9 @@ from bshelper import (  # noqa: E402
     CMD_DISC, CMD_FLUSH, CMD_READ, CMD_TRIM, CMD_WRITE, CMD_WRITE_ZEROES, MiB, NBD_EINVAL,
     NBD_ENOSPC, NBD_EPERM, OPT_ABORT, OPT_EXPORT_NAME, OPT_INFO, OPT_LIST,
     OPT_STRUCTURED_REPLY, REP_ACK, REP_ERR_UNKNOWN, REP_ERR_UNSUP, REP_SERVER, RawNbd,
-    Runner, Server, TFLAG_READ_ONLY, check, err_name, import_nbd, log, make_sparse,
-    nbd_errno, nbd_handle, pattern, rep_name, recv_exact)
+    Runner, Server, SIMPLE_REPLY_MAGIC, STRUCTURED_REPLY_MAGIC, TFLAG_READ_ONLY, check,
+    err_name, import_nbd, log, make_sparse, nbd_errno, nbd_handle, pattern, rep_name,
+    recv_exact)
 
 R = Runner(__doc__, budget=300)
 
@@ -226,6 +227,65 @@ def raw_list_and_structured_reply(ctx):
     replies = c.option(OPT_STRUCTURED_REPLY)
     check(replies[-1].type == REP_ACK, "STRUCTURED_REPLY answered %s"
           % rep_name(replies[-1].type))
+    c.close()
+
+
+@R.case
+def raw_reply_kinds_with_structured_replies(ctx):
+    # With structured replies negotiated, a successful command without data
+    # gets a 16-byte simple reply (the protocol allows it for every command but
+    # READ, and libnbd then takes a reply with one recv() instead of two); a
+    # READ, even of zero bytes, and an error get structured chunks.
+    c = RawNbd(ctx.srv.port)
+    check(c.option(OPT_STRUCTURED_REPLY)[-1].type == REP_ACK, "STRUCTURED_REPLY refused")
+    c.go_ok("rw")
+
+    def reply_header(cookie):
+        magic = struct.unpack(">I", recv_exact(c.sock, 4))[0]
+        if magic == SIMPLE_REPLY_MAGIC:
+            err, got = struct.unpack(">IQ", recv_exact(c.sock, 12))
+            check(got == cookie, "simple reply for cookie %d to cookie %d" % (got, cookie))
+            return "simple", err, 0, 0
+        check(magic == STRUCTURED_REPLY_MAGIC, "bad reply magic 0x%x" % magic)
+        flags, rtype, got, length = struct.unpack(">HHQI", recv_exact(c.sock, 16))
+        check(got == cookie, "chunk for cookie %d to cookie %d" % (got, cookie))
+        check(flags & 1, "a single-chunk reply without NBD_REPLY_FLAG_DONE")
+        return "chunk", rtype, length, recv_exact(c.sock, length) if length else b""
+
+    data = pattern(5, 8192)
+    no_data = [
+        ("4k write", CMD_WRITE, 64 * 1024, data[:4096], 0),
+        ("8k FUA write", CMD_WRITE, 128 * 1024, data, 1),
+        ("flush", CMD_FLUSH, 0, b"", 0),
+        ("trim", CMD_TRIM, 256 * 1024, b"", 0),
+        ("write zeroes", CMD_WRITE_ZEROES, 512 * 1024, b"", 0),
+        ("zero-length write", CMD_WRITE, 0, b"", 0),
+    ]
+    for cookie, (what, cmd, offset, payload, flags) in enumerate(no_data, start=10):
+        length = len(payload) if cmd == CMD_WRITE else (0 if cmd == CMD_FLUSH else 4096)
+        c.send_request(cmd, offset, length, cookie, flags, payload)
+        kind, err, _, _ = reply_header(cookie)
+        check(kind == "simple", "%s answered with a structured chunk" % what)
+        check(err == 0, "%s failed: %s" % (what, err_name(err)))
+    # A zero-length READ: never a simple reply, an NBD_REPLY_TYPE_NONE chunk.
+    c.send_request(CMD_READ, 0, 0, cookie=30)
+    kind, rtype, length, _ = reply_header(30)
+    check(kind == "chunk" and rtype == 0 and length == 0,
+          "zero-length read: %s type %d length %d" % (kind, rtype, length))
+    # A READ: an OFFSET_DATA chunk with the bytes written above.
+    c.send_request(CMD_READ, 128 * 1024, 8192, cookie=31)
+    kind, rtype, length, body = reply_header(31)
+    check(kind == "chunk" and rtype == 1 and length == 8 + 8192,
+          "read: %s type %d length %d" % (kind, rtype, length))
+    check(body[8:] == data, "read-back of the FUA write differs")
+    # An error (a flush with a length): an error chunk, and the stream in sync.
+    c.send_request(CMD_FLUSH, 0, 4096, cookie=32)
+    kind, rtype, length, body = reply_header(32)
+    check(kind == "chunk" and rtype & 0x8000 and
+          struct.unpack(">I", body[:4])[0] == NBD_EINVAL,
+          "bad flush: %s type 0x%x" % (kind, rtype))
+    c.send_request(CMD_WRITE, 0, 4096, cookie=33, payload=data[4096:])
+    check(reply_header(33)[:2] == ("simple", 0), "write after the error chunk")
     c.close()
 
 
