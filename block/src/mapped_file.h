@@ -56,6 +56,8 @@ struct iovec;
 
 namespace ringline::block {
 
+class PageBits;  // which pages are known allocated (mapped_file.cc)
+
 class MappedFile {
  public:
   // The process's mapping of the tmpfs file open at `fd` (`size` bytes,
@@ -86,27 +88,20 @@ class MappedFile {
 
  private:
   MappedFile(uint8_t* base, uint64_t size, uint64_t pages, bool writable,
-             std::shared_ptr<uint64_t[]> known);
+             std::shared_ptr<PageBits> known);
   // Walks the data extents of `fd` (SEEK_DATA/SEEK_HOLE): populates this
   // mapping's page tables for them and, if `set_bits`, sets their bits;
   // -errno where the walk fails.
   int ScanExtents(int fd, bool set_bits);
-  bool AllKnown(uint64_t first_page, uint64_t last_page) const;
-  // Sets (or clears) the bits of pages first..last.
-  void SetBits(uint64_t first_page, uint64_t last_page, bool known);
 
   uint8_t* base_;  // the mapping, size_ bytes rounded up to pages; munmap'ed by the destructor
   uint64_t size_;
   uint64_t pages_;
   bool writable_;       // PROT_WRITE: populated for writing (else for reading)
   bool stream_writes_;  // larger than the last-level cache: writes stream (Copy)
-  // One bit per page: 1 = known allocated. pages_ bits, rounded up to words,
-  // in anonymous memory that takes pages only where bits are set (NewBits),
-  // read and written only through std::atomic_ref. Shared with every other
-  // mapping of the same file and size in the process (a read-only and a
-  // read-write target on one file): a page one of them forgets is forgotten
-  // by all.
-  std::shared_ptr<uint64_t[]> known_;
+  // Which pages are known allocated (PageBits, mapped_file.cc), shared with
+  // every other mapping of the same file and size in the process.
+  std::shared_ptr<PageBits> known_;
 };
 
 }  // namespace ringline::block

@@ -1503,6 +1503,61 @@ TEST(MappedTmpfsTest, WriteNowCopiesOnlyToHeldPages) {
   unlink(path.c_str());
 }
 
+// A file whose every page is allocated is served without reading its
+// allocation bits (their count of clear bits is zero); a discard makes the
+// count nonzero at once, so a write to the freed page is not copied through
+// the mapping (which would allocate it again behind the discard's back,
+// or fault on a full file system), and a write that allocates the page again
+// brings the fast answer back.
+TEST(MappedTmpfsTest, FullyAllocatedFileForgetsADiscardedPage) {
+  auto w = Worker::Create(Config{});
+  ASSERT_TRUE(w.ok()) << w.status();
+  const std::string path = ShmPath("full");
+  static constexpr uint32_t kFile = 1 << 20;
+  static constexpr uint32_t kBlock = 4096;
+  {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644));
+    ASSERT_TRUE(fd) << strerror(errno);
+  }
+  PwritePattern(path, 0, kFile, 3);
+  auto t = DirectFile::Open(**w, path, {});
+  ASSERT_TRUE(t.ok()) << t.status();
+  auto unmapped = DirectFile::Open(**w, path, {.map_memory_files = false});
+  ASSERT_TRUE(unmapped.ok()) << unmapped.status();
+  std::vector<uint8_t> payload(kBlock, 0x5a);
+  EXPECT_TRUE((*t)->WriteNow(0, payload));
+  (*w)->BlockOn([](DirectFile* t) -> Task<> {
+    EXPECT_EQ((co_await t->Discard(4 * kBlock, kBlock)).res, 0);
+  }(t->get()));
+  EXPECT_EQ(AllocatedBytes(path), kFile - kBlock);
+  EXPECT_FALSE((*t)->WriteNow(4 * kBlock, payload)) << "wrote a discarded page through the mapping";
+  EXPECT_EQ(AllocatedBytes(path), kFile - kBlock) << "the discarded page was allocated again";
+  EXPECT_TRUE((*t)->WriteNow(8 * kBlock, payload)) << "a page still allocated";
+  // A Write (pwrite) allocates the page again and says so; then the mapping
+  // takes it.
+  (*w)->BlockOn([](DirectFile* t) -> Task<> {
+    Buffer b = Buffer::Allocate(kBlock);
+    Fill(b, kBlock, 7);
+    BlockResult r = co_await t->Write(4 * kBlock, std::move(b));
+    EXPECT_EQ(r.res, int32_t(kBlock)) << r.status;
+  }(t->get()));
+  const uint64_t copies = (*t)->memory_mapped_copies();
+  EXPECT_TRUE((*t)->WriteNow(4 * kBlock, payload));
+  EXPECT_EQ((*t)->memory_mapped_copies(), copies + 1);
+  EXPECT_EQ(AllocatedBytes(path), kFile);
+  (*w)->BlockOn([](DirectFile* t) -> Task<> {
+    for (const uint64_t page : {0, 4, 8}) {
+      BlockResult r = co_await t->Read(page * kBlock, kBlock, Buffer::Allocate(kBlock));
+      EXPECT_EQ(r.res, int32_t(kBlock)) << r.status;
+      EXPECT_EQ(r.buffer.data()[0], 0x5a) << "page " << page;
+      EXPECT_EQ(r.buffer.data()[kBlock - 1], 0x5a) << "page " << page;
+    }
+  }(unmapped->get()));
+  (*t).reset();
+  (*unmapped).reset();
+  unlink(path.c_str());
+}
+
 // A read-only and a read-write target on the same file (blockserve serves
 // one file as two exports that way) each have a mapping; a discard through
 // the read-write one must keep the read-only one's reads off the freed pages
