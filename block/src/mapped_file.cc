@@ -238,10 +238,10 @@ class PageBits {
   PageBits& operator=(const PageBits&) = delete;
 
   // Every page of first..last is known allocated. Where every page of the
-  // file is (a preallocated image: the common case for a tmpfs export), the
-  // count answers without reading a word: the words of a large file are
-  // rarely in the cache when a random request asks, and that one load was
-  // ~95 ns of a 4 KiB write (BENCHMARKS.md, session 11).
+  // file is (a preallocated image), the count answers without reading a
+  // word: the words of a large file are rarely in the cache when a random
+  // request asks, and that one load was ~95 ns of a 4 KiB write
+  // (BENCHMARKS.md, session 11).
   bool AllSet(uint64_t first_page, uint64_t last_page) const {
     if (clear_.load(std::memory_order_relaxed) == 0) return true;
     for (uint64_t w = first_page / 64; w <= last_page / 64; ++w) {
