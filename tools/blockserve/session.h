@@ -123,7 +123,7 @@ class Session {
   // chunk for all: libnbd reads a reply as a simple one first and takes the
   // chunk's last 4 bytes with a second recv(), one system call more per
   // request in every libnbd client (fio's nbd engine, nbdcopy): BENCHMARKS.md,
-  // "Simple replies to writes".
+  // session 11, "Simple replies to writes".
   using OkReplyBytes =
       std::array<uint8_t, std::max(nbd::kSimpleReplySize, nbd::kStructuredChunkHeaderSize)>;
   std::span<const uint8_t> EncodeOkReply(const nbd::Request& req, OkReplyBytes& b) const;
