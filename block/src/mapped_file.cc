@@ -296,7 +296,7 @@ class PageBits {
 
   uint64_t* const words_;  // (pages_ + 63) / 64 words; munmap'ed by the destructor
   const std::size_t bytes_;
-  const uint64_t pages_;
+  [[maybe_unused]] const uint64_t pages_;  // read by the asserts only
   // Pages whose bit is clear. Read by every copy, written only when a page
   // becomes known or forgotten (a write to a hole, a discard): its own line.
   alignas(64) std::atomic<uint64_t> clear_;
