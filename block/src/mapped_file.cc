@@ -221,17 +221,23 @@ Registry& Mappings() {
 class PageBits {
  public:
   // Null if mmap fails. The words are zero (no page known) in anonymous
-  // memory that the kernel backs with its zero page until a word is written:
-  // a thin file's bits cost memory only where it has data (one 4 KiB page of
-  // bits per 128 MiB of file), not 32 MiB per TiB of its size. They are used
-  // through std::atomic_ref (a std::atomic array would have to be
-  // constructed, which writes every page).
+  // memory that takes a page only when first touched, so a thin file's bits
+  // cost memory only where it has data (one 4 KiB block of words per 128 MiB
+  // of file), not 32 MiB per TiB of its size. A block no set has reached is
+  // never read either (`written_`): some kernels give a read of untouched
+  // anonymous memory a page of its own rather than the shared zero page
+  // (the benchmark VM's 6.18 kernel does). The words are used through std::atomic_ref
+  // (a std::atomic array would have to be constructed, which writes every
+  // page).
   static std::shared_ptr<PageBits> Create(uint64_t pages) {
-    const std::size_t bytes = (pages + 63) / 64 * sizeof(uint64_t);
+    const uint64_t words = (pages + 63) / 64;
+    const std::size_t bytes = words * sizeof(uint64_t);
     void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) return nullptr;
-    return std::shared_ptr<PageBits>(new PageBits(static_cast<uint64_t*>(p), bytes, pages));
+    const uint64_t blocks = (words + kWordsPerBlock - 1) / kWordsPerBlock;
+    return std::shared_ptr<PageBits>(
+        new PageBits(static_cast<uint64_t*>(p), bytes, pages, (blocks + 63) / 64));
   }
   ~PageBits() { ::munmap(words_, bytes_); }
   PageBits(const PageBits&) = delete;
@@ -245,6 +251,7 @@ class PageBits {
   bool AllSet(uint64_t first_page, uint64_t last_page) const {
     if (clear_.load(std::memory_order_relaxed) == 0) return true;
     for (uint64_t w = first_page / 64; w <= last_page / 64; ++w) {
+      if (!Written(w)) return false;
       const uint64_t mask = WordMask(w, first_page, last_page);
       if ((std::atomic_ref(words_[w]).load(std::memory_order_relaxed) & mask) != mask) return false;
     }
@@ -259,10 +266,17 @@ class PageBits {
   void Set(uint64_t first_page, uint64_t last_page, bool known) {
     assert(first_page <= last_page && last_page < pages_);
     for (uint64_t w = first_page / 64; w <= last_page / 64; ++w) {
+      // A block never written is all clear: a clear skips it, and a discard
+      // of a thin file's whole size (mkfs does one) touches no page of it.
+      if (known) {
+        MarkWritten(w);
+      } else if (!Written(w)) {
+        w = (w / kWordsPerBlock + 1) * kWordsPerBlock - 1;
+        continue;
+      }
       const uint64_t mask = WordMask(w, first_page, last_page);
-      // Words that already say so are only read: a word never written stays
-      // on the zero page, which a discard of a thin file's whole size (mkfs
-      // does one) would otherwise fill with pages of zeroes.
+      // Words that already say so are only read: a written page of words
+      // costs nothing more.
       std::atomic_ref<uint64_t> word(words_[w]);
       const uint64_t now = word.load(std::memory_order_relaxed) & mask;
       if (known && now != mask) {
@@ -277,8 +291,29 @@ class PageBits {
   }
 
  private:
-  PageBits(uint64_t* words, std::size_t bytes, uint64_t pages)
-      : words_(words), bytes_(bytes), pages_(pages), clear_(pages) {}
+  // 4 KiB of words, 32,768 pages of the file: the unit `written_` tracks.
+  static constexpr uint64_t kWordsPerBlock = 512;
+
+  PageBits(uint64_t* words, std::size_t bytes, uint64_t pages, std::size_t written_words)
+      : words_(words),
+        bytes_(bytes),
+        pages_(pages),
+        written_(new std::atomic<uint64_t>[written_words]()),
+        clear_(pages) {}
+
+  // Whether a set has reached the block of word `w` (a block's bit is set
+  // before any of its words, and never cleared).
+  bool Written(uint64_t w) const {
+    const uint64_t block = w / kWordsPerBlock;
+    return (written_[block / 64].load(std::memory_order_relaxed) >> (block % 64)) & 1;
+  }
+  void MarkWritten(uint64_t w) {
+    const uint64_t block = w / kWordsPerBlock;
+    const uint64_t bit = uint64_t{1} << (block % 64);
+    std::atomic<uint64_t>& word = written_[block / 64];
+    if (!(word.load(std::memory_order_relaxed) & bit))
+      word.fetch_or(bit, std::memory_order_relaxed);
+  }
 
   void Uncount(int pages) {
     [[maybe_unused]] const uint64_t before =
@@ -297,6 +332,8 @@ class PageBits {
   uint64_t* const words_;  // (pages_ + 63) / 64 words; munmap'ed by the destructor
   const std::size_t bytes_;
   [[maybe_unused]] const uint64_t pages_;  // read by the asserts only
+  // One bit per kWordsPerBlock words, set by the first set in that block.
+  const std::unique_ptr<std::atomic<uint64_t>[]> written_;
   // Pages whose bit is clear. Read by every copy, written only when a page
   // becomes known or forgotten (a write to a hole, a discard): its own line.
   alignas(64) std::atomic<uint64_t> clear_;
