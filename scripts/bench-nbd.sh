@@ -87,7 +87,7 @@ log() { echo "bench-nbd: $*" >&2; }
 # --- peers and tools ---------------------------------------------------------
 need_pkgs=()
 for pair in nbdkit:nbdkit qemu-nbd:qemu-utils nbd-server:nbd-server fio:fio jq:jq \
-            ss:iproute2 taskset:util-linux cmake:cmake ninja:ninja-build; do
+            nbdinfo:libnbd-bin ss:iproute2 taskset:util-linux cmake:cmake ninja:ninja-build; do
   command -v "${pair%%:*}" >/dev/null || need_pkgs+=("${pair#*:}")
 done
 [[ -x $PY ]] || need_pkgs+=(python3)
@@ -218,7 +218,10 @@ EOF
     fi
     local lp
     lp=$(listening_pid "$port")
-    if [[ -n $lp ]]; then
+    # Ready when it serves a handshake: a server may listen before its
+    # export is open (blockserve opens and maps it on its worker), and its
+    # CPU is counted from here.
+    if [[ -n $lp ]] && timeout 5 nbdinfo --size "nbd://127.0.0.1:$port/$EXPORT" >/dev/null 2>&1; then
       [[ -z $pid ]] && SRV_PID=$lp  # nbd-server: the daemon
       return 0
     fi

@@ -78,7 +78,8 @@ class MappedFile {
   bool TryCopy(bool write, uint64_t offset, std::span<const iovec> pieces);
   // How TryCopy copies: a write to a file larger than the last-level cache
   // uses non-temporal stores (its pages are not in the cache to begin with).
-  enum class Copy : uint8_t { kRead, kWrite, kStreamingWrite };
+  // kTouch copies nothing: it reads one byte of each page (ScanExtents).
+  enum class Copy : uint8_t { kRead, kWrite, kStreamingWrite, kTouch };
 
   // The pages of [offset, offset + length) are allocated (a pwrite to them
   // succeeded).

@@ -1716,8 +1716,9 @@ std::vector<uint64_t> MappingResidentBytes(const std::string& path) {
 }
 
 // Opening a target maps the allocated pages into its mapping's page tables at
-// once (the first copy to a page takes no fault), and only those: the holes
-// stay unallocated. A read-only target's mapping is populated the same way.
+// once (the first copy to a page takes no fault) and reads each, and only
+// those: the holes stay unallocated (a read of a hole through the mapping
+// would allocate it). A read-only target's mapping is populated the same way.
 TEST(MappedTmpfsTest, MappingIsPopulatedForDataOnly) {
   auto w = Worker::Create(Config{});
   ASSERT_TRUE(w.ok()) << w.status();
