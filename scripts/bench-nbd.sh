@@ -167,7 +167,7 @@ listening_pid() { # PORT -> pid of the process listening there (empty if none)
   ss -ltnpH "sport = :$1" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1
 }
 
-# start_server NAME FILE PORT: sets SRV_PID, SRV_NAME, SRV_LOG; dies if it does not listen.
+# start_server NAME FILE PORT: sets SRV_PID, SRV_NAME, SRV_LOG; dies if it does not serve a handshake.
 start_server() {
   local name=$1 file=$2 port=$3 i pid=
   SRV_NAME=$name
@@ -228,7 +228,7 @@ EOF
     sleep 0.1
   done
   tail -20 "$SRV_LOG" >&2
-  die "$name did not listen on 127.0.0.1:$port within 15 s (log: $SRV_LOG)"
+  die "$name did not serve an NBD handshake on 127.0.0.1:$port within 150 tries (log: $SRV_LOG)"
 }
 
 # CPU ticks of PID: utime+stime+cutime+cstime, plus utime+stime of live children.

@@ -431,10 +431,10 @@ int MappedFile::ScanExtents(int fd, bool set_bits) {
     // Then one read of each page. Under a hypervisor that shadows the guest's
     // page tables (as this project's benchmark VM does), the populated entries
     // reach the hardware only at a page's first access from user space, which
-    // traps to the hypervisor: 5.4 us per random 4 KiB copy into a fresh
+    // traps to the hypervisor: 4.1-6.3 us per random 4 KiB copy into a fresh
     // 1 GiB mapping against 0.48 us after this walk, which took 1.46 s there
-    // (BENCHMARKS.md, "First touch of the mapping"). Elsewhere the walk costs
-    // a read per page. Guarded: a file that shrank under it stops it.
+    // (BENCHMARKS.md, session 12). Elsewhere the walk costs a read per page.
+    // Guarded: a file that shrank under it stops it.
     if (populate) {
       const uint64_t first = static_cast<uint64_t>(data) / kPage * kPage;
       const uint64_t length = static_cast<uint64_t>(stop) - first;
