@@ -230,10 +230,10 @@ class PageBits {
   // cost memory only where it has data (one 4 KiB block of words per 128 MiB
   // of file), not 32 MiB per TiB of its size. A block no set has reached is
   // never read either (`written_`): some kernels give a read of untouched
-  // anonymous memory a page of its own rather than the shared zero page
-  // (the benchmark VM's 6.18 kernel does). The words are used through std::atomic_ref
-  // (a std::atomic array would have to be constructed, which writes every
-  // page).
+  // anonymous memory a page of its own rather than the shared zero page (the
+  // benchmark VM's 6.18 kernel does). The words are used through
+  // std::atomic_ref (a std::atomic array would have to be constructed, which
+  // writes every page).
   static std::shared_ptr<PageBits> Create(uint64_t pages) {
     const uint64_t words = (pages + 63) / 64;
     const std::size_t bytes = words * sizeof(uint64_t);
