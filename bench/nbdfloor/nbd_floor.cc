@@ -170,7 +170,8 @@ class MappedExport {
     void* base =
         ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd.get(), 0);
     if (base == MAP_FAILED) return absl::ErrnoToStatus(errno, path + ": mmap");
-    for (uint64_t off = 0; off < size; off += 4096) {
+    const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    for (uint64_t off = 0; off < size; off += page) {
       (void)*(static_cast<volatile const uint8_t*>(base) + off);
     }
     return MappedExport(std::move(fd), static_cast<uint8_t*>(base), size);

@@ -91,8 +91,8 @@ class MappedFile {
   MappedFile(uint8_t* base, uint64_t size, uint64_t pages, bool writable,
              std::shared_ptr<PageBits> known);
   // Walks the data extents of `fd` (SEEK_DATA/SEEK_HOLE): populates this
-  // mapping's page tables for them and, if `set_bits`, sets their bits;
-  // -errno where the walk fails.
+  // mapping's page tables for them, reads one byte of each of their pages
+  // and, if `set_bits`, sets their bits; -errno where the walk fails.
   int ScanExtents(int fd, bool set_bits);
 
   uint8_t* base_;  // the mapping, size_ bytes rounded up to pages; munmap'ed by the destructor
