@@ -77,6 +77,14 @@ absl::Status Config::Validate() const {
     return Bad("message_queue_capacity", absl::StrCat(message_queue_capacity),
                "allowed range is [1, 1048576]");
   }
+  if (wait_batch_max < 1 || wait_batch_max > 256) {
+    return Bad("wait_batch_max", absl::StrCat(wait_batch_max),
+               "allowed range is [1, 256] (1 turns completion batching off)");
+  }
+  if (wait_batch_window.count() < 1 || wait_batch_window.count() > 10000) {
+    return Bad("wait_batch_window", absl::StrCat(wait_batch_window.count(), "us"),
+               "allowed range is [1us, 10000us]");
+  }
   if (tick.count() < 0) {
     return Bad("tick", absl::StrCat(tick.count(), "ms"),
                "must not be negative (0 disables the tick)");

@@ -56,17 +56,24 @@ uint64_t Histogram::Snapshot::Quantile(double q) const {
 
 std::vector<std::pair<std::string, uint64_t>> WorkerMetrics::Counters() const {
   return {
-      {"loop_iterations", loop_iterations.Get()}, {"submit_calls", submit_calls.Get()},
-      {"sqes_submitted", sqes_submitted.Get()},   {"cqes", cqes.Get()},
-      {"stale_cqes", stale_cqes.Get()},           {"tasks_polled", tasks_polled.Get()},
-      {"tasks_spawned", tasks_spawned.Get()},     {"timers_armed", timers_armed.Get()},
-      {"timers_fired", timers_fired.Get()},       {"messages", messages.Get()},
+      {"loop_iterations", loop_iterations.Get()},
+      {"submit_calls", submit_calls.Get()},
+      {"sqes_submitted", sqes_submitted.Get()},
+      {"cqes", cqes.Get()},
+      {"stale_cqes", stale_cqes.Get()},
+      {"tasks_polled", tasks_polled.Get()},
+      {"tasks_spawned", tasks_spawned.Get()},
+      {"timers_armed", timers_armed.Get()},
+      {"timers_fired", timers_fired.Get()},
+      {"messages", messages.Get()},
       {"backpressure", backpressure.Get()},
+      {"wait_batches", wait_batches.Get()},
+      {"wait_batches_unfilled", wait_batches_unfilled.Get()},
   };
 }
 
 std::vector<std::pair<std::string, uint64_t>> WorkerMetrics::Gauges() const {
-  return {{"ops_in_flight", ops_in_flight.Get()}};
+  return {{"ops_in_flight", ops_in_flight.Get()}, {"workers_batching", workers_batching.Get()}};
 }
 
 uint64_t MetricsSnapshot::Total(const std::string& name) const {

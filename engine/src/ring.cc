@@ -140,6 +140,11 @@ int Ring::SubmitNow() {
   return ret;
 }
 
+unsigned Ring::SubmitWithoutWait() {
+  if (io_uring_sq_ready(&ring_) != 0) SubmitPending();
+  return io_uring_cq_ready(&ring_);
+}
+
 int Ring::EnterOnce(unsigned wait_nr, int64_t timeout_ns) {
   internal::FenceStores();
   ++submit_calls_;

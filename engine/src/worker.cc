@@ -29,6 +29,7 @@ Worker::Worker(const Config& config, uint32_t index, WorkerMetrics* metrics)
       index_(index),
       owned_metrics_(metrics ? nullptr : std::make_unique<WorkerMetrics>()),
       metrics_(metrics ? metrics : owned_metrics_.get()),
+      wait_batching_(config.wait_batch_max),
       messages_(config.message_queue_capacity) {}
 
 absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(const Config& config, uint32_t index,
@@ -192,6 +193,21 @@ void Worker::WaitAndDispatch(bool may_block) {
       if (timeout_ns == 0) wait_nr = 0;
     }
   }
+  // A batched wait (internal/wait_batching.h) asks for target() completions
+  // beyond those the submit itself posts (sends that complete inline), within
+  // the window or the earlier deadline.
+  bool batched = false;
+  bool whole_window = true;
+  unsigned ready_before = 0;
+  if (wait_nr == 1 && wait_batching_.target() > 1 && !stopping_ && !ring.has_stash()) {
+    const int64_t window_ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(config_.wait_batch_window).count();
+    whole_window = timeout_ns < 0 || timeout_ns >= window_ns;
+    if (whole_window) timeout_ns = window_ns;
+    ready_before = ring.SubmitWithoutWait();
+    wait_nr = ready_before + wait_batching_.target();
+    batched = true;
+  }
   ring.SubmitAndWait(wait_nr, timeout_ns);
   // Every io_uring_enter of the ring, the loop's and those made meanwhile (a
   // full SQ, Ring::SubmitNow for block::TargetOptions::submit_batch).
@@ -207,6 +223,11 @@ void Worker::WaitAndDispatch(bool may_block) {
   // Counted on the rarer path (a completion that resumes no task), so that
   // the common one carries no counter of its own.
   uint64_t not_resumed = 0;
+  // Bytes the completions moved (a receive's, a send's, a read's or write's
+  // result), the unit of work batching measures: completions are not one,
+  // since batched replies leave in fewer sends and requests arrive in fewer
+  // receives.
+  uint64_t bytes = 0;
   const uint64_t stale_before = slab.stale_completions();
   // Inlined into both of ForEachCompletion's loops (CQ and stash), so the
   // per-completion path has no call and keeps its state in registers.
@@ -216,6 +237,7 @@ void Worker::WaitAndDispatch(bool may_block) {
     // its next suspension and returns here (one level deep: a task cannot
     // re-enter this loop). Its CQE is already consumed, so it may submit
     // freely (Ring::ForEachCompletion).
+    bytes += static_cast<uint32_t>(std::max(c.res, 0));
     if (PromiseBase* p =
             slab.DispatchTakingWaiter(c.user_data, c.res, c.flags, c.big[0], c.big[1])) {
       p->self().resume();
@@ -225,6 +247,26 @@ void Worker::WaitAndDispatch(bool may_block) {
   };
   const std::size_t reaped = ring.ForEachCompletion(on_completion);
   metrics.cqes.Add(reaped);
+  {
+    const uint32_t arrived =
+        static_cast<uint32_t>(reaped > ready_before ? reaped - ready_before : 0);
+    if (batched) {
+      metrics.wait_batches.Add();
+      if (arrived < wait_batching_.target()) metrics.wait_batches_unfilled.Add();
+    }
+    wait_batching_.AfterWait(
+        batched, static_cast<uint32_t>(reaped), bytes, arrived, whole_window,
+        [&] {
+          return std::chrono::duration_cast<std::chrono::nanoseconds>(now().time_since_epoch())
+              .count();
+        },
+        [] {
+          timespec ts{};
+          clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+          return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+        });
+    metrics.workers_batching.Set(wait_batching_.batching() ? 1 : 0);
+  }
   metrics.tasks_polled.Add(reaped - not_resumed);
   if (slab.stale_completions() != stale_before) [[unlikely]] {
     metrics.stale_cqes.Add(slab.stale_completions() - stale_before);

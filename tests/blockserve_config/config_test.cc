@@ -380,6 +380,31 @@ TEST(FairnessConfigTest, BadValuesNameTheKeyAndTheRange) {
   EXPECT_NE(out.find("--io-timeout"), std::string::npos) << out;
 }
 
+// ---- --batch-window-us: completion batching ------------------------------------
+
+TEST(BatchWindowConfigTest, DefaultTomlFlagAndBadValues) {
+  ServerConfig c;
+  EXPECT_EQ(c.batch_window_us, 50u);
+  std::string p = WriteTemp("batch_window_us = 0\n");
+  ASSERT_TRUE(LoadConfigFile(p, &c).ok());
+  EXPECT_EQ(c.batch_window_us, 0u) << "0 turns batching off";
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+  std::remove(p.c_str());
+  p = WriteTemp("batch_window_us = 20000\n");
+  EXPECT_NE(
+      LoadConfigFile(p, &c).message().find("'batch_window_us' must be an integer in [0, 10000]"),
+      std::string::npos);
+  std::remove(p.c_str());
+  c = ServerConfig{};
+  c.batch_window_us = 10001;
+  EXPECT_NE(c.Validate().message().find("batch_window_us: 10001 us is out of range"),
+            std::string::npos)
+      << c.Validate();
+  std::string out;
+  EXPECT_EQ(RunBlockserve("--batch-window-us 20000", &out), 2);
+  EXPECT_NE(out.find("--batch-window-us"), std::string::npos) << out;
+}
+
 // ---- --cpus: the CPUs the workers may run on -----------------------------------
 
 TEST(CpusConfigTest, FlagAndTomlTakeACpuList) {

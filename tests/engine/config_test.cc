@@ -37,6 +37,16 @@ TEST(ConfigTest, BadValuesNameFieldValueAndRange) {
             "config.tick = -5ms is invalid: must not be negative (0 disables the tick)");
 
   c = Config{};
+  c.wait_batch_max = 0;
+  EXPECT_EQ(ErrorOf(c),
+            "config.wait_batch_max = 0 is invalid: allowed range is [1, 256] (1 turns completion "
+            "batching off)");
+  c = Config{};
+  c.wait_batch_window = std::chrono::microseconds(0);
+  EXPECT_EQ(ErrorOf(c),
+            "config.wait_batch_window = 0us is invalid: allowed range is [1us, 10000us]");
+
+  c = Config{};
   c.message_queue_capacity = 0;
   EXPECT_EQ(ErrorOf(c),
             "config.message_queue_capacity = 0 is invalid: allowed range is [1, 1048576]");

@@ -64,13 +64,17 @@ TEST(MetricsTest, GaugesAreListedApartFromCounters) {
   a.ops_in_flight.Set(3);
   b.ops_in_flight.Set(4);
   a.cqes.Add(2);
-  for (const auto& [name, v] : a.Counters()) EXPECT_NE(name, "ops_in_flight");
-  ASSERT_EQ(a.Gauges().size(), 1u);
+  for (const auto& [name, v] : a.Counters()) {
+    EXPECT_NE(name, "ops_in_flight");
+    EXPECT_NE(name, "workers_batching");
+  }
+  ASSERT_EQ(a.Gauges().size(), 2u);
   EXPECT_EQ(a.Gauges()[0].first, "ops_in_flight");
+  EXPECT_EQ(a.Gauges()[1].first, "workers_batching");
   auto s = SnapshotOf({&a, &b});
   EXPECT_EQ(s.Total("ops_in_flight"), 7u);
   EXPECT_EQ(s.Total("cqes"), 2u);
-  ASSERT_EQ(s.gauges.size(), 1u);
+  ASSERT_EQ(s.gauges.size(), 2u);
   EXPECT_EQ(s.gauges[0].second, 7u);
   for (const auto& [name, v] : s.totals) EXPECT_NE(name, "ops_in_flight");
 }

@@ -93,6 +93,12 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
                  "seconds a write payload may stop arriving, or replies stop being read, before "
                  "the connection is closed; 0: no limit (default 30)")
       ->check(CLI::Range(0, 3600));
+  std::optional<uint32_t> batch_window_us;
+  app.add_option("--batch-window-us", batch_window_us,
+                 "microseconds a worker may hold completions to answer in batches while clients "
+                 "keep many requests in flight; tried and kept only while batches fill in time; "
+                 "0: off (default 50)")
+      ->check(CLI::Range(0, 10000));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -164,6 +170,7 @@ CliOutcome ParseCommandLine(int argc, char** argv) {
   if (!tls_psk.empty()) c.tls_psk = tls_psk;
   if (max_in_flight) c.max_in_flight = *max_in_flight;
   if (io_timeout) c.io_timeout_s = *io_timeout;
+  if (batch_window_us) c.batch_window_us = *batch_window_us;
   for (auto [flag, text, field] :
        {std::tuple{"--max-in-flight-bytes", &max_in_flight_bytes, &c.max_in_flight_bytes},
         std::tuple{"--buffer-memory", &buffer_memory, &c.buffer_memory}}) {

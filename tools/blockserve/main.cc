@@ -435,6 +435,11 @@ int main(int argc, char** argv) {
   rc.workers = shared.config.workers;
   rc.cpus = ChooseWorkerCpus(shared.config);
   rc.shutdown_grace = std::chrono::milliseconds(shared.config.shutdown_grace_ms);
+  if (shared.config.batch_window_us == 0) {
+    rc.wait_batch_max = 1;
+  } else {
+    rc.wait_batch_window = std::chrono::microseconds(shared.config.batch_window_us);
+  }
   auto rt = ringline::Runtime::Start(
       rc, [&shared](ringline::Worker& w) -> ringline::Task<> { return WorkerMain(w, shared); });
   if (!rt.ok()) {

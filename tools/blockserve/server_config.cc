@@ -350,7 +350,7 @@ absl::Status ServerConfig::ValidateService() const {
 absl::Status ServerConfig::ValidateFairness() const {
   if (max_in_flight < 1 || max_in_flight > kMaxInFlightLimit) {
     return FieldError("max_in_flight", absl::StrCat(max_in_flight, " is out of range: use 1..",
-                                                    kMaxInFlightLimit, " (default 128)"));
+                                                    kMaxInFlightLimit, " (default 256)"));
   }
   if (max_in_flight_bytes < (64u << 10) || max_in_flight_bytes > (uint64_t{4} << 30)) {
     return FieldError(
@@ -365,6 +365,10 @@ absl::Status ServerConfig::ValidateFairness() const {
   if (io_timeout_s > 3600) {
     return FieldError("io_timeout",
                       absl::StrCat(io_timeout_s, " s is out of range: use 0 (none)..3600"));
+  }
+  if (batch_window_us > 10000) {
+    return FieldError("batch_window_us",
+                      absl::StrCat(batch_window_us, " us is out of range: use 0 (off)..10000"));
   }
   return absl::OkStatus();
 }
@@ -386,7 +390,9 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
       // issue 12
       "max_request",
       // fairness
-      "max_in_flight", "max_in_flight_bytes", "buffer_memory", "io_timeout"};
+      "max_in_flight", "max_in_flight_bytes", "buffer_memory", "io_timeout",
+      // waiting
+      "batch_window_us"};
   for (const auto& [k, v] : t) {
     if (!kTop.count(std::string(k.str()))) {
       return absl::InvalidArgumentError(
@@ -503,6 +509,8 @@ absl::Status LoadConfigFile(const std::string& path, ServerConfig* c) {
            .ok())
     return st;
   if (!(st = get_uint(t["io_timeout"], "io_timeout", 3600, &c->io_timeout_s)).ok()) return st;
+  if (!(st = get_uint(t["batch_window_us"], "batch_window_us", 10000, &c->batch_window_us)).ok())
+    return st;
   if (auto n = t["default_size"]) {
     if (auto s = n.value<std::string>()) {
       auto v = ParseSize(*s);

@@ -68,6 +68,12 @@ struct ServerConfig {
   // buffers of this size (allocated, resident only once used).
   uint32_t max_request = 64u << 20;
   uint32_t shutdown_grace_ms = 10000;
+  // Microseconds a worker may hold completions to wake once per batch while
+  // clients keep many requests in flight (--batch-window-us, TOML
+  // batch_window_us, 0..10000; 0 turns batching off). Only tried, and kept
+  // while batches fill in time, so a client that waits for each reply never
+  // waits for the window (ringline::Config::wait_batch_window).
+  uint32_t batch_window_us = 50;
   // --cache: when set, the cache mode of every export (the flag wins over
   // each export's own `cache`).
   std::optional<ringline::block::CacheMode> cache;

@@ -29,6 +29,16 @@ struct Config {
   uint32_t message_queue_capacity = 4096;
   // Period of the worker tick hook; zero disables it.
   std::chrono::milliseconds tick{0};
+  // Completion batching (internal/wait_batching.h): while a worker's wake-ups
+  // keep finding completions arriving (clients with many requests in flight),
+  // its waits ask the kernel for up to `wait_batch_max` completions at once,
+  // for at most `wait_batch_window` each, and so wake it (and the clients it
+  // answers in a batch) once per batch. It is tried and kept only while
+  // batches fill before their window closes; a client that waits for each
+  // reply never sees the window. 1 turns it off: every completion wakes the
+  // worker at once.
+  uint32_t wait_batch_max = 16;
+  std::chrono::microseconds wait_batch_window{50};
   // After a shutdown request, how long tasks may run to wind down (they see the
   // worker's stop token cancelled) before the remaining ones are destroyed. The
   // worker stops earlier as soon as it has no task left. 5 s lets in-flight

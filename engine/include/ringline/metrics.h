@@ -88,7 +88,10 @@ struct WorkerMetrics {
   Counter timers_fired;
   Counter messages;
   Counter backpressure;
+  Counter wait_batches;           // waits that asked for a batch (Config::wait_batch_max)
+  Counter wait_batches_unfilled;  // of those, the ones a window or deadline ended
   Gauge ops_in_flight;
+  Gauge workers_batching;   // 1 while the worker's waits ask for batches (summed: how many do)
   Histogram op_latency_ns;  // submit-to-completion of awaited operations
 
   // Name/value pairs of every Counter (only grows), in a stable order.

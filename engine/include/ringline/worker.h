@@ -32,6 +32,7 @@
 #include "ringline/internal/op_slab.h"
 #include "ringline/internal/promise_base.h"
 #include "ringline/internal/ring.h"
+#include "ringline/internal/wait_batching.h"
 #include "ringline/message_queue.h"
 #include "ringline/metrics.h"
 #include "ringline/task.h"
@@ -261,7 +262,8 @@ class Worker {
   std::unique_ptr<OpSlab> slab_;
   std::unique_ptr<PollRing> poll_ring_;  // null until a polled target asks for it
   TimerQueue timers_;
-  void ReadClock() const;  // now_ = Clock::now(), now_read_ = true
+  internal::WaitBatching wait_batching_;  // driven only by WaitAndDispatch
+  void ReadClock() const;                 // now_ = Clock::now(), now_read_ = true
   // now(): the time of this iteration, valid while now_read_ (cleared at every
   // wake-up). Mutable: now() is a const read of "the time now".
   mutable Clock::time_point now_;

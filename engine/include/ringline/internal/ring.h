@@ -124,6 +124,13 @@ class Ring {
   // (docs/io_uring-rules.md R7).
   int SubmitNow();
 
+  // Submits the queued SQEs without waiting (handling backpressure) and
+  // returns how many completions the CQ holds now, those the submit posted
+  // included: a wait that must see `n` new completions asks for this plus n.
+  unsigned SubmitWithoutWait();
+  // Completions copied out under backpressure, not yet dispatched.
+  bool has_stash() const { return !stash_.empty(); }
+
   // Calls `on_completion(const Completion&)` for every completion ready now:
   // first those stashed under backpressure, then the CQ's in order. Each CQE
   // is consumed (the CQ head moved past it) before its callback runs, so a
