@@ -3,7 +3,8 @@
 // part of the API and may change without notice.
 //
 // WaitBatching: whether a worker's blocking wait asks the kernel for one
-// completion or for a batch (docs/architecture.md, "Waiting"). A wait that
+// completion or for a batch (docs/architecture.md, "Waiting for
+// completions"). A wait that
 // asks for one wakes the worker for each arrival. When clients keep many
 // requests in flight, asking for `max_batch` completions, for at most a window
 // of time, wakes the worker once per batch, and the clients too, since their
@@ -67,6 +68,7 @@ class WaitBatching {
   void AfterWait(bool batched, uint32_t reaped, uint64_t bytes, uint32_t arrived, bool whole_window,
                  NowNs&& now_ns, CpuNs&& cpu_ns) {
     if (state_ == State::kDisabled) return;
+    assert(!batched || batching());
     if (batched && whole_window) {
       quiet_windows_ = arrived <= 1 ? quiet_windows_ + 1 : 0;
       if (quiet_windows_ == kQuietWindows) {
@@ -100,21 +102,21 @@ class WaitBatching {
         }
         break;
       case State::kProbingBatching:
-        if (BatchingWins(/*batching=*/m, /*plain=*/parked_)) {
+        if (BatchingWins(/*batching=*/m, /*plain=*/baseline_)) {
           park_epochs_ = kFirstParkEpochs;
-          Switch(State::kBatching, m);
+          Switch(State::kBatching, {});
         } else {
           LengthenPark();
-          Switch(State::kPlain, parked_);
+          Switch(State::kPlain, {});
         }
         break;
       case State::kProbingPlain:
-        if (BatchingWins(/*batching=*/parked_, /*plain=*/m)) {
+        if (BatchingWins(/*batching=*/baseline_, /*plain=*/m)) {
           LengthenPark();
-          Switch(State::kBatching, parked_);
+          Switch(State::kBatching, {});
         } else {
           park_epochs_ = kFirstParkEpochs;
-          Switch(State::kPlain, m);
+          Switch(State::kPlain, {});
         }
         break;
       case State::kDisabled:
@@ -137,12 +139,12 @@ class WaitBatching {
     return batching.rate >= plain.rate * (1 - kSignificant) &&
            batching.efficiency > plain.efficiency * (1 + kSignificant);
   }
-  // Enters `next`, remembering `parked` (the measure of the mode parked in,
-  // or of the mode a probe left) and restarting the epoch.
-  void Switch(State next, const Measure& parked) {
+  // Enters `next` and restarts the epoch; a probe keeps `baseline`, the
+  // measure of the mode it left.
+  void Switch(State next, const Measure& baseline) {
     assert(next != State::kDisabled);
     state_ = next;
-    parked_ = parked;
+    baseline_ = baseline;
     park_epochs_left_ = park_epochs_;
     quiet_windows_ = 0;
     epoch_start_ = {};
@@ -153,7 +155,7 @@ class WaitBatching {
 
   State state_;
   const uint32_t max_batch_;
-  Measure parked_;  // the parked mode's measure, or the probed-from mode's
+  Measure baseline_;  // kProbing*: the measure of the mode the probe left
   uint32_t park_epochs_ = kFirstParkEpochs;
   uint32_t park_epochs_left_ = kFirstParkEpochs;  // kPlain, kBatching: epochs until the probe
   uint32_t quiet_windows_ = 0;  // whole windows in a row that brought at most one completion
