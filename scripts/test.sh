@@ -15,10 +15,7 @@ echo "== gcc build (RelWithDebInfo, -Werror) =="
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGLINE_WERROR=ON \
   -DCMAKE_C_COMPILER=gcc -DCMAKE_CXX_COMPILER=g++ >/dev/null
 cmake --build build -j "$jobs"
-# Two tests at a time on a 2-CPU machine: most are bound by waiting, not by a
-# CPU. Those that need the whole machine (the QEMU guests, the installed-package
-# builds) and the timing-sensitive ones are RUN_SERIAL in their CMakeLists.
-ctest --test-dir build --output-on-failure --timeout 900 -j "$jobs"
+ctest --test-dir build --output-on-failure --timeout 900
 
 if ((quick)); then exit 0; fi
 
@@ -30,4 +27,4 @@ cmake --build build-asan -j "$jobs"
 # The QEMU guest run is not repeated under the sanitizers: it exercises the same code
 # in the gcc build, and ASan's shadow memory does not fit the guest.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir build-asan --output-on-failure --timeout 900 -LE 'nvme|bench' -j "$jobs"
+  ctest --test-dir build-asan --output-on-failure --timeout 900 -LE 'nvme|bench'
